@@ -1,0 +1,54 @@
+-- Merge one staged page into the version history, set-based.
+-- A new version is written only when the entry is new, its content changed, or it comes back after
+-- a deletion; re-reading an unchanged entry writes nothing. amount_minor is hours x rate rounded once,
+-- half away from zero (= half-up for these non-negative amounts), to the currency's minor unit.
+-- Params: source, sync_run_id. Returns one row per version written.
+WITH incoming AS (
+    SELECT DISTINCT ON (s.source_id) s.*,
+           md5(concat_ws('|', s.client_key, s.project_key, s.task_key, s.user_key, s.spent_date,
+                         s.hours, s.rounded_hours, s.billable, s.approved, s.billed_in_source,
+                         s.source_invoice_ref, s.is_locked, s.is_running, s.billable_rate, s.currency,
+                         s.notes, s.source_created_at, s.source_updated_at)) AS content_hash
+    FROM stage_time_entries s
+    ORDER BY s.source_id, s.source_updated_at DESC
+),
+changed AS (
+    SELECT i.*, h.version AS prev_version, h.deleted_at AS prev_deleted_at
+    FROM incoming i
+    LEFT JOIN closeout_data.time_entry_heads h
+           ON h.source = %(source)s AND h.source_id = i.source_id
+    WHERE h.source_id IS NULL OR h.content_hash <> i.content_hash OR h.deleted_at IS NOT NULL
+),
+written AS (
+    INSERT INTO closeout_data.time_entry_versions (
+        source, source_id, version, sync_run_id, change, content_hash,
+        client_key, project_key, task_key, user_key,
+        client_source_id, project_source_id, task_source_id, user_source_id,
+        spent_date, hours, rounded_hours, billable_hours, billable, approved, billed_in_source,
+        source_invoice_ref, is_locked, is_running, billable_rate, currency, amount_minor, notes,
+        source_created_at, source_updated_at, deleted_at)
+    SELECT %(source)s, c.source_id, coalesce(c.prev_version, 0) + 1, %(sync_run_id)s,
+           CASE WHEN c.prev_version IS NULL THEN 'created'
+                WHEN c.prev_deleted_at IS NOT NULL THEN 'restored'
+                ELSE 'updated' END,
+           c.content_hash,
+           c.client_key, c.project_key, c.task_key, c.user_key,
+           c.client_source_id, c.project_source_id, c.task_source_id, c.user_source_id,
+           c.spent_date, c.hours, c.rounded_hours,
+           CASE WHEN c.billable THEN c.rounded_hours ELSE 0 END,
+           c.billable, c.approved, c.billed_in_source, c.source_invoice_ref, c.is_locked, c.is_running,
+           c.billable_rate, c.currency,
+           CASE WHEN NOT c.billable THEN 0
+                WHEN c.billable_rate IS NULL THEN NULL
+                ELSE round(c.rounded_hours * c.billable_rate * (10::numeric ^ cur.exponent))::bigint END,
+           c.notes, c.source_created_at, c.source_updated_at, NULL
+    FROM changed c
+    JOIN closeout_data.currencies cur ON cur.code = c.currency
+    RETURNING source, source_id, version, content_hash, spent_date
+)
+INSERT INTO closeout_data.time_entry_heads AS h (source, source_id, version, content_hash, spent_date, deleted_at)
+SELECT w.source, w.source_id, w.version, w.content_hash, w.spent_date, NULL FROM written w
+ON CONFLICT (source, source_id) DO UPDATE
+    SET version = EXCLUDED.version, content_hash = EXCLUDED.content_hash,
+        spent_date = EXCLUDED.spent_date, deleted_at = NULL
+RETURNING h.source_id

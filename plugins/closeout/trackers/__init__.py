@@ -1,0 +1,1 @@
+"""Capture: one sub-package per time tracker, sharing the versioned entry store and run bookkeeping."""

@@ -1,0 +1,271 @@
+"""HarvestHook: everything about talking to Harvest API v2, and nothing else.
+
+Auth headers on every call (Bearer token, ``Harvest-Account-Id``, a ``User-Agent`` naming us), paging
+by following ``links.next`` verbatim, ``Retry-After`` on 429, backoff on 5xx and dropped
+connections, and client-side pacing to the documented 100 requests per 15 s so a steady-state sync
+does not hit the limit at all. Bodies are parsed with ``Decimal`` for every JSON number with a
+fraction: hours and rates never pass through a float.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import requests
+from airflow.sdk import BaseHook
+
+from closeout.trackers.http import (
+    CallLog,
+    CallRecord,
+    Pacer,
+    RetryPolicy,
+    TrackerAPIError,
+    redact_url,
+    retry_after_seconds,
+    server_time,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_USER_AGENT = "closeout time-to-cash (finance-platform@example.com)"
+MAX_PER_PAGE = 2000
+MAX_CONSECUTIVE_MALFORMED_PAGES = 3
+
+
+@dataclass
+class Page:
+    """One page of a listing. ``items`` is None when the body could not be read (``error`` says why)."""
+
+    url: str
+    number: int
+    items: list[Any] | None
+    next_url: str | None
+    total_entries: int | None
+    raw: bytes
+    error: str | None = None
+    server_time: datetime | None = None
+
+
+class HarvestHook(BaseHook):
+    """Owns the Harvest protocol for one ``harvest_default``-style connection.
+
+    Connection: host = API base URL (``https://api.harvestapp.com``), password = token,
+    extra ``account_id`` (required), optional ``user_agent``, ``max_requests``/``per_seconds``
+    (pacing, default 100/15; 0 turns pacing off), ``per_page`` (default 2000).
+    """
+
+    conn_name_attr = "harvest_conn_id"
+    default_conn_name = "harvest_default"
+    conn_type = "http"
+    hook_name = "Harvest"
+
+    def __init__(self, harvest_conn_id: str = default_conn_name, *, policy: RetryPolicy | None = None) -> None:
+        super().__init__()
+        self.harvest_conn_id = harvest_conn_id
+        self.policy = policy or RetryPolicy()
+        self.calls = CallLog()
+        self._session: requests.Session | None = None
+        self._base_url = ""
+        self.per_page = MAX_PER_PAGE
+        self._pacer = Pacer(100, 15.0)
+
+    # -- connection --------------------------------------------------------------------------
+    def get_conn(self) -> requests.Session:
+        if self._session is not None:
+            return self._session
+        from closeout.connections import get_connection
+
+        conn = get_connection(self.harvest_conn_id)
+        account_id = str(conn.extra.get("account_id") or conn.login or "").strip()
+        if not account_id:
+            raise TrackerAPIError(f"connection {self.harvest_conn_id!r}: extra 'account_id' is required")
+        if not conn.password:
+            raise TrackerAPIError(f"connection {self.harvest_conn_id!r}: password (the API token) is required")
+        self._base_url = conn.base_url()
+        self.per_page = max(1, min(MAX_PER_PAGE, int(conn.extra.get("per_page", MAX_PER_PAGE))))
+        self._pacer = Pacer(int(conn.extra.get("max_requests", 100)), float(conn.extra.get("per_seconds", 15)))
+        session = requests.Session()
+        session.headers.update(
+            {
+                "Authorization": f"Bearer {conn.password}",
+                "Harvest-Account-Id": account_id,
+                "User-Agent": str(conn.extra.get("user_agent") or DEFAULT_USER_AGENT),
+                "Accept": "application/json",
+            }
+        )
+        self._session = session
+        return session
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    def url(self, path: str, params: dict[str, Any] | None = None) -> str:
+        self.get_conn()
+        query = urlencode({k: v for k, v in (params or {}).items() if v is not None})
+        return f"{self._base_url}/v2/{path.lstrip('/')}" + (f"?{query}" if query else "")
+
+    # -- requests ----------------------------------------------------------------------------
+    def _request(self, url: str) -> requests.Response:
+        """GET with pacing and retries. Returns any 2xx or 404; raises TrackerAPIError otherwise."""
+        session = self.get_conn()
+        failures = 0
+        rate_limited_for = 0.0
+        while True:
+            self._pacer.wait_turn()
+            started = time.monotonic()
+            at = datetime.now(UTC)
+            try:
+                response = session.get(url, timeout=self.policy.timeout)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                self._record(url, None, "connection_error", started, at)
+                failures += 1
+                if failures >= self.policy.max_attempts:
+                    raise TrackerAPIError(
+                        f"GET {redact_url(url)}: {type(exc).__name__} after {failures} attempts", url=url
+                    ) from exc
+                delay = self.policy.backoff(failures)
+                log.warning(
+                    "Harvest GET %s: %s; retry %d in %.1fs", redact_url(url), type(exc).__name__, failures, delay
+                )
+                time.sleep(delay)
+                continue
+            status = response.status_code
+            if status == 429:
+                wait = retry_after_seconds(response.headers.get("Retry-After"))
+                self._record(url, status, "rate_limited", started, at)
+                rate_limited_for += wait
+                if rate_limited_for > self.policy.max_rate_limit_wait:
+                    raise TrackerAPIError(
+                        f"GET {redact_url(url)}: rate limited for {rate_limited_for:.0f}s in total", status=429, url=url
+                    )
+                log.info("Harvest rate limit: waiting %.1fs (Retry-After)", wait)
+                self._pacer.penalise(wait)
+                time.sleep(wait)
+                continue
+            if status >= 500:
+                self._record(url, status, "server_error", started, at)
+                failures += 1
+                if failures >= self.policy.max_attempts:
+                    raise TrackerAPIError(
+                        f"GET {redact_url(url)}: HTTP {status} after {failures} attempts", status=status, url=url
+                    )
+                delay = self.policy.backoff(failures)
+                log.warning("Harvest GET %s: HTTP %d; retry %d in %.1fs", redact_url(url), status, failures, delay)
+                time.sleep(delay)
+                continue
+            if status == 404 or 200 <= status < 300:
+                self._record(url, status, "ok", started, at)
+                return response
+            self._record(url, status, "client_error", started, at)
+            raise TrackerAPIError(
+                f"GET {redact_url(url)}: HTTP {status}: {_error_text(response)}", status=status, url=url
+            )
+
+    def _record(
+        self, url: str, status: int | None, outcome: str, started: float, at: datetime, records: int | None = None
+    ) -> None:
+        self.calls.add(
+            CallRecord("GET", redact_url(url), status, outcome, int((time.monotonic() - started) * 1000), at, records)
+        )
+
+    # -- listings ----------------------------------------------------------------------------
+    def iter_pages(
+        self, resource: str, params: dict[str, Any] | None = None, *, start_url: str | None = None
+    ) -> Iterator[Page]:
+        """Pages of one listing, fetched lazily: the next request goes out only after the caller
+        has handled (and committed) the previous page, which is what makes resume exact."""
+        url: str | None = start_url or self.url(resource, {"per_page": self.per_page, **(params or {})})
+        consecutive_malformed = 0
+        while url:
+            page = self._fetch_page(url, resource)
+            if page.error:
+                consecutive_malformed += 1
+                if consecutive_malformed >= MAX_CONSECUTIVE_MALFORMED_PAGES:
+                    page.next_url = None  # stop: the run is recorded partial and re-read next time
+            else:
+                consecutive_malformed = 0
+            yield page
+            url = page.next_url
+
+    def _fetch_page(self, url: str, resource: str) -> Page:
+        number = _page_number(url)
+        error = ""
+        response: requests.Response | None = None
+        for _attempt in range(self.policy.malformed_attempts):
+            response = self._request(url)
+            if response.status_code == 404:
+                raise TrackerAPIError(f"GET {redact_url(url)}: listing not found (404)", status=404, url=url)
+            try:
+                body = json.loads(response.content, parse_float=Decimal)
+                items = body[resource]
+                if not isinstance(items, list):
+                    raise TypeError(f"'{resource}' is not a list")
+                links = body.get("links") or {}
+                next_url = links.get("next") if isinstance(links, dict) else None
+                if next_url is not None and not isinstance(next_url, str):
+                    raise TypeError("links.next is not a string")
+            except (ValueError, KeyError, TypeError) as exc:
+                error = f"malformed page: {type(exc).__name__}: {exc}"[:500]
+                self.calls.records[-1].outcome = "malformed"
+                log.warning("Harvest GET %s: %s", redact_url(url), error)
+                continue
+            self.calls.records[-1].records = len(items)
+            return Page(
+                url,
+                number,
+                items,
+                next_url,
+                body.get("total_entries"),
+                response.content,
+                server_time=server_time(response),
+            )
+        assert response is not None
+        return Page(
+            url,
+            number,
+            None,
+            _with_page(url, number + 1),
+            None,
+            response.content,
+            error=error,
+            server_time=server_time(response),
+        )
+
+    def get_time_entry(self, entry_id: int | str) -> dict[str, Any] | None:
+        response = self._request(self.url(f"time_entries/{entry_id}"))
+        if response.status_code == 404:
+            return None
+        return json.loads(response.content, parse_float=Decimal)
+
+
+def _page_number(url: str) -> int:
+    for key, value in parse_qsl(urlsplit(url).query):
+        if key == "page" and value.isdigit():
+            return int(value)
+    return 1
+
+
+def _with_page(url: str, number: int) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "page"] + [("page", str(number))]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def _error_text(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        return str(body.get("error_description") or body.get("message") or body.get("error") or body)[:200]
+    return str(body)[:200]

@@ -1,0 +1,115 @@
+"""The versioned entry store: stage a page with COPY, merge it with set-based SQL, quarantine the rest.
+
+One page is one transaction together with the sync checkpoint (see ``runs.save_progress``): a crash
+loses at most the page in flight, and a retry re-reads exactly that page.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import psycopg
+
+from closeout.paths import load_sql
+from closeout.trackers.records import ENTRY_COLUMNS, EntryRow, Problem
+
+Normalizer = Callable[[Iterable[Any], frozenset[str]], tuple[list[EntryRow], list[Problem], list[str]]]
+
+_COPY_STAGE = f"COPY stage_time_entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN"
+
+
+@dataclass
+class PageResult:
+    records: int = 0
+    versions: int = 0
+    quarantined: int = 0
+    max_updated_at: str | None = None
+
+
+def prepare_session(conn: psycopg.Connection) -> None:
+    """Create this session's staging table (temporary: no WAL, private to the connection)."""
+    with conn.transaction():
+        conn.execute(load_sql("sync/stage_time_entries.sql"))
+
+
+def known_currencies(conn: psycopg.Connection) -> frozenset[str]:
+    return frozenset(code for (code,) in conn.execute("SELECT code FROM closeout_data.currencies"))
+
+
+def apply_entries(
+    conn: psycopg.Connection,
+    *,
+    source: str,
+    sync_run_id: int,
+    items: Sequence[Any],
+    currencies: frozenset[str],
+    normalize: Normalizer,
+    url: str,
+    track_seen: bool = False,
+) -> PageResult:
+    """Stage, merge and quarantine one page inside the caller's transaction."""
+    rows, problems, seen = normalize(items, currencies)
+    result = PageResult(records=len(items), quarantined=len(problems))
+    if rows:
+        with conn.cursor().copy(_COPY_STAGE) as copy:
+            for row in rows:
+                copy.write_row(row)
+        result.versions = len(
+            conn.execute(
+                load_sql("sync/merge_time_entries.sql"), {"source": source, "sync_run_id": sync_run_id}
+            ).fetchall()
+        )
+        conn.execute(load_sql("sync/resolve_quarantine.sql"), {"source": source, "entity": "time_entry"})
+        conn.execute("TRUNCATE stage_time_entries")
+        result.max_updated_at = max(row.source_updated_at for row in rows).isoformat()
+    if problems:
+        quarantine(conn, source=source, sync_run_id=sync_run_id, problems=problems, url=url)
+    if track_seen and seen:
+        conn.execute(load_sql("sync/record_sweep_seen.sql"), {"sync_run_id": sync_run_id, "ids": seen})
+    return result
+
+
+def quarantine(
+    conn: psycopg.Connection, *, source: str, sync_run_id: int, problems: Sequence[Problem], url: str | None
+) -> None:
+    params = []
+    for problem in problems:
+        raw = problem.raw if isinstance(problem.raw, str) else json.dumps(problem.raw, default=str, sort_keys=True)
+        params.append(
+            {
+                "source": source,
+                "entity": problem.entity,
+                "source_id": problem.source_id,
+                "field": problem.field,
+                "reason": problem.reason,
+                "raw": raw,
+                "raw_hash": hashlib.sha256(raw.encode()).hexdigest(),
+                "url": url,
+                "sync_run_id": sync_run_id,
+            }
+        )
+    with conn.cursor() as cur:
+        cur.executemany(load_sql("sync/quarantine_record.sql"), params)
+
+
+def mark_vanished(conn: psycopg.Connection, *, source: str, sync_run_id: int, window_from: date) -> list[str]:
+    rows = conn.execute(
+        load_sql("sync/mark_vanished.sql"), {"source": source, "sync_run_id": sync_run_id, "window_from": window_from}
+    ).fetchall()
+    conn.execute("DELETE FROM closeout_data.sweep_seen WHERE sync_run_id = %s", (sync_run_id,))
+    return [source_id for (source_id,) in rows]
+
+
+def upsert_entities(
+    conn: psycopg.Connection, *, source: str, kind: str, sync_run_id: int, rows: Sequence[dict[str, Any]]
+) -> None:
+    if rows:
+        conn.execute(
+            load_sql("sync/upsert_entities.sql"),
+            {"source": source, "kind": kind, "sync_run_id": sync_run_id, "rows": json.dumps(list(rows), default=str)},
+        )

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from closeout.trackers.http import CallRecord
+from closeout.trackers.transport import CallRecord
 
 _REQUEST_COLUMNS = "sync_run_id, seq, phase, method, url, status, outcome, duration_ms, records, requested_at"
 
@@ -201,3 +201,15 @@ def summary(run: SyncRun) -> dict[str, Any]:
             default=str,
         )
     )
+
+
+def recent_calls(conn: psycopg.Connection, source: str, window_seconds: float) -> list[float]:
+    """How many seconds ago each call to this tracker was made, within the window (from the call log)."""
+    rows = conn.execute(
+        """SELECT extract(epoch FROM clock_timestamp() - r.requested_at)::float8
+           FROM closeout_data.sync_requests r
+           JOIN closeout_data.sync_runs s USING (sync_run_id)
+           WHERE s.source = %s AND r.requested_at > clock_timestamp() - make_interval(secs => %s)""",
+        (source, window_seconds),
+    ).fetchall()
+    return [ago for (ago,) in rows]

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import requests
 from airflow.sdk import BaseHook
 
-from closeout.trackers.http import (
+from closeout.trackers.transport import (
     CallLog,
     CallRecord,
     Pacer,
@@ -59,7 +59,8 @@ class HarvestHook(BaseHook):
 
     Connection: host = API base URL (``https://api.harvestapp.com``), password = token,
     extra ``account_id`` (required), optional ``user_agent``, ``max_requests``/``per_seconds``
-    (pacing, default 100/15; 0 turns pacing off), ``per_page`` (default 2000).
+    (pacing, default 100/15; 0 turns pacing off), ``per_page`` (default 2000), ``retry`` (an object
+    overriding ``RetryPolicy`` fields, e.g. ``{"max_attempts": 8}``).
     """
 
     conn_name_attr = "harvest_conn_id"
@@ -92,6 +93,7 @@ class HarvestHook(BaseHook):
         self._base_url = conn.base_url()
         self.per_page = max(1, min(MAX_PER_PAGE, int(conn.extra.get("per_page", MAX_PER_PAGE))))
         self._pacer = Pacer(int(conn.extra.get("max_requests", 100)), float(conn.extra.get("per_seconds", 15)))
+        self.policy = self.policy.with_overrides(conn.extra.get("retry"))
         session = requests.Session()
         session.headers.update(
             {
@@ -103,6 +105,16 @@ class HarvestHook(BaseHook):
         )
         self._session = session
         return session
+
+    def seed_pacing(self, sent_ago: list[float]) -> None:
+        """Continue the rate window of earlier calls (seconds ago) made with the same token."""
+        self.get_conn()
+        self._pacer.seed(sent_ago)
+
+    @property
+    def pacing_window(self) -> float:
+        self.get_conn()
+        return self._pacer.per_seconds
 
     def close(self) -> None:
         if self._session is not None:
@@ -184,6 +196,7 @@ class HarvestHook(BaseHook):
     ) -> Iterator[Page]:
         """Pages of one listing, fetched lazily: the next request goes out only after the caller
         has handled (and committed) the previous page, which is what makes resume exact."""
+        self.get_conn()  # resolves per_page from the connection before the first URL is built
         url: str | None = start_url or self.url(resource, {"per_page": self.per_page, **(params or {})})
         consecutive_malformed = 0
         while url:

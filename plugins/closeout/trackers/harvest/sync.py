@@ -43,6 +43,13 @@ def _open(sync_run_id: int) -> tuple[psycopg.Connection, SyncRun]:
     return conn, run
 
 
+def _hook(conn: psycopg.Connection) -> HarvestHook:
+    """A hook whose pacing continues the rate window of this tracker's previous calls."""
+    hook = HarvestHook()
+    hook.seed_pacing(runs.recent_calls(conn, SOURCE, hook.pacing_window))
+    return hook
+
+
 def begin_sync(airflow_run_id: str | None, settings: SyncSettings) -> dict[str, Any]:
     with connect(autocommit=True) as conn:
         apply_migrations(conn)  # idempotent and cheap when up to date: deployments migrate themselves
@@ -64,7 +71,7 @@ def begin_sync(airflow_run_id: str | None, settings: SyncSettings) -> dict[str, 
 def sync_reference(sync_run_id: int, settings: SyncSettings) -> dict[str, Any]:
     """Clients, projects, tasks and users (small listings; redone whole on retry, upserts are idempotent)."""
     conn, run = _open(sync_run_id)
-    hook = HarvestHook()
+    hook = _hook(conn)
     try:
         state = run.phase("reference")
         if state.get("done"):
@@ -182,7 +189,7 @@ def _drain(
 
 def sync_entries(sync_run_id: int, settings: SyncSettings) -> dict[str, Any]:
     conn, run = _open(sync_run_id)
-    hook = HarvestHook()
+    hook = _hook(conn)
     try:
         store.prepare_session(conn)
         params: dict[str, Any] = {}
@@ -213,7 +220,7 @@ def sweep_deletions(sync_run_id: int, settings: SyncSettings, *, today: date | N
     window that neither listing returned get a 'deleted' version. An incomplete listing marks nothing.
     """
     conn, run = _open(sync_run_id)
-    hook = HarvestHook()
+    hook = _hook(conn)
     try:
         state = run.phase("sweep")
         if state.get("done") or state.get("skipped"):

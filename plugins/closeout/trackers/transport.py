@@ -13,9 +13,10 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -42,6 +43,15 @@ class RetryPolicy:
     max_rate_limit_wait: float = 900.0  # total Retry-After sleeping allowed for one request
     malformed_attempts: int = 3
     timeout: tuple[float, float] = (5.0, 60.0)
+
+    def with_overrides(self, overrides: dict[str, Any] | None) -> RetryPolicy:
+        if not overrides:
+            return self
+        allowed = {f.name for f in fields(self)} - {"timeout"}
+        unknown = set(overrides) - allowed
+        if unknown:
+            raise ValueError(f"unknown retry settings: {sorted(unknown)}")
+        return replace(self, **overrides)
 
     def backoff(self, attempt: int) -> float:
         """Full-jitter exponential backoff: spreads retries of parallel workers apart."""
@@ -82,6 +92,13 @@ class Pacer:
             self._sent.popleft()
         self._sent.append(self._clock())
         return max(waited, 0.0)
+
+    def seed(self, sent_ago: list[float]) -> None:
+        """Start from requests already sent (seconds ago), e.g. by the previous task of the same run:
+        the vendor's window spans tasks and workers, so ours must too."""
+        now = self._clock()
+        recent = sorted(now - ago for ago in sent_ago if 0 <= ago < self.per_seconds)
+        self._sent = deque(recent[-self.max_requests :] if self.max_requests > 0 else [])
 
     def penalise(self, seconds: float) -> None:
         """After a 429 the server's window is the truth: make our window agree with it."""

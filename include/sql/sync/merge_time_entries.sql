@@ -1,11 +1,12 @@
--- Merge one staged page into the version history, set-based.
+-- Merge one staged page into the version history, set-based. Contract keys are '<source>:<id>'.
 -- A new version is written only when the entry is new, its content changed, or it comes back after
 -- a deletion; re-reading an unchanged entry writes nothing. amount_minor is hours x rate rounded once,
 -- half away from zero (= half-up for these non-negative amounts), to the currency's minor unit.
 -- Params: source, sync_run_id. Returns one row per version written.
 WITH incoming AS (
     SELECT DISTINCT ON (s.source_id) s.*,
-           md5(concat_ws('|', s.client_key, s.project_key, s.task_key, s.user_key, s.spent_date,
+           md5(concat_ws('|', s.client_source_id, s.project_source_id, s.task_source_id, s.user_source_id,
+                         s.spent_date,
                          s.hours, s.rounded_hours, s.billable, s.approved, s.billed_in_source,
                          s.source_invoice_ref, s.is_locked, s.is_running, s.billable_rate, s.currency,
                          s.notes, s.source_created_at, s.source_updated_at)) AS content_hash
@@ -32,7 +33,8 @@ written AS (
                 WHEN c.prev_deleted_at IS NOT NULL THEN 'restored'
                 ELSE 'updated' END,
            c.content_hash,
-           c.client_key, c.project_key, c.task_key, c.user_key,
+           %(source)s || ':' || c.client_source_id, %(source)s || ':' || c.project_source_id,
+           %(source)s || ':' || c.task_source_id, %(source)s || ':' || c.user_source_id,
            c.client_source_id, c.project_source_id, c.task_source_id, c.user_source_id,
            c.spent_date, c.hours, c.rounded_hours,
            CASE WHEN c.billable THEN c.rounded_hours ELSE 0 END,
@@ -45,10 +47,20 @@ written AS (
     FROM changed c
     JOIN closeout_data.currencies cur ON cur.code = c.currency
     RETURNING source, source_id, version, content_hash, spent_date
+),
+-- version 1 means no head yet: a plain INSERT is much cheaper than a speculative upsert
+new_heads AS (
+    INSERT INTO closeout_data.time_entry_heads (source, source_id, version, content_hash, spent_date, deleted_at)
+    SELECT w.source, w.source_id, w.version, w.content_hash, w.spent_date, NULL FROM written w WHERE w.version = 1
+    RETURNING source_id
+),
+moved_heads AS (
+    UPDATE closeout_data.time_entry_heads h
+    SET version = w.version, content_hash = w.content_hash, spent_date = w.spent_date, deleted_at = NULL
+    FROM written w
+    WHERE w.version > 1 AND h.source = w.source AND h.source_id = w.source_id
+    RETURNING h.source_id
 )
-INSERT INTO closeout_data.time_entry_heads AS h (source, source_id, version, content_hash, spent_date, deleted_at)
-SELECT w.source, w.source_id, w.version, w.content_hash, w.spent_date, NULL FROM written w
-ON CONFLICT (source, source_id) DO UPDATE
-    SET version = EXCLUDED.version, content_hash = EXCLUDED.content_hash,
-        spent_date = EXCLUDED.spent_date, deleted_at = NULL
-RETURNING h.source_id
+SELECT source_id FROM new_heads
+UNION ALL
+SELECT source_id FROM moved_heads

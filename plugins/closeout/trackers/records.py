@@ -16,11 +16,10 @@ MAX_HOURS_PER_ENTRY = Decimal(24)
 
 
 class EntryRow(NamedTuple):
+    """Contract keys (client_key, ...) are derived in SQL from the source ids, where identity
+    mapping across trackers belongs."""
+
     source_id: str
-    client_key: str
-    project_key: str
-    task_key: str | None
-    user_key: str
     client_source_id: str
     project_source_id: str
     task_source_id: str | None
@@ -42,6 +41,12 @@ class EntryRow(NamedTuple):
 
 
 ENTRY_COLUMNS: tuple[str, ...] = EntryRow._fields
+# Postgres types of ENTRY_COLUMNS, for binary COPY (cheaper to write and to parse than text).
+ENTRY_COPY_TYPES: tuple[str, ...] = (
+    "text", "text", "text", "text", "text", "date", "numeric", "numeric", "bool", "bool", "bool", "text",
+    "bool", "bool", "numeric", "text", "text", "timestamptz", "timestamptz",
+)  # fmt: skip
+assert len(ENTRY_COPY_TYPES) == len(ENTRY_COLUMNS)
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ from typing import Any
 import psycopg
 
 from closeout.paths import load_sql
-from closeout.trackers.records import ENTRY_COLUMNS, EntryRow, Problem
+from closeout.trackers.records import ENTRY_COLUMNS, ENTRY_COPY_TYPES, EntryRow, Problem
 
 Normalizer = Callable[[Iterable[Any], frozenset[str]], tuple[list[EntryRow], list[Problem], list[str]]]
 
-_COPY_STAGE = f"COPY stage_time_entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN"
+_COPY_STAGE = f"COPY stage_time_entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
 
 @dataclass
@@ -57,6 +57,7 @@ def apply_entries(
     result = PageResult(records=len(items), quarantined=len(problems))
     if rows:
         with conn.cursor().copy(_COPY_STAGE) as copy:
+            copy.set_types(ENTRY_COPY_TYPES)
             for row in rows:
                 copy.write_row(row)
         result.versions = len(

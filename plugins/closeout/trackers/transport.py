@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -120,17 +121,21 @@ class CallRecord:
 
 @dataclass
 class CallLog:
-    """Calls made since the last drain; the sync writes them in the same transaction as the page."""
+    """Calls made since the last drain; the sync writes them in the same transaction as the page.
+    Thread-safe: the prefetching thread adds while the main thread drains."""
 
     records: list[CallRecord] = field(default_factory=list)
     total: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, record: CallRecord) -> None:
-        self.records.append(record)
-        self.total += 1
+        with self._lock:
+            self.records.append(record)
+            self.total += 1
 
     def drain(self) -> list[CallRecord]:
-        out, self.records = self.records, []
+        with self._lock:
+            out, self.records = self.records, []
         return out
 
 

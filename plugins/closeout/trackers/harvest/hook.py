@@ -4,21 +4,22 @@ Auth headers on every call (Bearer token, ``Harvest-Account-Id``, a ``User-Agent
 by following ``links.next`` verbatim, ``Retry-After`` on 429, backoff on 5xx and dropped
 connections, and client-side pacing to the documented 100 requests per 15 s so a steady-state sync
 does not hit the limit at all. Bodies are parsed with ``Decimal`` for every JSON number with a
-fraction: hours and rates never pass through a float.
+fraction (msgspec's float hook receives the number's text): hours and rates never pass through a float.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import msgspec
 import requests
 from airflow.sdk import BaseHook
 
@@ -38,6 +39,12 @@ log = logging.getLogger(__name__)
 DEFAULT_USER_AGENT = "closeout time-to-cash (finance-platform@example.com)"
 MAX_PER_PAGE = 2000
 MAX_CONSECUTIVE_MALFORMED_PAGES = 3
+_DECODER = msgspec.json.Decoder(float_hook=Decimal)
+
+
+def decode(body: bytes) -> Any:
+    """JSON with every fractional number as an exact Decimal."""
+    return _DECODER.decode(body)
 
 
 @dataclass
@@ -127,8 +134,8 @@ class HarvestHook(BaseHook):
         return f"{self._base_url}/v2/{path.lstrip('/')}" + (f"?{query}" if query else "")
 
     # -- requests ----------------------------------------------------------------------------
-    def _request(self, url: str) -> requests.Response:
-        """GET with pacing and retries. Returns any 2xx or 404; raises TrackerAPIError otherwise."""
+    def _request(self, url: str) -> tuple[requests.Response, CallRecord]:
+        """GET with pacing and retries. Returns any 2xx or 404 (and its call record); raises otherwise."""
         session = self.get_conn()
         failures = 0
         rate_limited_for = 0.0
@@ -176,50 +183,55 @@ class HarvestHook(BaseHook):
                 time.sleep(delay)
                 continue
             if status == 404 or 200 <= status < 300:
-                self._record(url, status, "ok", started, at)
-                return response
+                return response, self._record(url, status, "ok", started, at)
             self._record(url, status, "client_error", started, at)
             raise TrackerAPIError(
                 f"GET {redact_url(url)}: HTTP {status}: {_error_text(response)}", status=status, url=url
             )
 
-    def _record(
-        self, url: str, status: int | None, outcome: str, started: float, at: datetime, records: int | None = None
-    ) -> None:
-        self.calls.add(
-            CallRecord("GET", redact_url(url), status, outcome, int((time.monotonic() - started) * 1000), at, records)
-        )
+    def _record(self, url: str, status: int | None, outcome: str, started: float, at: datetime) -> CallRecord:
+        record = CallRecord("GET", redact_url(url), status, outcome, int((time.monotonic() - started) * 1000), at)
+        self.calls.add(record)
+        return record
 
     # -- listings ----------------------------------------------------------------------------
     def iter_pages(
         self, resource: str, params: dict[str, Any] | None = None, *, start_url: str | None = None
     ) -> Iterator[Page]:
-        """Pages of one listing, fetched lazily: the next request goes out only after the caller
-        has handled (and committed) the previous page, which is what makes resume exact."""
+        """Pages of one listing. One page is fetched ahead, in a thread, while the caller stores the
+        current one: HTTP and decoding overlap the warehouse merge. Resume stays exact because the
+        caller checkpoints the ``next_url`` of each page it committed, never of a prefetched one."""
         self.get_conn()  # resolves per_page from the connection before the first URL is built
-        url: str | None = start_url or self.url(resource, {"per_page": self.per_page, **(params or {})})
+        url = start_url or self.url(resource, {"per_page": self.per_page, **(params or {})})
         consecutive_malformed = 0
-        while url:
-            page = self._fetch_page(url, resource)
-            if page.error:
-                consecutive_malformed += 1
-                if consecutive_malformed >= MAX_CONSECUTIVE_MALFORMED_PAGES:
-                    page.next_url = None  # stop: the run is recorded partial and re-read next time
-            else:
-                consecutive_malformed = 0
-            yield page
-            url = page.next_url
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="harvest-prefetch") as prefetch:
+            pending = prefetch.submit(self._fetch_page, url, resource)
+            while pending is not None:
+                page = pending.result()
+                if page.error:
+                    consecutive_malformed += 1
+                    if consecutive_malformed >= MAX_CONSECUTIVE_MALFORMED_PAGES:
+                        page.next_url = None  # stop: the run is recorded partial and re-read next time
+                else:
+                    consecutive_malformed = 0
+                pending = prefetch.submit(self._fetch_page, page.next_url, resource) if page.next_url else None
+                try:
+                    yield page
+                except GeneratorExit:
+                    if pending is not None:
+                        pending.cancel()
+                    raise
 
     def _fetch_page(self, url: str, resource: str) -> Page:
         number = _page_number(url)
         error = ""
         response: requests.Response | None = None
         for _attempt in range(self.policy.malformed_attempts):
-            response = self._request(url)
+            response, call = self._request(url)
             if response.status_code == 404:
                 raise TrackerAPIError(f"GET {redact_url(url)}: listing not found (404)", status=404, url=url)
             try:
-                body = json.loads(response.content, parse_float=Decimal)
+                body = decode(response.content)
                 items = body[resource]
                 if not isinstance(items, list):
                     raise TypeError(f"'{resource}' is not a list")
@@ -227,12 +239,12 @@ class HarvestHook(BaseHook):
                 next_url = links.get("next") if isinstance(links, dict) else None
                 if next_url is not None and not isinstance(next_url, str):
                     raise TypeError("links.next is not a string")
-            except (ValueError, KeyError, TypeError) as exc:
+            except (msgspec.DecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
                 error = f"malformed page: {type(exc).__name__}: {exc}"[:500]
-                self.calls.records[-1].outcome = "malformed"
+                call.outcome = "malformed"
                 log.warning("Harvest GET %s: %s", redact_url(url), error)
                 continue
-            self.calls.records[-1].records = len(items)
+            call.records = len(items)
             return Page(
                 url,
                 number,
@@ -255,10 +267,10 @@ class HarvestHook(BaseHook):
         )
 
     def get_time_entry(self, entry_id: int | str) -> dict[str, Any] | None:
-        response = self._request(self.url(f"time_entries/{entry_id}"))
+        response, _call = self._request(self.url(f"time_entries/{entry_id}"))
         if response.status_code == 404:
             return None
-        return json.loads(response.content, parse_float=Decimal)
+        return decode(response.content)
 
 
 def _page_number(url: str) -> int:

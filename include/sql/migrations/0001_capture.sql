@@ -96,7 +96,8 @@ CREATE TABLE closeout_data.tracker_entities (
     PRIMARY KEY (source, kind, source_id)
 );
 
--- Every version ever seen of every time entry. A deletion is a version too (deleted_at set, amount 0),
+-- Every version ever seen of every time entry. Hours and rates are unconstrained numerics: stored
+-- exactly as the tracker sent them, never rounded by a column type. A deletion is a version too (deleted_at set, amount 0),
 -- so history is complete and rows are never removed.
 CREATE TABLE closeout_data.time_entry_versions (
     source              text NOT NULL,
@@ -115,16 +116,16 @@ CREATE TABLE closeout_data.time_entry_versions (
     task_source_id      text,
     user_source_id      text NOT NULL,
     spent_date          date NOT NULL,
-    hours               numeric(12, 4) NOT NULL CHECK (hours >= 0),
-    rounded_hours       numeric(12, 4) NOT NULL CHECK (rounded_hours >= 0),
-    billable_hours      numeric(12, 4) NOT NULL CHECK (billable_hours >= 0),
+    hours               numeric NOT NULL CHECK (hours >= 0),
+    rounded_hours       numeric NOT NULL CHECK (rounded_hours >= 0),
+    billable_hours      numeric NOT NULL CHECK (billable_hours >= 0),
     billable            boolean NOT NULL,
     approved            boolean NOT NULL,
     billed_in_source    boolean NOT NULL,
     source_invoice_ref  text,
     is_locked           boolean NOT NULL,
     is_running          boolean NOT NULL,
-    billable_rate       numeric(18, 6) CHECK (billable_rate >= 0),
+    billable_rate       numeric CHECK (billable_rate >= 0),
     currency            text NOT NULL,
     amount_minor        bigint CHECK (amount_minor >= 0),
     notes               text,
@@ -145,6 +146,9 @@ END $$;
 CREATE TRIGGER time_entry_versions_append_only
     BEFORE UPDATE OR DELETE ON closeout_data.time_entry_versions
     FOR EACH ROW EXECUTE FUNCTION closeout_data.refuse_history_rewrite();
+CREATE TRIGGER time_entry_versions_no_truncate
+    BEFORE TRUNCATE ON closeout_data.time_entry_versions
+    FOR EACH STATEMENT EXECUTE FUNCTION closeout_data.refuse_history_rewrite();
 
 -- Pointer to the current version of each entry (narrow on purpose: the full row lives in versions).
 CREATE TABLE closeout_data.time_entry_heads (

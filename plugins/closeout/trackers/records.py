@@ -13,6 +13,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
 MAX_HOURS_PER_ENTRY = Decimal(24)
+# An hourly rate above this in any currency is a data error (1e9 VND is about 40,000 USD an hour).
+MAX_HOURLY_RATE = Decimal(10) ** 9
 
 
 class EntryRow(NamedTuple):
@@ -134,6 +136,17 @@ def require_hours(value: Any, field: str) -> Decimal:
     if hours > MAX_HOURS_PER_ENTRY:
         raise Invalid(field, f"{hours} hours in one entry (more than {MAX_HOURS_PER_ENTRY})")
     return hours
+
+
+def optional_rate(value: Any, field: str) -> Decimal | None:
+    if value is None:
+        return None
+    rate = require_decimal(value, field)
+    if rate < 0:
+        raise Invalid(field, f"negative rate: {rate}")
+    if rate > MAX_HOURLY_RATE:
+        raise Invalid(field, f"implausible rate: {rate} (more than {MAX_HOURLY_RATE} per hour)")
+    return rate
 
 
 def require_bool(value: Any, field: str) -> bool:

@@ -105,7 +105,7 @@ class Pacer:
         """After a 429 the server's window is the truth: make our window agree with it."""
         if self.max_requests > 0:
             until = self._clock() + seconds
-            self._sent.extend([until - self.per_seconds] * max(0, self.max_requests - len(self._sent)))
+            self._sent = deque([until - self.per_seconds] * self.max_requests)
 
 
 @dataclass
@@ -142,10 +142,8 @@ class CallLog:
 def redact_url(url: str) -> str:
     """Drop credentials that a base URL might carry; query strings of tracker APIs hold none."""
     parts = urlsplit(url)
-    if parts.username or parts.password:
-        netloc = parts.hostname or ""
-        if parts.port:
-            netloc = f"{netloc}:{parts.port}"
+    if "@" in parts.netloc:
+        netloc = parts.netloc.rsplit("@", 1)[1]  # keeps [v6] brackets and the port as written
         return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
     return url
 
@@ -161,8 +159,10 @@ def retry_after_seconds(value: str | None, default: float = 15.0) -> float:
         pass
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, IndexError):
         return default
+    if when.tzinfo is None:  # asctime and "-0000" dates carry no zone; HTTP dates are always GMT
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 

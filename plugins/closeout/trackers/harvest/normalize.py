@@ -16,16 +16,17 @@ from decimal import Decimal
 from typing import Any
 
 from closeout.trackers.records import (
+    MAX_HOURLY_RATE,
     MAX_HOURS_PER_ENTRY,
     EntryRow,
     Invalid,
     Problem,
     optional_datetime,
+    optional_rate,
     require_bool,
     require_currency,
     require_date,
     require_datetime,
-    require_decimal,
     require_hours,
     require_id,
 )
@@ -62,10 +63,7 @@ def normalize_entry(raw: Any, currencies: frozenset[str]) -> EntryRow:
     user_id = _nested_id(raw, "user")
     currency = require_currency(raw["client"].get("currency"), "client.currency", currencies)
     billable = require_bool(raw.get("billable"), "billable")
-    rate_raw = raw.get("billable_rate")
-    rate = None if rate_raw is None else require_decimal(rate_raw, "billable_rate")
-    if rate is not None and rate < 0:
-        raise Invalid("billable_rate", f"negative rate: {rate}")
+    rate = optional_rate(raw.get("billable_rate"), "billable_rate")
     notes = raw.get("notes")
     return EntryRow(
         source_id=source_id,
@@ -116,7 +114,7 @@ def _fast(raw: dict[str, Any], currencies: frozenset[str]) -> EntryRow:
         and type(rounded) is Decimal
         and _ZERO <= hours <= MAX_HOURS_PER_ENTRY
         and _ZERO <= rounded <= MAX_HOURS_PER_ENTRY
-        and (rate is None or (type(rate) is Decimal and rate >= _ZERO))
+        and (rate is None or (type(rate) is Decimal and _ZERO <= rate <= MAX_HOURLY_RATE))
         and currency in currencies
         and type(billable) is bool
         and type(approved) is bool

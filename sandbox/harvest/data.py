@@ -509,10 +509,11 @@ def _generate(n_entries: int, *, seed: int, anchor: date, n_clients: int | None,
         r = rand()
         if r < 0.6:
             updated = created
-        elif r < 0.9:
-            updated = min(window_end, created + int(rand() * 259200))
         else:
-            updated = min(window_end, created + int(rand() * 5184000))
+            # edited within 3 days (most) or 60 days; never after the window, and never piled up on
+            # its last second (a pile-up would make every incremental re-read it through the overlap)
+            span = min(window_end - created, 259200 if r < 0.9 else 5184000)
+            updated = created + int(rand() * span)
         r = rand()
         if r < 0.05:
             notes = odd_json[int(rand() * len(odd_json))]

@@ -200,12 +200,12 @@ def _insert_version(conn: psycopg.Connection) -> int:
     ).fetchone()
     conn.execute(
         """INSERT INTO closeout_data.time_entry_versions (
-               source, source_id, version, sync_run_id, change, content_hash,
+               source, source_id, version, sync_run_id, change,
                client_key, project_key, task_key, user_key,
                client_source_id, project_source_id, task_source_id, user_source_id,
                spent_date, hours, rounded_hours, billable_hours, billable, approved, billed_in_source,
                is_locked, is_running, billable_rate, currency, amount_minor, source_updated_at)
-           VALUES ('harvest', '1', 1, %s, 'created', 'h1',
+           VALUES ('harvest', '1', 1, %s, 'created',
                    'harvest:10', 'harvest:20', 'harvest:30', 'harvest:40', '10', '20', '30', '40',
                    %s, 1.5, 1.5, 1.5, true, false, false, false, false, 100, 'USD', 15000, %s)""",
         (run_id, date(2026, 1, 5), datetime(2026, 1, 5, 12, tzinfo=UTC)),

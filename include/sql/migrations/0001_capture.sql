@@ -96,17 +96,18 @@ CREATE TABLE closeout_data.tracker_entities (
     PRIMARY KEY (source, kind, source_id)
 );
 
+-- Keys are COLLATE "C": byte order is all an id needs, and it keeps btree work cheap whatever the
+-- database's default locale is.
 -- Every version ever seen of every time entry. Hours and rates are unconstrained numerics: stored
 -- exactly as the tracker sent them, never rounded by a column type. A deletion is a version too (deleted_at set, amount 0),
 -- so history is complete and rows are never removed.
 CREATE TABLE closeout_data.time_entry_versions (
-    source              text NOT NULL,
-    source_id           text NOT NULL,
+    source              text COLLATE "C" NOT NULL,
+    source_id           text COLLATE "C" NOT NULL,
     version             integer NOT NULL CHECK (version >= 1),
     sync_run_id         bigint NOT NULL,
     seen_at             timestamptz NOT NULL DEFAULT clock_timestamp(),
     change              text NOT NULL CHECK (change IN ('created', 'updated', 'deleted', 'restored')),
-    content_hash        text NOT NULL,
     client_key          text NOT NULL,
     project_key         text NOT NULL,
     task_key            text,
@@ -152,10 +153,9 @@ CREATE TRIGGER time_entry_versions_no_truncate
 
 -- Pointer to the current version of each entry (narrow on purpose: the full row lives in versions).
 CREATE TABLE closeout_data.time_entry_heads (
-    source        text NOT NULL,
-    source_id     text NOT NULL,
+    source        text COLLATE "C" NOT NULL,
+    source_id     text COLLATE "C" NOT NULL,
     version       integer NOT NULL,
-    content_hash  text NOT NULL,
     spent_date    date NOT NULL,
     deleted_at    timestamptz,
     PRIMARY KEY (source, source_id)
@@ -164,8 +164,8 @@ CREATE TABLE closeout_data.time_entry_heads (
 -- Ids a deletion sweep has seen in the tracker, kept until the sweep finishes so a crashed sweep
 -- resumes without re-reading what it already read.
 CREATE TABLE closeout_data.sweep_seen (
-    sync_run_id bigint NOT NULL REFERENCES closeout_data.sync_runs,
-    source_id   text NOT NULL,
+    sync_run_id bigint NOT NULL,
+    source_id   text COLLATE "C" NOT NULL,
     PRIMARY KEY (sync_run_id, source_id)
 );
 

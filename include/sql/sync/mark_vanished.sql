@@ -10,13 +10,13 @@ WITH vanished AS (
 ),
 written AS (
     INSERT INTO closeout_data.time_entry_versions (
-        source, source_id, version, sync_run_id, change, content_hash,
+        source, source_id, version, sync_run_id, change,
         client_key, project_key, task_key, user_key,
         client_source_id, project_source_id, task_source_id, user_source_id,
         spent_date, hours, rounded_hours, billable_hours, billable, approved, billed_in_source,
         source_invoice_ref, is_locked, is_running, billable_rate, currency, amount_minor, notes,
         source_created_at, source_updated_at, deleted_at)
-    SELECT p.source, p.source_id, p.version + 1, %(sync_run_id)s, 'deleted', 'deleted:' || p.content_hash,
+    SELECT p.source, p.source_id, p.version + 1, %(sync_run_id)s, 'deleted',
            p.client_key, p.project_key, p.task_key, p.user_key,
            p.client_source_id, p.project_source_id, p.task_source_id, p.user_source_id,
            p.spent_date, p.hours, p.rounded_hours, 0, p.billable, p.approved, p.billed_in_source,
@@ -26,10 +26,10 @@ written AS (
     FROM vanished v
     JOIN closeout_data.time_entry_versions p
       ON p.source = %(source)s AND p.source_id = v.source_id AND p.version = v.version
-    RETURNING source, source_id, version, content_hash, deleted_at
+    RETURNING source, source_id, version, deleted_at
 )
 UPDATE closeout_data.time_entry_heads h
-SET version = w.version, content_hash = w.content_hash, deleted_at = w.deleted_at
+SET version = w.version, deleted_at = w.deleted_at
 FROM written w
 WHERE h.source = w.source AND h.source_id = w.source_id
 RETURNING h.source_id

@@ -1,6 +1,6 @@
 -- Per-session staging for one page of normalised entries; emptied at every commit.
 CREATE TEMP TABLE IF NOT EXISTS stage_time_entries (
-    source_id           text NOT NULL,
+    source_id           text COLLATE "C" NOT NULL,
     client_source_id    text NOT NULL,
     project_source_id   text NOT NULL,
     task_source_id      text,

@@ -55,6 +55,8 @@ def apply_entries(
     """Stage, merge and quarantine one page inside the caller's transaction."""
     rows, problems, seen = normalize(items, currencies)
     result = PageResult(records=len(items), quarantined=len(problems))
+    if len({row.source_id for row in rows}) != len(rows):
+        rows = _latest_per_id(rows)
     if rows:
         with conn.cursor().copy(_COPY_STAGE) as copy:
             copy.set_types(ENTRY_COPY_TYPES)
@@ -73,6 +75,16 @@ def apply_entries(
     if track_seen and seen:
         conn.execute(load_sql("sync/record_sweep_seen.sql"), {"sync_run_id": sync_run_id, "ids": seen})
     return result
+
+
+def _latest_per_id(rows: list[EntryRow]) -> list[EntryRow]:
+    """A listing that shifts while paged can return an entry twice; keep its latest state."""
+    latest: dict[str, EntryRow] = {}
+    for row in rows:
+        kept = latest.get(row.source_id)
+        if kept is None or row.source_updated_at >= kept.source_updated_at:
+            latest[row.source_id] = row
+    return list(latest.values())
 
 
 def quarantine(

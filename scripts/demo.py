@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -37,6 +38,7 @@ os.environ.update({
     "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "plugins"), str(ROOT), os.environ.get("PYTHONPATH")])),
 })  # fmt: skip
 sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
+logging.getLogger("pgserver").setLevel(logging.WARNING)
 
 DEMO_DATABASE = "closeout_demo"
 
@@ -178,10 +180,18 @@ def main() -> None:
         summary()
     finally:
         sandbox.stop()
-    print(f"\nDemo finished in {time.perf_counter() - started:.0f} s. Query the warehouse yourself:")
-    print("    eval $(.venv/bin/python -m closeout.warehouse.embedded)   # prints the connection; keeps it running")
-    print(f"    .venv/bin/python -c \"...\"  or psql on database {DEMO_DATABASE!r}")
+    print(f"\nDemo finished in {time.perf_counter() - started:.0f} s. To query the warehouse yourself:")
+    print('    eval "$(PYTHONPATH=plugins .venv/bin/python -m closeout.warehouse.embedded)"   # starts it, keeps it up')
+    print(f"    {_psql()} -h {ROOT / '.closeout' / 'pgdata'} -U postgres {DEMO_DATABASE}")
+    print("    select * from closeout.sync_runs; select * from closeout.time_entries limit 10;")
 
+
+def _psql() -> str:
+    try:
+        from pgserver._commands import POSTGRES_BIN_PATH
+    except ImportError:
+        return "psql"
+    return str(Path(POSTGRES_BIN_PATH) / "psql")
 
 if __name__ == "__main__":
     main()

@@ -5,4 +5,5 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/bootstrap.sh"
 cd "$root"
-exec "${CLOSEOUT_VENV:-$root/.venv}/bin/python" "$root/scripts/demo.py" "$@"
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+exec "${CLOSEOUT_VENV:-$root/.venv}/bin/python" -W ignore "$root/scripts/demo.py" "$@"

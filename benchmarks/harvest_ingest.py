@@ -41,9 +41,24 @@ def _env() -> dict[str, str]:
 
 def start_sandbox(entries: int, seed: int) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.harvest", "--entries", str(entries), "--seed", str(seed), "--port", "0",
-         "--no-rate-limit"],
-        cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        [
+            sys.executable,
+            "-m",
+            "sandbox.harvest",
+            "--entries",
+            str(entries),
+            "--seed",
+            str(seed),
+            "--port",
+            "0",
+            "--no-rate-limit",
+        ],
+        cwd=ROOT,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     if not line.startswith("HARVEST_SANDBOX_URL="):
@@ -53,8 +68,14 @@ def start_sandbox(entries: int, seed: int) -> tuple[subprocess.Popen, str]:
 
 
 def harvest_conn(url: str) -> str:
-    return json.dumps({"conn_type": "http", "host": url, "password": "sandbox-token",
-                       "extra": {"account_id": "123456", "max_requests": 0, "per_page": PAGE_SIZE}})
+    return json.dumps(
+        {
+            "conn_type": "http",
+            "host": url,
+            "password": "sandbox-token",
+            "extra": {"account_id": "123456", "max_requests": 0, "per_page": PAGE_SIZE},
+        }
+    )
 
 
 def control(url: str, method: str, path: str, body: dict | None = None) -> dict:
@@ -68,13 +89,18 @@ def control(url: str, method: str, path: str, body: dict | None = None) -> dict:
 def fresh_database(name: str) -> str:
     """A new empty database on the warehouse server; returns the connection JSON for it."""
     import psycopg
-
     from closeout.warehouse.embedded import ENV_VAR, ensure_warehouse
 
     ensure_warehouse()
     base = json.loads(os.environ[ENV_VAR])
-    with psycopg.connect(host=base["host"], port=base.get("port") or 5432, user=base.get("login"),
-                         password=base.get("password") or None, dbname="postgres", autocommit=True) as admin:
+    with psycopg.connect(
+        host=base["host"],
+        port=base.get("port") or 5432,
+        user=base.get("login"),
+        password=base.get("password") or None,
+        dbname="postgres",
+        autocommit=True,
+    ) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.execute(f'CREATE DATABASE "{name}"')
     return json.dumps({**base, "schema": name})
@@ -95,8 +121,8 @@ def baseline_download(url: str) -> dict:
         # links.next without decoding the whole page: it sits in the trailing metadata
         tail = response.content[-2000:].decode()
         marker = '"next":'
-        value = tail[tail.rindex(marker) + len(marker):].lstrip()
-        next_url = None if value.startswith("null") else value[1:value.index('"', 1)]
+        value = tail[tail.rindex(marker) + len(marker) :].lstrip()
+        next_url = None if value.startswith("null") else value[1 : value.index('"', 1)]
         pages += 1
     return {"seconds": time.perf_counter() - started, "pages": pages, "megabytes": size / 1e6}
 
@@ -109,8 +135,9 @@ def baseline_parse_copy(url: str, conn_json: str) -> dict:
     conn = json.loads(conn_json)
     session = requests.Session()
     headers = {"Authorization": "Bearer sandbox-token", "Harvest-Account-Id": "123456", "User-Agent": "bench"}
-    with psycopg.connect(host=conn["host"], port=conn.get("port") or 5432, user=conn.get("login"),
-                         dbname=conn["schema"], autocommit=True) as db:
+    with psycopg.connect(
+        host=conn["host"], port=conn.get("port") or 5432, user=conn.get("login"), dbname=conn["schema"], autocommit=True
+    ) as db:
         db.execute("DROP TABLE IF EXISTS baseline_entries")
         db.execute("""CREATE TABLE baseline_entries (id bigint, spent_date date, hours numeric, rounded_hours numeric,
                       billable boolean, rate numeric, currency text, client_id bigint, project_id bigint,
@@ -122,10 +149,23 @@ def baseline_parse_copy(url: str, conn_json: str) -> dict:
             body = session.get(next_url, headers=headers, timeout=120).json()
             with db.transaction(), db.cursor().copy("COPY baseline_entries FROM STDIN") as copy:
                 for e in body["time_entries"]:
-                    copy.write_row((e["id"], e["spent_date"], e["hours"], e["rounded_hours"], e["billable"],
-                                    e["billable_rate"], e["client"]["currency"], e["client"]["id"],
-                                    e["project"]["id"], e["task"]["id"], e["user"]["id"], e["notes"],
-                                    e["updated_at"]))
+                    copy.write_row(
+                        (
+                            e["id"],
+                            e["spent_date"],
+                            e["hours"],
+                            e["rounded_hours"],
+                            e["billable"],
+                            e["billable_rate"],
+                            e["client"]["currency"],
+                            e["client"]["id"],
+                            e["project"]["id"],
+                            e["task"]["id"],
+                            e["user"]["id"],
+                            e["notes"],
+                            e["updated_at"],
+                        )
+                    )
             rows += len(body["time_entries"])
             next_url = body["links"]["next"]
         return {"seconds": time.perf_counter() - started, "rows": rows}
@@ -146,8 +186,9 @@ def run_child_sync(conn_json: str, url: str, sweep: str) -> dict:
         "print('RESULT ' + json.dumps(summary))\n"
     )
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"sync failed:\n{proc.stderr[-4000:]}")
     result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
@@ -160,8 +201,13 @@ def run_child_sync(conn_json: str, url: str, sweep: str) -> dict:
 def machine() -> dict:
     import psutil
 
-    return {"host": platform.node(), "cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-            "python": platform.python_version(), "platform": platform.platform()}
+    return {
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -227,7 +273,8 @@ def main(argv: list[str] | None = None) -> dict:
             "seconds": round(incremental["seconds"], 2),
         },
         "targets": {
-            "seconds": TARGET_SECONDS, "peak_rss_mb": TARGET_RSS_MB,
+            "seconds": TARGET_SECONDS,
+            "peak_rss_mb": TARGET_RSS_MB,
             "met": full["seconds"] < TARGET_SECONDS and full["peak_rss_mb"] < TARGET_RSS_MB,
         },
     }
@@ -252,8 +299,11 @@ def print_table(r: dict) -> None:
         ("  requests", f"{f['requests']}", f"page size {r['page_size']}"),
         ("  peak RSS", f"{f['peak_rss_mb']:.0f} MB", f"target < {r['targets']['peak_rss_mb']:.0f} MB"),
         ("incremental after edits", f"{i['edits']} edits", f"{i['seconds']:.2f} s"),
-        ("  entry requests", f"{i['entry_requests']}", f"budget ceil({i['edits']}/{r['page_size']}) = "
-                                                        f"{i['budget_entry_requests']} (+1 overlap)"),
+        (
+            "  entry requests",
+            f"{i['entry_requests']}",
+            f"budget ceil({i['edits']}/{r['page_size']}) = {i['budget_entry_requests']} (+1 overlap)",
+        ),
         ("  other requests (constant)", f"{i['other_requests']}", "clients, projects, tasks, users"),
         ("targets met", str(r["targets"]["met"]), f"< {r['targets']['seconds']:.0f} s and < 500 MB"),
     ]

@@ -49,7 +49,6 @@ def step(message: str) -> None:
 
 def prepare_warehouse() -> None:
     import psycopg
-
     from closeout.warehouse.embedded import ENV_VAR, ensure_warehouse
     from closeout.warehouse.migrations import migrate
 
@@ -59,8 +58,9 @@ def prepare_warehouse() -> None:
         print("    using the Postgres of AIRFLOW_CONN_CLOSEOUT_WAREHOUSE (nothing embedded started)")
     else:
         conn = json.loads(warehouse.conn_json)
-        with psycopg.connect(host=conn["host"], port=conn["port"], user=conn["login"], dbname="postgres",
-                             autocommit=True) as admin:
+        with psycopg.connect(
+            host=conn["host"], port=conn["port"], user=conn["login"], dbname="postgres", autocommit=True
+        ) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{DEMO_DATABASE}" WITH (FORCE)')
             admin.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
         os.environ[ENV_VAR] = json.dumps({**conn, "schema": DEMO_DATABASE})
@@ -76,8 +76,10 @@ def prepare_airflow() -> None:
         done = subprocess.run([*airflow, *args], env=dict(os.environ), capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             raise SystemExit(f"airflow {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-    print(f"    Airflow home {AIRFLOW_HOME.relative_to(ROOT)} (SQLite) migrated, pools loaded "
-          f"in {time.perf_counter() - started:.0f} s")
+    print(
+        f"    Airflow home {AIRFLOW_HOME.relative_to(ROOT)} (SQLite) migrated, pools loaded "
+        f"in {time.perf_counter() - started:.0f} s"
+    )
 
 
 def start_harvest(entries: int):
@@ -119,8 +121,10 @@ def make_changes(sandbox) -> dict:
         sandbox.delete_entry(entry_id)
     bad = dict(recent[3], id=990000001, hours=-4.0, rounded_hours=-4.0)
     sandbox.put_raw_entry(bad)
-    print(f"    in Harvest: {len(edited)} entries edited, 1 back-dated edit, {len(deleted)} deleted, "
-          "1 entry with negative hours")
+    print(
+        f"    in Harvest: {len(edited)} entries edited, 1 back-dated edit, {len(deleted)} deleted, "
+        "1 entry with negative hours"
+    )
     return {"deleted": deleted}
 
 
@@ -131,21 +135,26 @@ def summary() -> None:
         runs = conn.execute(
             """SELECT sync_run_id, mode, status, requests, records, versions_created, deletions, quarantined,
                       round(extract(epoch FROM finished_at - started_at)::numeric, 1)
-               FROM closeout.sync_runs ORDER BY sync_run_id""").fetchall()
+               FROM closeout.sync_runs ORDER BY sync_run_id"""
+        ).fetchall()
         money = conn.execute(
             """SELECT e.currency, c.exponent, count(*) FILTER (WHERE e.deleted_at IS NULL),
                       count(*) FILTER (WHERE e.deleted_at IS NOT NULL),
                       sum(e.billable_hours) FILTER (WHERE e.approved AND NOT e.billed_in_source),
                       sum(e.amount_minor) FILTER (WHERE e.approved AND NOT e.billed_in_source)
                FROM closeout.time_entries e JOIN closeout_data.currencies c ON c.code = e.currency
-               GROUP BY e.currency, c.exponent ORDER BY e.currency""").fetchall()
+               GROUP BY e.currency, c.exponent ORDER BY e.currency"""
+        ).fetchall()
         quarantine = conn.execute(
-            "SELECT source_id, field, reason FROM closeout.quarantine WHERE resolved_at IS NULL").fetchall()
+            "SELECT source_id, field, reason FROM closeout.quarantine WHERE resolved_at IS NULL"
+        ).fetchall()
         versions = conn.execute("SELECT count(*) FROM closeout.time_entry_versions").fetchone()[0]
 
     step("Sync runs (closeout.sync_runs)")
-    print(f"    {'run':>3}  {'mode':<11} {'status':<9} {'requests':>8} {'records':>8} {'versions':>8} "
-          f"{'deleted':>7} {'quarantined':>11} {'seconds':>7}")
+    print(
+        f"    {'run':>3}  {'mode':<11} {'status':<9} {'requests':>8} {'records':>8} {'versions':>8} "
+        f"{'deleted':>7} {'quarantined':>11} {'seconds':>7}"
+    )
     for r in runs:
         print(f"    {r[0]:>3}  {r[1]:<11} {r[2]:<9} {r[3]:>8} {r[4]:>8} {r[5]:>8} {r[6]:>7} {r[7]:>11} {r[8]:>7}")
     step("Approved billable time not yet invoiced, per currency (closeout.time_entries)")
@@ -192,6 +201,7 @@ def _psql() -> str:
     except ImportError:
         return "psql"
     return str(Path(POSTGRES_BIN_PATH) / "psql")
+
 
 if __name__ == "__main__":
     main()

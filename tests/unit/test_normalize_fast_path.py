@@ -11,9 +11,9 @@ from datetime import date
 from decimal import Decimal
 
 import pytest
-
 from closeout.trackers.harvest import normalize
 from closeout.trackers.harvest.hook import decode
+
 from sandbox.harvest import generate_dataset
 
 CURRENCIES = frozenset({"USD", "EUR", "GBP", "CHF", "JPY", "KWD"})

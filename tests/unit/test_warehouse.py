@@ -61,11 +61,11 @@ def copy_0001(folder: Path) -> Path:
 
 
 # -- migrations ---------------------------------------------------------------------------------------
-def test_fresh_database_gets_0001_recorded_with_its_checksum(empty_db):
-    assert apply_migrations(empty_db) == ["0001"]
-
-    (shipped,) = [m for m in discover() if m.version == "0001"]
-    assert recorded(empty_db) == {"0001": ("capture", shipped.checksum)}
+def test_fresh_database_gets_every_shipped_migration_recorded_with_its_checksum(empty_db):
+    shipped = discover()
+    assert apply_migrations(empty_db) == [m.version for m in shipped]
+    assert [m.version for m in shipped][:2] == ["0001", "0002"]
+    assert recorded(empty_db) == {m.version: (m.name, m.checksum) for m in shipped}
     assert table_exists(empty_db, "closeout_data.time_entry_versions")
     assert table_exists(empty_db, "closeout.time_entries")
 

@@ -61,10 +61,11 @@ def begin(conn: psycopg.Connection, source: str, airflow_run_id: str | None, *, 
     with conn.transaction():
         row = conn.execute(
             """SELECT sync_run_id FROM closeout_data.sync_runs
-               WHERE source = %s AND status = 'running' FOR UPDATE""",
+               WHERE source = %s AND status IN ('running', 'paused') FOR UPDATE""",
             (source,),
         ).fetchone()
         if row:
+            conn.execute("UPDATE closeout_data.sync_runs SET status = 'running' WHERE sync_run_id = %s", (row[0],))
             conn.execute(
                 """UPDATE closeout_data.sync_runs
                    SET airflow_run_ids = CASE WHEN %(rid)s::text IS NULL OR %(rid)s = ANY(airflow_run_ids)
@@ -178,6 +179,17 @@ def finish(
             ),
         )
     run.status = status
+
+
+def pause(conn: psycopg.Connection, run: SyncRun, reason: str) -> None:
+    """Budget spent: keep the checkpoint, free nothing; the next run adopts and continues this one."""
+    with conn.transaction():
+        conn.execute(
+            """UPDATE closeout_data.sync_runs SET status = 'paused', checkpoint = %s, error = %s
+               WHERE sync_run_id = %s AND status = 'running'""",
+            (Jsonb(run.checkpoint), reason, run.sync_run_id),
+        )
+    run.status = "paused"
 
 
 def last_sweep_completed_at(conn: psycopg.Connection, source: str) -> datetime | None:

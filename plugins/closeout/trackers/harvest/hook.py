@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -23,6 +22,7 @@ import msgspec
 import requests
 from airflow.sdk import BaseHook
 
+from closeout.trackers.pipeline import Page
 from closeout.trackers.transport import (
     CallLog,
     CallRecord,
@@ -45,20 +45,6 @@ _DECODER = msgspec.json.Decoder(float_hook=Decimal)
 def decode(body: bytes) -> Any:
     """JSON with every fractional number as an exact Decimal."""
     return _DECODER.decode(body)
-
-
-@dataclass
-class Page:
-    """One page of a listing. ``items`` is None when the body could not be read (``error`` says why)."""
-
-    url: str
-    number: int
-    items: list[Any] | None
-    next_url: str | None
-    total_entries: int | None
-    raw: bytes
-    error: str | None = None
-    server_time: datetime | None = None
 
 
 class HarvestHook(BaseHook):
@@ -200,7 +186,7 @@ class HarvestHook(BaseHook):
     ) -> Iterator[Page]:
         """Pages of one listing. One page is fetched ahead, in a thread, while the caller stores the
         current one: HTTP and decoding overlap the warehouse merge. Resume stays exact because the
-        caller checkpoints the ``next_url`` of each page it committed, never of a prefetched one."""
+        caller checkpoints the ``next`` URL of each page it committed, never of a prefetched one."""
         self.get_conn()  # resolves per_page from the connection before the first URL is built
         url = start_url or self.url(resource, {"per_page": self.per_page, **(params or {})})
         consecutive_malformed = 0
@@ -211,10 +197,10 @@ class HarvestHook(BaseHook):
                 if page.error:
                     consecutive_malformed += 1
                     if consecutive_malformed >= MAX_CONSECUTIVE_MALFORMED_PAGES:
-                        page.next_url = None  # stop: the run is recorded partial and re-read next time
+                        page.next = None  # stop: the run is recorded partial and re-read next time
                 else:
                     consecutive_malformed = 0
-                pending = prefetch.submit(self._fetch_page, page.next_url, resource) if page.next_url else None
+                pending = prefetch.submit(self._fetch_page, page.next, resource) if page.next else None
                 try:
                     yield page
                 except GeneratorExit:
@@ -245,26 +231,11 @@ class HarvestHook(BaseHook):
                 log.warning("Harvest GET %s: %s", redact_url(url), error)
                 continue
             call.records = len(items)
-            return Page(
-                url,
-                number,
-                items,
-                next_url,
-                body.get("total_entries"),
-                response.content,
-                server_time=server_time(response),
-            )
+            total = body.get("total_entries")
+            return Page(url, number, items, next_url, response.content, server_time=server_time(response), total=total)
         assert response is not None
-        return Page(
-            url,
-            number,
-            None,
-            _with_page(url, number + 1),
-            None,
-            response.content,
-            error=error,
-            server_time=server_time(response),
-        )
+        following = _with_page(url, number + 1)
+        return Page(url, number, None, following, response.content, error=error, server_time=server_time(response))
 
     def get_time_entry(self, entry_id: int | str) -> dict[str, Any] | None:
         response, _call = self._request(self.url(f"time_entries/{entry_id}"))

@@ -17,14 +17,13 @@ from typing import Any
 
 import psycopg
 
-from closeout.trackers import runs, store
-from closeout.trackers.harvest.hook import HarvestHook, Page
+from closeout.trackers import pipeline, runs, store
+from closeout.trackers.harvest.hook import HarvestHook
 from closeout.trackers.harvest.normalize import SOURCE, normalize_page
+from closeout.trackers.pipeline import Page
 from closeout.trackers.records import Problem
 from closeout.trackers.runs import SyncRun
 from closeout.trackers.settings import SyncSettings
-from closeout.warehouse.db import connect
-from closeout.warehouse.migrations import apply_migrations
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +31,7 @@ REFERENCE_KINDS = (("client", "clients"), ("project", "projects"), ("task", "tas
 
 
 def _open(sync_run_id: int) -> tuple[psycopg.Connection, SyncRun]:
-    conn = connect(autocommit=True)  # explicit conn.transaction() blocks are the unit of work
-    try:
-        # A page and its checkpoint commit together, so a commit lost in a crash loses both and the
-        # page is simply read again: waiting for the WAL flush buys nothing here.
-        conn.execute("SET synchronous_commit = off")
-        runs.acquire_source_lock(conn, SOURCE)
-        run = runs.load(conn, sync_run_id)
-        conn.commit()
-    except BaseException:
-        conn.close()
-        raise
-    return conn, run
+    return pipeline.open_run(SOURCE, sync_run_id)
 
 
 def _hook(conn: psycopg.Connection) -> HarvestHook:
@@ -54,21 +42,7 @@ def _hook(conn: psycopg.Connection) -> HarvestHook:
 
 
 def begin_sync(airflow_run_id: str | None, settings: SyncSettings) -> dict[str, Any]:
-    with connect(autocommit=True) as conn:
-        apply_migrations(conn)  # idempotent and cheap when up to date: deployments migrate themselves
-        runs.acquire_source_lock(conn, SOURCE)
-        run = runs.begin(conn, SOURCE, airflow_run_id, full_refresh=settings.full_refresh)
-        if run.mode == "full" and not run.resumed:
-            (heads,) = conn.execute(
-                "SELECT count(*) FROM closeout_data.time_entry_heads WHERE source = %s", (SOURCE,)
-            ).fetchone()
-            if heads == 0:
-                # The first full listing is a census of everything: there is nothing to sweep yet.
-                run.phase("sweep").update(skipped="first full sync is a complete census", census=True)
-                with conn.transaction():
-                    runs.save_progress(conn, run, "begin", [])
-        log.info("Harvest sync run %s: %s%s", run.sync_run_id, run.mode, " (resumed)" if run.resumed else "")
-        return runs.summary(run)
+    return pipeline.begin(SOURCE, airflow_run_id, settings, census_phase="sweep")
 
 
 def sync_reference(sync_run_id: int, settings: SyncSettings) -> dict[str, Any]:
@@ -141,53 +115,12 @@ def _drain(
     *,
     track_seen: bool,
 ) -> None:
-    """Page through one time entry listing, committing each page with the checkpoint ``state``."""
-    if state.get("done"):
-        return
-    for page in hook.iter_pages("time_entries", params, start_url=state.get("next_url")):
-        with conn.transaction():
-            if page.items is None:
-                problem = Problem(
-                    "page", None, "body", page.error or "malformed", page.raw.decode("utf-8", errors="replace")
-                )
-                store.quarantine(conn, source=SOURCE, sync_run_id=run.sync_run_id, problems=[problem], url=page.url)
-                result = store.PageResult(quarantined=1)
-                state["partial"] = True
-            else:
-                result = store.apply_entries(
-                    conn,
-                    source=SOURCE,
-                    sync_run_id=run.sync_run_id,
-                    items=page.items,
-                    currencies=currencies,
-                    normalize=normalize_page,
-                    url=page.url,
-                    track_seen=track_seen,
-                )
-            if result.max_updated_at and (state.get("max_updated_at") or "") < result.max_updated_at:
-                state["max_updated_at"] = result.max_updated_at
-            if page.server_time and "server_time_first" not in state:
-                state["server_time_first"] = page.server_time.isoformat()
-            state["pages"] = state.get("pages", 0) + 1
-            state["next_url"] = page.next_url
-            state["done"] = page.next_url is None
-            runs.save_progress(
-                conn,
-                run,
-                phase,
-                hook.calls.drain(),
-                records=result.records,
-                versions=result.versions,
-                quarantined=result.quarantined,
-            )
-        log.info(
-            "Harvest %s: page %d, %d records, %d new versions, %d quarantined",
-            phase,
-            page.number,
-            result.records,
-            result.versions,
-            result.quarantined,
-        )
+    """Page through one time entry listing (resuming at the checkpointed ``next`` URL)."""
+    pipeline.drain(
+        conn, run, phase=phase, state=state,
+        pages=lambda start_url: hook.iter_pages("time_entries", params, start_url=start_url),
+        normalize=normalize_page, currencies=currencies, calls=hook.calls, track_seen=track_seen,
+    )  # fmt: skip
 
 
 def sync_entries(sync_run_id: int, settings: SyncSettings) -> dict[str, Any]:

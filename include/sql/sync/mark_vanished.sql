@@ -1,10 +1,11 @@
 -- Entries in the sweep window that the tracker no longer lists get a 'deleted' version
 -- (a copy of their last version with deleted_at set, billable hours and amount zero).
--- Params: source, sync_run_id, window_from. Returns the ids marked.
+-- Params: source, sync_run_id, window_from, window_to (NULL: no upper bound). Returns the ids marked.
 WITH vanished AS (
     SELECT h.source_id, h.version
     FROM closeout_data.time_entry_heads h
     WHERE h.source = %(source)s AND h.deleted_at IS NULL AND h.spent_date >= %(window_from)s
+      AND (%(window_to)s::date IS NULL OR h.spent_date <= %(window_to)s::date)
       AND NOT EXISTS (SELECT 1 FROM closeout_data.sweep_seen s
                       WHERE s.sync_run_id = %(sync_run_id)s AND s.source_id = h.source_id)
 ),

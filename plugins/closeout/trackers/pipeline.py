@@ -19,10 +19,12 @@ from typing import Any
 import psycopg
 
 from closeout.trackers import runs, store
-from closeout.trackers.records import Problem
+from closeout.trackers.records import Currencies, Problem
 from closeout.trackers.runs import SyncRun
 from closeout.trackers.settings import SyncSettings
-from closeout.trackers.transport import CallLog
+from closeout.trackers.transport import BudgetExhausted, CallLog
+
+__all__ = ["BudgetExhausted", "Page", "begin", "drain", "open_run"]
 from closeout.warehouse.db import connect
 from closeout.warehouse.migrations import apply_migrations
 
@@ -42,14 +44,6 @@ class Page:
     error: str | None = None
     server_time: datetime | None = None
     total: int | None = None
-
-
-class BudgetExhausted(Exception):
-    """The tracker's request budget cannot pay for the next page; continue in a later run."""
-
-    def __init__(self, message: str, *, resets_in: float | None = None) -> None:
-        super().__init__(message)
-        self.resets_in = resets_in
 
 
 def open_run(source: str, sync_run_id: int) -> tuple[psycopg.Connection, SyncRun]:
@@ -97,7 +91,7 @@ def drain(
     state: dict[str, Any],
     pages: Callable[[Any], Iterator[Page]],
     normalize: store.Normalizer,
-    currencies: frozenset[str],
+    currencies: Currencies,
     calls: CallLog,
     track_seen: bool,
 ) -> bool:

@@ -7,12 +7,15 @@ the record, the field and the reason, so bad input is quarantined instead of dro
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
 MAX_HOURS_PER_ENTRY = Decimal(24)
+# ISO 4217 code -> minor-unit exponent (closeout_data.currencies)
+Currencies = Mapping[str, int]
 # An hourly rate above this in any currency is a data error (1e9 VND is about 40,000 USD an hour).
 MAX_HOURLY_RATE = Decimal(10) ** 9
 
@@ -155,7 +158,7 @@ def require_bool(value: Any, field: str) -> bool:
     raise Invalid(field, "missing" if value is None else f"not true/false: {value!r}")
 
 
-def require_currency(value: Any, field: str, known: frozenset[str] | set[str]) -> str:
+def require_currency(value: Any, field: str, known: Mapping[str, int] | frozenset[str]) -> str:
     if not isinstance(value, str) or not value:
         raise Invalid(field, "missing currency")
     code = value.upper()

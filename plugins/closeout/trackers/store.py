@@ -16,9 +16,9 @@ from typing import Any
 import psycopg
 
 from closeout.paths import load_sql
-from closeout.trackers.records import ENTRY_COLUMNS, ENTRY_COPY_TYPES, EntryRow, Problem
+from closeout.trackers.records import ENTRY_COLUMNS, ENTRY_COPY_TYPES, Currencies, EntryRow, Problem
 
-Normalizer = Callable[[Iterable[Any], frozenset[str]], tuple[list[EntryRow], list[Problem], list[str]]]
+Normalizer = Callable[[Iterable[Any], Currencies], tuple[list[EntryRow], list[Problem], list[str]]]
 
 _COPY_STAGE = f"COPY stage_time_entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
@@ -37,8 +37,9 @@ def prepare_session(conn: psycopg.Connection) -> None:
         conn.execute(load_sql("sync/stage_time_entries.sql"))
 
 
-def known_currencies(conn: psycopg.Connection) -> frozenset[str]:
-    return frozenset(code for (code,) in conn.execute("SELECT code FROM closeout_data.currencies"))
+def known_currencies(conn: psycopg.Connection) -> Currencies:
+    """ISO code -> minor-unit exponent, from the warehouse's currency table."""
+    return dict(conn.execute("SELECT code, exponent FROM closeout_data.currencies").fetchall())
 
 
 def apply_entries(
@@ -47,7 +48,7 @@ def apply_entries(
     source: str,
     sync_run_id: int,
     items: Sequence[Any],
-    currencies: frozenset[str],
+    currencies: Currencies,
     normalize: Normalizer,
     url: str,
     track_seen: bool = False,
@@ -110,9 +111,14 @@ def quarantine(
         cur.executemany(load_sql("sync/quarantine_record.sql"), params)
 
 
-def mark_vanished(conn: psycopg.Connection, *, source: str, sync_run_id: int, window_from: date) -> list[str]:
+def mark_vanished(
+    conn: psycopg.Connection, *, source: str, sync_run_id: int, window_from: date, window_to: date | None = None
+) -> list[str]:
+    """Entries with spent_date in [window_from, window_to] that the run's listings did not return get a
+    'deleted' version. Call only after a complete listing of exactly that window."""
     rows = conn.execute(
-        load_sql("sync/mark_vanished.sql"), {"source": source, "sync_run_id": sync_run_id, "window_from": window_from}
+        load_sql("sync/mark_vanished.sql"),
+        {"source": source, "sync_run_id": sync_run_id, "window_from": window_from, "window_to": window_to},
     ).fetchall()
     conn.execute("DELETE FROM closeout_data.sweep_seen WHERE sync_run_id = %s", (sync_run_id,))
     return [source_id for (source_id,) in rows]

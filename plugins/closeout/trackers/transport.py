@@ -25,6 +25,14 @@ import requests
 log = logging.getLogger(__name__)
 
 
+class BudgetExhausted(Exception):
+    """The tracker's request budget cannot pay for the next call; continue in a later run."""
+
+    def __init__(self, message: str, *, resets_in: float | None = None) -> None:
+        super().__init__(message)
+        self.resets_in = resets_in
+
+
 class TrackerAPIError(RuntimeError):
     """A call that cannot succeed by retrying (4xx other than 429, or retries exhausted)."""
 
@@ -78,6 +86,16 @@ class Pacer:
         self._sent: deque[float] = deque()
         self._sleep = sleep
         self._clock = clock
+
+    def next_wait(self) -> float:
+        """How long the next ``wait_turn`` would sleep (0 when a slot is free)."""
+        if self.max_requests <= 0:
+            return 0.0
+        now = self._clock()
+        live = [t for t in self._sent if now - t < self.per_seconds]
+        if len(live) < self.max_requests:
+            return 0.0
+        return max(0.0, self.per_seconds - (now - live[-self.max_requests]))
 
     def wait_turn(self) -> float:
         if self.max_requests <= 0:
@@ -171,3 +189,113 @@ def server_time(response: requests.Response) -> datetime | None:
         return parsedate_to_datetime(response.headers["Date"])
     except (KeyError, TypeError, ValueError):
         return None
+
+
+class TrackerTransport:
+    """One vendor's HTTP conversation: pacing, retries and the call log. Hooks own URLs and payloads.
+
+    429 waits ``Retry-After`` (bounded in total by the policy); 5xx, timeouts and dropped connections
+    back off and retry the same request; any other 4xx but 404 is a ``TrackerAPIError``. ``inspect``
+    sees every response first and may raise ``BudgetExhausted`` (e.g. Toggl's 402 quota answer).
+    When pacing would wait longer than ``max_pacing_wait`` (an hourly plan limit), the call is not
+    made: ``BudgetExhausted`` lets the run stop cleanly and continue later.
+    """
+
+    def __init__(
+        self,
+        vendor: str,
+        session: requests.Session,
+        *,
+        policy: RetryPolicy,
+        pacer: Pacer,
+        calls: CallLog,
+        inspect: Callable[[requests.Response], None] | None = None,
+        max_pacing_wait: float | None = None,
+    ) -> None:
+        self.vendor = vendor
+        self.session = session
+        self.policy = policy
+        self.pacer = pacer
+        self.calls = calls
+        self.inspect = inspect
+        self.max_pacing_wait = max_pacing_wait
+
+    def send(self, method: str, url: str, *, json_body: Any = None) -> tuple[requests.Response, CallRecord]:
+        """Returns any 2xx or 404 with its call record; raises otherwise."""
+        failures = 0
+        rate_limited_for = 0.0
+        shown = redact_url(url)
+        while True:
+            if self.max_pacing_wait is not None and self.pacer.next_wait() > self.max_pacing_wait:
+                raise BudgetExhausted(
+                    f"{self.vendor} request budget spent for now (next slot in {self.pacer.next_wait():.0f}s)",
+                    resets_in=self.pacer.next_wait(),
+                )
+            self.pacer.wait_turn()
+            started = time.monotonic()
+            at = datetime.now(UTC)
+            try:
+                response = self.session.request(method, url, json=json_body, timeout=self.policy.timeout)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                self._record(method, url, None, "connection_error", started, at)
+                failures += 1
+                if failures >= self.policy.max_attempts:
+                    raise TrackerAPIError(f"{method} {shown}: {type(exc).__name__} after {failures} attempts",
+                                          url=url) from exc  # fmt: skip
+                delay = self.policy.backoff(failures)
+                log.warning("%s %s %s: %s; retry %d in %.1fs", self.vendor, method, shown, type(exc).__name__,
+                            failures, delay)  # fmt: skip
+                time.sleep(delay)
+                continue
+            status = response.status_code
+            if self.inspect is not None:
+                try:
+                    self.inspect(response)
+                except BudgetExhausted:
+                    self._record(method, url, status, "budget_exhausted", started, at)
+                    raise
+            if status == 429:
+                wait = retry_after_seconds(response.headers.get("Retry-After"), default=1.0)
+                self._record(method, url, status, "rate_limited", started, at)
+                rate_limited_for += wait
+                if rate_limited_for > self.policy.max_rate_limit_wait:
+                    raise TrackerAPIError(f"{method} {shown}: rate limited for {rate_limited_for:.0f}s in total",
+                                          status=429, url=url)  # fmt: skip
+                if self.max_pacing_wait is not None and wait > self.max_pacing_wait:
+                    raise BudgetExhausted(f"{self.vendor} rate limit: next slot in {wait:.0f}s", resets_in=wait)
+                log.info("%s rate limit: waiting %.1fs (Retry-After)", self.vendor, wait)
+                self.pacer.penalise(wait)
+                time.sleep(wait)
+                continue
+            if status >= 500:
+                self._record(method, url, status, "server_error", started, at)
+                failures += 1
+                if failures >= self.policy.max_attempts:
+                    raise TrackerAPIError(f"{method} {shown}: HTTP {status} after {failures} attempts",
+                                          status=status, url=url)  # fmt: skip
+                delay = self.policy.backoff(failures)
+                log.warning("%s %s %s: HTTP %d; retry %d in %.1fs", self.vendor, method, shown, status, failures,
+                            delay)  # fmt: skip
+                time.sleep(delay)
+                continue
+            if status == 404 or 200 <= status < 300:
+                return response, self._record(method, url, status, "ok", started, at)
+            self._record(method, url, status, "client_error", started, at)
+            raise TrackerAPIError(f"{method} {shown}: HTTP {status}: {error_text(response)}", status=status, url=url)
+
+    def _record(self, method: str, url: str, status: int | None, outcome: str, started: float,
+                at: datetime) -> CallRecord:  # fmt: skip
+        record = CallRecord(method, redact_url(url), status, outcome, int((time.monotonic() - started) * 1000), at)
+        self.calls.add(record)
+        return record
+
+
+def error_text(response: requests.Response) -> str:
+    """A short, secret-free description of an error body for messages and logs."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        return str(body.get("error_description") or body.get("message") or body.get("error") or body)[:200]
+    return str(body)[:200]

@@ -10,10 +10,8 @@ fraction (msgspec's float hook receives the number's text): hours and rates neve
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -29,8 +27,8 @@ from closeout.trackers.transport import (
     Pacer,
     RetryPolicy,
     TrackerAPIError,
+    TrackerTransport,
     redact_url,
-    retry_after_seconds,
     server_time,
 )
 
@@ -67,6 +65,7 @@ class HarvestHook(BaseHook):
         self.policy = policy or RetryPolicy()
         self.calls = CallLog()
         self._session: requests.Session | None = None
+        self._transport: TrackerTransport | None = None
         self._base_url = ""
         self.per_page = MAX_PER_PAGE
         self._pacer = Pacer(100, 15.0)
@@ -97,6 +96,7 @@ class HarvestHook(BaseHook):
             }
         )
         self._session = session
+        self._transport = TrackerTransport("Harvest", session, policy=self.policy, pacer=self._pacer, calls=self.calls)
         return session
 
     def seed_pacing(self, sent_ago: list[float]) -> None:
@@ -121,64 +121,10 @@ class HarvestHook(BaseHook):
 
     # -- requests ----------------------------------------------------------------------------
     def _request(self, url: str) -> tuple[requests.Response, CallRecord]:
-        """GET with pacing and retries. Returns any 2xx or 404 (and its call record); raises otherwise."""
-        session = self.get_conn()
-        failures = 0
-        rate_limited_for = 0.0
-        while True:
-            self._pacer.wait_turn()
-            started = time.monotonic()
-            at = datetime.now(UTC)
-            try:
-                response = session.get(url, timeout=self.policy.timeout)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                self._record(url, None, "connection_error", started, at)
-                failures += 1
-                if failures >= self.policy.max_attempts:
-                    raise TrackerAPIError(
-                        f"GET {redact_url(url)}: {type(exc).__name__} after {failures} attempts", url=url
-                    ) from exc
-                delay = self.policy.backoff(failures)
-                log.warning(
-                    "Harvest GET %s: %s; retry %d in %.1fs", redact_url(url), type(exc).__name__, failures, delay
-                )
-                time.sleep(delay)
-                continue
-            status = response.status_code
-            if status == 429:
-                wait = retry_after_seconds(response.headers.get("Retry-After"))
-                self._record(url, status, "rate_limited", started, at)
-                rate_limited_for += wait
-                if rate_limited_for > self.policy.max_rate_limit_wait:
-                    raise TrackerAPIError(
-                        f"GET {redact_url(url)}: rate limited for {rate_limited_for:.0f}s in total", status=429, url=url
-                    )
-                log.info("Harvest rate limit: waiting %.1fs (Retry-After)", wait)
-                self._pacer.penalise(wait)
-                time.sleep(wait)
-                continue
-            if status >= 500:
-                self._record(url, status, "server_error", started, at)
-                failures += 1
-                if failures >= self.policy.max_attempts:
-                    raise TrackerAPIError(
-                        f"GET {redact_url(url)}: HTTP {status} after {failures} attempts", status=status, url=url
-                    )
-                delay = self.policy.backoff(failures)
-                log.warning("Harvest GET %s: HTTP %d; retry %d in %.1fs", redact_url(url), status, failures, delay)
-                time.sleep(delay)
-                continue
-            if status == 404 or 200 <= status < 300:
-                return response, self._record(url, status, "ok", started, at)
-            self._record(url, status, "client_error", started, at)
-            raise TrackerAPIError(
-                f"GET {redact_url(url)}: HTTP {status}: {_error_text(response)}", status=status, url=url
-            )
-
-    def _record(self, url: str, status: int | None, outcome: str, started: float, at: datetime) -> CallRecord:
-        record = CallRecord("GET", redact_url(url), status, outcome, int((time.monotonic() - started) * 1000), at)
-        self.calls.add(record)
-        return record
+        """GET with pacing and retries (see ``TrackerTransport``)."""
+        self.get_conn()
+        assert self._transport is not None
+        return self._transport.send("GET", url)
 
     # -- listings ----------------------------------------------------------------------------
     def iter_pages(
@@ -255,13 +201,3 @@ def _with_page(url: str, number: int) -> str:
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query) if k != "page"] + [("page", str(number))]
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
-
-
-def _error_text(response: requests.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:200]
-    if isinstance(body, dict):
-        return str(body.get("error_description") or body.get("message") or body.get("error") or body)[:200]
-    return str(body)[:200]

@@ -18,6 +18,7 @@ from typing import Any
 from closeout.trackers.records import (
     MAX_HOURLY_RATE,
     MAX_HOURS_PER_ENTRY,
+    Currencies,
     EntryRow,
     Invalid,
     Problem,
@@ -52,7 +53,7 @@ def _invoice_ref(invoice: Any) -> str | None:
     return None
 
 
-def normalize_entry(raw: Any, currencies: frozenset[str]) -> EntryRow:
+def normalize_entry(raw: Any, currencies: Currencies) -> EntryRow:
     """The careful path: every field checked, the first problem raised as ``Invalid(field, reason)``."""
     if not isinstance(raw, dict):
         raise Invalid("(record)", f"not an object: {type(raw).__name__}")
@@ -88,7 +89,7 @@ def normalize_entry(raw: Any, currencies: frozenset[str]) -> EntryRow:
     )
 
 
-def _fast(raw: dict[str, Any], currencies: frozenset[str]) -> EntryRow:
+def _fast(raw: dict[str, Any], currencies: Currencies) -> EntryRow:
     """Accepts exactly what ``normalize_entry`` accepts in its most common form, or declines."""
     entry_id = raw["id"]
     client = raw["client"]
@@ -136,7 +137,7 @@ def _fast(raw: dict[str, Any], currencies: frozenset[str]) -> EntryRow:
     )  # fmt: skip
 
 
-def normalize_page(items: Iterable[Any], currencies: frozenset[str]) -> tuple[list[EntryRow], list[Problem], list[str]]:
+def normalize_page(items: Iterable[Any], currencies: Currencies) -> tuple[list[EntryRow], list[Problem], list[str]]:
     """Rows, problems, and every id seen (valid or not: a bad record still exists in Harvest)."""
     rows: list[EntryRow] = []
     problems: list[Problem] = []

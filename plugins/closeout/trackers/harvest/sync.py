@@ -21,7 +21,7 @@ from closeout.trackers import pipeline, runs, store
 from closeout.trackers.harvest.hook import HarvestHook
 from closeout.trackers.harvest.normalize import SOURCE, normalize_page
 from closeout.trackers.pipeline import Page
-from closeout.trackers.records import Problem
+from closeout.trackers.records import Currencies, Problem
 from closeout.trackers.runs import SyncRun
 from closeout.trackers.settings import SyncSettings
 
@@ -111,7 +111,7 @@ def _drain(
     phase: str,
     state: dict[str, Any],
     params: dict[str, Any],
-    currencies: frozenset[str],
+    currencies: Currencies,
     *,
     track_seen: bool,
 ) -> None:

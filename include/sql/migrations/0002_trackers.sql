@@ -3,7 +3,8 @@
 --     next run continues it (it holds the one-running-sync slot meanwhile);
 --   * 'import' mode for the one-time history import;
 --   * identity_map: the same client, project or user in two trackers maps to one contract key;
---   * webhook_inbox: raw tracker events, unique per vendor event id, applied by the sync DAGs.
+--   * webhook_inbox: raw tracker events, unique per vendor event id, applied by the sync DAGs;
+--   * tracker_entities may hold the workspace (rounding and default rates live there).
 
 ALTER TABLE closeout_data.sync_runs DROP CONSTRAINT sync_runs_status_check;
 ALTER TABLE closeout_data.sync_runs ADD CONSTRAINT sync_runs_status_check
@@ -12,6 +13,10 @@ ALTER TABLE closeout_data.sync_runs DROP CONSTRAINT sync_runs_mode_check;
 ALTER TABLE closeout_data.sync_runs ADD CONSTRAINT sync_runs_mode_check
     CHECK (mode IN ('full', 'incremental', 'import'));
 DROP INDEX closeout_data.sync_runs_one_running_per_source;
+-- Toggl and Clockify keep rounding and default rates on the workspace: keep it with the other entities.
+ALTER TABLE closeout_data.tracker_entities DROP CONSTRAINT tracker_entities_kind_check;
+ALTER TABLE closeout_data.tracker_entities ADD CONSTRAINT tracker_entities_kind_check
+    CHECK (kind IN ('workspace', 'client', 'project', 'task', 'user'));
 CREATE UNIQUE INDEX sync_runs_one_open_per_source
     ON closeout_data.sync_runs (source) WHERE status IN ('running', 'paused');
 

@@ -55,13 +55,21 @@ def open_run(source: str, sync_run_id: int) -> tuple[psycopg.Connection, SyncRun
         conn.execute("SET synchronous_commit = off")
         runs.acquire_source_lock(conn, source)
         run = runs.load(conn, sync_run_id)
+        store.prepare_session(conn)
     except BaseException:
         conn.close()
         raise
     return conn, run
 
 
-def begin(source: str, airflow_run_id: str | None, settings: SyncSettings, *, census_phase: str) -> dict[str, Any]:
+def begin(
+    source: str,
+    airflow_run_id: str | None,
+    settings: SyncSettings,
+    *,
+    census_phase: str | None,
+    cursor_key: str = "entries_since",
+) -> dict[str, Any]:
     """Migrate, then adopt the tracker's unfinished run or start a new one.
 
     A first full sync into an empty warehouse is a census: the deletion sweep (``census_phase``) is
@@ -70,8 +78,8 @@ def begin(source: str, airflow_run_id: str | None, settings: SyncSettings, *, ce
     with connect(autocommit=True) as conn:
         apply_migrations(conn)  # idempotent and cheap when up to date: deployments migrate themselves
         runs.acquire_source_lock(conn, source)
-        run = runs.begin(conn, source, airflow_run_id, full_refresh=settings.full_refresh)
-        if run.mode == "full" and not run.resumed:
+        run = runs.begin(conn, source, airflow_run_id, full_refresh=settings.full_refresh, cursor_key=cursor_key)
+        if census_phase and run.mode == "full" and not run.resumed:
             (heads,) = conn.execute(
                 "SELECT count(*) FROM closeout_data.time_entry_heads WHERE source = %s", (source,)
             ).fetchone()

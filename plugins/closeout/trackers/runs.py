@@ -56,7 +56,14 @@ def acquire_source_lock(conn: psycopg.Connection, source: str) -> None:
         raise SyncBusy(f"another {source} sync holds the lock; this one will retry later")
 
 
-def begin(conn: psycopg.Connection, source: str, airflow_run_id: str | None, *, full_refresh: bool = False) -> SyncRun:
+def begin(
+    conn: psycopg.Connection,
+    source: str,
+    airflow_run_id: str | None,
+    *,
+    full_refresh: bool = False,
+    cursor_key: str = "entries_since",
+) -> SyncRun:
     """Adopt the unfinished run of this tracker, or start a new one (full or incremental)."""
     with conn.transaction():
         row = conn.execute(
@@ -83,7 +90,7 @@ def begin(conn: psycopg.Connection, source: str, airflow_run_id: str | None, *, 
             (source,),
         ).fetchone()
         cursor_in = last[0] if last else None
-        mode = "full" if full_refresh or not cursor_in or not cursor_in.get("entries_since") else "incremental"
+        mode = "full" if full_refresh or not cursor_in or not cursor_in.get(cursor_key) else "incremental"
         (sync_run_id,) = conn.execute(
             """INSERT INTO closeout_data.sync_runs (source, mode, status, airflow_run_ids, cursor_in)
                VALUES (%s, %s, 'running', %s, %s) RETURNING sync_run_id""",

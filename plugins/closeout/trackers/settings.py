@@ -21,6 +21,8 @@ class SyncSettings:
     sweep_days: int = 90  # trailing window of spent_date re-listed to detect deletions
     sweep_interval_hours: float = 6.0  # how often 'auto' sweeps; incremental runs in between stay cheap
     sweep: str = "auto"  # auto | always | never
+    history_days: int = 365  # first sync of a windowed tracker (Toggl, Clockify) reaches this far back
+    reference_interval_hours: float = 6.0  # how often clients/projects/tasks/users are re-read
     full_refresh: bool = False
 
     def __post_init__(self) -> None:
@@ -28,6 +30,8 @@ class SyncSettings:
             raise ValueError(f"sweep must be one of {SWEEP_MODES}, not {self.sweep!r}")
         if self.sweep_days < 1 or self.overlap_minutes < 0 or self.sweep_interval_hours < 0:
             raise ValueError("sweep_days must be >= 1; overlap_minutes and sweep_interval_hours >= 0")
+        if not 1 <= self.history_days <= 366 or self.reference_interval_hours < 0:
+            raise ValueError("history_days must be 1..366 (older history: closeout_migrate_history)")
 
     def merged(self, overrides: dict[str, Any] | None) -> SyncSettings:
         known = {f.name: f.type for f in fields(self)}

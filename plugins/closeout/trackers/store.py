@@ -55,7 +55,7 @@ def apply_entries(
 ) -> PageResult:
     """Stage, merge and quarantine one page inside the caller's transaction."""
     rows, problems, seen = normalize(items, currencies)
-    result = PageResult(records=len(items), quarantined=len(problems))
+    result = PageResult(records=len(rows) + len(problems), quarantined=len(problems))
     if len({row.source_id for row in rows}) != len(rows):
         rows = _latest_per_id(rows)
     if rows:

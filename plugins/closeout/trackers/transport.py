@@ -211,6 +211,7 @@ class TrackerTransport:
         calls: CallLog,
         inspect: Callable[[requests.Response], None] | None = None,
         max_pacing_wait: float | None = None,
+        extra_pacers: tuple[Pacer, ...] = (),
     ) -> None:
         self.vendor = vendor
         self.session = session
@@ -219,6 +220,7 @@ class TrackerTransport:
         self.calls = calls
         self.inspect = inspect
         self.max_pacing_wait = max_pacing_wait
+        self.extra_pacers = extra_pacers  # short-term limits: always waited out, never a budget stop
 
     def send(self, method: str, url: str, *, json_body: Any = None) -> tuple[requests.Response, CallRecord]:
         """Returns any 2xx or 404 with its call record; raises otherwise."""
@@ -232,6 +234,8 @@ class TrackerTransport:
                     resets_in=self.pacer.next_wait(),
                 )
             self.pacer.wait_turn()
+            for pacer in self.extra_pacers:
+                pacer.wait_turn()
             started = time.monotonic()
             at = datetime.now(UTC)
             try:

@@ -1,0 +1,278 @@
+"""The sync of trackers whose complete listing has no "updated since" filter (Toggl, Clockify).
+
+Completeness comes from re-listing a trailing window of dates and diffing ids; speed comes from the
+tracker's webhooks, whose events name the days to re-list. Phases, each resumable and each able to
+stop cleanly when the tracker's request budget is spent (the run is then *paused* and the next run
+continues it from the last committed page):
+
+1. reference - clients, projects, tasks, users (when due): rows need the project -> client link;
+2. window    - when due, re-list [today - sweep_days, tomorrow] (a first sync: history_days), merge
+               it, and give every entry of the window that the listing did not return a deleted version;
+3. inbox     - pending webhook events -> the days they touch -> re-list just those days the same way.
+               Events that arrived before a window listing of this run began are covered by it.
+Applying an event is always a re-read of the tracker's current state, so duplicated, shuffled or
+late events cannot move an entry backwards, and a dropped one is caught by the next window.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import psycopg
+
+from closeout.trackers import pipeline, runs, store
+from closeout.trackers.pipeline import Page
+from closeout.trackers.runs import SyncRun
+from closeout.trackers.settings import SyncSettings
+from closeout.trackers.store import Normalizer
+from closeout.trackers.transport import BudgetExhausted
+
+log = logging.getLogger(__name__)
+
+MAX_WINDOW_DAYS = 366  # the longest range one report request may span (Toggl documents 366 days)
+
+
+@dataclass(frozen=True)
+class WindowedTracker:
+    """What one tracker plugs into the windowed sync."""
+
+    source: str
+    make_hook: Callable[[], Any]  # a hook with .calls, .seed_pacing(), .pacing_window, .close()
+    fetch_reference: Callable[[Any, psycopg.Connection, SyncRun], None]  # read + upsert (own transactions)
+    pages: Callable[[Any, date, date, Any], Iterator[Page]]  # (hook, first day, last day, resume token)
+    normalizer: Callable[[psycopg.Connection], Normalizer]  # built from the reference data in the warehouse
+    event_days: Callable[[str, str], list[date]]  # (event_type, raw body) -> spent dates it touches
+
+
+def _hook(tracker: WindowedTracker, conn: psycopg.Connection) -> Any:
+    hook = tracker.make_hook()
+    hook.seed_pacing(runs.recent_calls(conn, tracker.source, hook.pacing_window))
+    return hook
+
+
+def begin_sync(tracker: WindowedTracker, airflow_run_id: str | None, settings: SyncSettings) -> dict[str, Any]:
+    # "incremental" here means a previous run completed (and left reference_at in its cursor)
+    return pipeline.begin(tracker.source, airflow_run_id, settings, census_phase=None, cursor_key="reference_at")
+
+
+def _last(conn: psycopg.Connection, source: str, key: str) -> datetime | None:
+    row = conn.execute(
+        """SELECT (cursor->>%s)::timestamptz FROM closeout_data.sync_runs
+           WHERE source = %s AND cursor ? %s ORDER BY sync_run_id DESC LIMIT 1""",
+        (key, source, key),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def sync_reference(tracker: WindowedTracker, sync_run_id: int, settings: SyncSettings) -> dict[str, Any]:
+    conn, run = pipeline.open_run(tracker.source, sync_run_id)
+    hook = _hook(tracker, conn)
+    try:
+        state = run.phase("reference")
+        if state.get("done") or state.get("skipped"):
+            return runs.summary(run)
+        last = _last(conn, tracker.source, "reference_at")
+        now = datetime.now(UTC)
+        if run.mode != "full" and last and now - last < timedelta(hours=settings.reference_interval_hours):
+            state["skipped"] = f"read {last.isoformat()}, within {settings.reference_interval_hours:g} h"
+        else:
+            try:
+                tracker.fetch_reference(hook, conn, run)
+            except BudgetExhausted as exc:
+                state["paused"] = str(exc)
+                with conn.transaction():
+                    runs.save_progress(conn, run, "reference", hook.calls.drain())
+                return runs.summary(run)
+            state.pop("paused", None)
+            state["done"] = True
+            state["read_at"] = now.isoformat()
+        with conn.transaction():
+            runs.save_progress(conn, run, "reference", hook.calls.drain())
+        return runs.summary(run)
+    finally:
+        hook.close()
+        conn.close()
+
+
+def _listing_due(conn: psycopg.Connection, tracker: WindowedTracker, run: SyncRun, settings: SyncSettings) -> bool:
+    if run.mode == "full" or settings.sweep == "always":
+        return True
+    if settings.sweep == "never":
+        return False
+    last = runs.last_sweep_completed_at(conn, tracker.source)
+    return last is None or datetime.now(UTC) - last >= timedelta(hours=settings.sweep_interval_hours)
+
+
+def _relist(
+    conn: psycopg.Connection, tracker: WindowedTracker, hook: Any, run: SyncRun, phase: str, state: dict[str, Any],
+    first: date, last: date, normalize: Normalizer, currencies: store.Currencies,
+) -> bool:  # fmt: skip
+    """List [first, last], merge it, and mark what the listing did not return as deleted.
+    False when the budget ran out first (state keeps where to continue)."""
+    complete = pipeline.drain(
+        conn, run, phase=phase, state=state, pages=lambda token: tracker.pages(hook, first, last, token),
+        normalize=normalize, currencies=currencies, calls=hook.calls, track_seen=True,
+    )  # fmt: skip
+    if not complete:
+        return False
+    if "marked" not in state:
+        with conn.transaction():
+            if state.get("partial"):
+                vanished: list[str] = []
+                state["note"] = "listing incomplete (quarantined page): no deletion marked"
+                conn.execute("DELETE FROM closeout_data.sweep_seen WHERE sync_run_id = %s", (run.sync_run_id,))
+            else:
+                vanished = store.mark_vanished(conn, source=run.source, sync_run_id=run.sync_run_id,
+                                               window_from=first, window_to=last)  # fmt: skip
+            state["marked"] = len(vanished)
+            runs.save_progress(conn, run, phase, hook.calls.drain(), deletions=len(vanished))
+        if vanished:
+            log.info("%s %s: %d entries no longer listed marked deleted: %s", run.source, phase, len(vanished),
+                     ", ".join(vanished[:20]) + (" ..." if len(vanished) > 20 else ""))  # fmt: skip
+    return True
+
+
+def sync_window(tracker: WindowedTracker, sync_run_id: int, settings: SyncSettings) -> dict[str, Any]:
+    conn, run = pipeline.open_run(tracker.source, sync_run_id)
+    hook = _hook(tracker, conn)
+    try:
+        state = run.phase("window")
+        if state.get("marked") is not None or state.get("skipped"):
+            return runs.summary(run)
+        if "first" not in state:
+            if not _listing_due(conn, tracker, run, settings):
+                state["skipped"] = f"not due (every {settings.sweep_interval_hours:g} h)"
+                with conn.transaction():
+                    runs.save_progress(conn, run, "window", [])
+                return runs.summary(run)
+            today = datetime.now(UTC).date()
+            days = settings.history_days if run.mode == "full" else settings.sweep_days
+            last = today + timedelta(days=1)  # time zones ahead of UTC
+            first = max(today - timedelta(days=days), last - timedelta(days=MAX_WINDOW_DAYS - 1))
+            state["first"], state["last"] = first.isoformat(), last.isoformat()
+            state["began_at"] = datetime.now(UTC).isoformat()
+        _relist(conn, tracker, hook, run, "window", state, date.fromisoformat(state["first"]),
+                date.fromisoformat(state["last"]), tracker.normalizer(conn), store.known_currencies(conn))  # fmt: skip
+        return runs.summary(run)
+    finally:
+        hook.close()
+        conn.close()
+
+
+def apply_inbox(tracker: WindowedTracker, sync_run_id: int, settings: SyncSettings) -> dict[str, Any]:
+    conn, run = pipeline.open_run(tracker.source, sync_run_id)
+    hook = _hook(tracker, conn)
+    try:
+        state = run.phase("inbox")
+        if state.get("done"):
+            return runs.summary(run)
+        if "ranges" not in state:
+            state.update(_plan_inbox(conn, tracker, run))
+            with conn.transaction():
+                runs.save_progress(conn, run, "inbox", [])
+        normalize = tracker.normalizer(conn)
+        currencies = store.known_currencies(conn)
+        for key, (first, last) in state["ranges"].items():
+            progress = state.setdefault("progress", {}).setdefault(key, {})
+            if progress.get("marked") is not None:
+                continue
+            if not _relist(conn, tracker, hook, run, "inbox", progress, date.fromisoformat(first),
+                           date.fromisoformat(last), normalize, currencies):  # fmt: skip
+                return runs.summary(run)
+        with conn.transaction():
+            conn.execute(
+                """UPDATE closeout_data.webhook_inbox SET processed_at = clock_timestamp(), outcome = %s
+                   WHERE vendor = %s AND processed_at IS NULL AND inbox_id <= %s""",
+                (f"applied by sync run {run.sync_run_id}: re-listed {len(state['ranges'])} day range(s)",
+                 tracker.source, state["upto"]),
+            )  # fmt: skip
+            state["done"] = True
+            runs.save_progress(conn, run, "inbox", hook.calls.drain())
+        return runs.summary(run)
+    finally:
+        hook.close()
+        conn.close()
+
+
+def _plan_inbox(conn: psycopg.Connection, tracker: WindowedTracker, run: SyncRun) -> dict[str, Any]:
+    """Freeze which events this run applies and the day ranges they need re-listed."""
+    window = run.phase("window")
+    covered_before = window.get("began_at") if window.get("marked") is not None else None
+    rows = conn.execute(
+        """SELECT inbox_id, event_type, body, received_at FROM closeout_data.webhook_inbox
+           WHERE vendor = %s AND processed_at IS NULL ORDER BY inbox_id""",
+        (tracker.source,),
+    ).fetchall()
+    days: set[date] = set()
+    unreadable = 0
+    upto = 0
+    for inbox_id, event_type, body, received_at in rows:
+        upto = inbox_id
+        if covered_before and received_at.isoformat() < covered_before:
+            continue  # this run's window listing already read the tracker's state after this event
+        touched = tracker.event_days(event_type, body)
+        if not touched:
+            unreadable += 1
+        days.update(touched)
+    ranges: dict[str, list[str]] = {}
+    for first, last in _contiguous(sorted(days)):
+        ranges[f"{first}..{last}"] = [first.isoformat(), last.isoformat()]
+    if unreadable:
+        log.warning("%s inbox: %d events named no day; the next window listing covers them", tracker.source,
+                    unreadable)  # fmt: skip
+    return {"ranges": ranges, "upto": upto, "events": len(rows)}
+
+
+def _contiguous(days: list[date]) -> Iterator[tuple[date, date]]:
+    if not days:
+        return
+    first = last = days[0]
+    for day in days[1:]:
+        if day - last <= timedelta(days=1):
+            last = day
+            continue
+        yield first, last
+        first = last = day
+    yield first, last
+
+
+def finish_sync(tracker: WindowedTracker, sync_run_id: int, settings: SyncSettings) -> dict[str, Any]:
+    conn, run = pipeline.open_run(tracker.source, sync_run_id)
+    try:
+        if run.status != "running":
+            return runs.summary(run)
+        phases = {name: run.phase(name) for name in ("reference", "window", "inbox")}
+        paused = [f"{name}: {state['paused']}" for name, state in phases.items() if state.get("paused")]
+        if paused:
+            runs.pause(conn, run, "; ".join(paused))
+            log.warning("%s sync run %s paused, the next run continues it: %s", tracker.source, run.sync_run_id,
+                        "; ".join(paused))  # fmt: skip
+            return runs.summary(run)
+        window, reference = phases["window"], phases["reference"]
+        cursor = dict(run.cursor_in)
+        if reference.get("read_at"):
+            cursor["reference_at"] = reference["read_at"]
+        partial = bool(
+            window.get("partial") or any(p.get("partial") for p in phases["inbox"].get("progress", {}).values())
+        )
+        runs.finish(conn, run, status="partial" if partial else "succeeded", cursor=cursor,
+                    sweep_completed=window.get("marked") is not None and not window.get("partial"))  # fmt: skip
+        log.info("%s sync run %s finished: %s", tracker.source, run.sync_run_id, runs.summary(run))
+        return runs.summary(run)
+    finally:
+        conn.close()
+
+
+def run_all(tracker: WindowedTracker, airflow_run_id: str | None = None,
+            settings: SyncSettings | None = None) -> dict[str, Any]:  # fmt: skip
+    """Every phase in order, outside Airflow (benchmarks, scripts)."""
+    settings = settings or SyncSettings()
+    sync_run_id = begin_sync(tracker, airflow_run_id, settings)["sync_run_id"]
+    sync_reference(tracker, sync_run_id, settings)
+    sync_window(tracker, sync_run_id, settings)
+    apply_inbox(tracker, sync_run_id, settings)
+    return finish_sync(tracker, sync_run_id, settings)

@@ -20,6 +20,9 @@ ALTER TABLE closeout_data.tracker_entities ADD CONSTRAINT tracker_entities_kind_
 CREATE UNIQUE INDEX sync_runs_one_open_per_source
     ON closeout_data.sync_runs (source) WHERE status IN ('running', 'paused');
 
+-- Clockify has no update timestamp at all: NULL says so, where a made-up value would lie.
+ALTER TABLE closeout_data.time_entry_versions ALTER COLUMN source_updated_at DROP NOT NULL;
+
 -- Cross-tracker identity. Contract keys default to '<source>:<id>'; a row here replaces that key
 -- (for example harvest client 42 and clockify client 5f3e... both -> 'client:acme').
 CREATE TABLE closeout_data.identity_map (

@@ -18,5 +18,5 @@ CREATE TEMP TABLE IF NOT EXISTS stage_time_entries (
     currency            text NOT NULL,
     notes               text,
     source_created_at   timestamptz,
-    source_updated_at   timestamptz NOT NULL
+    source_updated_at   timestamptz
 ) ON COMMIT DELETE ROWS

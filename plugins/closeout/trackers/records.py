@@ -42,7 +42,7 @@ class EntryRow(NamedTuple):
     currency: str
     notes: str | None
     source_created_at: datetime | None
-    source_updated_at: datetime
+    source_updated_at: datetime | None  # None: the tracker keeps no update time (Clockify)
 
 
 ENTRY_COLUMNS: tuple[str, ...] = EntryRow._fields

@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
@@ -20,6 +20,7 @@ from closeout.trackers.records import ENTRY_COLUMNS, ENTRY_COPY_TYPES, Currencie
 
 Normalizer = Callable[[Iterable[Any], Currencies], tuple[list[EntryRow], list[Problem], list[str]]]
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _COPY_STAGE = f"COPY stage_time_entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
 
 
@@ -70,7 +71,8 @@ def apply_entries(
         )
         conn.execute(load_sql("sync/resolve_quarantine.sql"), {"source": source, "entity": "time_entry"})
         conn.execute("TRUNCATE stage_time_entries")
-        result.max_updated_at = max(row.source_updated_at for row in rows).isoformat()
+        stamps = [row.source_updated_at for row in rows if row.source_updated_at is not None]
+        result.max_updated_at = max(stamps).isoformat() if stamps else None
     if problems:
         quarantine(conn, source=source, sync_run_id=sync_run_id, problems=problems, url=url)
     if track_seen and seen:
@@ -83,7 +85,7 @@ def _latest_per_id(rows: list[EntryRow]) -> list[EntryRow]:
     latest: dict[str, EntryRow] = {}
     for row in rows:
         kept = latest.get(row.source_id)
-        if kept is None or row.source_updated_at >= kept.source_updated_at:
+        if kept is None or (row.source_updated_at or _EPOCH) >= (kept.source_updated_at or _EPOCH):
             latest[row.source_id] = row
     return list(latest.values())
 

@@ -206,3 +206,52 @@ class DagRunResult:
 
     def __repr__(self) -> str:
         return f"DagRunResult({self.run_id}, {self.state}, {self.task_states}, tries={self.tries})"
+
+
+# -- webhook receiver ------------------------------------------------------------------------------------
+@pytest.fixture
+def webhook_receiver(warehouse) -> Iterator[str]:
+    """The receiver app (the one the API server mounts) served over real HTTP by uvicorn; events go to
+    the test's warehouse inbox, secrets come from the tracker connections at request time."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+    from closeout.webhooks.app import create_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(5)
+
+
+# -- Clockify and Toggl sandboxes ----------------------------------------------------------------------------
+@pytest.fixture
+def clockify(monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """A running Clockify sandbox (limits off) wired to ``clockify_default``."""
+    from sandbox.clockify import ClockifySandbox
+
+    sandbox = ClockifySandbox(limit=None)
+    sandbox.start()
+    monkeypatch.setenv("AIRFLOW_CONN_CLOCKIFY_DEFAULT", json.dumps(
+        {"conn_type": "http", "host": sandbox.api_url, "password": sandbox.api_key,
+         "extra": {"workspace_id": sandbox.workspace_id, "reports_url": sandbox.reports_url, "max_requests": 0,
+                   "page_size": 100}}))  # fmt: skip
+    yield sandbox
+    sandbox.stop()
+
+
+def set_conn_extra(monkeypatch: pytest.MonkeyPatch, conn_id: str, **extra) -> None:
+    var = f"AIRFLOW_CONN_{conn_id.upper()}"
+    conn = json.loads(os.environ[var])
+    conn["extra"].update(extra)
+    monkeypatch.setenv(var, json.dumps(conn))

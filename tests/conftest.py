@@ -255,3 +255,18 @@ def set_conn_extra(monkeypatch: pytest.MonkeyPatch, conn_id: str, **extra) -> No
     conn = json.loads(os.environ[var])
     conn["extra"].update(extra)
     monkeypatch.setenv(var, json.dumps(conn))
+
+
+@pytest.fixture
+def toggl(monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """A running Toggl sandbox (quota and short-term limit off) wired to ``toggl_default``."""
+    from sandbox.toggl import TogglSandbox
+
+    sandbox = TogglSandbox(quota=None, short_term=None)
+    sandbox.start()
+    monkeypatch.setenv("AIRFLOW_CONN_TOGGL_DEFAULT", json.dumps(
+        {"conn_type": "http", "host": sandbox.url, "password": sandbox.token,
+         "extra": {"workspace_id": sandbox.workspace_id, "requests_per_hour": 0, "short_term": [0, 1],
+                   "page_size": 100}}))  # fmt: skip
+    yield sandbox
+    sandbox.stop()

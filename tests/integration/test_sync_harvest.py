@@ -107,8 +107,9 @@ def test_first_sync_is_full_and_mirrors_harvest(warehouse, seeded, run_dag):
 
 def entry_page_requests(harvest) -> list[tuple[str, int]]:
     """(path+query, status) of every time entry listing request, in order."""
-    return [(target, status) for method, target, status in harvest.stats()["log"]
-            if target.startswith("/v2/time_entries")]
+    return [
+        (target, status) for method, target, status in harvest.stats()["log"] if target.startswith("/v2/time_entries")
+    ]
 
 
 def fast_retries(monkeypatch, **overrides) -> None:
@@ -119,7 +120,7 @@ def test_edits_including_back_dated_become_new_versions(warehouse, seeded, run_d
     assert run_dag(DAG_ID).state == "success"
     entries = [e for e in seeded.entries_snapshot() if e["billable"]]
     edited, back_dated, rate_changed = entries[0], entries[1], entries[2]
-    seeded.update_entry(edited["id"], hours=7.25, notes="=HYPERLINK(\"http://x\")\ttab")
+    seeded.update_entry(edited["id"], hours=7.25, notes='=HYPERLINK("http://x")\ttab')
     old_date = (date.today() - timedelta(days=300)).isoformat()
     seeded.update_entry(back_dated["id"], spent_date=old_date)
     seeded.update_entry(rate_changed["id"], billable_rate=999.5)
@@ -137,8 +138,10 @@ def test_edits_including_back_dated_become_new_versions(warehouse, seeded, run_d
         assert changes == ["created", "updated"]
     assert warehouse.scalar("SELECT count(*) FROM closeout.time_entry_versions") == 403
     # the old version keeps the old rate: history is a snapshot, not rewritten
-    rates = warehouse.rows("SELECT billable_rate FROM closeout.time_entry_versions WHERE source_id = %s "
-                           "ORDER BY version", (str(rate_changed["id"]),))
+    rates = warehouse.rows(
+        "SELECT billable_rate FROM closeout.time_entry_versions WHERE source_id = %s ORDER BY version",
+        (str(rate_changed["id"]),),
+    )
     assert rates[0][0] == Decimal(str(rate_changed["billable_rate"])) and rates[1][0] == Decimal("999.5")
     # incremental cost: one entry page (per_page 50 >> 3 changed + overlap) + four reference listings
     assert len(entry_page_requests(seeded)) == 1
@@ -309,8 +312,12 @@ def test_bad_records_are_quarantined_and_the_run_proceeds(warehouse, seeded, run
     bad = {
         "negative": {**template, "id": 900000001, "hours": -2.0, "rounded_hours": -2.0, "spent_date": day},
         "absurd": {**template, "id": 900000002, "hours": 30.0, "rounded_hours": 30.0, "spent_date": day},
-        "currency": {**template, "id": 900000003, "spent_date": day,
-                     "client": {**template["client"], "currency": "XYZ"}},
+        "currency": {
+            **template,
+            "id": 900000003,
+            "spent_date": day,
+            "client": {**template["client"], "currency": "XYZ"},
+        },
         "no_id": {k: v for k, v in template.items() if k != "id"} | {"spent_date": day},
         "no_user": {k: v for k, v in template.items() if k != "user"} | {"id": 900000005, "spent_date": day},
     }

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from closeout.trackers import runs, store
+from closeout.trackers import identity, runs, store
 from closeout.trackers.records import Currencies, Problem
 from closeout.trackers.runs import SyncRun
 from closeout.trackers.settings import SyncSettings
@@ -77,6 +77,7 @@ def begin(
     """
     with connect(autocommit=True) as conn:
         apply_migrations(conn)  # idempotent and cheap when up to date: deployments migrate themselves
+        identity.apply_from_variable(conn)
         runs.acquire_source_lock(conn, source)
         run = runs.begin(conn, source, airflow_run_id, full_refresh=settings.full_refresh, cursor_key=cursor_key)
         if census_phase and run.mode == "full" and not run.resumed:

@@ -4,7 +4,6 @@ applied as a whole, and resolved by the contract view when read."""
 from __future__ import annotations
 
 import pytest
-
 from closeout.trackers import identity
 
 

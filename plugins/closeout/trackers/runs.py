@@ -48,12 +48,29 @@ def _lock_key(source: str) -> int:
     return zlib.crc32(f"closeout.sync.{source}".encode())
 
 
+LOCK_WAIT = "20s"
+
+
 def acquire_source_lock(conn: psycopg.Connection, source: str) -> None:
-    """Session-level lock held for the task's lifetime (released when the connection closes)."""
-    (ok,) = conn.execute("SELECT pg_try_advisory_lock(%s)", (_lock_key(source),)).fetchone()
-    conn.commit()
-    if not ok:
-        raise SyncBusy(f"another {source} sync holds the lock; this one will retry later")
+    """Session-level lock held for the task's lifetime (released when the connection closes).
+
+    It waits a little instead of failing at once: a closed connection's lock is released only when
+    the server has finished tearing its session down (seconds after a large sync), and the next
+    phase of the same run must not mistake that for a concurrent sync. A real concurrent sync holds
+    the lock far longer than the wait and gets ``SyncBusy``.
+    """
+    conn.execute(f"SET lock_timeout = '{LOCK_WAIT}'")
+    try:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_lock_key(source),))
+    except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled):
+        if not conn.autocommit:
+            conn.rollback()
+        raise SyncBusy(f"another {source} sync holds the lock; this one will retry later") from None
+    finally:
+        if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            conn.execute("SET lock_timeout = 0")
+    if not conn.autocommit:
+        conn.commit()
 
 
 def begin(

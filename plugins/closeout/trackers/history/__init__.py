@@ -1,0 +1,1 @@
+"""The one-time import of trackers' historical detailed time exports (CSV)."""

@@ -17,7 +17,6 @@ import json
 import math
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -183,19 +182,16 @@ def run_child_sync(conn_json: str, url: str, sweep: str) -> dict:
         "t = time.perf_counter()\n"
         f"summary = sync.run_all('benchmark', SyncSettings(sweep={sweep!r}))\n"
         "summary['seconds'] = time.perf_counter() - t\n"
+        "import resource\n"
+        "summary['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # this process only\n"
         "print('RESULT ' + json.dumps(summary))\n"
     )
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     proc = subprocess.run(
         [sys.executable, "-W", "ignore", "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800
     )
     if proc.returncode != 0:
         raise RuntimeError(f"sync failed:\n{proc.stderr[-4000:]}")
-    result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
-    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the largest child so far; the sync child is the largest we start here
-    result["peak_rss_mb"] = max(peak_kb, before) / 1024
-    return result
+    return json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
 
 
 def machine() -> dict:

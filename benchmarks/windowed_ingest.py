@@ -1,7 +1,7 @@
 """Benchmark: Toggl Track and Clockify sandboxes -> warehouse (limits off), and a re-list of the window.
 
 For each tracker: a full first sync of N generated entries (the history window) in a child process
-(peak RSS read from the kernel), then a second sync that re-lists the trailing window, whose requests
+(which reports its own peak RSS), then a second sync that re-lists the trailing window, whose requests
 are compared with the minimum the API allows: one report page per ``page size`` rows of the window,
 plus the reference listings when they are due (none are: they were read minutes ago).
 """
@@ -13,7 +13,6 @@ import json
 import math
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -71,6 +70,8 @@ def run_child(name: str, conn_json: str, tracker_conn: str, sweep: str) -> dict:
         "t = time.perf_counter()\n"
         f"summary = run_all('benchmark', SyncSettings(sweep={sweep!r}))\n"
         "summary['seconds'] = time.perf_counter() - t\n"
+        "import resource\n"
+        "summary['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # this process only\n"
         "print('RESULT ' + json.dumps(summary))\n"
     )
     proc = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=ROOT, env=env, capture_output=True,
@@ -78,7 +79,6 @@ def run_child(name: str, conn_json: str, tracker_conn: str, sweep: str) -> dict:
     if proc.returncode != 0:
         raise RuntimeError(f"{name} sync failed:\n{proc.stderr[-4000:]}")
     result = json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return result
 
 

@@ -225,3 +225,48 @@ def test_task_failure_mid_window_resumes_from_the_last_committed_page(warehouse,
     assert result.tries["window"] == 2
     assert len(report_pages(seeded)) == last_run(warehouse)["checkpoint"]["window"]["pages"]
     assert_mirrors(warehouse, seeded)
+
+
+def test_a_page_shift_mid_listing_does_not_become_a_false_deletion(warehouse, seeded, run_dag, monkeypatch):
+    """Deleting an entry of page 1 while page 2 is being read shifts page 2 up by one: its first entry
+    is not returned by this listing. The confirm pass re-reads that day before anything is marked
+    deleted, so the skipped entry - which still exists - is not marked deleted."""
+    import threading
+    import time
+
+    import requests
+
+    set_conn_extra(monkeypatch, "clockify_default", page_size=100)
+    assert run_dag(DAG_ID).state == "success"  # everything is stored: a skip could now look like a deletion
+    today = datetime.now(UTC).date()
+    body = {"dateRangeStart": f"{today - timedelta(days=90)}T00:00:00.000Z",
+            "dateRangeEnd": f"{today + timedelta(days=1)}T23:59:59.999Z",
+            "detailedFilter": {"page": 1, "pageSize": 100, "sortColumn": "DATE"}, "approvalState": "ALL",
+            "invoicingState": "ALL", "rounding": False, "amountShown": "EARNED"}  # fmt: skip
+    url = f"{seeded.reports_url}/workspaces/{seeded.workspace_id}/reports/detailed"
+    page1 = requests.post(url, json=body, headers={"X-Api-Key": seeded.api_key}, timeout=10).json()["timeentries"]
+    body["detailedFilter"]["page"] = 2
+    page2 = requests.post(url, json=body, headers={"X-Api-Key": seeded.api_key}, timeout=10).json()["timeentries"]
+    victim, shifted = page1[10]["_id"], page2[0]["_id"]
+    seeded.reset_stats()
+    seeded.inject_fault("slow", times=1, after=1, delay=1.5, path_prefix="/reports")
+
+    def delete_during_page_two() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(report_pages(seeded)) < 1:
+            time.sleep(0.02)
+        time.sleep(0.3)  # page 2 is now asleep in the sandbox, before it computes its slice
+        seeded.delete_entry(victim)
+
+    worker = threading.Thread(target=delete_during_page_two)
+    worker.start()
+    result = run_dag(DAG_ID, {"sweep": "always"})
+    worker.join(30)
+    assert result.state == "success", result
+    deleted = {r[0] for r in warehouse.rows("SELECT source_id FROM closeout.time_entries WHERE deleted_at IS NOT NULL")}
+    assert shifted not in deleted  # still exists in Clockify: never marked deleted
+    window = last_run(warehouse)["checkpoint"]["window"]
+    assert window["confirm"]["ranges"], "the shift left a candidate: the confirm pass re-read its day"
+    # the victim was read on page 1 before it was deleted: the next listing finds it gone
+    assert run_dag(DAG_ID, {"sweep": "always"}).state == "success"
+    assert_mirrors(warehouse, seeded, deleted={victim})

@@ -119,6 +119,9 @@ def _relist(
     )  # fmt: skip
     if not complete:
         return False
+    if not state.get("partial") and not _confirmed(conn, tracker, hook, run, phase, state, first, last, normalize,
+                                                   currencies):  # fmt: skip
+        return False
     if "marked" not in state:
         with conn.transaction():
             if state.get("partial"):
@@ -133,6 +136,47 @@ def _relist(
         if vanished:
             log.info("%s %s: %d entries no longer listed marked deleted: %s", run.source, phase, len(vanished),
                      ", ".join(vanished[:20]) + (" ..." if len(vanished) > 20 else ""))  # fmt: skip
+    return True
+
+
+def _confirmed(
+    conn: psycopg.Connection, tracker: WindowedTracker, hook: Any, run: SyncRun, phase: str, state: dict[str, Any],
+    first: date, last: date, normalize: Normalizer, currencies: store.Currencies,
+) -> bool:  # fmt: skip
+    """Before anything is marked deleted, re-list the days of the entries the listing did not return.
+
+    A listing paged by position (Clockify's page numbers) shifts when an entry before the cursor is
+    deleted or moved while it is read, and can skip an entry that still exists. Re-reading just the
+    candidates' days (usually none: no request at all) keeps a skip from becoming a false deletion.
+    A single-page listing cannot shift and is not re-read.
+    """
+    if state.get("pages", 0) <= 1:
+        return True
+    state.pop("paused", None)
+    confirm = state.get("confirm")
+    if confirm is None:
+        days = [d for (d,) in conn.execute(
+            """SELECT DISTINCT h.spent_date FROM closeout_data.time_entry_heads h
+               WHERE h.source = %s AND h.deleted_at IS NULL AND h.spent_date BETWEEN %s AND %s
+                 AND NOT EXISTS (SELECT 1 FROM closeout_data.sweep_seen s
+                                 WHERE s.sync_run_id = %s AND s.source_id = h.source_id)
+               ORDER BY 1""", (run.source, first, last, run.sync_run_id)).fetchall()]  # fmt: skip
+        confirm = state["confirm"] = {"ranges": [[a.isoformat(), b.isoformat()] for a, b in _contiguous(days)],
+                                      "progress": {}}  # fmt: skip
+        with conn.transaction():
+            runs.save_progress(conn, run, phase, hook.calls.drain())
+    for a, b in confirm["ranges"]:
+        progress = confirm["progress"].setdefault(f"{a}..{b}", {})
+        day_first, day_last = date.fromisoformat(a), date.fromisoformat(b)
+        if not pipeline.drain(
+            conn, run, phase=phase, state=progress,
+            pages=lambda token, f=day_first, t=day_last: tracker.pages(hook, f, t, token),
+            normalize=normalize, currencies=currencies, calls=hook.calls, track_seen=True,
+        ):  # fmt: skip
+            state["paused"] = progress.get("paused")
+            return False
+        if progress.get("partial"):
+            state["partial"] = True
     return True
 
 

@@ -78,7 +78,7 @@ def event_days(event_type: str, body: str) -> list[date]:
     return [start - timedelta(days=1), start, start + timedelta(days=1)]
 
 
-CLOCKIFY = windowed.WindowedTracker(
+TRACKER = CLOCKIFY = windowed.WindowedTracker(
     source=SOURCE, make_hook=ClockifyHook, fetch_reference=fetch_reference, pages=pages,
     normalizer=normalizer, event_days=event_days,
 )  # fmt: skip

@@ -7,15 +7,13 @@ Example: ``python -m sandbox.clockify --entries 1000000 --seed 7 --port 8766 --l
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 import time
 from datetime import date
-from types import FrameType
 
 from sandbox.clockify.data import generate_dataset
 from sandbox.clockify.server import ClockifySandbox
+from sandbox.serving import serve_until, stop_on_signals
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,13 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", choices=("paid", "free", "none"), default="paid", help="rate-limit plan")
     args = parser.parse_args(argv)
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stopping = stop_on_signals()
 
     started = time.perf_counter()
     dataset = generate_dataset(args.entries, seed=args.seed, anchor=args.anchor, days=args.days)
@@ -51,12 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     print(f"CLOCKIFY_SANDBOX_URL={url}", flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        sandbox.stop()
-    return 0
+    return serve_until(stopping, sandbox.stop)
 
 
 if __name__ == "__main__":

@@ -26,13 +26,10 @@ Behaviour worth knowing (where Clockify's docs are silent, the sandbox picks the
 from __future__ import annotations
 
 import bisect
-import contextlib
 import itertools
 import json
 import math
 import random
-import socket
-import socketserver
 import threading
 import time
 import urllib.error
@@ -42,7 +39,6 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -61,6 +57,7 @@ from sandbox.clockify.data import (
     resolve_rate,
     stamp,
 )
+from sandbox.serving import BackgroundServer, Response
 
 __all__ = ["FAULT_KINDS", "LIMITS", "WEBHOOK_EVENTS", "ClockifySandbox"]
 
@@ -83,9 +80,6 @@ _FIELDS = frozenset(
     {"userId", "projectId", "taskId", "billable", "description", "start", "end", "hourlyRate", "costRate",
      "approvalState", "invoicingState"}
 )  # fmt: skip
-
-# (status, body bytes, extra headers); ``None`` instead of a response means "drop the connection".
-Response = tuple[int, bytes, list[tuple[str, str]]]
 
 
 def _error(status: int, message: str, headers: list[tuple[str, str]] | None = None) -> Response:
@@ -201,9 +195,11 @@ class ClockifySandbox:
         self._dropped: list[dict[str, Any]] = []
         self._deliver_lock = threading.Lock()
         self.webhook_faults()
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._base_url: str | None = None
+        self._server = BackgroundServer(
+            "ClockifySandbox",
+            self._serve,
+            lambda exc: _error(500, f"Internal Server Error: {exc!r}"),
+        )
         self._version = 0
         self.reset_stats()
         self.load(dataset if dataset is not None else generate_dataset(0, seed=0))
@@ -243,36 +239,18 @@ class ClockifySandbox:
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve in a background thread; returns the base URL (REST under ``/api/v1``, reports ``/reports/v1``)."""
-        if self._httpd is not None:
-            raise RuntimeError("sandbox already started")
-        httpd = _Server((host, port), _Handler)
-        httpd.sandbox = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="clockify-sandbox", daemon=True
-        )
-        self._thread.start()
-        self._base_url = f"http://{host}:{httpd.server_address[1]}"
-        return self._base_url
+        return self._server.start(host, port)
 
     def stop(self) -> None:
         """Stop serving and close every open keep-alive connection."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.close_connections()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._thread = None
+        self._server.stop()
 
     @property
     def url(self) -> str:
         """Base URL of the running server."""
-        if self._base_url is None or self._httpd is None:
+        if not self._server.running:
             raise RuntimeError("sandbox not started")
-        return self._base_url
+        return self._server.base_url
 
     @property
     def api_url(self) -> str:
@@ -289,7 +267,7 @@ class ClockifySandbox:
         return {"X-Api-Key": self.api_key, "Content-Type": "application/json"}
 
     def __enter__(self) -> ClockifySandbox:
-        if self._httpd is None:
+        if not self._server.running:
             self.start()
         return self
 
@@ -822,7 +800,7 @@ class ClockifySandbox:
                 return None
             return max(1, math.ceil(window[0] + 3600 - now))
 
-    def _serve(self, method: str, target: str, headers: Any, body: bytes) -> Response | None:
+    def _serve(self, method: str, target: str, headers: Any, body: bytes, host: str = "") -> Response | None:
         """Entry point of the HTTP handler; ``None`` means drop the connection without answering."""
         split = urlsplit(target)
         path = split.path
@@ -1192,89 +1170,3 @@ class ClockifySandbox:
         except (TypeError, ValueError) as exc:
             return _error(400, str(exc))
         return 200, dumps({"ok": True}), []
-
-
-class _Server(ThreadingHTTPServer):
-    """Threaded server that remembers its connections so stop() can close idle keep-alive sockets."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-    sandbox: ClockifySandbox
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn) that can stall; we don't need it.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-
-    def track(self, connection: socket.socket, alive: bool) -> None:
-        with self._connections_lock:
-            if alive:
-                self._connections.add(connection)
-            else:
-                self._connections.discard(connection)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "ClockifySandbox/1.0"
-    sys_version = ""
-    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms delayed-ACK stalls
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection, True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.track(self.connection, False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence per-request logging; stats() has the counters."""
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def _dispatch(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        try:
-            response = self.server.sandbox._serve(method, self.path, self.headers, body)
-        except Exception as exc:  # a sandbox bug should surface as a 500, not a hung client
-            response = _error(500, f"Internal Server Error: {exc!r}")
-        if response is None:
-            self.close_connection = True
-            return
-        status, payload, extra = response
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in extra:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)

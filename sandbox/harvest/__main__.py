@@ -6,15 +6,13 @@ Example: ``python -m sandbox.harvest --entries 1000000 --seed 7 --port 8765 --no
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 import time
 from datetime import date
-from types import FrameType
 
 from sandbox.harvest.data import generate_dataset
 from sandbox.harvest.server import HarvestSandbox
+from sandbox.serving import serve_until, stop_on_signals
 
 
 def _rate_limit(text: str) -> tuple[int, float]:
@@ -42,13 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     limits.add_argument("--no-rate-limit", action="store_true")
     args = parser.parse_args(argv)
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stopping = stop_on_signals()
 
     started = time.perf_counter()
     dataset = generate_dataset(args.entries, seed=args.seed, anchor=args.anchor, n_clients=args.clients, days=args.days)
@@ -66,12 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     print(f"HARVEST_SANDBOX_URL={url}", flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        sandbox.stop()
-    return 0
+    return serve_until(stopping, sandbox.stop)
 
 
 if __name__ == "__main__":

@@ -14,20 +14,16 @@ Performance notes (a benchmark pages a million entries through this):
 from __future__ import annotations
 
 import bisect
-import contextlib
 import copy
 import json
 import math
 import random
-import socket
-import socketserver
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -43,6 +39,7 @@ from sandbox.harvest.data import (
     parse_timestamp,
     round_up_quarter,
 )
+from sandbox.serving import BackgroundServer, Response
 
 __all__ = ["FAULT_KINDS", "HarvestSandbox"]
 
@@ -56,9 +53,6 @@ _INVALID_TOKEN = {
     "error_description": "The access token provided is expired, revoked, malformed or invalid for other reasons.",
 }
 _NOT_FOUND = {"status": 404, "error": "Not Found"}
-
-# (status, body bytes, extra headers); ``None`` instead of a response means "drop the connection".
-Response = tuple[int, bytes, list[tuple[str, str]]]
 
 
 def _json(status: int, obj: Any, headers: list[tuple[str, str]] | None = None) -> Response:
@@ -195,9 +189,11 @@ class HarvestSandbox:
         self._stats_lock = threading.Lock()
         self.set_rate_limit(rate_limit)
         self._faults: list[_Fault] = []
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._base_url: str | None = None
+        self._server = BackgroundServer(
+            "HarvestSandbox",
+            self._serve,
+            lambda exc: _json(500, {"status": 500, "error": "Internal Server Error", "message": repr(exc)}),
+        )
         self.reset_stats()
         self.load(generate_dataset(0, seed=0))
 
@@ -231,36 +227,18 @@ class HarvestSandbox:
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve in a background thread; returns the base URL (``http://host:port``, API under ``/v2``)."""
-        if self._httpd is not None:
-            raise RuntimeError("sandbox already started")
-        httpd = _Server((host, port), _Handler)
-        httpd.sandbox = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="harvest-sandbox", daemon=True
-        )
-        self._thread.start()
-        self._base_url = f"http://{host}:{httpd.server_address[1]}"
-        return self._base_url
+        return self._server.start(host, port)
 
     def stop(self) -> None:
         """Stop serving and close every open keep-alive connection."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.close_connections()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._thread = None
+        self._server.stop()
 
     @property
     def url(self) -> str:
         """Base URL of the running server."""
-        if self._base_url is None or self._httpd is None:
+        if not self._server.running:
             raise RuntimeError("sandbox not started")
-        return self._base_url
+        return self._server.base_url
 
     def auth_headers(self, user_agent: str = "closeout-tests (dev@example.com)") -> dict[str, str]:
         """Headers a well-behaved client sends."""
@@ -271,7 +249,7 @@ class HarvestSandbox:
         }
 
     def __enter__(self) -> HarvestSandbox:
-        if self._httpd is None:
+        if not self._server.running:
             self.start()
         return self
 
@@ -893,89 +871,3 @@ class HarvestSandbox:
         except (TypeError, ValueError) as exc:
             return _json(400, {"status": 400, "message": str(exc)})
         return _json(404, _NOT_FOUND)
-
-
-class _Server(ThreadingHTTPServer):
-    """Threaded server that remembers its connections so stop() can close idle keep-alive sockets."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-    sandbox: HarvestSandbox
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn) that can stall; we don't need it.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-
-    def track(self, connection: socket.socket, alive: bool) -> None:
-        with self._connections_lock:
-            if alive:
-                self._connections.add(connection)
-            else:
-                self._connections.discard(connection)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "HarvestSandbox/1.0"
-    sys_version = ""
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.server.track(self.connection, True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.track(self.connection, False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence per-request logging; stats() has the counters."""
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def _dispatch(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
-        try:
-            response = self.server.sandbox._serve(method, self.path, self.headers, body, host)
-        except Exception as exc:  # a sandbox bug should surface as a 500, not a hung client
-            response = _json(500, {"status": 500, "error": "Internal Server Error", "message": repr(exc)})
-        if response is None:
-            self.close_connection = True
-            return
-        status, payload, extra = response
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in extra:
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)

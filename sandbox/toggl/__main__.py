@@ -6,13 +6,11 @@ Example: ``python -m sandbox.toggl --entries 1000000 --seed 7 --port 8766 --quot
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 import time
 from datetime import date
-from types import FrameType
 
+from sandbox.serving import serve_until, stop_on_signals
 from sandbox.toggl.data import generate_dataset
 from sandbox.toggl.server import TogglSandbox
 
@@ -55,13 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     limits.add_argument("--no-short-term-limit", action="store_true")
     args = parser.parse_args(argv)
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stopping = stop_on_signals()
 
     started = time.perf_counter()
     dataset = generate_dataset(args.entries, seed=args.seed, anchor=args.anchor, days=args.days, n_users=args.users)
@@ -81,12 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     print(f"TOGGL_SANDBOX_URL={url}", flush=True)
-    try:
-        while not stop.wait(0.5):
-            pass
-    finally:
-        sandbox.stop()
-    return 0
+    return serve_until(stopping, sandbox.stop)
 
 
 if __name__ == "__main__":

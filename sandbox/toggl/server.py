@@ -39,8 +39,6 @@ import hmac
 import json
 import math
 import random
-import socket
-import socketserver
 import threading
 import time
 import urllib.error
@@ -50,10 +48,10 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
+from sandbox.serving import BackgroundServer, Response
 from sandbox.toggl.data import (
     Dataset,
     EntryRow,
@@ -88,9 +86,6 @@ _ENTRY_FIELDS = frozenset(
     ("workspace_id", "project_id", "task_id", "user_id", "billable", "start", "stop", "duration", "description")
 ) | {"tags", "tag_ids"}
 _FORBIDDEN = "Incorrect username and/or password"
-
-# (status, body bytes, extra headers); ``None`` instead of a response means "drop the connection".
-Response = tuple[int, bytes, list[tuple[str, str]]]
 
 
 def _json(status: int, obj: Any, headers: list[tuple[str, str]] | None = None) -> Response:
@@ -232,9 +227,11 @@ class TogglSandbox:
         self._lock = threading.RLock()
         self._stats_lock = threading.Lock()
         self._faults: list[_Fault] = []
-        self._httpd: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._base_url: str | None = None
+        self._server = BackgroundServer(
+            "TogglSandbox",
+            self._serve,
+            lambda exc: _json(500, {"message": f"sandbox error: {exc!r}"}),
+        )
         self._quota: int | None = None
         self._me_quota: int | None = None
         self._windows: dict[str, list[Any]] = {"org": [None, 0], "me": [None, 0]}
@@ -287,36 +284,18 @@ class TogglSandbox:
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve in a background thread; returns the base URL (``http://host:port``, no path)."""
-        if self._httpd is not None:
-            raise RuntimeError("sandbox already started")
-        httpd = _Server((host, port), _Handler)
-        httpd.sandbox = self
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="toggl-sandbox", daemon=True
-        )
-        self._thread.start()
-        self._base_url = f"http://{host}:{httpd.server_address[1]}"
-        return self._base_url
+        return self._server.start(host, port)
 
     def stop(self) -> None:
         """Stop serving and close every open keep-alive connection."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.close_connections()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._thread = None
+        self._server.stop()
 
     @property
     def url(self) -> str:
         """Base URL of the running server (API under ``/api/v9``, reports under ``/reports/api/v3``)."""
-        if self._base_url is None or self._httpd is None:
+        if not self._server.running:
             raise RuntimeError("sandbox not started")
-        return self._base_url
+        return self._server.base_url
 
     @property
     def auth(self) -> tuple[str, str]:
@@ -329,7 +308,7 @@ class TogglSandbox:
         return {"Authorization": f"Basic {credentials}"}
 
     def __enter__(self) -> TogglSandbox:
-        if self._httpd is None:
+        if not self._server.running:
             self.start()
         return self
 
@@ -593,7 +572,7 @@ class TogglSandbox:
             self._next_subscription_id += 1
             sub = _Subscription(self._next_subscription_id, url, str(secret), wanted, str(uuid.uuid4()))
             self._subscriptions[sub.id] = sub
-        validation_url = f"{self._base_url or ''}{VALIDATE_PREFIX}{sub.id}/{sub.validation_code}"
+        validation_url = f"{self._server.base_url or ''}{VALIDATE_PREFIX}{sub.id}/{sub.validation_code}"
         ping = dumps({"payload": "ping", "validation_code": sub.validation_code, "validation_code_url": validation_url})
         status, body = self._post(url, ping, sub.secret)
         if status == 200:
@@ -1244,7 +1223,7 @@ class TogglSandbox:
             return False
         return hmac.compare_digest(decoded, f"{self.token}:api_token")
 
-    def _serve(self, method: str, target: str, headers: Any, body: bytes) -> Response | None:
+    def _serve(self, method: str, target: str, headers: Any, body: bytes, host: str = "") -> Response | None:
         """Entry point of the HTTP handler; ``None`` means drop the connection without answering."""
         split = urlsplit(target)
         path = split.path
@@ -1428,93 +1407,3 @@ class TogglSandbox:
         except (TypeError, ValueError) as exc:
             return _json(400, {"message": str(exc)})
         return _json(404, {"message": "unknown control endpoint"})
-
-
-class _Server(ThreadingHTTPServer):
-    """Threaded server that remembers its connections so stop() can close idle keep-alive sockets."""
-
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128
-    sandbox: TogglSandbox
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind does a reverse DNS lookup (getfqdn) that can stall; we don't need it.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-
-    def track(self, connection: socket.socket, alive: bool) -> None:
-        with self._connections_lock:
-            if alive:
-                self._connections.add(connection)
-            else:
-                self._connections.discard(connection)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server_version = "TogglSandbox/1.0"
-    sys_version = ""
-    server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.track(self.connection, True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.track(self.connection, False)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence per-request logging; stats() has the counters."""
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-    def _dispatch(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        try:
-            response = self.server.sandbox._serve(method, self.path, self.headers, body)
-        except Exception as exc:  # a sandbox bug should surface as a 500, not a hung client
-            response = _json(500, {"message": f"sandbox error: {exc!r}"})
-        if response is None:
-            self.close_connection = True
-            return
-        status, payload, extra = response
-        self.send_response(status)
-        if not any(name.lower() == "content-type" for name, _ in extra):
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in extra:
-            self.send_header(name, value)
-        # Headers and body in one write: two small writes meet Nagle + delayed ACK and cost ~40 ms each.
-        self._headers_buffer.append(b"\r\n")
-        self._headers_buffer.append(payload)
-        self.flush_headers()

@@ -134,3 +134,24 @@ def upsert_entities(
             load_sql("sync/upsert_entities.sql"),
             {"source": source, "kind": kind, "sync_run_id": sync_run_id, "rows": json.dumps(list(rows), default=str)},
         )
+
+
+def write_reference(
+    conn: psycopg.Connection, *, source: str, sync_run_id: int,
+    batches: Sequence[tuple[str, Sequence[dict[str, Any]], Sequence[Problem]]],
+) -> None:  # fmt: skip
+    """Reference data of one read (kind, rows, problems per kind) changes together or not at all."""
+    with conn.transaction():
+        for kind, rows, problems in batches:
+            upsert_entities(conn, source=source, kind=kind, sync_run_id=sync_run_id, rows=rows)
+            if problems:
+                quarantine(conn, source=source, sync_run_id=sync_run_id, problems=problems, url=kind)
+
+
+def workspace_payload(conn: psycopg.Connection, source: str) -> dict[str, Any]:
+    """The tracker's workspace as last read (rounding, default currency); {} before the first read."""
+    row = conn.execute(
+        "SELECT payload FROM closeout_data.tracker_entities WHERE source = %s AND kind = 'workspace' LIMIT 1",
+        (source,),
+    ).fetchone()
+    return row[0] if row else {}

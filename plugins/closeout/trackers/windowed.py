@@ -271,6 +271,12 @@ def _plan_inbox(conn: psycopg.Connection, tracker: WindowedTracker, run: SyncRun
     return {"ranges": ranges, "upto": upto, "events": len(rows)}
 
 
+def days_around(start: date) -> list[date]:
+    """The days a webhook event about an entry starting at ``start`` asks to re-list: its date and a day
+    either side, because reports filter dates in the workspace's time zone and the event's offset may differ."""
+    return [start - timedelta(days=1), start, start + timedelta(days=1)]
+
+
 def _contiguous(days: list[date]) -> Iterator[tuple[date, date]]:
     if not days:
         return

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -47,18 +47,11 @@ def fetch_reference(hook: ClockifyHook, conn: psycopg.Connection, run: SyncRun) 
             else:
                 rows.append(entity)
         batches.append((kind, rows, problems))
-    with conn.transaction():
-        for kind, rows, problems in batches:
-            store.upsert_entities(conn, source=SOURCE, kind=kind, sync_run_id=run.sync_run_id, rows=rows)
-            if problems:
-                store.quarantine(conn, source=SOURCE, sync_run_id=run.sync_run_id, problems=problems, url=kind)
+    store.write_reference(conn, source=SOURCE, sync_run_id=run.sync_run_id, batches=batches)
 
 
 def normalizer(conn: psycopg.Connection) -> store.Normalizer:
-    row = conn.execute(
-        "SELECT payload FROM closeout_data.tracker_entities WHERE source = %s AND kind = 'workspace' LIMIT 1",
-        (SOURCE,)).fetchone()  # fmt: skip
-    workspace = row[0] if row else {}
+    workspace = store.workspace_payload(conn, SOURCE)
     currency = ((workspace.get("hourlyRate") or {}).get("currency") or "USD").upper()
     minutes, direction = parse_rounding(workspace)
     return make_normalizer(ClockifyContext(currency, minutes, direction))
@@ -69,13 +62,13 @@ def pages(hook: ClockifyHook, first: date, last: date, token: Any) -> Iterator[P
 
 
 def event_days(event_type: str, body: str) -> list[date]:
-    """The entry's start date and a day either side (reports filter in the workspace's time zone)."""
+    """Days to re-list for a Clockify event: around the entry's start (``timeInterval.start``)."""
     try:
         interval = json.loads(body).get("timeInterval") or {}
         start = require_datetime(interval.get("start"), "start").date()
     except (ValueError, AttributeError, Invalid):
         return []
-    return [start - timedelta(days=1), start, start + timedelta(days=1)]
+    return windowed.days_around(start)
 
 
 TRACKER = CLOCKIFY = windowed.WindowedTracker(

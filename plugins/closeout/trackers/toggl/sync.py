@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 import psycopg
@@ -56,21 +56,14 @@ def fetch_reference(hook: TogglHook, conn: psycopg.Connection, run: SyncRun) -> 
             else:
                 rows.append(entity)
         batches.append((kind, rows, problems))
-    with conn.transaction():  # reference data changes together or not at all
-        for kind, rows, problems in batches:
-            store.upsert_entities(conn, source=SOURCE, kind=kind, sync_run_id=run.sync_run_id, rows=rows)
-            if problems:
-                store.quarantine(conn, source=SOURCE, sync_run_id=run.sync_run_id, problems=problems, url=kind)
+    store.write_reference(conn, source=SOURCE, sync_run_id=run.sync_run_id, batches=batches)
 
 
 def normalizer(conn: psycopg.Connection) -> store.Normalizer:
     projects = dict(conn.execute(
         """SELECT source_id, payload->>'client_id' FROM closeout_data.tracker_entities
            WHERE source = %s AND kind = 'project'""", (SOURCE,)).fetchall())  # fmt: skip
-    workspace = conn.execute(
-        "SELECT payload FROM closeout_data.tracker_entities WHERE source = %s AND kind = 'workspace' LIMIT 1",
-        (SOURCE,)).fetchone()  # fmt: skip
-    minutes, direction = parse_rounding(workspace[0] if workspace else {})
+    minutes, direction = parse_rounding(store.workspace_payload(conn, SOURCE))
     return make_normalizer(TogglContext(projects, minutes, direction))
 
 
@@ -79,14 +72,13 @@ def pages(hook: TogglHook, first: date, last: date, token: Any) -> Iterator[Page
 
 
 def event_days(event_type: str, body: str) -> list[date]:
-    """The entry's start date, with a day either side: the report filters dates in the workspace's
-    time zone, the event carries an offset we do not need to trust."""
+    """Days to re-list for a Toggl event: around the entry's start (``payload.start``)."""
     try:
         payload = json.loads(body).get("payload") or {}
         start = require_datetime(payload.get("start"), "start").date()
     except (ValueError, AttributeError, Invalid):
         return []
-    return [start - timedelta(days=1), start, start + timedelta(days=1)]
+    return windowed.days_around(start)
 
 
 TRACKER = TOGGL = windowed.WindowedTracker(

@@ -13,7 +13,9 @@ import signal
 import socket
 import socketserver
 import threading
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType
 from typing import Any
@@ -171,3 +173,81 @@ def serve_until(stopping: threading.Event, stop: Callable[[], None]) -> int:
     finally:
         stop()
     return 0
+
+
+@dataclass
+class Fault:
+    kind: str
+    times: int
+    path_prefix: str
+    after: int
+    delay: float
+
+
+class FaultPlan:
+    """Injected misbehaviour: each fault fires on the next matching requests, after letting ``after`` pass."""
+
+    def __init__(self, kinds: tuple[str, ...]) -> None:
+        self.kinds = kinds
+        self._faults: list[Fault] = []
+        self._lock = threading.Lock()
+
+    def add(self, kind: str, *, times: int, path_prefix: str, after: int, delay: float) -> None:
+        if kind not in self.kinds:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {self.kinds}")
+        if int(times) < 1 or int(after) < 0 or float(delay) < 0:
+            raise ValueError("times must be >= 1, after >= 0, delay >= 0")
+        with self._lock:
+            self._faults.append(Fault(kind, int(times), str(path_prefix), int(after), float(delay)))
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def take(self, path: str) -> Fault | None:
+        """The fault this request triggers, if any (one per request; the others keep their turn)."""
+        with self._lock:
+            fired: Fault | None = None
+            for fault in self._faults:
+                if not path.startswith(fault.path_prefix):
+                    continue
+                if fault.after > 0:
+                    fault.after -= 1
+                elif fired is None:
+                    fired = fault
+                    fault.times -= 1
+            self._faults = [f for f in self._faults if f.times > 0]
+            return fired
+
+
+class Traffic:
+    """API traffic counters and a bounded request log (status 0 = dropped connection)."""
+
+    def __init__(self, log_size: int, counters: tuple[str, ...] = ()) -> None:
+        self._log_size = log_size
+        self._counter_names = counters
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._requests = 0
+            self._by_path: dict[str, int] = {}
+            self._status_counts: dict[int, int] = {}
+            self._counters = dict.fromkeys(self._counter_names, 0)
+            self._log: deque[tuple[str, str, int]] = deque(maxlen=self._log_size)
+
+    def record(self, method: str, target: str, status: int, *, counter: str | None = None) -> None:
+        path = target.split("?", 1)[0]
+        with self._lock:
+            self._requests += 1
+            self._by_path[path] = self._by_path.get(path, 0) + 1
+            self._status_counts[status] = self._status_counts.get(status, 0) + 1
+            if counter is not None:
+                self._counters[counter] += 1
+            self._log.append((method, target, status))
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {"requests": self._requests, "by_path": dict(self._by_path),
+                    "status_counts": dict(self._status_counts), **self._counters, "log": list(self._log)}  # fmt: skip

@@ -57,7 +57,7 @@ from sandbox.clockify.data import (
     resolve_rate,
     stamp,
 )
-from sandbox.serving import BackgroundServer, Response
+from sandbox.serving import BackgroundServer, Fault, FaultPlan, Response, Traffic
 
 __all__ = ["FAULT_KINDS", "LIMITS", "WEBHOOK_EVENTS", "ClockifySandbox"]
 
@@ -92,15 +92,6 @@ class _BadRequest(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.response = _error(status, message)
-
-
-@dataclass
-class _Fault:
-    kind: str
-    times: int
-    path_prefix: str
-    after: int
-    delay: float
 
 
 @dataclass
@@ -184,8 +175,8 @@ class ClockifySandbox:
         self._clock = clock or time.time
         self._offset = 0.0
         self._lock = threading.RLock()
-        self._stats_lock = threading.Lock()
-        self._faults: list[_Fault] = []
+        self._traffic = Traffic(LOG_SIZE)
+        self._fault_plan = FaultPlan(FAULT_KINDS)
         self._limit: str | None = None
         self._buckets: dict[str, Any] = {}
         self.set_limit(limit)
@@ -299,35 +290,19 @@ class ClockifySandbox:
         self, kind: str, *, times: int = 1, path_prefix: str = "/", after: int = 0, delay: float = 0.0
     ) -> None:
         """Make the next matching requests misbehave; ``after`` lets that many matches through first."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
-        if int(times) < 1 or int(after) < 0 or float(delay) < 0:
-            raise ValueError("times must be >= 1, after >= 0, delay >= 0")
-        with self._lock:
-            self._faults.append(_Fault(kind, int(times), str(path_prefix), int(after), float(delay)))
+        self._fault_plan.add(kind, times=times, path_prefix=path_prefix, after=after, delay=delay)
 
     def clear_faults(self) -> None:
         """Remove every pending fault."""
-        with self._lock:
-            self._faults.clear()
+        self._fault_plan.clear()
 
     def stats(self) -> dict[str, Any]:
         """API traffic counters (``/_sandbox/*`` calls are not counted; status 0 = dropped connection)."""
-        with self._stats_lock:
-            return {
-                "requests": self._requests,
-                "by_path": dict(self._by_path),
-                "status_counts": dict(self._status_counts),
-                "log": list(self._log),
-            }
+        return self._traffic.snapshot()
 
     def reset_stats(self) -> None:
         """Zero all counters and the request log."""
-        with self._stats_lock:
-            self._requests = 0
-            self._by_path: dict[str, int] = {}
-            self._status_counts: dict[int, int] = {}
-            self._log: deque[tuple[str, str, int]] = deque(maxlen=LOG_SIZE)
+        self._traffic.reset()
 
     # ------------------------------------------------------------------ webhooks
 
@@ -757,26 +732,10 @@ class ClockifySandbox:
     # ------------------------------------------------------------------ internals: HTTP
 
     def _record(self, method: str, target: str, status: int) -> None:
-        path = target.split("?", 1)[0]
-        with self._stats_lock:
-            self._requests += 1
-            self._by_path[path] = self._by_path.get(path, 0) + 1
-            self._status_counts[status] = self._status_counts.get(status, 0) + 1
-            self._log.append((method, target, status))
+        self._traffic.record(method, target, status)
 
-    def _take_fault(self, path: str) -> _Fault | None:
-        with self._lock:
-            fired: _Fault | None = None
-            for fault in self._faults:
-                if not path.startswith(fault.path_prefix):
-                    continue
-                if fault.after > 0:
-                    fault.after -= 1
-                elif fired is None:
-                    fired = fault
-                    fault.times -= 1
-            self._faults = [f for f in self._faults if f.times > 0]
-            return fired
+    def _take_fault(self, path: str) -> Fault | None:
+        return self._fault_plan.take(path)
 
     def _admit(self, workspace: str) -> int | None:
         """Apply the plan's rate limit; returns Retry-After seconds when refused (refusals cost nothing)."""

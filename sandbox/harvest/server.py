@@ -20,9 +20,8 @@ import math
 import random
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -39,7 +38,7 @@ from sandbox.harvest.data import (
     parse_timestamp,
     round_up_quarter,
 )
-from sandbox.serving import BackgroundServer, Response
+from sandbox.serving import BackgroundServer, Fault, FaultPlan, Response, Traffic
 
 __all__ = ["FAULT_KINDS", "HarvestSandbox"]
 
@@ -65,15 +64,6 @@ class _BadRequest(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.response = _json(status, {"status": status, "message": message})
-
-
-@dataclass
-class _Fault:
-    kind: str
-    times: int
-    path_prefix: str
-    after: int
-    delay: float
 
 
 def _utc_now() -> datetime:
@@ -186,9 +176,9 @@ class HarvestSandbox:
         self._lock = threading.RLock()
         self._rate: tuple[int, float] | None = None
         self._buckets: dict[str, tuple[float, float]] = {}
-        self._stats_lock = threading.Lock()
+        self._traffic = Traffic(LOG_SIZE, counters=("time_entry_pages",))
         self.set_rate_limit(rate_limit)
-        self._faults: list[_Fault] = []
+        self._fault_plan = FaultPlan(FAULT_KINDS)
         self._server = BackgroundServer(
             "HarvestSandbox",
             self._serve,
@@ -279,37 +269,19 @@ class HarvestSandbox:
         delay: float = 0.0,
     ) -> None:
         """Make the next matching requests misbehave; ``after`` skips that many matches first."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
-        if int(times) < 1 or int(after) < 0 or float(delay) < 0:
-            raise ValueError("times must be >= 1, after >= 0, delay >= 0")
-        with self._lock:
-            self._faults.append(_Fault(kind, int(times), str(path_prefix), int(after), float(delay)))
+        self._fault_plan.add(kind, times=times, path_prefix=path_prefix, after=after, delay=delay)
 
     def clear_faults(self) -> None:
         """Remove every pending fault."""
-        with self._lock:
-            self._faults.clear()
+        self._fault_plan.clear()
 
     def stats(self) -> dict[str, Any]:
         """Counters of API traffic (``/_sandbox/*`` control calls are not counted; status 0 = dropped)."""
-        with self._stats_lock:
-            return {
-                "requests": self._requests,
-                "by_path": dict(self._by_path),
-                "status_counts": dict(self._status_counts),
-                "time_entry_pages": self._time_entry_pages,
-                "log": list(self._log),
-            }
+        return self._traffic.snapshot()
 
     def reset_stats(self) -> None:
         """Zero all counters and the request log."""
-        with self._stats_lock:
-            self._requests = 0
-            self._by_path: dict[str, int] = {}
-            self._status_counts: dict[int, int] = {}
-            self._time_entry_pages = 0
-            self._log: deque[tuple[str, str, int]] = deque(maxlen=LOG_SIZE)
+        self._traffic.reset()
 
     # ------------------------------------------------------------------ entries
 
@@ -605,28 +577,10 @@ class HarvestSandbox:
     # ------------------------------------------------------------------ internals: HTTP
 
     def _record(self, method: str, target: str, status: int, *, listing: bool = False) -> None:
-        path = target.split("?", 1)[0]
-        with self._stats_lock:
-            self._requests += 1
-            self._by_path[path] = self._by_path.get(path, 0) + 1
-            self._status_counts[status] = self._status_counts.get(status, 0) + 1
-            if listing and status == 200:
-                self._time_entry_pages += 1
-            self._log.append((method, target, status))
+        self._traffic.record(method, target, status, counter="time_entry_pages" if listing and status == 200 else None)
 
-    def _take_fault(self, path: str) -> _Fault | None:
-        with self._lock:
-            fired: _Fault | None = None
-            for fault in self._faults:
-                if not path.startswith(fault.path_prefix):
-                    continue
-                if fault.after > 0:
-                    fault.after -= 1
-                elif fired is None:
-                    fired = fault
-                    fault.times -= 1
-            self._faults = [f for f in self._faults if f.times > 0]
-            return fired
+    def _take_fault(self, path: str) -> Fault | None:
+        return self._fault_plan.take(path)
 
     def _take_token(self, token: str) -> int | None:
         """Token bucket; returns Retry-After seconds when empty (a refused request costs nothing)."""

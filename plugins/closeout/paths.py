@@ -29,3 +29,20 @@ def state_dir() -> Path:
 def load_sql(relative: str) -> str:
     """Text of one SQL file under include/sql (cached: files do not change while a worker runs)."""
     return (sql_dir() / relative).read_text(encoding="utf-8")
+
+
+def sql_statements(relative: str) -> list[str]:
+    """The statements of a multi-statement SQL file, split at semicolons that end a line.
+
+    Only for scripts without function bodies or string literals that end a line with a semicolon."""
+    text = load_sql(relative)
+    parts, current = [], []
+    for line in text.splitlines():
+        current.append(line)
+        if line.rstrip().endswith(";"):
+            parts.append("\n".join(current).strip())
+            current = []
+    tail = "\n".join(current).strip()
+    if tail and any(not ln.strip().startswith("--") for ln in tail.splitlines() if ln.strip()):
+        parts.append(tail)
+    return parts

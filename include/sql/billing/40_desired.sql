@@ -1,0 +1,136 @@
+-- What each dirty entry should contribute to open drafts, given everything frozen so far.
+--
+-- * Not yet billed on a frozen invoice, and its period not frozen: one 'time' row on the draft of its
+--   client, currency and period, on the line of its grouping (and rate: a line has one rate).
+-- * Already billed on a frozen (published) invoice, or its period frozen: the difference between what
+--   it is worth now and what frozen invoices billed, per rate, as rows on the client's next draft
+--   (the first period after its latest frozen one): 'adj' rows while the entry is still billable
+--   for that client and currency (edits, rate changes, late time, re-billing after a void),
+--   'credit' rows when it no longer is (deleted, unapproved, moved). An entry in exception keeps
+--   what was billed: nothing is credited or added until it is fixed.
+-- Frozen = any status but draft; a voided invoice bills nothing, so its entries are billed again.
+CREATE TEMP TABLE billing_frozen ON COMMIT DROP AS
+SELECT e.source, e.source_id, i.client_key, i.currency, e.unit_rate,
+       sum(e.quantity) AS quantity, sum(e.amount_minor) AS amount_minor
+FROM billing_dirty d
+JOIN closeout_data.invoice_line_entries e
+  ON e.source = d.source AND e.source_id = d.source_id AND e.valid_to IS NULL
+JOIN closeout_data.invoices i ON i.invoice_id = e.invoice_id AND i.status NOT IN ('draft', 'void')
+GROUP BY e.source, e.source_id, i.client_key, i.currency, e.unit_rate;
+
+CREATE TEMP TABLE billing_last_billed ON COMMIT DROP AS
+SELECT DISTINCT ON (e.source, e.source_id) e.source, e.source_id, e.invoice_id, e.line_key,
+       i.period_start, i.period_end
+FROM billing_dirty d
+JOIN closeout_data.invoice_line_entries e
+  ON e.source = d.source AND e.source_id = d.source_id AND e.valid_to IS NULL
+JOIN closeout_data.invoices i ON i.invoice_id = e.invoice_id AND i.status <> 'draft'
+ORDER BY e.source, e.source_id, i.frozen_at DESC, e.valid_from DESC, e.line_key;
+
+CREATE TEMP TABLE billing_desired ON COMMIT DROP AS
+WITH cfg AS (
+    SELECT k.client_key, coalesce(bc.billing_period, df.billing_period) AS billing_period,
+           coalesce(bc.grouping, df.grouping) AS grouping
+    FROM (SELECT DISTINCT b.client_key FROM billing_dirty d
+          JOIN closeout_data.billing_entries b ON b.source = d.source AND b.source_id = d.source_id
+          UNION SELECT DISTINCT f.client_key FROM billing_frozen f) k
+    CROSS JOIN (SELECT * FROM closeout_data.billing_clients WHERE client_key = '*') df
+    LEFT JOIN closeout_data.billing_clients bc ON bc.client_key = k.client_key AND bc.client_key <> '*'
+),
+entries AS (
+    SELECT b.*, cfg.billing_period, cfg.grouping,
+           EXISTS (SELECT 1 FROM billing_frozen f WHERE f.source = b.source AND f.source_id = b.source_id)
+               OR EXISTS (SELECT 1 FROM billing_last_billed l WHERE l.source = b.source AND l.source_id = b.source_id)
+               AS has_frozen,
+           EXISTS (SELECT 1 FROM closeout_data.invoices i
+                   WHERE i.client_key = b.client_key AND i.currency = b.currency AND i.status <> 'draft'
+                     AND i.period_start <= b.spent_date AND b.spent_date <= i.period_end) AS period_frozen
+    FROM billing_dirty d
+    JOIN closeout_data.billing_entries b ON b.source = d.source AND b.source_id = d.source_id
+    JOIN cfg ON cfg.client_key = b.client_key
+),
+time_rows AS (
+    SELECT closeout_data.invoice_id(e.client_key, e.currency, e.period_start, e.period_end) AS invoice_id,
+           'time|' || CASE e.grouping
+                          WHEN 'project_task' THEN 'pt|' || e.project_key || '|' || coalesce(e.task_key, '')
+                          WHEN 'project' THEN 'p|' || e.project_key
+                          WHEN 'user' THEN 'u|' || e.user_key
+                          WHEN 'day' THEN 'd|' || e.spent_date
+                          ELSE 'e|' || e.source || ':' || e.source_id END
+                   || '|' || trim_scale(e.rate)::text AS line_key,
+           e.source, e.source_id, e.entry_version, e.quantity, e.rate AS unit_rate, e.amount_minor,
+           e.client_key, e.currency, e.period_start, e.period_end, e.billing_period,
+           NULL::text AS description, NULL::text AS adjusts_invoice_id, NULL::text AS adjusts_line_key
+    FROM entries e
+    WHERE e.state = 'billable' AND NOT e.has_frozen AND NOT e.period_frozen
+),
+adjusting AS (
+    SELECT * FROM entries e WHERE (e.has_frozen OR e.period_frozen) AND e.state <> 'exception'
+),
+targets AS (
+    SELECT a.source, a.source_id, a.client_key, a.currency, a.rate AS unit_rate, a.quantity, a.amount_minor
+    FROM adjusting a WHERE a.state = 'billable'
+),
+deltas AS (
+    SELECT coalesce(t.source, f.source) AS source, coalesce(t.source_id, f.source_id) AS source_id,
+           coalesce(t.client_key, f.client_key) AS client_key, coalesce(t.currency, f.currency) AS currency,
+           coalesce(t.unit_rate, f.unit_rate) AS unit_rate,
+           coalesce(f.quantity, 0) AS billed_quantity, coalesce(t.quantity, 0) AS target_quantity,
+           coalesce(t.quantity, 0) - coalesce(f.quantity, 0) AS quantity,
+           coalesce(t.amount_minor, 0) - coalesce(f.amount_minor, 0) AS amount_minor
+    FROM targets t
+    FULL JOIN (SELECT f.* FROM billing_frozen f JOIN adjusting a ON a.source = f.source AND a.source_id = f.source_id) f
+      ON f.source = t.source AND f.source_id = t.source_id AND f.client_key = t.client_key
+     AND f.currency = t.currency AND f.unit_rate = t.unit_rate
+),
+placed AS (
+    SELECT d.*, a.entry_version, a.state, a.spent_date, a.project_name, a.task_name,
+           EXISTS (SELECT 1 FROM targets t WHERE t.source = d.source AND t.source_id = d.source_id
+                   AND t.client_key = d.client_key AND t.currency = d.currency) AS still_billable,
+           coalesce(' (' || a.project_name || coalesce(' / ' || a.task_name, '') || ')', '') AS what,
+           lb.invoice_id AS adjusts_invoice_id, lb.line_key AS adjusts_line_key, li.status AS adjusts_status,
+           coalesce(lf.next_day, a.spent_date) AS next_day, c.billing_period
+    FROM deltas d
+    JOIN adjusting a ON a.source = d.source AND a.source_id = d.source_id
+    JOIN cfg c ON c.client_key = d.client_key
+    LEFT JOIN billing_last_billed lb ON lb.source = d.source AND lb.source_id = d.source_id
+    LEFT JOIN closeout_data.invoices li ON li.invoice_id = lb.invoice_id
+    LEFT JOIN LATERAL (
+        SELECT max(i.period_end) + 1 AS next_day FROM closeout_data.invoices i
+        WHERE i.client_key = d.client_key AND i.currency = d.currency AND i.status <> 'draft'
+    ) lf ON true
+    WHERE d.quantity <> 0 OR d.amount_minor <> 0
+),
+adjustment_rows AS (
+    SELECT closeout_data.invoice_id(p.client_key, p.currency,
+                                    closeout_data.period_start(p.next_day, p.billing_period),
+                                    closeout_data.period_end(p.next_day, p.billing_period)) AS invoice_id,
+           CASE WHEN p.still_billable THEN 'adj|' ELSE 'credit|' END || p.source || ':' || p.source_id
+               || '|' || trim_scale(p.unit_rate)::text AS line_key,
+           p.source, p.source_id, p.entry_version, p.quantity, p.unit_rate, p.amount_minor,
+           p.client_key, p.currency,
+           closeout_data.period_start(p.next_day, p.billing_period) AS period_start,
+           closeout_data.period_end(p.next_day, p.billing_period) AS period_end, p.billing_period,
+           CASE WHEN NOT p.still_billable THEN
+                    'Credit: entry ' || p.source || ':' || p.source_id || ' of ' || p.spent_date || p.what
+                    || ', ' || CASE p.state WHEN 'deleted' THEN 'deleted'
+                                            WHEN 'billable' THEN 'moved to another client or currency'
+                                            ELSE 'no longer billable (' || replace(p.state, '_', ' ') || ')' END
+                    || coalesce(', billed on ' || p.adjusts_invoice_id, '')
+                WHEN p.adjusts_invoice_id IS NULL THEN
+                    'Late time: entry ' || p.source || ':' || p.source_id || ' of ' || p.spent_date || p.what
+                    || ', its period was already invoiced'
+                WHEN p.adjusts_status = 'void' THEN
+                    'Re-billed: entry ' || p.source || ':' || p.source_id || ' of ' || p.spent_date || p.what
+                    || ', its invoice ' || p.adjusts_invoice_id || ' was voided'
+                ELSE
+                    'Adjustment: entry ' || p.source || ':' || p.source_id || ' of ' || p.spent_date || p.what
+                    || ' at ' || trim_scale(p.unit_rate) || ': billed ' || trim_scale(p.billed_quantity)
+                    || ' h on ' || p.adjusts_invoice_id || ', now ' || trim_scale(p.target_quantity) || ' h'
+           END AS description,
+           p.adjusts_invoice_id, p.adjusts_line_key
+    FROM placed p
+)
+SELECT * FROM time_rows
+UNION ALL
+SELECT * FROM adjustment_rows;

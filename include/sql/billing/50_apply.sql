@@ -1,0 +1,70 @@
+-- Compare what dirty entries should contribute to drafts with what drafts hold for them now, and
+-- write only the difference: rows that no longer hold are closed at the invoice's next version, new
+-- rows start at it. Every invoice with a difference gets exactly one new version.
+CREATE TEMP TABLE billing_current ON COMMIT DROP AS
+SELECT e.invoice_id, e.line_key, e.source, e.source_id, e.entry_version, e.quantity, e.unit_rate,
+       e.amount_minor, e.valid_from
+FROM billing_dirty d
+JOIN closeout_data.invoice_line_entries e
+  ON e.source = d.source AND e.source_id = d.source_id AND e.valid_to IS NULL
+JOIN closeout_data.invoices i ON i.invoice_id = e.invoice_id AND i.status = 'draft';
+
+CREATE TEMP TABLE billing_to_close ON COMMIT DROP AS
+SELECT c.* FROM billing_current c
+WHERE NOT EXISTS (
+    SELECT 1 FROM billing_desired w
+    WHERE w.invoice_id = c.invoice_id AND w.line_key = c.line_key AND w.source = c.source
+      AND w.source_id = c.source_id AND w.entry_version = c.entry_version AND w.quantity = c.quantity
+      AND w.unit_rate = c.unit_rate AND w.amount_minor = c.amount_minor);
+
+CREATE TEMP TABLE billing_to_add ON COMMIT DROP AS
+SELECT w.* FROM billing_desired w
+WHERE NOT EXISTS (
+    SELECT 1 FROM billing_current c
+    WHERE w.invoice_id = c.invoice_id AND w.line_key = c.line_key AND w.source = c.source
+      AND w.source_id = c.source_id AND w.entry_version = c.entry_version AND w.quantity = c.quantity
+      AND w.unit_rate = c.unit_rate AND w.amount_minor = c.amount_minor);
+
+-- Drafts that do not exist yet: one per client, currency and period, with the client's terms.
+INSERT INTO closeout_data.invoices (invoice_id, client_key, currency, period_start, period_end, billing_period,
+                                    payment_terms_days, publish_policy)
+SELECT DISTINCT ON (a.invoice_id) a.invoice_id, a.client_key, a.currency, a.period_start, a.period_end,
+       a.billing_period, coalesce(bc.payment_terms_days, df.payment_terms_days),
+       coalesce(bc.publish_policy, df.publish_policy)
+FROM billing_to_add a
+CROSS JOIN (SELECT * FROM closeout_data.billing_clients WHERE client_key = '*') df
+LEFT JOIN closeout_data.billing_clients bc ON bc.client_key = a.client_key AND bc.client_key <> '*'
+ORDER BY a.invoice_id
+ON CONFLICT (invoice_id) DO NOTHING;
+
+CREATE TEMP TABLE billing_bumped ON COMMIT DROP AS
+WITH touched AS (
+    SELECT invoice_id FROM billing_to_close UNION SELECT invoice_id FROM billing_to_add
+),
+bumped AS (
+    UPDATE closeout_data.invoices i
+    SET version = i.version + 1, updated_at = clock_timestamp(),
+        payment_terms_days = coalesce(bc.payment_terms_days, df.payment_terms_days),
+        publish_policy = coalesce(bc.publish_policy, df.publish_policy)
+    FROM touched t
+    CROSS JOIN (SELECT * FROM closeout_data.billing_clients WHERE client_key = '*') df
+    LEFT JOIN closeout_data.billing_clients bc ON bc.client_key <> '*'
+          AND bc.client_key = (SELECT client_key FROM closeout_data.invoices WHERE invoice_id = t.invoice_id)
+    WHERE i.invoice_id = t.invoice_id
+    RETURNING i.invoice_id, i.version, i.status
+)
+SELECT * FROM bumped;
+
+UPDATE closeout_data.invoice_line_entries e
+SET valid_to = b.version
+FROM billing_to_close c
+JOIN billing_bumped b ON b.invoice_id = c.invoice_id
+WHERE e.invoice_id = c.invoice_id AND e.line_key = c.line_key AND e.source = c.source
+  AND e.source_id = c.source_id AND e.valid_from = c.valid_from AND e.valid_to IS NULL;
+
+INSERT INTO closeout_data.invoice_line_entries (invoice_id, line_key, source, source_id, entry_version,
+                                                quantity, unit_rate, amount_minor, valid_from)
+SELECT a.invoice_id, a.line_key, a.source, a.source_id, a.entry_version, a.quantity, a.unit_rate,
+       a.amount_minor, b.version
+FROM billing_to_add a
+JOIN billing_bumped b ON b.invoice_id = a.invoice_id;

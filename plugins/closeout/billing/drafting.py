@@ -1,0 +1,163 @@
+"""Refresh invoice drafts for every open period, set-based, touching only what changed.
+
+The rules (the SQL in ``include/sql/billing/`` is their implementation, in this order):
+
+1. ``10_dirty``: entries with a version the drafting has not judged yet (or forced back by a config,
+   identity map or void change).
+2. ``20_judge``: each is judged against its client's configuration: billable, or why not (deleted,
+   running, not billable, not approved, already invoiced in the tracker) or an exception (no rate,
+   currency other than the client's, no client, negative hours). Its amount is its quantity times its
+   own version's rate snapshot, rounded once, half-up, in the billing currency's minor unit.
+3. ``30_days``: a user's day over 24 hours turns its billable entries into exceptions.
+4. ``40_desired``: what each entry should contribute to drafts: a time row on its period's draft
+   while nothing about it is frozen; otherwise the difference to what frozen invoices billed, as
+   adjustment or credit rows on the client's next draft, linked to the line it corrects.
+5. ``50_apply`` and ``60_lines``: the difference is written as one new version of each changed draft.
+
+Everything runs in the caller's transaction under one advisory lock, so a failed or killed run
+leaves no trace and a retry starts from the same state; drafting twice in a row writes nothing.
+Invariant 1 (every approved billable entry billed exactly once) and invariant 2 (a line is its
+quantity times its rate rounded once; an invoice is the sum of its lines) hold after every run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from closeout.paths import sql_statements
+
+# pg_advisory_xact_lock key shared by everything that changes drafts (drafting, config, freezing).
+BILLING_LOCK = 0x636C6F7365_01  # "close" + 1
+SCRIPTS = (
+    "billing/10_dirty.sql",
+    "billing/20_judge.sql",
+    "billing/30_days.sql",
+    "billing/40_desired.sql",
+    "billing/50_apply.sql",
+    "billing/60_lines.sql",
+)
+TEMP_TABLES = (
+    "billing_dirty", "billing_judged", "billing_days", "billing_frozen", "billing_last_billed",
+    "billing_desired", "billing_current", "billing_to_close", "billing_to_add", "billing_bumped",
+    "billing_lines_touched", "billing_new_lines",
+)  # fmt: skip
+
+
+@dataclass
+class DraftSummary:
+    draft_run_id: int
+    entries_judged: int = 0
+    invoices_changed: int = 0
+    rows_closed: int = 0
+    rows_added: int = 0
+    adjustment_lines: int = 0
+    credit_lines: int = 0
+    exceptions: int = 0
+    excluded: int = 0
+    quarantined: int = 0
+    exceptions_by_reason: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def lock_billing(conn: psycopg.Connection) -> None:
+    """Serialise every writer of drafts until the caller's transaction ends."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (BILLING_LOCK,))
+
+
+def refresh_drafts(conn: psycopg.Connection, *, airflow_run_id: str | None = None) -> DraftSummary:
+    """One drafting run inside the caller's transaction (the caller commits)."""
+    started = time.perf_counter()
+    lock_billing(conn)
+    (run_id,) = conn.execute(
+        "INSERT INTO closeout_data.draft_runs (airflow_run_id, status) VALUES (%s, 'running') RETURNING draft_run_id",
+        (airflow_run_id,),
+    ).fetchone()
+    _drop_temp_tables(conn)
+    _rejudge_if_identity_changed(conn)
+    params = {"draft_run_id": run_id}
+    for script in SCRIPTS:
+        for statement in sql_statements(script):
+            conn.execute(statement, params if "%(" in statement else None)
+            if statement.startswith("CREATE TEMP TABLE"):
+                # temp tables are never auto-analysed; without statistics the planner guesses badly
+                conn.execute(f"ANALYZE {statement.split()[3]}")
+    summary = _summarise(conn, run_id)
+    _drop_temp_tables(conn)
+    summary.seconds = round(time.perf_counter() - started, 3)
+    conn.execute(
+        """UPDATE closeout_data.draft_runs SET status = 'succeeded', finished_at = clock_timestamp(),
+               entries_judged = %(entries_judged)s, invoices_changed = %(invoices_changed)s,
+               rows_closed = %(rows_closed)s, rows_added = %(rows_added)s,
+               adjustment_lines = %(adjustment_lines)s, credit_lines = %(credit_lines)s,
+               exceptions = %(exceptions)s, excluded = %(excluded)s, exceptions_by_reason = %(by_reason)s
+           WHERE draft_run_id = %(draft_run_id)s""",
+        {**summary.as_dict(), "by_reason": Jsonb(summary.exceptions_by_reason)},
+    )
+    return summary
+
+
+def record_failure(conn: psycopg.Connection, *, airflow_run_id: str | None, error: BaseException) -> None:
+    """A failed run leaves nothing behind but this row (its own transaction), so finance can see it."""
+    conn.execute(
+        """INSERT INTO closeout_data.draft_runs (airflow_run_id, status, finished_at, error)
+           VALUES (%s, 'failed', clock_timestamp(), %s)""",
+        (airflow_run_id, f"{type(error).__name__}: {error}"[:2000]),
+    )
+
+
+def _drop_temp_tables(conn: psycopg.Connection) -> None:
+    conn.execute("DROP TABLE IF EXISTS " + ", ".join(f"pg_temp.{name}" for name in TEMP_TABLES))
+
+
+def _rejudge_if_identity_changed(conn: psycopg.Connection) -> None:
+    """A changed identity map can move entries between clients and users: judge everything again."""
+    (fingerprint,) = conn.execute(
+        """SELECT md5(coalesce(string_agg(source || '|' || kind || '|' || source_id || '|' || key, ','
+                                          ORDER BY source, kind, source_id), ''))
+           FROM closeout_data.identity_map"""
+    ).fetchone()
+    (stored,) = conn.execute("SELECT identity_fingerprint FROM closeout_data.billing_state").fetchone()
+    if fingerprint != stored:
+        conn.execute("UPDATE closeout_data.billing_entries SET entry_version = -1 WHERE entry_version <> -1")
+        conn.execute("UPDATE closeout_data.billing_state SET identity_fingerprint = %s", (fingerprint,))
+
+
+def _summarise(conn: psycopg.Connection, run_id: int) -> DraftSummary:
+    counts = conn.execute(
+        """SELECT (SELECT count(*) FROM billing_dirty), (SELECT count(*) FROM billing_bumped),
+                  (SELECT count(*) FROM billing_to_close), (SELECT count(*) FROM billing_to_add),
+                  (SELECT count(*) FROM billing_new_lines n
+                   WHERE n.kind = 'adjustment' AND (n.invoice_id, n.line_key) IN (SELECT * FROM billing_lines_touched)),
+                  (SELECT count(*) FROM billing_new_lines n
+                   WHERE n.kind = 'credit' AND (n.invoice_id, n.line_key) IN (SELECT * FROM billing_lines_touched)),
+                  (SELECT count(*) FROM closeout_data.billing_entries WHERE state = 'billed_in_source'),
+                  (SELECT count(*) FROM closeout_data.quarantine
+                   WHERE entity = 'time_entry' AND resolved_at IS NULL)"""
+    ).fetchone()
+    by_reason = dict(
+        conn.execute(
+            """SELECT reason, count(*) FROM closeout_data.billing_entries WHERE state = 'exception'
+               GROUP BY reason ORDER BY reason"""
+        ).fetchall()
+    )
+    return DraftSummary(
+        draft_run_id=run_id,
+        entries_judged=counts[0],
+        invoices_changed=counts[1],
+        rows_closed=counts[2],
+        rows_added=counts[3],
+        adjustment_lines=counts[4],
+        credit_lines=counts[5],
+        exceptions=sum(by_reason.values()),
+        excluded=counts[6],
+        quarantined=counts[7],
+        exceptions_by_reason=by_reason,
+    )

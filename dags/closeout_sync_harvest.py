@@ -18,7 +18,7 @@ Settings: Airflow Variable `closeout_sync` (see README). Schedule: env `CLOSEOUT
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, get_current_context, task
-from closeout.dag_defaults import START_DATE, default_args, schedule
+from closeout.dag_defaults import START_DATE, TIME_ENTRIES, default_args, schedule
 
 POOL = "harvest_api"
 
@@ -76,7 +76,7 @@ def closeout_sync_harvest():
         sync.sweep_deletions(sync_run_id, _settings())
         return sync_run_id
 
-    @task
+    @task(outlets=[TIME_ENTRIES])
     def finish(sync_run_id: int) -> dict:
         from closeout.trackers.harvest import sync
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from closeout.dag_defaults import START_DATE, default_args, schedule
+from closeout.dag_defaults import START_DATE, TIME_ENTRIES, default_args, schedule
 
 
 def windowed_sync_dag(source: str, *, doc_md: str, schedule_env: str, default_schedule: str = "*/30 * * * *") -> Any:
@@ -68,7 +68,7 @@ def windowed_sync_dag(source: str, *, doc_md: str, schedule_env: str, default_sc
             windowed.apply_inbox(*_with(tracker_and_settings(), sync_run_id))
             return sync_run_id
 
-        @task
+        @task(outlets=[TIME_ENTRIES])
         def finish(sync_run_id: int) -> dict:
             from closeout.trackers import windowed
 

@@ -1,4 +1,4 @@
-"""Shared DAG defaults. Imported at DAG parse time, so it imports nothing but the standard library."""
+"""Shared DAG defaults. Imported at DAG parse time: the standard library and Airflow's task SDK only."""
 
 from __future__ import annotations
 
@@ -27,3 +27,13 @@ def schedule(env_var: str, default: str) -> str | None:
     """A DAG's schedule, overridable per deployment by an environment variable ("none" = manual)."""
     value = os.environ.get(env_var, default).strip()
     return None if value.lower() in {"", "none", "manual"} else value
+
+
+def _time_entries_asset():
+    from airflow.sdk import Asset
+
+    return Asset("closeout_time_entries", uri="closeout://warehouse/time_entries")
+
+
+# Emitted by every tracker sync that finishes; the drafting DAG is scheduled on it.
+TIME_ENTRIES = _time_entries_asset()

@@ -2,9 +2,11 @@
 -- not), its billing quantity (the tracker's rounded hours, or exact hours), and its amount: quantity
 -- times the version's own rate snapshot, rounded once, half-up, to the billing currency's minor unit.
 -- Contract keys are resolved through the identity map, as closeout.time_entries does.
-CREATE TEMP TABLE billing_judged ON COMMIT DROP AS
+-- A view, not a table: the next script writes its rows straight into billing_entries (an update for
+-- entries judged before, an insert for new ones), so a first run over a million entries writes them once.
+CREATE TEMP VIEW billing_judged AS
 WITH e AS (
-    SELECT v.source, v.source_id, v.version,
+    SELECT v.source, v.source_id, v.version, d.known,
            coalesce(mc.key, v.client_key) AS client_key,
            coalesce(mp.key, v.project_key) AS project_key,
            coalesce(mt.key, v.task_key) AS task_key,
@@ -63,18 +65,19 @@ judged AS (
                 WHEN c.hours < 0 OR c.quantity < 0 THEN 'hours' END AS base_field
     FROM configured c
 )
-SELECT j.source, j.source_id, j.version AS entry_version, j.client_key, j.project_key, j.task_key, j.user_key,
+SELECT j.source, j.source_id, j.known, j.version AS entry_version, j.client_key, j.project_key, j.task_key, j.user_key,
        j.spent_date,
        CASE WHEN j.deleted_at IS NULL THEN j.hours ELSE 0 END AS day_hours,
        j.quantity, j.billable_rate AS rate, j.currency AS entry_currency, j.billing_currency AS currency,
        CASE WHEN j.base_state = 'billable'
             THEN round(j.quantity * j.billable_rate * (10::numeric ^ cur.exponent))::bigint END AS amount_minor,
-       closeout_data.period_start(j.spent_date, j.billing_period) AS period_start,
-       closeout_data.period_end(j.spent_date, j.billing_period) AS period_end,
+       coalesce(cal.period_start, closeout_data.period_start(j.spent_date, j.billing_period)) AS period_start,
+       coalesce(cal.period_end, closeout_data.period_end(j.spent_date, j.billing_period)) AS period_end,
        j.base_state, j.base_reason, j.base_field, j.source_invoice_ref,
        pe.name AS project_name, te.name AS task_name, ue.name AS user_name
 FROM judged j
 JOIN closeout_data.currencies cur ON cur.code = j.billing_currency
+LEFT JOIN closeout_data.billing_calendar cal ON cal.kind = j.billing_period AND cal.day = j.spent_date
 LEFT JOIN closeout_data.tracker_entities pe
        ON pe.source = j.source AND pe.kind = 'project' AND pe.source_id = j.project_source_id
 LEFT JOIN closeout_data.tracker_entities te

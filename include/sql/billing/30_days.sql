@@ -3,13 +3,25 @@
 -- becomes an exception; when the day is fixed they come back. Entries whose state this changes join
 -- the dirty set, so their billing follows.
 CREATE TEMP TABLE billing_days ON COMMIT DROP AS
-SELECT b.user_key, b.spent_date
+SELECT DISTINCT b.user_key, b.spent_date
 FROM billing_dirty d
-JOIN closeout_data.billing_entries b ON b.source = d.source AND b.source_id = d.source_id
-UNION
-SELECT j.user_key, j.spent_date FROM billing_judged j;
+JOIN closeout_data.billing_entries b ON b.source = d.source AND b.source_id = d.source_id;
 
-INSERT INTO closeout_data.billing_entries AS b (
+-- entries judged before: updated in place (this table is working state; history lives in versions)
+UPDATE closeout_data.billing_entries b SET
+    entry_version = j.entry_version, client_key = j.client_key, project_key = j.project_key,
+    task_key = j.task_key, user_key = j.user_key, spent_date = j.spent_date, day_hours = j.day_hours,
+    quantity = j.quantity, rate = j.rate, entry_currency = j.entry_currency, currency = j.currency,
+    amount_minor = j.amount_minor, period_start = j.period_start, period_end = j.period_end,
+    base_state = j.base_state, base_reason = j.base_reason, base_field = j.base_field,
+    state = j.base_state, reason = j.base_reason, field = j.base_field,
+    source_invoice_ref = j.source_invoice_ref, project_name = j.project_name, task_name = j.task_name,
+    user_name = j.user_name, evaluated_at = clock_timestamp()
+FROM billing_judged j
+WHERE j.known AND b.source = j.source AND b.source_id = j.source_id;
+
+-- entries judged for the first time (the whole set on a first run: a plain insert, no upsert)
+INSERT INTO closeout_data.billing_entries (
     source, source_id, entry_version, client_key, project_key, task_key, user_key, spent_date, day_hours,
     quantity, rate, entry_currency, currency, amount_minor, period_start, period_end,
     base_state, base_reason, base_field, state, reason, field, source_invoice_ref,
@@ -19,21 +31,17 @@ SELECT j.source, j.source_id, j.entry_version, j.client_key, j.project_key, j.ta
        j.period_start, j.period_end, j.base_state, j.base_reason, j.base_field,
        j.base_state, j.base_reason, j.base_field, j.source_invoice_ref, j.project_name, j.task_name, j.user_name
 FROM billing_judged j
-ON CONFLICT (source, source_id) DO UPDATE SET
-    entry_version = excluded.entry_version, client_key = excluded.client_key,
-    project_key = excluded.project_key, task_key = excluded.task_key, user_key = excluded.user_key,
-    spent_date = excluded.spent_date, day_hours = excluded.day_hours, quantity = excluded.quantity,
-    rate = excluded.rate, entry_currency = excluded.entry_currency, currency = excluded.currency,
-    amount_minor = excluded.amount_minor, period_start = excluded.period_start,
-    period_end = excluded.period_end, base_state = excluded.base_state, base_reason = excluded.base_reason,
-    base_field = excluded.base_field, state = excluded.state, reason = excluded.reason,
-    field = excluded.field, source_invoice_ref = excluded.source_invoice_ref,
-    project_name = excluded.project_name, task_name = excluded.task_name, user_name = excluded.user_name,
-    evaluated_at = clock_timestamp();
+WHERE NOT j.known;
+
+-- the days the judged entries are on now (billing_days already holds the days they were on before)
+INSERT INTO billing_days (user_key, spent_date)
+SELECT DISTINCT b.user_key, b.spent_date
+FROM billing_dirty d
+JOIN closeout_data.billing_entries b ON b.source = d.source AND b.source_id = d.source_id;
 
 WITH totals AS (
     SELECT b.user_key, b.spent_date, sum(b.day_hours) AS total
-    FROM billing_days d
+    FROM (SELECT DISTINCT user_key, spent_date FROM billing_days) d
     JOIN closeout_data.billing_entries b ON b.user_key = d.user_key AND b.spent_date = d.spent_date
     GROUP BY b.user_key, b.spent_date
     HAVING sum(b.day_hours) > 24

@@ -38,16 +38,11 @@ WITH cfg AS (
     LEFT JOIN closeout_data.billing_clients bc ON bc.client_key = k.client_key AND bc.client_key <> '*'
 ),
 entries AS (
-    SELECT b.*, cfg.billing_period, cfg.grouping,
-           EXISTS (SELECT 1 FROM billing_frozen f WHERE f.source = b.source AND f.source_id = b.source_id)
-               OR EXISTS (SELECT 1 FROM billing_last_billed l WHERE l.source = b.source AND l.source_id = b.source_id)
-               AS has_frozen,
-           EXISTS (SELECT 1 FROM closeout_data.invoices i
-                   WHERE i.client_key = b.client_key AND i.currency = b.currency AND i.status <> 'draft'
-                     AND i.period_start <= b.spent_date AND b.spent_date <= i.period_end) AS period_frozen
+    SELECT b.*, cfg.billing_period, cfg.grouping, lb.source_id IS NOT NULL AS has_frozen
     FROM billing_dirty d
     JOIN closeout_data.billing_entries b ON b.source = d.source AND b.source_id = d.source_id
     JOIN cfg ON cfg.client_key = b.client_key
+    LEFT JOIN billing_last_billed lb ON lb.source = b.source AND lb.source_id = b.source_id
 ),
 time_rows AS (
     SELECT closeout_data.invoice_id(e.client_key, e.currency, e.period_start, e.period_end) AS invoice_id,
@@ -60,12 +55,22 @@ time_rows AS (
                    || '|' || trim_scale(e.rate)::text AS line_key,
            e.source, e.source_id, e.entry_version, e.quantity, e.rate AS unit_rate, e.amount_minor,
            e.client_key, e.currency, e.period_start, e.period_end, e.billing_period,
-           NULL::text AS description, NULL::text AS adjusts_invoice_id, NULL::text AS adjusts_line_key
+           NULL::text AS description, NULL::text AS adjusts_invoice_id, NULL::text AS adjusts_line_key,
+           e.project_key, e.task_key, e.user_key, e.spent_date, e.project_name, e.task_name, e.user_name
     FROM entries e
-    WHERE e.state = 'billable' AND NOT e.has_frozen AND NOT e.period_frozen
+    WHERE e.state = 'billable' AND NOT e.has_frozen
+      AND NOT EXISTS (SELECT 1 FROM closeout_data.invoices i
+                      WHERE i.client_key = e.client_key AND i.currency = e.currency AND i.status <> 'draft'
+                        AND i.period_start <= e.spent_date AND e.spent_date <= i.period_end)
 ),
 adjusting AS (
-    SELECT * FROM entries e WHERE (e.has_frozen OR e.period_frozen) AND e.state <> 'exception'
+    SELECT * FROM entries e WHERE e.has_frozen AND e.state <> 'exception'
+    UNION ALL
+    SELECT * FROM entries e
+    WHERE NOT e.has_frozen AND e.state <> 'exception'
+      AND EXISTS (SELECT 1 FROM closeout_data.invoices i
+                  WHERE i.client_key = e.client_key AND i.currency = e.currency AND i.status <> 'draft'
+                    AND i.period_start <= e.spent_date AND e.spent_date <= i.period_end)
 ),
 targets AS (
     SELECT a.source, a.source_id, a.client_key, a.currency, a.rate AS unit_rate, a.quantity, a.amount_minor
@@ -84,7 +89,8 @@ deltas AS (
      AND f.currency = t.currency AND f.unit_rate = t.unit_rate
 ),
 placed AS (
-    SELECT d.*, a.entry_version, a.state, a.spent_date, a.project_name, a.task_name,
+    SELECT d.*, a.entry_version, a.state, a.spent_date, a.project_name, a.task_name, a.project_key,
+           a.task_key, a.user_key, a.user_name,
            EXISTS (SELECT 1 FROM targets t WHERE t.source = d.source AND t.source_id = d.source_id
                    AND t.client_key = d.client_key AND t.currency = d.currency) AS still_billable,
            coalesce(' (' || a.project_name || coalesce(' / ' || a.task_name, '') || ')', '') AS what,
@@ -128,7 +134,8 @@ adjustment_rows AS (
                     || ' at ' || trim_scale(p.unit_rate) || ': billed ' || trim_scale(p.billed_quantity)
                     || ' h on ' || p.adjusts_invoice_id || ', now ' || trim_scale(p.target_quantity) || ' h'
            END AS description,
-           p.adjusts_invoice_id, p.adjusts_line_key
+           p.adjusts_invoice_id, p.adjusts_line_key,
+           p.project_key, p.task_key, p.user_key, p.spent_date, p.project_name, p.task_name, p.user_name
     FROM placed p
 )
 SELECT * FROM time_rows

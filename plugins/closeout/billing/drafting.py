@@ -42,9 +42,9 @@ SCRIPTS = (
     "billing/60_lines.sql",
 )
 TEMP_TABLES = (
-    "billing_dirty", "billing_judged", "billing_days", "billing_frozen", "billing_last_billed",
+    "billing_dirty", "billing_days", "billing_frozen", "billing_last_billed",
     "billing_desired", "billing_current", "billing_to_close", "billing_to_add", "billing_bumped",
-    "billing_lines_touched", "billing_new_lines",
+    "billing_line_deltas", "billing_new_lines",
 )  # fmt: skip
 
 
@@ -62,6 +62,7 @@ class DraftSummary:
     quarantined: int = 0
     exceptions_by_reason: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    step_seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -76,6 +77,8 @@ def refresh_drafts(conn: psycopg.Connection, *, airflow_run_id: str | None = Non
     """One drafting run inside the caller's transaction (the caller commits)."""
     started = time.perf_counter()
     lock_billing(conn)
+    # one drafting run at a time (the lock): let its sorts and hashes stay in memory
+    conn.execute("SET LOCAL work_mem = '256MB'")
     (run_id,) = conn.execute(
         "INSERT INTO closeout_data.draft_runs (airflow_run_id, status) VALUES (%s, 'running') RETURNING draft_run_id",
         (airflow_run_id,),
@@ -83,13 +86,17 @@ def refresh_drafts(conn: psycopg.Connection, *, airflow_run_id: str | None = Non
     _drop_temp_tables(conn)
     _rejudge_if_identity_changed(conn)
     params = {"draft_run_id": run_id}
+    timings: dict[str, float] = {}
     for script in SCRIPTS:
-        for statement in sql_statements(script):
+        for index, statement in enumerate(sql_statements(script)):
+            step = time.perf_counter()
             conn.execute(statement, params if "%(" in statement else None)
+            timings[f"{script.split('/')[-1][:-4]}.{index}"] = round(time.perf_counter() - step, 3)
             if statement.startswith("CREATE TEMP TABLE"):
                 # temp tables are never auto-analysed; without statistics the planner guesses badly
                 conn.execute(f"ANALYZE {statement.split()[3]}")
     summary = _summarise(conn, run_id)
+    summary.step_seconds = timings
     _drop_temp_tables(conn)
     summary.seconds = round(time.perf_counter() - started, 3)
     conn.execute(
@@ -114,6 +121,7 @@ def record_failure(conn: psycopg.Connection, *, airflow_run_id: str | None, erro
 
 
 def _drop_temp_tables(conn: psycopg.Connection) -> None:
+    conn.execute("DROP VIEW IF EXISTS pg_temp.billing_judged")
     conn.execute("DROP TABLE IF EXISTS " + ", ".join(f"pg_temp.{name}" for name in TEMP_TABLES))
 
 
@@ -135,9 +143,11 @@ def _summarise(conn: psycopg.Connection, run_id: int) -> DraftSummary:
         """SELECT (SELECT count(*) FROM billing_dirty), (SELECT count(*) FROM billing_bumped),
                   (SELECT count(*) FROM billing_to_close), (SELECT count(*) FROM billing_to_add),
                   (SELECT count(*) FROM billing_new_lines n
-                   WHERE n.kind = 'adjustment' AND (n.invoice_id, n.line_key) IN (SELECT * FROM billing_lines_touched)),
+                   WHERE n.kind = 'adjustment' AND (n.invoice_id, n.line_key) IN
+                         (SELECT invoice_id, line_key FROM billing_line_deltas)),
                   (SELECT count(*) FROM billing_new_lines n
-                   WHERE n.kind = 'credit' AND (n.invoice_id, n.line_key) IN (SELECT * FROM billing_lines_touched)),
+                   WHERE n.kind = 'credit' AND (n.invoice_id, n.line_key) IN
+                         (SELECT invoice_id, line_key FROM billing_line_deltas)),
                   (SELECT count(*) FROM closeout_data.billing_entries WHERE state = 'billed_in_source'),
                   (SELECT count(*) FROM closeout_data.quarantine
                    WHERE entity = 'time_entry' AND resolved_at IS NULL)"""

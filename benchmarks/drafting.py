@@ -48,7 +48,8 @@ FROM (
            (1 + (i * 31) %% 8) * 0.25 AS h, i %% 10 <> 0 AS billable, i %% 50 <> 0 AS approved,
            CASE WHEN i %% %(clients)s %% 20 = 1 THEN 'EUR' WHEN i %% %(clients)s %% 100 = 2 THEN 'JPY'
                 WHEN i %% %(clients)s %% 100 = 3 THEN 'KWD' ELSE 'USD' END AS cur,
-           CASE WHEN i %% %(clients)s %% 100 = 2 THEN 12000 + ((i %% %(clients)s) * 4 + (i / %(clients)s) %% 4) %% 7 * 500
+           CASE WHEN i %% %(clients)s %% 100 = 2
+                THEN 12000 + ((i %% %(clients)s) * 4 + (i / %(clients)s) %% 4) %% 7 * 500
                 ELSE 80 + ((i %% %(clients)s) * 4 + (i / %(clients)s) %% 4) %% 50 * 2.5 END AS rate
     FROM generate_series(1::bigint, %(entries)s) i
 ) g
@@ -78,7 +79,8 @@ def edit_one_percent(conn, entries: int, salt: int) -> int:
     rows = conn.execute(
         """SELECT v.source_id, v.client_source_id, v.project_source_id, v.task_source_id, v.user_source_id,
                   v.spent_date, v.hours, v.billable, v.approved, v.billable_rate, v.currency
-           FROM closeout_data.time_entry_heads h JOIN closeout_data.time_entry_versions v USING (source, source_id, version)
+           FROM closeout_data.time_entry_heads h
+           JOIN closeout_data.time_entry_versions v USING (source, source_id, version)
            WHERE h.source = 'harvest' AND (hashtext(h.source_id || %s) & 1023) < 10""",
         (str(salt),),
     ).fetchall()
@@ -95,8 +97,10 @@ def edit_one_percent(conn, entries: int, salt: int) -> int:
     ).fetchone()
     currencies = store.known_currencies(conn)
     for start in range(0, len(items), 5000):
-        store.apply_entries(conn, source="harvest", sync_run_id=run_id, items=items[start : start + 5000],
-                            currencies=currencies, normalize=lambda it, cur: (list(it), [], []), url="bench://edit")  # fmt: skip
+        store.apply_entries(
+            conn, source="harvest", sync_run_id=run_id, items=items[start : start + 5000],
+            currencies=currencies, normalize=lambda it, cur: (list(it), [], []), url="bench://edit",
+        )  # fmt: skip
     conn.commit()
     return len(items)
 
@@ -153,8 +157,8 @@ def main(argv: list[str] | None = None) -> dict:
         results["refresh"] = {"seconds": round(seconds, 2), "edited": edited, "summary": summary}
         from closeout.billing import lifecycle
 
-        september = [r[0] for r in conn.execute(
-            "SELECT invoice_id FROM closeout_data.invoices WHERE period_end < '2026-10-01' AND line_count > 0")]  # fmt: skip
+        query = "SELECT invoice_id FROM closeout_data.invoices WHERE period_end < '2026-10-01' AND line_count > 0"
+        september = [row[0] for row in conn.execute(query)]
         for invoice_id in september:
             lifecycle.freeze(conn, invoice_id)
         conn.commit()

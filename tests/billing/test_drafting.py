@@ -104,7 +104,7 @@ def test_line_amount_is_rounded_once_half_up_and_the_difference_is_shown(books: 
     books.put(*(Entry(str(i), hours=third) for i in range(3)))
     books.draft()
     (line,) = books.lines(_only_invoice(books))
-    _, _, _, qty, rate, amount, rounding, entries = line
+    _, _, _, qty, _rate, amount, rounding, entries = line
     assert (qty, amount, rounding, entries) == (D("0.999999"), 10000, 1, 3)
     assert [books.billed(str(i)) for i in range(3)] == [3333, 3333, 3333]
     books.check_invariants()
@@ -236,7 +236,9 @@ def test_rate_change_after_billing_reverses_the_old_rate_and_bills_the_new(books
     books.freeze(_only_invoice(books))
     books.put(Entry("1", hours=D("2"), rate=D("110")))
     books.draft()
-    lines = sorted((qty, rate, amount) for _, _, _, qty, rate, amount, _, _ in books.lines(_only_invoice(books, start=NOV)))
+    lines = sorted(
+        (qty, rate, amount) for _, _, _, qty, rate, amount, _, _ in books.lines(_only_invoice(books, start=NOV))
+    )
     assert lines == [(D("-2"), D("100"), -20000), (D("2"), D("110"), 22000)]
     drift = books.rows("SELECT kind, entry_rate, reference_rate FROM closeout.rate_drift")
     assert drift == [("changed_after_billing", D("110"), D("100"))]
@@ -295,7 +297,12 @@ def test_exceptions_are_kept_out_listed_and_counted(books: Books) -> None:
         Entry("invoiced", billed_in_source=True),
     )
     summary = books.draft()
-    assert summary.exceptions_by_reason == {"currency_mismatch": 1, "missing_rate": 1, "no_client": 1, "over_24h_day": 2}
+    assert summary.exceptions_by_reason == {
+        "currency_mismatch": 1,
+        "missing_rate": 1,
+        "no_client": 1,
+        "over_24h_day": 2,
+    }
     assert summary.exceptions == 5 and summary.excluded == 1
     listed = books.rows("SELECT source_id, kind, reason, field FROM closeout.billing_exceptions ORDER BY source_id")
     assert listed == [
@@ -319,10 +326,12 @@ def test_quarantined_time_entries_are_listed_with_exceptions(books: Books) -> No
     from closeout.trackers.records import Problem
     from closeout.trackers.store import quarantine
 
-    quarantine(books.conn, source="harvest", sync_run_id=books.sync_run_id, url=None,
-               problems=[Problem("time_entry", "bad", "hours", "negative hours: -2", {"id": "bad", "hours": -2})])  # fmt: skip
+    problem = Problem("time_entry", "bad", "hours", "negative hours: -2", {"id": "bad", "hours": -2})
+    quarantine(books.conn, source="harvest", sync_run_id=books.sync_run_id, url=None, problems=[problem])
     assert books.draft().quarantined == 1
-    assert books.rows("SELECT kind, source_id, field FROM closeout.billing_exceptions") == [("quarantined", "bad", "hours")]
+    assert books.rows("SELECT kind, source_id, field FROM closeout.billing_exceptions") == [
+        ("quarantined", "bad", "hours")
+    ]
 
 
 def test_running_unbillable_and_unapproved_time_is_not_billed(books: Books) -> None:
@@ -380,16 +389,13 @@ def test_frozen_billing_and_line_history_cannot_be_rewritten(books: Books) -> No
     books.draft()
     october = _only_invoice(books)
     books.freeze(october)
-    with books.conn.transaction(), pytest.raises(psycopg.errors.RaiseException, match="frozen"):
-        with books.conn.transaction():
-            books.conn.execute(
-                "UPDATE closeout_data.invoice_line_entries SET valid_to = 2 WHERE invoice_id = %s", (october,)
-            )
-    with pytest.raises(psycopg.errors.RaiseException, match="append-only"):
-        with books.conn.transaction():
-            books.conn.execute("UPDATE closeout_data.invoice_lines SET amount_minor = 1")
-    with pytest.raises(psycopg.errors.RaiseException, match="history is kept"):
-        with books.conn.transaction():
-            books.conn.execute("DELETE FROM closeout_data.invoice_line_entries")
+    with pytest.raises(psycopg.errors.RaiseException, match="frozen"), books.conn.transaction():
+        books.conn.execute(
+            "UPDATE closeout_data.invoice_line_entries SET valid_to = 2 WHERE invoice_id = %s", (october,)
+        )
+    with pytest.raises(psycopg.errors.RaiseException, match="append-only"), books.conn.transaction():
+        books.conn.execute("UPDATE closeout_data.invoice_lines SET amount_minor = 1")
+    with pytest.raises(psycopg.errors.RaiseException, match="history is kept"), books.conn.transaction():
+        books.conn.execute("DELETE FROM closeout_data.invoice_line_entries")
     with pytest.raises(lifecycle.DraftStateError, match="already publishing"):
         lifecycle.freeze(books.conn, october)

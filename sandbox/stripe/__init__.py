@@ -1,0 +1,6 @@
+"""A local, stateful Stripe API v1 server (customers, invoices, transfers, payouts, events, signed webhooks)
+that the real ``stripe`` Python SDK works against unchanged."""
+
+from sandbox.stripe.server import DEFAULT_SECRET_KEY, FAULT_KINDS, StripeSandbox
+
+__all__ = ["DEFAULT_SECRET_KEY", "FAULT_KINDS", "StripeSandbox"]

@@ -25,7 +25,12 @@ CONTRACT_DAG_IDS = {
     "closeout_month_end_close",
     "closeout_migrate_history",
 }
-ONE_RUN_AT_A_TIME = {"closeout_sync_harvest", "closeout_sync_toggl", "closeout_sync_clockify"}
+ONE_RUN_AT_A_TIME = {
+    "closeout_sync_harvest",
+    "closeout_sync_toggl",
+    "closeout_sync_clockify",
+    "closeout_invoice_drafts",
+}
 HEAVY_MODULES = ("pandas", "great_expectations", "stripe", "psycopg", "requests")
 HARVEST_POOL = "harvest_api"
 HARVEST_CALLING_TASKS = {"closeout_sync_harvest": {"reference", "entries", "sweep"}}

@@ -55,12 +55,17 @@ bumped AS (
 )
 SELECT * FROM bumped;
 
-UPDATE closeout_data.invoice_line_entries e
-SET valid_to = b.version
+-- one small table to join: the planner then probes the current-row index once per closed row
+CREATE TEMP TABLE billing_closing ON COMMIT DROP AS
+SELECT c.invoice_id, c.line_key, c.source, c.source_id, c.valid_from, b.version
 FROM billing_to_close c
-JOIN billing_bumped b ON b.invoice_id = c.invoice_id
-WHERE e.invoice_id = c.invoice_id AND e.line_key = c.line_key AND e.source = c.source
-  AND e.source_id = c.source_id AND e.valid_from = c.valid_from AND e.valid_to IS NULL;
+JOIN billing_bumped b ON b.invoice_id = c.invoice_id;
+
+UPDATE closeout_data.invoice_line_entries e
+SET valid_to = c.version
+FROM billing_closing c
+WHERE e.source = c.source AND e.source_id = c.source_id AND e.valid_to IS NULL
+  AND e.invoice_id = c.invoice_id AND e.line_key = c.line_key AND e.valid_from = c.valid_from;
 
 INSERT INTO closeout_data.invoice_line_entries (invoice_id, line_key, source, source_id, entry_version,
                                                 quantity, unit_rate, amount_minor, valid_from)

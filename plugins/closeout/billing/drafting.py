@@ -33,6 +33,7 @@ from closeout.paths import sql_statements
 
 # pg_advisory_xact_lock key shared by everything that changes drafts (drafting, config, freezing).
 BILLING_LOCK = 0x636C6F7365_01  # "close" + 1
+ANALYZE_AFTER_ROWS = 50_000
 SCRIPTS = (
     "billing/10_dirty.sql",
     "billing/20_judge.sql",
@@ -43,7 +44,7 @@ SCRIPTS = (
 )
 TEMP_TABLES = (
     "billing_dirty", "billing_days", "billing_frozen", "billing_last_billed",
-    "billing_desired", "billing_current", "billing_to_close", "billing_to_add", "billing_bumped",
+    "billing_desired", "billing_current", "billing_to_close", "billing_to_add", "billing_bumped", "billing_closing",
     "billing_line_deltas", "billing_new_lines",
 )  # fmt: skip
 
@@ -96,6 +97,10 @@ def refresh_drafts(conn: psycopg.Connection, *, airflow_run_id: str | None = Non
                 # temp tables are never auto-analysed; without statistics the planner guesses badly
                 conn.execute(f"ANALYZE {statement.split()[3]}")
     summary = _summarise(conn, run_id)
+    if summary.rows_added + summary.rows_closed > ANALYZE_AFTER_ROWS:
+        # a big change (a first run): fresh statistics, or the next run plans against empty tables
+        for table in ("billing_entries", "invoice_line_entries", "invoice_lines", "invoices"):
+            conn.execute(f"ANALYZE closeout_data.{table}")
     summary.step_seconds = timings
     _drop_temp_tables(conn)
     summary.seconds = round(time.perf_counter() - started, 3)

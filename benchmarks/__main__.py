@@ -2,9 +2,10 @@
 
 import sys
 
-from benchmarks import harvest_ingest, windowed_ingest
+from benchmarks import drafting, harvest_ingest, windowed_ingest
 
 if __name__ == "__main__":
     args = sys.argv[1:]
     harvest_ingest.main(args)
     windowed_ingest.main([a for a in args if a != "--edits"])
+    drafting.main([a for a in args if a != "--edits"])

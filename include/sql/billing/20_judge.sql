@@ -37,33 +37,31 @@ configured AS (
     CROSS JOIN (SELECT * FROM closeout_data.billing_clients WHERE client_key = '*') df
     LEFT JOIN closeout_data.billing_clients bc ON bc.client_key = e.client_key AND bc.client_key <> '*'
 ),
-judged AS (
+verdicts AS (
+    -- one verdict per entry, the first rule that applies; state, reason and field follow from it
     SELECT c.*,
            CASE WHEN c.deleted_at IS NOT NULL THEN 'deleted'
                 WHEN c.is_running THEN 'running'
                 WHEN NOT c.billable THEN 'not_billable'
                 WHEN c.require_approval AND NOT c.approved THEN 'not_approved'
                 WHEN c.billed_in_source THEN 'billed_in_source'
-                WHEN c.client_source_id = 'none' OR c.project_source_id = 'none' THEN 'exception'
-                WHEN c.billable_rate IS NULL THEN 'exception'
-                WHEN c.currency <> c.billing_currency THEN 'exception'
-                WHEN c.hours < 0 OR c.quantity < 0 THEN 'exception'
-                ELSE 'billable' END AS base_state,
-           CASE WHEN c.deleted_at IS NOT NULL OR c.is_running OR NOT c.billable
-                     OR (c.require_approval AND NOT c.approved) THEN NULL
-                WHEN c.billed_in_source THEN 'billed_in_source'
                 WHEN c.client_source_id = 'none' OR c.project_source_id = 'none' THEN 'no_client'
                 WHEN c.billable_rate IS NULL THEN 'missing_rate'
                 WHEN c.currency <> c.billing_currency THEN 'currency_mismatch'
-                WHEN c.hours < 0 OR c.quantity < 0 THEN 'negative_hours' END AS base_reason,
-           CASE WHEN c.deleted_at IS NOT NULL OR c.is_running OR NOT c.billable
-                     OR (c.require_approval AND NOT c.approved) THEN NULL
-                WHEN c.billed_in_source THEN 'billed_in_source'
-                WHEN c.client_source_id = 'none' OR c.project_source_id = 'none' THEN 'client'
-                WHEN c.billable_rate IS NULL THEN 'billable_rate'
-                WHEN c.currency <> c.billing_currency THEN 'currency'
-                WHEN c.hours < 0 OR c.quantity < 0 THEN 'hours' END AS base_field
+                WHEN c.hours < 0 OR c.quantity < 0 THEN 'negative_hours'
+                ELSE 'billable' END AS verdict
     FROM configured c
+),
+judged AS (
+    SELECT v.*,
+           CASE WHEN v.verdict IN ('no_client', 'missing_rate', 'currency_mismatch', 'negative_hours')
+                THEN 'exception' ELSE v.verdict END AS base_state,
+           CASE WHEN v.verdict IN ('billed_in_source', 'no_client', 'missing_rate', 'currency_mismatch',
+                                   'negative_hours') THEN v.verdict END AS base_reason,
+           CASE v.verdict WHEN 'billed_in_source' THEN 'billed_in_source' WHEN 'no_client' THEN 'client'
+                          WHEN 'missing_rate' THEN 'billable_rate' WHEN 'currency_mismatch' THEN 'currency'
+                          WHEN 'negative_hours' THEN 'hours' END AS base_field
+    FROM verdicts v
 )
 SELECT j.source, j.source_id, j.known, j.version AS entry_version, j.client_key, j.project_key, j.task_key, j.user_key,
        j.spent_date,

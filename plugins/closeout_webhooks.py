@@ -1,8 +1,9 @@
 """Airflow plugin: serves closeout's webhook receiver on the API server under /closeout/webhooks.
 
-Endpoints (POST): /closeout/webhooks/toggl, /closeout/webhooks/clockify. Point the trackers'
-webhook subscriptions there; secrets come from the connections' extras (``toggl_default``:
-``webhook_secret``; ``clockify_default``: ``webhook_token``).
+Endpoints (POST): /closeout/webhooks/toggl, /closeout/webhooks/clockify, /closeout/webhooks/stripe.
+Point the vendors' webhook subscriptions there; secrets come from the connections' extras
+(``toggl_default``: ``webhook_secret``; ``clockify_default``: ``webhook_token``; ``stripe_default``:
+``webhook_secret``, a string or a list during rotation).
 """
 
 from __future__ import annotations

@@ -270,3 +270,23 @@ def toggl(monkeypatch: pytest.MonkeyPatch) -> Iterator:
                    "page_size": 100}}))  # fmt: skip
     yield sandbox
     sandbox.stop()
+
+
+# -- Stripe sandbox ------------------------------------------------------------------------------------------
+STRIPE_WEBHOOK_SECRET = "whsec_closeout_tests"
+
+
+@pytest.fixture
+def stripe_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """A running Stripe sandbox wired to ``stripe_default``: no SDK network retries and a short timeout, so a
+    fault reaches closeout's own retry path (the outbox and Airflow's task retry)."""
+    from sandbox.stripe import StripeSandbox
+
+    sandbox = StripeSandbox(webhook_secret=STRIPE_WEBHOOK_SECRET, seed=11)
+    sandbox.start()
+    monkeypatch.setenv("AIRFLOW_CONN_STRIPE_DEFAULT", json.dumps(
+        {"conn_type": "http", "host": sandbox.url, "password": sandbox.secret_key,
+         "extra": {"webhook_secret": STRIPE_WEBHOOK_SECRET, "max_network_retries": 0, "timeout": 2,
+                   "concurrency": 2}}))  # fmt: skip
+    yield sandbox
+    sandbox.stop()

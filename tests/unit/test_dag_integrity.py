@@ -30,6 +30,8 @@ ONE_RUN_AT_A_TIME = {
     "closeout_sync_toggl",
     "closeout_sync_clockify",
     "closeout_invoice_drafts",
+    "closeout_stripe_publish",
+    "closeout_stripe_events",
 }
 HEAVY_MODULES = ("pandas", "great_expectations", "stripe", "psycopg", "requests")
 HARVEST_POOL = "harvest_api"

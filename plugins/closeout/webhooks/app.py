@@ -3,7 +3,7 @@
 Every endpoint does the same three things and nothing slow: verify the signature, check the body is
 the JSON shape the vendor documents, store it raw in the inbox. A bad signature answers 401 and a
 malformed body 400, storing nothing. A redelivered event answers 200 (so the vendor stops retrying)
-and stores nothing new. The sync DAGs process the inbox.
+and stores nothing new. The sync DAGs and closeout_stripe_events process the inbox.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from closeout.webhooks.verify import SignatureError, verify_clockify, verify_toggl
+from closeout.webhooks.verify import SignatureError, verify_clockify, verify_stripe, verify_toggl
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,28 @@ def create_app(
         event_id = request.headers.get("clockify-webhook-delivery-id") or hashlib.sha256(
             event_type.encode() + b"\n" + body).hexdigest()  # fmt: skip
         stored = store("clockify", event_id, event_type, dict(request.headers), body)
+        return JSONResponse({"status": "stored" if stored else "duplicate"})
+
+    @app.post("/stripe")
+    async def stripe_event(request: Request) -> JSONResponse:
+        body = await read_body(request)
+        try:
+            verify_stripe(body, request.headers.get("stripe-signature"), secrets("stripe_default", "webhook_secret"))
+        except SignatureError as exc:
+            log.warning("Stripe webhook rejected: %s", exc)
+            raise HTTPException(401, "invalid signature") from None
+        event = _json_object(body)
+        data = event.get("data")
+        if not (
+            isinstance(event.get("id"), str)
+            and event["id"].startswith("evt_")
+            and isinstance(event.get("type"), str)
+            and isinstance(event.get("created"), int)
+            and isinstance(data, dict)
+            and isinstance(data.get("object"), dict)
+        ):
+            raise HTTPException(400, "not a Stripe event (id evt_..., type, created, data.object)")
+        stored = store("stripe", event["id"], event["type"], dict(request.headers), body)
         return JSONResponse({"status": "stored" if stored else "duplicate"})
 
     @app.get("/health")

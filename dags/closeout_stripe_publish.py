@@ -1,0 +1,61 @@
+"""
+### closeout_stripe_publish
+
+Publishes the invoice drafts that policy lets go out (period over, something to bill, automatic or the
+current version approved) to Stripe, exactly once.
+
+* **Frozen first**: a draft is frozen before anything is sent; later changes to its entries become
+  adjustments on the client's next draft.
+* **Outbox**: every Stripe call (customer, draft invoice, lines, finalize) is recorded in
+  `closeout.stripe_outbox` with a deterministic idempotency key *before* it is made; a retry replays it.
+  A key older than Stripe's 24 h is looked up by metadata before anything is created again.
+* **Totals must match**: Stripe's total is compared with ours to the minor unit before finalizing; a
+  difference stops that invoice with a row in `closeout.payment_exceptions` (the others carry on).
+* **Progress**: `closeout.stripe_publications`; runs and request counts: `closeout.payment_runs`.
+* Only payment *events* make an invoice paid (`closeout_stripe_events`).
+
+Connection `stripe_default` (host = API base URL, password = secret key). Schedule: hourly
+(env `CLOSEOUT_PUBLISH_SCHEDULE`, a cron; `none` for manual). Param `as_of` (YYYY-MM-DD): publish as if on
+that day (default today).
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Param, dag, get_current_context, task
+from closeout.dag_defaults import START_DATE, default_args, schedule
+
+
+@dag(
+    dag_id="closeout_stripe_publish",
+    schedule=schedule("CLOSEOUT_PUBLISH_SCHEDULE", "0 * * * *"),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=default_args(),
+    tags=["closeout", "payments", "stripe"],
+    doc_md=__doc__,
+    params={
+        "as_of": Param(None, type=["null", "string"], format="date",
+                       description="Publish as if on this day (YYYY-MM-DD); empty for today."),
+    },
+)  # fmt: skip
+def closeout_stripe_publish():
+    @task
+    def publish_drafts() -> dict:
+        from datetime import date
+
+        from airflow.sdk.exceptions import AirflowFailException
+        from closeout.payments import tasks
+        from closeout.payments.publish import PublicationsStopped
+
+        context = get_current_context()
+        as_of = context["params"].get("as_of")
+        try:
+            return tasks.publish_drafts(context["run_id"], date.fromisoformat(as_of) if as_of else None)
+        except PublicationsStopped as exc:  # a person must act; retrying would change nothing
+            raise AirflowFailException(str(exc)) from exc
+
+    publish_drafts()
+
+
+closeout_stripe_publish()

@@ -2,10 +2,11 @@
 
 import sys
 
-from benchmarks import drafting, harvest_ingest, windowed_ingest
+from benchmarks import drafting, harvest_ingest, stripe_payments, windowed_ingest
 
 if __name__ == "__main__":
     args = sys.argv[1:]
     harvest_ingest.main(args)
     windowed_ingest.main([a for a in args if a != "--edits"])
     drafting.main([a for a in args if a != "--edits"])
+    stripe_payments.main([a for a in args if a not in ("--edits", "--entries")])

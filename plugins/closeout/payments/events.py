@@ -319,8 +319,7 @@ def _write(conn: psycopg.Connection, batch: _Batch, results: list[Result]) -> No
                ON CONFLICT (payment_ref) DO NOTHING""",
             batch.payments,
         )
-        for invoice in batch.invoices.values():
-            _write_invoice(conn, cur, invoice)
+        _write_invoices(conn, cur, list(batch.invoices.values()))
         for exc in batch.exceptions:
             exceptions.open_exception(cur, **exc)
         cur.executemany(
@@ -330,24 +329,28 @@ def _write(conn: psycopg.Connection, batch: _Batch, results: list[Result]) -> No
         )
 
 
-def _write_invoice(conn: psycopg.Connection, cur: psycopg.Cursor, invoice: Invoice) -> None:
-    if invoice.status == "void" and invoice.original_status != "void":
-        # a void releases the invoice's entries to be billed again (billing.lifecycle)
-        lifecycle.void(conn, invoice.invoice_id)
-    if (invoice.status, invoice.amount_paid) != (invoice.original_status, invoice.original_paid) or invoice.number:
-        cur.execute(
-            """UPDATE closeout_data.invoices SET status = %s, amount_paid_minor = %s,
-                   stripe_number = coalesce(%s, stripe_number),
-                   hosted_invoice_url = coalesce(%s, hosted_invoice_url), updated_at = clock_timestamp()
-               WHERE invoice_id = %s AND (status, amount_paid_minor, stripe_number, hosted_invoice_url)
-                     IS DISTINCT FROM (%s, %s, coalesce(%s, stripe_number), coalesce(%s, hosted_invoice_url))""",
-            (invoice.status, invoice.amount_paid, invoice.number, invoice.hosted_url, invoice.invoice_id,
-             invoice.status, invoice.amount_paid, invoice.number, invoice.hosted_url),
-        )  # fmt: skip
+def _write_invoices(conn: psycopg.Connection, cur: psycopg.Cursor, invoices: list[Invoice]) -> None:
+    """All of a batch's invoice changes in two pipelined statements (voids go through billing.lifecycle,
+    which also releases the invoice's entries to be billed again)."""
+    for invoice in invoices:
+        if invoice.status == "void" and invoice.original_status != "void":
+            lifecycle.void(conn, invoice.invoice_id)
+    changed = [i for i in invoices if i.number or i.hosted_url
+               or (i.status, i.amount_paid) != (i.original_status, i.original_paid)]  # fmt: skip
+    cur.executemany(
+        """UPDATE closeout_data.invoices SET status = %(status)s, amount_paid_minor = %(paid)s,
+               stripe_number = coalesce(%(number)s, stripe_number),
+               hosted_invoice_url = coalesce(%(url)s, hosted_invoice_url), updated_at = clock_timestamp()
+           WHERE invoice_id = %(id)s
+             AND (status, amount_paid_minor, stripe_number, hosted_invoice_url) IS DISTINCT FROM
+                 (%(status)s, %(paid)s, coalesce(%(number)s, stripe_number), coalesce(%(url)s, hosted_invoice_url))""",
+        [{"status": i.status, "paid": i.amount_paid, "number": i.number, "url": i.hosted_url, "id": i.invoice_id}
+         for i in changed],
+    )  # fmt: skip
     cur.executemany(
         """INSERT INTO closeout_data.invoice_status_history (invoice_id, from_status, to_status, amount_paid_before,
                amount_paid_after, via, event_id) VALUES (%s, %s, %s, %s, %s, %s, %s)""",
-        [(invoice.invoice_id, *h) for h in invoice.history],
+        [(i.invoice_id, *h) for i in invoices for h in i.history],
     )
 
 

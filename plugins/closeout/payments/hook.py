@@ -11,6 +11,7 @@ all the publish and events code needs to decide between "leave it pending" and "
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -20,6 +21,9 @@ import stripe
 from airflow.sdk import BaseHook
 
 from closeout.connections import get_connection
+
+# The SDK logs every response at INFO: a publish run would bury its own summary under thousands of lines.
+logging.getLogger("stripe").setLevel(logging.WARNING)
 
 SEARCH_PAGE = 100
 LIST_PAGE = 100

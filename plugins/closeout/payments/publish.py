@@ -107,9 +107,7 @@ def publish(conn: psycopg.Connection, hook: StripeHook, *, as_of: date) -> Publi
     goes. Commits as it goes (the outbox must be committed before each call)."""
     summary = PublishSummary()
     # Drafts that waited on Stripe since an earlier run may have been edited there: re-read their totals.
-    conn.execute(
-        "UPDATE closeout_data.stripe_publications SET stripe_total_minor = NULL WHERE state = 'lines_added'"
-    )
+    conn.execute("UPDATE closeout_data.stripe_publications SET stripe_total_minor = NULL WHERE state = 'lines_added'")
     summary.frozen = freeze_publishable(conn, as_of)
     summary.opened = open_publications(conn, hook.settings.lines_per_request)
     summary.stopped += stop_unrepresentable(conn)

@@ -286,7 +286,7 @@ def stripe_sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator:
     sandbox.start()
     monkeypatch.setenv("AIRFLOW_CONN_STRIPE_DEFAULT", json.dumps(
         {"conn_type": "http", "host": sandbox.url, "password": sandbox.secret_key,
-         "extra": {"webhook_secret": STRIPE_WEBHOOK_SECRET, "max_network_retries": 0, "timeout": 2,
+         "extra": {"webhook_secret": STRIPE_WEBHOOK_SECRET, "max_network_retries": 0, "timeout": 5,
                    "concurrency": 2}}))  # fmt: skip
     yield sandbox
     sandbox.stop()

@@ -69,8 +69,8 @@ def test_timeout_after_commit_then_retry_makes_exactly_one_invoice(
     warehouse, stripe_sandbox, run_dag, operation: str, after: int
 ) -> None:
     seed_drafts({"a": [D("2")]})
-    # the request reaches Stripe and is committed there; the answer never comes back (client timeout 2 s)
-    stripe_sandbox.inject("timeout_after_commit", path_prefix="/v1/invoices", after=after, delay=4)
+    # the request reaches Stripe and is committed there; the answer never comes back (client timeout 5 s)
+    stripe_sandbox.inject("timeout_after_commit", path_prefix="/v1/invoices", after=after, delay=8)
     result = run_dag("closeout_stripe_publish")
     assert result.state == "success", result
     assert result.tries["publish_drafts"] == 2, "the first attempt timed out, Airflow's retry finished the job"
@@ -103,7 +103,7 @@ def test_a_task_killed_between_the_stripe_call_and_our_commit_is_retried_without
     assert warehouse.scalar("SELECT count(*) FROM closeout.stripe_outbox WHERE stripe_object_id IS NOT NULL "
                             "AND operation = 'invoice.create'") == 0, "our commit never happened"  # fmt: skip
 
-    set_conn_extra(monkeypatch, "stripe_default", timeout=2)
+    set_conn_extra(monkeypatch, "stripe_default", timeout=5)
     assert run_dag("closeout_stripe_publish").state == "success"
     assert stripe_sandbox.count("invoice") == 2
     assert warehouse.scalar("SELECT count(*) FROM closeout.stripe_publications WHERE state = 'finalized'") == 2
@@ -114,7 +114,7 @@ def test_a_key_older_than_stripe_keeps_it_is_resolved_by_metadata_not_by_a_secon
     warehouse, stripe_sandbox, run_dag
 ) -> None:
     seed_drafts({"a": [D("2")]})
-    stripe_sandbox.inject("timeout_after_commit", path_prefix="/v1/invoices", delay=4)
+    stripe_sandbox.inject("timeout_after_commit", path_prefix="/v1/invoices", delay=8)
     with pytest.raises(PublishIncomplete):
         tasks.publish_drafts("first-attempt")
     assert stripe_sandbox.count("invoice") == 1

@@ -1,0 +1,162 @@
+"""The accounting export of one period: QuickBooks Online and Xero import files in a folder per period,
+and a manifest (file names, row counts, sha256) returned, written beside them and recorded in
+``closeout.accounting_exports``.
+
+Invoices are those of the period's billing cycles (``period_start`` in the month) that Stripe published:
+status open, paid or uncollectible, with a Stripe number. Journals are the ledger lines posted in the month
+(UTC), read from the ``closeout.ledger_lines`` contract only; without that view there are no journal files
+and the manifest says so. All reads run in one repeatable-read snapshot, so every file of a run describes
+the same state, and rows stream from server-side cursors into the writers.
+
+Re-running a period rewrites its folder: same data, byte-identical files and the same ``content_sha256``;
+files of an earlier run that this run did not write (a part that is no longer needed) are removed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from closeout.accounting import quickbooks, xero
+from closeout.accounting.csv_safe import DirectorySink, FileEntry
+from closeout.paths import load_sql, state_dir
+
+_PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
+_OWN_FILES = re.compile(r"^(quickbooks|xero)_[A-Za-z0-9_]+\.csv$")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    quickbooks: quickbooks.QuickBooksOptions = field(default_factory=quickbooks.QuickBooksOptions)
+    xero: xero.XeroOptions = field(default_factory=xero.XeroOptions)
+    systems: tuple[str, ...] = ("quickbooks", "xero")
+
+
+def period_bounds(period: str) -> tuple[date, date]:
+    match = _PERIOD.match(period)
+    if not match:
+        raise ValueError(f"period {period!r}: expected YYYY-MM")
+    year, month = int(match.group(1)), int(match.group(2))
+    return date(year, month, 1), date(year + month // 12, month % 12 + 1, 1)
+
+
+def export_root() -> Path:
+    override = os.environ.get("CLOSEOUT_EXPORT_DIR")
+    return Path(override) if override else state_dir() / "exports"
+
+
+def _stream(conn: psycopg.Connection, sql_file: str, params: dict) -> Iterator[dict[str, Any]]:
+    with conn.cursor(name=f"accounting_{sql_file.split('/')[-1][:-4]}", row_factory=dict_row) as cur:
+        cur.itersize = 2000
+        cur.execute(load_sql(sql_file), params)
+        yield from cur
+
+
+def export_period(
+    conn: psycopg.Connection,
+    period: str,
+    root: Path | None = None,
+    *,
+    options: ExportOptions | None = None,
+    airflow_run_id: str | None = None,
+) -> dict[str, Any]:
+    """Write the period's files and return the manifest."""
+    options = options or ExportOptions()
+    start, end = period_bounds(period)
+    folder = (root or export_root()) / period
+    run_id = conn.execute(
+        """INSERT INTO closeout_data.accounting_export_runs (period, airflow_run_id, folder, status)
+           VALUES (%s, %s, %s, 'running') RETURNING export_run_id""",
+        (period, airflow_run_id, str(folder)),
+    ).fetchone()[0]
+    conn.commit()
+    try:
+        manifest = _write(conn, period, folder, {"start": start, "end": end}, options)
+    except Exception as exc:
+        conn.rollback()
+        conn.execute(
+            """UPDATE closeout_data.accounting_export_runs SET status = 'failed', finished_at = clock_timestamp(),
+                      error = %s WHERE export_run_id = %s""",
+            (str(exc)[:2000], run_id),
+        )
+        conn.commit()
+        raise
+    _record(conn, run_id, manifest)
+    conn.commit()
+    return {**manifest, "export_run_id": run_id, "folder": str(folder)}
+
+
+def _write(conn: psycopg.Connection, period: str, folder: Path, params: dict, options: ExportOptions) -> dict:
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    try:
+        conn.execute("SET LOCAL TIME ZONE 'UTC'")
+        currencies = dict(conn.execute("SELECT code, exponent FROM closeout_data.currencies").fetchall())
+        has_ledger = conn.execute("SELECT to_regclass('closeout.ledger_lines') IS NOT NULL").fetchone()[0]
+        sink = DirectorySink(folder)
+        files: list[FileEntry] = []
+        notes: list[str] = []
+        writers = {"quickbooks": (quickbooks.write_invoices, quickbooks.write_journals, options.quickbooks),
+                   "xero": (xero.write_invoices, xero.write_journals, options.xero)}  # fmt: skip
+        for system in options.systems:
+            write_invoices, write_journals, opts = writers[system]
+            files += write_invoices(_stream(conn, "accounting/invoice_lines.sql", params), sink, currencies, opts)
+            if has_ledger:
+                files += write_journals(_stream(conn, "accounting/journal_lines.sql", params), sink, currencies, opts)
+        if not has_ledger:
+            notes.append("closeout.ledger_lines does not exist yet: no journal files")
+        invoices = conn.execute(load_sql("accounting/invoice_count.sql"), params).fetchone()[0]
+        skipped = [
+            {"invoice_id": r[0], "invoice_no": r[1], "currency": r[2], "total_minor": r[3], "reason": "void"}
+            for r in conn.execute(load_sql("accounting/void_invoices.sql"), params).fetchall()
+        ]
+        journals = conn.execute(load_sql("accounting/journal_count.sql"), params).fetchone()[0] if has_ledger else 0
+        conn.commit()
+    finally:
+        conn.isolation_level = None
+    manifest = {"period": period, "invoices": invoices, "journals": journals,
+                "files": [f.as_dict() for f in files], "skipped": skipped, "notes": notes}  # fmt: skip
+    body = json.dumps(manifest, sort_keys=True, indent=2).encode() + b"\n"
+    sink.write("manifest.json", [body])
+    written = {f.name for f in files}
+    for stale in folder.iterdir():
+        if _OWN_FILES.match(stale.name) and stale.name not in written:
+            stale.unlink()
+    manifest["content_sha256"] = hashlib.sha256(body).hexdigest()
+    return manifest
+
+
+def _record(conn: psycopg.Connection, run_id: int, manifest: dict) -> None:
+    with conn.cursor() as cur:
+        cur.executemany(
+            """INSERT INTO closeout_data.accounting_export_files
+                   (export_run_id, file_name, system, kind, part, rows, records, bytes, sha256, notes)
+               VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+            [(run_id, f["name"], f["system"], f["kind"], f["part"], f["rows"], f["records"], f["bytes"], f["sha256"],
+              json.dumps(f["notes"])) for f in manifest["files"]],
+        )  # fmt: skip
+    conn.execute(
+        """UPDATE closeout_data.accounting_export_runs
+           SET status = 'succeeded', finished_at = clock_timestamp(), invoices = %s, journals = %s, skipped = %s,
+               content_sha256 = %s
+           WHERE export_run_id = %s""",
+        (manifest["invoices"], manifest["journals"], json.dumps(manifest["skipped"]), manifest["content_sha256"],
+         run_id),
+    )  # fmt: skip
+
+
+def run_export(period: str, airflow_run_id: str | None = None) -> dict[str, Any]:
+    """The task entry point: its own warehouse connection, the default folder and options."""
+    from closeout.warehouse.db import connect
+
+    with connect() as conn:
+        return export_period(conn, period, airflow_run_id=airflow_run_id)

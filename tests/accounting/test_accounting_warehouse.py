@@ -118,7 +118,10 @@ def _number_of(invoices: dict, invoice_id: str) -> str:
     return next(n for n, v in invoices.items() if v[0] == invoice_id)
 
 
-def test_export_without_a_ledger_view_writes_invoices_and_says_so(warehouse, tmp_path: Path) -> None:
+def test_export_without_a_ledger_view_says_so_and_clears_parts_an_earlier_run_left(warehouse, tmp_path: Path) -> None:
+    (tmp_path / "2026-10").mkdir()
+    (tmp_path / "2026-10" / "quickbooks_invoices_002.csv").write_bytes(b"stale")
+    (tmp_path / "2026-10" / "notes.txt").write_bytes(b"not ours")
     with connect() as conn:
         if conn.execute("SELECT to_regclass('closeout.ledger_lines')").fetchone()[0]:
             conn.execute("ALTER VIEW closeout.ledger_lines RENAME TO ledger_lines_real")
@@ -127,3 +130,4 @@ def test_export_without_a_ledger_view_writes_invoices_and_says_so(warehouse, tmp
     assert manifest["files"] == [] and manifest["invoices"] == 0
     assert manifest["notes"] == ["closeout.ledger_lines does not exist yet: no journal files"]
     assert warehouse.scalar("SELECT status FROM closeout.accounting_exports") == "succeeded"
+    assert sorted(p.name for p in (tmp_path / "2026-10").iterdir()) == ["manifest.json", "notes.txt"]

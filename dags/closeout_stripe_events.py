@@ -11,6 +11,9 @@ Follows published invoices through Stripe's events: the only thing that makes an
    paid only grows, each payment, refund and dispute enters `closeout.invoice_payments` once. An event
    matching nothing closeout published is parked with the reason (`closeout.parked_events`) and retried.
 3. **refresh_hosted_urls**: re-reads hosted invoice links of unpaid invoices close to expiry.
+4. **post_journals**: posts the balanced double-entry journals what was recorded calls for (finalisations,
+   payments, refunds, disputes, voids, write-offs), once each, to the accounts of `include/ledger/accounts.yaml`;
+   `closeout.ledger_lines`, runs in `closeout.ledger_runs`.
 
 History: `closeout.invoice_status_history`; exceptions: `closeout.payment_exceptions`; runs:
 `closeout.payment_runs`. Schedule: every 5 minutes (env `CLOSEOUT_EVENTS_SCHEDULE`, a cron; `none` for manual).
@@ -51,7 +54,13 @@ def closeout_stripe_events():
 
         return tasks.refresh_hosted_urls(get_current_context()["run_id"])
 
-    refresh_hosted_urls(apply_events(collect_events()))
+    @task
+    def post_journals(refreshed: dict) -> dict:
+        from closeout.ledger import tasks
+
+        return tasks.post_journals(get_current_context()["run_id"])
+
+    post_journals(refresh_hosted_urls(apply_events(collect_events())))
 
 
 closeout_stripe_events()

@@ -1,0 +1,72 @@
+"""Posting journals: one set-based SQL statement per journal kind (``include/sql/ledger/``), in one transaction.
+
+Each statement selects what the recorded facts call for and no journal records yet, inserts the journals with
+ids derived from their business identity (``ON CONFLICT DO NOTHING``) and the lines of exactly the journals it
+inserted. So a second run posts nothing, and a run that dies before COMMIT leaves nothing behind: its retry
+posts everything once. A transaction-scoped advisory lock serialises concurrent runs; the database checks
+every journal balances at COMMIT (a deferred constraint trigger).
+
+The order matters and is fixed: finalisations first (payments only settle a posted receivable), write-off
+reversals before the payments that caused them, voids after write-off reversals, write-offs last (of what
+remains after this run's payments).
+
+Stripe fees: closeout records no fee for any payment today (the Stripe sandbox reports none, and
+``closeout_data.invoice_payments`` has no fee column). Fees are posted once a recorded source has them, as a
+step of their own here (``processor_fees`` debit, ``cash_clearing`` credit, kind ``fee`` added to the journals'
+kind check by its migration); until then there is deliberately no fee step.
+
+Contractor payouts attach the same way once ``closeout_payouts`` records payout items: accrual (debit
+``contractor_costs``, credit ``payouts_payable``) when paid work is released, and the transfer (debit
+``payouts_payable``, credit ``cash``) when Stripe confirms it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from closeout.ledger.accounts import Chart
+from closeout.paths import load_sql
+
+_LOCK_KEY = 0x6C656467  # "ledg"
+# (journal kinds posted by the step, SQL file): in this order
+STEPS: tuple[tuple[str, str], ...] = (
+    ("invoice", "ledger/10_invoices.sql"),
+    ("writeoff_reversal", "ledger/20_writeoff_reversals.sql"),
+    ("payment", "ledger/30_payments.sql"),
+    ("refund_dispute", "ledger/40_refunds_disputes.sql"),
+    ("void", "ledger/50_voids.sql"),
+    ("writeoff", "ledger/60_writeoffs.sql"),
+)
+
+
+@dataclass(frozen=True)
+class Posted:
+    """What one run posted: journals per kind and lines in all."""
+
+    journals: dict[str, int]
+    lines: int
+
+    @property
+    def total(self) -> int:
+        return sum(self.journals.values())
+
+
+def post(conn: psycopg.Connection, chart: Chart, ledger_run_id: int | None) -> Posted:
+    """Post every journal the recorded facts call for, inside the caller's transaction (the caller commits).
+
+    The lines checked by the deferred balance trigger are judged at the caller's COMMIT; ``SET CONSTRAINTS ALL
+    IMMEDIATE`` at the end makes a failure surface here, naming the journal, rather than at COMMIT."""
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+    params = {**chart.codes, "run": ledger_run_id}
+    lines = 0
+    for _, path in STEPS:
+        lines += conn.execute(load_sql(path), params).rowcount
+    conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    rows = conn.execute(
+        """SELECT kind, count(*) FROM closeout_data.journals WHERE ledger_run_id IS NOT DISTINCT FROM %s
+           GROUP BY kind""",
+        (ledger_run_id,),
+    ).fetchall()
+    return Posted({kind: int(n) for kind, n in rows}, lines)

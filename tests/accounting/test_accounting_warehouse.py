@@ -13,6 +13,7 @@ import csv
 import io
 import json
 from collections import defaultdict
+from datetime import UTC, date, datetime, time
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -27,22 +28,27 @@ pytestmark = pytest.mark.integration
 CLIENTS = {"a": [D("1.5"), D("2")], "b": [D("3")], "c": [D("0.25"), D("4"), D("1")]}
 
 
-def _stand_in_ledger(invoice_id: str, period_day: str) -> None:
+def _stand_in_ledger(invoice_id: str, other_invoice_id: str, day: date) -> None:
+    at = datetime.combine(day, time(10), UTC)
+    lines = [
+        ("j-1", 1, at, "1100", "USD", 15000, 0, invoice_id),
+        ("j-1", 2, at, "4000", "USD", 0, 15000, invoice_id),
+        ("j-2", 1, at, "1200", "USD", 290, 0, f"{other_invoice_id}:1"),
+        ("j-2", 2, at, "1000", "USD", 0, 290, f"{other_invoice_id}:1"),
+        ("j-9", 1, datetime(1999, 1, 1, tzinfo=UTC), "1000", "USD", 1, 0, "another period"),
+        ("j-9", 2, datetime(1999, 1, 1, tzinfo=UTC), "1100", "USD", 0, 1, "another period"),
+    ]
     with connect() as conn:
         if conn.execute("SELECT to_regclass('closeout.ledger_lines')").fetchone()[0]:
             conn.execute("ALTER VIEW closeout.ledger_lines RENAME TO ledger_lines_real")
         conn.execute(
-            f"""CREATE VIEW closeout.ledger_lines AS
-                SELECT * FROM (VALUES
-                  ('j-1', 1, timestamptz '{period_day} 10:00+00', '1100', 'USD', 15000::bigint, 0::bigint, %s::text),
-                  ('j-1', 2, timestamptz '{period_day} 10:00+00', '4000', 'USD', 0::bigint, 15000::bigint, %s::text),
-                  ('j-2', 1, timestamptz '{period_day} 11:00+00', '1200', 'USD', 290::bigint, 0::bigint, 'fee'),
-                  ('j-2', 2, timestamptz '{period_day} 11:00+00', '1000', 'USD', 0::bigint, 290::bigint, 'fee'),
-                  ('j-9', 1, timestamptz '1999-01-01 00:00+00', '1000', 'USD', 1::bigint, 0::bigint, 'old'),
-                  ('j-9', 2, timestamptz '1999-01-01 00:00+00', '1100', 'USD', 0::bigint, 1::bigint, 'old')
-                ) AS t (journal_id, line_no, posted_at, account, currency, debit_minor, credit_minor, source_ref)"""
-            .replace("%s", "'" + invoice_id + "'")
-        )  # fmt: skip
+            """CREATE TABLE closeout_data.stand_in_ledger_lines (journal_id text, line_no int, posted_at timestamptz,
+                   account text, currency text, debit_minor bigint, credit_minor bigint, source_ref text)"""
+        )
+        conn.cursor().executemany(
+            "INSERT INTO closeout_data.stand_in_ledger_lines VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", lines
+        )
+        conn.execute("CREATE VIEW closeout.ledger_lines AS SELECT * FROM closeout_data.stand_in_ledger_lines")
         conn.commit()
 
 
@@ -61,7 +67,7 @@ def test_export_of_published_invoices_matches_the_warehouse_and_is_byte_identica
         """SELECT stripe_number, invoice_id, client_name, total_minor, currency FROM closeout.invoices
            WHERE status = 'open' AND stripe_number IS NOT NULL""")}  # fmt: skip
     assert sorted(v[0] for v in invoices.values()) == sorted(ids)
-    _stand_in_ledger(ids[0], start.replace(day=15).isoformat())
+    _stand_in_ledger(ids[0], ids[1], start.replace(day=15))
     with connect() as conn:  # one invoice voided in Stripe: left out, listed in the manifest
         void_id = ids[2]
         conn.execute("UPDATE closeout_data.invoices SET status = 'void' WHERE invoice_id = %s", (void_id,))
@@ -95,6 +101,7 @@ def test_export_of_published_invoices_matches_the_warehouse_and_is_byte_identica
         ("j-1", "1100", "150.00", ""), ("j-1", "4000", "", "150.00"), ("j-2", "1200", "2.90", ""),
         ("j-2", "1000", "", "2.90")]  # fmt: skip
     assert journal[0]["Name"] == invoices[_number_of(invoices, ids[0])][1], "receivable lines name the customer"
+    assert journal[2]["Name"] == invoices[_number_of(invoices, ids[1])][1] and journal[2]["Description"].endswith(":1")
 
     recorded = warehouse.rows(
         """SELECT file_name, rows, sha256, status, content_sha256 FROM closeout.accounting_exports

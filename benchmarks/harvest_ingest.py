@@ -39,30 +39,20 @@ def _env() -> dict[str, str]:
 
 
 def start_sandbox(entries: int, seed: int) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sandbox.harvest",
-            "--entries",
-            str(entries),
-            "--seed",
-            str(seed),
-            "--port",
-            "0",
-            "--no-rate-limit",
-        ],
-        cwd=ROOT,
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    args = ["--entries", str(entries), "--seed", str(seed), "--port", "0", "--no-rate-limit"]
+    return start_sandbox_process("sandbox.harvest", args, "HARVEST_SANDBOX_URL")
+
+
+def start_sandbox_process(module: str, args: list[str], marker: str) -> tuple[subprocess.Popen, str]:
+    """A sandbox in its own process (so it does not share the benchmark's interpreter lock); returns the
+    process and the base URL it printed as ``<marker>=<url>``."""
+    proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)  # fmt: skip
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
-    if not line.startswith("HARVEST_SANDBOX_URL="):
+    if not line.startswith(f"{marker}="):
         proc.kill()
-        raise RuntimeError(f"sandbox did not start: {line!r}")
+        raise RuntimeError(f"{module} did not start: {line!r}")
     return proc, line.split("=", 1)[1]
 
 

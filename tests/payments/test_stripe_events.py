@@ -189,3 +189,23 @@ def test_hosted_invoice_links_close_to_expiry_are_refreshed(warehouse, stripe_sa
     )[0]
     assert url == stripe_sandbox.get(sid)["hosted_invoice_url"] and days_left > 7
     assert tasks.refresh_hosted_urls("again")["refreshed"] == 0
+
+
+def test_refunds_and_disputes_after_the_payment_was_recorded_find_their_invoice(
+    warehouse, stripe_sandbox, run_dag
+) -> None:
+    invoices = _publish_five(warehouse, stripe_sandbox)
+    stripe_sandbox.pay_invoice(invoices["a"][1])
+    stripe_sandbox.pay_invoice(invoices["b"][1])
+    assert run_dag("closeout_stripe_events").state == "success"
+
+    # later runs see only the refund and the dispute: their invoices have no event in that batch
+    stripe_sandbox.refund(invoices["a"][1], 500)
+    stripe_sandbox.dispute(invoices["b"][1])
+    assert run_dag("closeout_stripe_events").state == "success"
+    assert warehouse.scalar("SELECT count(*) FROM closeout.parked_events") == 0
+    rows = warehouse.rows(
+        "SELECT invoice_id, kind, amount_minor FROM closeout.invoice_payments WHERE kind <> 'payment'"
+    )
+    assert sorted(rows) == sorted([(invoices["a"][0], "refund", 500), (invoices["b"][0], "dispute", invoices["b"][2])])
+    assert warehouse.rows("SELECT invoice_id, kind FROM closeout.payment_exceptions") == [(invoices["b"][0], "dispute")]

@@ -13,7 +13,6 @@ on later runs; nothing is guessed. Only these events make an invoice paid.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -78,16 +77,16 @@ def backfill(conn: psycopg.Connection, hook: StripeHook, *, account: str = "stri
     seen = new = 0
     newest = row[0] if row else since
     for page in hook.iter_events(since):
-        seen += len(page)
-        newest = max(newest, max(event["created"] for event in page))
+        seen += len(page.events)
+        newest = max(newest, max(event["created"] for event in page.events))
         new += conn.execute(
             """INSERT INTO closeout_data.stripe_events (event_id, event_type, created_at, object_type, object_id,
                    body, received_via)
                SELECT e ->> 'id', e ->> 'type', to_timestamp((e ->> 'created')::bigint),
                       e -> 'data' -> 'object' ->> 'object', e -> 'data' -> 'object' ->> 'id', e, 'backfill'
-               FROM unnest(%s::jsonb[]) AS e
+               FROM jsonb_array_elements(%s::jsonb -> 'data') AS e
                ON CONFLICT (event_id) DO NOTHING""",
-            ([json.dumps(event) for event in page],),
+            (page.body,),
         ).rowcount
     conn.execute(
         """INSERT INTO closeout_data.stripe_event_cursor (account, last_created) VALUES (%s, %s)
@@ -132,19 +131,21 @@ class _Batch:
         stripe_ids = {self._invoice_ref(e) for e in events} - {None}
         charge_ids = {self._charge_ref(e) for e in events} - {None}
         with conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(
-                """SELECT i.invoice_id, i.stripe_invoice_id, i.status, i.amount_paid_minor, i.total_minor, i.currency,
-                          coalesce((SELECT sum(amount_minor) FROM closeout_data.invoice_payments p
-                                    WHERE p.invoice_id = i.invoice_id AND p.kind = 'payment'), 0) AS payments_sum
-                   FROM closeout_data.invoices i WHERE i.stripe_invoice_id = ANY(%s)""",
-                (list(stripe_ids),),
-            ).fetchall()
+            # charges first: a refund or dispute names a charge, whose invoice may have no event in this batch
             charge_rows = cur.execute(
                 """SELECT charge_id, invoice_id FROM closeout_data.invoice_payments
                    WHERE charge_id = ANY(%s) AND kind = 'payment'""",
                 (list(charge_ids),),
             ).fetchall()
-        self.charges: dict[str, str] = {r["charge_id"]: r["invoice_id"] for r in charge_rows}
+            self.charges: dict[str, str] = {r["charge_id"]: r["invoice_id"] for r in charge_rows}
+            rows = cur.execute(
+                """SELECT i.invoice_id, i.stripe_invoice_id, i.status, i.amount_paid_minor, i.total_minor, i.currency,
+                          coalesce((SELECT sum(amount_minor) FROM closeout_data.invoice_payments p
+                                    WHERE p.invoice_id = i.invoice_id AND p.kind = 'payment'), 0) AS payments_sum
+                   FROM closeout_data.invoices i
+                   WHERE i.stripe_invoice_id = ANY(%s) OR i.invoice_id = ANY(%s)""",
+                (list(stripe_ids), list(self.charges.values())),
+            ).fetchall()
         self.invoices = {
             r["stripe_invoice_id"]: Invoice(r["invoice_id"], r["stripe_invoice_id"], r["status"],
                                             r["amount_paid_minor"], r["total_minor"], r["currency"],

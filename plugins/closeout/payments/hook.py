@@ -48,6 +48,14 @@ class StripeResult:
 
 
 @dataclass(frozen=True)
+class EventPage:
+    """One page of /v1/events: the events, and the response body exactly as Stripe sent it."""
+
+    events: list[dict[str, Any]]
+    body: str
+
+
+@dataclass(frozen=True)
 class StripeSettings:
     """Connection extras. ``key_prefix`` keeps two deployments sharing one Stripe account apart;
     ``idempotency_key_hours`` is how long Stripe is trusted to keep a key (it promises about 24 h)."""
@@ -167,15 +175,16 @@ class StripeHook(BaseHook):
         return self._call(lambda: self._client.v1.invoices.retrieve(invoice_id).to_dict())
 
     # -- events ---------------------------------------------------------------------------------
-    def iter_events(self, created_gte: int) -> Iterator[list[dict[str, Any]]]:
-        """Pages of events created at or after ``created_gte``, newest first, as Stripe lists them."""
+    def iter_events(self, created_gte: int) -> Iterator[EventPage]:
+        """Pages of events created at or after ``created_gte``, newest first, as Stripe lists them. Read raw
+        (no SDK objects): the page body goes to the warehouse as it came, which is most of a backfill's cost."""
         params: dict[str, Any] = {"limit": LIST_PAGE, "created": {"gte": created_gte}}
         while True:
-            page = self._call(lambda p=dict(params): self._client.v1.events.list(params=p))
-            events = [event.to_dict() for event in page.data]
+            response = self._call(lambda p=dict(params): self._client.raw_request("get", "/v1/events", **p))
+            events = response.data.get("data") or []
             if events:
-                yield events
-            if not page.has_more or not events:
+                yield EventPage(events, response.body)
+            if not response.data.get("has_more") or not events:
                 return
             params["starting_after"] = events[-1]["id"]
 

@@ -1,0 +1,28 @@
+"""Post a finance alert as JSON to the ``finance_webhook`` connection (host = the full URL; optional
+password = bearer token). The token goes in the Authorization header only, never in a message."""
+
+from __future__ import annotations
+
+import requests
+
+from closeout.alerts.compose import FinanceAlert
+from closeout.alerts.mail import AlertDeliveryError
+from closeout.connections import get_connection
+
+FINANCE_WEBHOOK_CONN_ID = "finance_webhook"
+
+
+def post_webhook(alert: FinanceAlert, conn_id: str = FINANCE_WEBHOOK_CONN_ID, *, timeout: float = 30.0) -> int:
+    """Deliver the alert; return the HTTP status. Raises AlertDeliveryError on a non-2xx answer."""
+    conn = get_connection(conn_id)
+    url = conn.base_url(default_scheme="https")
+    headers = {"Content-Type": "application/json", "User-Agent": "closeout-alerts"}
+    if conn.password:
+        headers["Authorization"] = f"Bearer {conn.password}"
+    try:
+        response = requests.post(url, json=alert.payload, headers=headers, timeout=timeout)
+    except requests.RequestException as exc:
+        raise AlertDeliveryError(f"webhook {conn_id!r} unreachable: {type(exc).__name__}") from None
+    if not response.ok:
+        raise AlertDeliveryError(f"webhook {conn_id!r} answered HTTP {response.status_code}")
+    return response.status_code

@@ -1,0 +1,97 @@
+"""Finance alerts over real sockets: plain-text e-mail through a local SMTP server (with AUTH), JSON to a
+local HTTP receiver; failures name the channel and never a credential."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from closeout.alerts.compose import BreachFacts, compose_hold_alert, major_units
+from closeout.alerts.mail import AlertDeliveryError, send_email
+from closeout.alerts.webhook import post_webhook
+from conftest import SMTP_LOGIN, WEBHOOK_TOKEN
+
+FACTS = BreachFacts(
+    recon_run_id="recon__2026-11-01",
+    period="2026-10",
+    check_name="ar_vs_open_invoices",
+    observed={"currency": "EUR", "ledger_ar_minor": 1250000, "open_invoices_minor": 1248766, "difference_minor": 1234},
+    tolerance={"currency": "EUR", "max_difference_minor": 0},
+    counts={"invoices": 42, "journals": 118},
+    evidence="/data/closeout/recon/2026-10/ar_vs_open_invoices.json",
+)
+
+
+def _alert(**kwargs):
+    return compose_hold_alert(
+        FACTS, hold_id=7, opened_at=datetime(2026, 11, 1, 6, 0, tzinfo=UTC), dag_id="closeout_payouts",
+        paused=True, **kwargs,
+    )  # fmt: skip
+
+
+def test_major_units() -> None:
+    assert major_units(1234, "EUR") == "12.34 EUR"
+    assert major_units(-150000, "usd") == "-1,500.00 USD"
+    assert major_units(1500, "JPY") == "1,500 JPY"
+    assert major_units(1234, "KWD") == "1.234 KWD"
+
+
+def test_email_is_plain_text_with_everything_finance_needs(smtp, finance_conns) -> None:
+    accepted = send_email(_alert())
+    assert accepted == ["ana@finance.test", "ben@finance.test"]
+    [mail] = smtp.messages
+    assert mail.auth == SMTP_LOGIN and mail.mail_from == "closeout@company.test"
+    assert mail.rcpt_to == ["ana@finance.test", "ben@finance.test"]
+    message = mail.message
+    assert message.get_content_type() == "text/plain"
+    assert message["Subject"] == (
+        "[closeout] Payouts on hold: ar_vs_open_invoices out of tolerance for 2026-10 (hold #7)"
+    )
+    body = mail.body
+    for expected in (
+        "ar_vs_open_invoices", "2026-10", "recon__2026-11-01", "difference_minor: 12.34 EUR (1234 minor units)",
+        "ledger_ar_minor: 12,500.00 EUR", "max_difference_minor: 0.00 EUR", "invoices: 42", "journals: 118",
+        "Hold id:   7", "/data/closeout/recon/2026-10/ar_vs_open_invoices.json",
+        "python -m closeout.gate release --hold-id 7", "has been paused",
+    ):  # fmt: skip
+        assert expected in body, expected
+    for secret in (SMTP_LOGIN[1], WEBHOOK_TOKEN):
+        assert secret not in mail.raw.decode()
+
+
+def test_known_secrets_are_masked(smtp, finance_conns) -> None:
+    leaky = BreachFacts(**{**FACTS.__dict__, "evidence": f"https://x.test/e?token={WEBHOOK_TOKEN}"})
+    alert = compose_hold_alert(
+        leaky, hold_id=1, opened_at=datetime.now(UTC), dag_id="closeout_payouts", paused=None,
+        pause_problem="HTTP 401", secrets=[WEBHOOK_TOKEN],
+    )  # fmt: skip
+    assert WEBHOOK_TOKEN not in alert.text and WEBHOOK_TOKEN not in json.dumps(alert.payload)
+    assert "could NOT be paused (HTTP 401)" in alert.text
+
+
+def test_webhook_posts_json_with_bearer(hook_receiver, finance_conns) -> None:
+    assert post_webhook(_alert()) == 200
+    [request] = hook_receiver.requests
+    assert request["path"] == "/hooks/finance"
+    assert request["headers"]["Authorization"] == f"Bearer {WEBHOOK_TOKEN}"
+    payload = request["json"]
+    assert payload["event"] == "payout_hold_opened" and payload["hold_id"] == 7
+    assert payload["check_name"] == "ar_vs_open_invoices" and payload["period"] == "2026-10"
+    assert payload["observed"]["difference_minor"] == 1234 and payload["counts"] == {"invoices": 42, "journals": 118}
+    assert payload["evidence"].endswith("ar_vs_open_invoices.json")
+    assert "release --hold-id 7" in payload["text"]
+
+
+def test_failures_name_the_channel_not_the_secret(smtp, hook_receiver, finance_conns, monkeypatch) -> None:
+    hook_receiver.status = 500
+    with pytest.raises(AlertDeliveryError) as webhook_error:
+        post_webhook(_alert())
+    assert "HTTP 500" in str(webhook_error.value) and WEBHOOK_TOKEN not in str(webhook_error.value)
+
+    conn = json.loads(__import__("os").environ["AIRFLOW_CONN_FINANCE_SMTP"])
+    monkeypatch.setenv("AIRFLOW_CONN_FINANCE_SMTP", json.dumps({**conn, "password": "wrong-password-123"}))
+    with pytest.raises(AlertDeliveryError) as smtp_error:
+        send_email(_alert())
+    assert "refused the login" in str(smtp_error.value) and "wrong-password-123" not in str(smtp_error.value)
+    assert smtp.messages == []

@@ -1,0 +1,29 @@
+-- Invoices -> the accounting system's own export (Xero invoices ingested into closeout.accounting_invoices),
+-- per invoice number (our Stripe number): the latest ingested row of each number, dated by the external
+-- cut-off, against our published invoices finalized by the ledger cut-off. Missing on either side, another
+-- currency or another total is a difference row (signed: theirs minus ours).
+WITH theirs AS (
+    SELECT DISTINCT ON (a.invoice_number) a.invoice_number, upper(a.currency) AS currency,
+           a.signed_total_minor AS total_minor
+    FROM closeout.accounting_invoices a
+    WHERE a.invoice_date <= {external_cutoff}::date
+      AND ({period_start}::date IS NULL OR (a.invoice_date >= {period_start}::date AND a.invoice_date < {period_end}::date))
+    ORDER BY a.invoice_number, a.ingest_id DESC
+), ours AS (
+    SELECT i.stripe_number AS invoice_number, upper(i.currency) AS currency, i.total_minor
+    FROM closeout.invoices i
+    JOIN closeout.stripe_publications p ON p.invoice_id = i.invoice_id AND p.state = 'finalized'
+    WHERE i.status IN ('open', 'paid', 'uncollectible') AND i.stripe_number IS NOT NULL
+      AND p.finalized_at <= {ledger_cutoff}
+      AND ({period_start}::date IS NULL OR (i.period_start >= {period_start}::date AND i.period_start < {period_end}::date))
+)
+SELECT CASE WHEN t.invoice_number IS NULL THEN 'missing_in_export'
+            WHEN o.invoice_number IS NULL THEN 'unknown_in_export'
+            WHEN t.currency <> o.currency THEN 'currency'
+            ELSE 'total' END AS kind,
+       coalesce(o.currency, t.currency) AS currency, coalesce(o.invoice_number, t.invoice_number) AS item,
+       coalesce(t.total_minor, 0) - coalesce(o.total_minor, 0) AS difference_minor,
+       (t.invoice_number IS NOT NULL AND o.invoice_number IS NOT NULL AND t.currency <> o.currency) AS hard
+FROM ours o
+FULL JOIN theirs t ON t.invoice_number = o.invoice_number
+WHERE t.invoice_number IS NULL OR o.invoice_number IS NULL OR t.currency <> o.currency OR t.total_minor <> o.total_minor

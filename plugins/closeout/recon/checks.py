@@ -1,0 +1,86 @@
+"""The checks, one GX suite each, in the order of the chain (DESIGN.md, "Invariants")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import psycopg
+
+
+def _relation_exists(conn: psycopg.Connection, name: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
+
+
+def _has_column(conn: psycopg.Connection, relation: str, column: str) -> bool:
+    schema, _, table = relation.partition(".")
+    return bool(
+        conn.execute(
+            "SELECT 1 FROM information_schema.columns WHERE table_schema = %s AND table_name = %s AND column_name = %s",
+            (schema, table, column),
+        ).fetchone()
+    )
+
+
+def _ingested(kind: str) -> Callable[[psycopg.Connection], str | None]:
+    def applicable(conn: psycopg.Connection) -> str | None:
+        if conn.execute("SELECT 1 FROM closeout.accounting_ingests WHERE kind = %s LIMIT 1", (kind,)).fetchone():
+            return None
+        return f"no accounting system export of kind {kind!r} has been ingested (closeout.accounting_ingests)"
+
+    return applicable
+
+
+def _payouts(conn: psycopg.Connection) -> str | None:
+    if not _relation_exists(conn, "closeout.payout_items"):
+        return "closeout.payout_items does not exist in this warehouse: closeout_payouts is not installed yet"
+    return None
+
+
+def _payout_files(conn: psycopg.Connection) -> tuple[str, ...]:
+    if _has_column(conn, "closeout.payout_items", "invoice_id"):
+        return ("payouts_transfers.sql", "payouts_paid_invoices.sql")
+    return ("payouts_transfers.sql",)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    suite: str
+    link: str
+    sql_files: tuple[str, ...] = ()
+    applicable: Callable[[psycopg.Connection], str | None] | None = None
+    files_for: Callable[[psycopg.Connection], tuple[str, ...]] | None = None
+
+    def files(self, conn: psycopg.Connection) -> tuple[str, ...]:
+        return self.files_for(conn) if self.files_for else (self.sql_files or (f"{self.name}.sql",))
+
+    def not_applicable(self, conn: psycopg.Connection) -> str | None:
+        return self.applicable(conn) if self.applicable else None
+
+
+CHECKS: tuple[Check, ...] = (
+    Check("entries_to_invoice_lines", "closeout_time_to_invoices", "time entries -> invoice lines (invariants 1-2)"),
+    Check("invoices_to_stripe", "closeout_invoices_to_stripe", "invoices -> Stripe (invariant 3)"),
+    Check("journals", "closeout_journals", "journals balance; receivable = open invoices (invariants 4-5)"),
+    Check("payments_to_journals", "closeout_payments_to_journals", "Stripe payments -> payment journals"),
+    Check(
+        "accounting_ledger",
+        "closeout_accounting_ledger",
+        "journals -> accounting GL, per account and currency",
+        applicable=_ingested("general_ledger"),
+    ),
+    Check(
+        "accounting_invoices",
+        "closeout_accounting_invoices",
+        "invoices -> accounting invoices, per number",
+        applicable=_ingested("invoices"),
+    ),
+    Check(
+        "payouts_to_paid_invoices",
+        "closeout_payouts",
+        "payout items -> paid invoices, one transfer each (invariant 6)",
+        applicable=_payouts,
+        files_for=_payout_files,
+    ),
+)

@@ -1,0 +1,55 @@
+"""The closeout_reconcile task: run the suites, record them, and hold payouts on any breach."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from closeout.recon.runner import ReconResult, run_reconciliation
+
+log = logging.getLogger(__name__)
+
+
+def _when(value: str | datetime | None) -> datetime | None:
+    if value in (None, ""):
+        return None
+    return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+
+
+def breach_all(conn, result: ReconResult) -> list[dict[str, Any]]:
+    """closeout.gate.breach for every failed (or errored) check: pause closeout_payouts, hold, alert finance.
+    A green check releases nothing: the holds still open for it are only reported."""
+    from closeout import gate
+
+    outcomes = []
+    for check in result.breaches:
+        counts = {"difference_rows": check.observed.get("difference_rows", 0),
+                  "failing_rows": check.observed.get("failing_rows", 0)}  # fmt: skip
+        evidence = check.evidence.get("data_docs") or result.data_docs or f"closeout.recon_checks run {result.run_id}"
+        outcome = gate.breach(
+            conn, recon_run_id=result.run_id, period=result.period, check_name=check.check_name,
+            observed=check.observed.get("by_currency") or check.evidence.get("error") or {},
+            tolerance=check.tolerance, counts=counts, evidence=evidence,
+        )  # fmt: skip
+        conn.commit()
+        outcomes.append({"check": check.check_name, "hold_id": outcome.hold.hold_id, "created": outcome.hold_created})
+    return outcomes
+
+
+def reconcile(airflow_run_id: str, period: str | None = None, ledger_cutoff: str | None = None,
+              external_cutoff: str | None = None) -> dict[str, Any]:  # fmt: skip
+    from closeout import gate
+    from closeout.warehouse.db import connect
+
+    with connect() as conn:
+        result = run_reconciliation(conn, period=period or None, ledger_cutoff=_when(ledger_cutoff),
+                                    external_cutoff=_when(external_cutoff), airflow_run_id=airflow_run_id)  # fmt: skip
+        holds = breach_all(conn, result)
+        still_open = {c.check_name: [h.hold_id for h in gate.green(conn, check_name=c.check_name, period=period)]
+                      for c in result.checks if c.status == "passed"}  # fmt: skip
+    summary = {"run_id": result.run_id, "status": result.status, "data_docs": result.data_docs,
+               "checks": {c.check_name: c.status for c in result.checks}, "holds": holds,
+               "open_holds_of_green_checks": {k: v for k, v in still_open.items() if v}}  # fmt: skip
+    log.info("reconciliation %s: %s", result.run_id, summary)
+    return summary

@@ -32,6 +32,7 @@ ONE_RUN_AT_A_TIME = {
     "closeout_invoice_drafts",
     "closeout_stripe_publish",
     "closeout_stripe_events",
+    "closeout_payouts",
     "closeout_reconcile",
 }
 HEAVY_MODULES = ("pandas", "great_expectations", "stripe", "psycopg", "requests")

@@ -174,6 +174,16 @@ class StripeHook(BaseHook):
     def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
         return self._call(lambda: self._client.v1.invoices.retrieve(invoice_id).to_dict())
 
+    # -- transfers (payouts) ------------------------------------------------------------------------
+    def create_transfer(self, params: dict[str, Any], idempotency_key: str) -> StripeResult:
+        return self._mutate(lambda opts: self._client.v1.transfers.create(params=params, options=opts), idempotency_key)
+
+    def list_transfers(self, transfer_group: str) -> list[dict[str, Any]]:
+        """Every transfer of a transfer group (transfers have no search: the group narrows the list)."""
+        return self._call(
+            lambda: _all(self._client.v1.transfers.list(params={"transfer_group": transfer_group, "limit": LIST_PAGE}))
+        )
+
     # -- events ---------------------------------------------------------------------------------
     def iter_events(self, created_gte: int) -> Iterator[EventPage]:
         """Pages of events created at or after ``created_gte``, newest first, as Stripe lists them. Read raw

@@ -1,0 +1,111 @@
+"""The tasks of ``closeout_payouts`` as plain functions: each opens its own warehouse connection, records its
+run in ``closeout.payout_runs`` and is safe to retry."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Any
+
+import psycopg
+
+from closeout.payouts import gate, plan, release
+from closeout.warehouse.db import connect
+
+log = logging.getLogger(__name__)
+
+APPROVAL_ENV = "CLOSEOUT_PAYOUTS_APPROVAL"
+BATCH_SIZE_ENV = "CLOSEOUT_PAYOUT_BATCH_SIZE"
+
+
+class PayoutsRefused(RuntimeError):
+    """The gate is closed (an open hold, or no green reconciliation): nothing may be paid out."""
+
+
+def approval_required(param: Any = None) -> bool:
+    """The DAG param wins when set (true/false); otherwise env CLOSEOUT_PAYOUTS_APPROVAL (default on)."""
+    if isinstance(param, bool):
+        return param
+    value = os.environ.get(APPROVAL_ENV, "on").strip().lower()
+    return value not in {"off", "false", "0", "no"}
+
+
+def batch_size(param: Any = None) -> int:
+    return plan.bounded_size(param or int(os.environ.get(BATCH_SIZE_ENV, plan.DEFAULT_BATCH_SIZE)))
+
+
+def _start(conn: psycopg.Connection, step: str, airflow_run_id: str | None) -> int:
+    (run_id,) = conn.execute(
+        "INSERT INTO closeout_data.payout_runs (airflow_run_id, step) VALUES (%s, %s) RETURNING payout_run_id",
+        (airflow_run_id, step),
+    ).fetchone()
+    conn.commit()
+    return run_id
+
+
+def _finish(conn: psycopg.Connection, run_id: int, status: str, counts: dict, reason: str | None = None) -> None:
+    conn.rollback()
+    conn.execute(
+        """UPDATE closeout_data.payout_runs SET finished_at = clock_timestamp(), status = %s, counts = %s,
+               reason = %s WHERE payout_run_id = %s""",
+        (status, json.dumps(counts, default=str), reason, run_id),
+    )
+    conn.commit()
+
+
+def _refuse_if_closed(conn: psycopg.Connection, run_id: int, step: str) -> dict[str, Any]:
+    verdict = gate.check(conn)
+    counts = {"hold_ids": verdict.hold_ids, "recon_run_id": verdict.recon_run_id}
+    if not verdict.open:
+        reason = "; ".join(verdict.reasons)
+        _finish(conn, run_id, "refused", counts, reason)
+        raise PayoutsRefused(f"closeout_payouts refused at {step}: {reason}")
+    return counts
+
+
+def check_gate(airflow_run_id: str | None = None) -> dict[str, Any]:
+    """Refuse (PayoutsRefused, recorded in closeout.payout_runs) while a hold is open or recon is not green."""
+    with connect() as conn:
+        run_id = _start(conn, "gate", airflow_run_id)
+        counts = _refuse_if_closed(conn, run_id, "gate")
+        _finish(conn, run_id, "success", counts)
+    return counts
+
+
+def plan_payouts(airflow_run_id: str | None = None, size: int | None = None) -> dict[str, Any]:
+    from closeout.connections import get_connection
+    from closeout.payments.hook import StripeSettings
+
+    prefix = StripeSettings.from_extra(get_connection("stripe_default").extra).key_prefix
+    with connect() as conn:
+        run_id = _start(conn, "plan", airflow_run_id)
+        try:
+            summary = plan.plan(conn, key_prefix=prefix, batch_size=batch_size(size), planned_by=airflow_run_id)
+        except Exception as exc:
+            _finish(conn, run_id, "failed", {}, str(exc)[:2000])
+            raise
+        _finish(conn, run_id, "success", summary.as_dict())
+    log.info("plan: %s", summary.as_dict())
+    return summary.as_dict()
+
+
+def release_batches(airflow_run_id: str | None, batch_ids: list[str], approved_by: str) -> dict[str, Any]:
+    """Approve the batches the plan listed (by ``approved_by``), re-check the gate, transfer what is pending."""
+    from closeout.payments.hook import StripeHook
+
+    hook = StripeHook()
+    with connect() as conn:
+        run_id = _start(conn, "release", airflow_run_id)
+        _refuse_if_closed(conn, run_id, "release")
+        try:
+            approved = release.approve(conn, batch_ids, by=approved_by)
+            summary = release.release(conn, hook)
+            summary.batches_approved = approved
+        except Exception as exc:
+            _finish(conn, run_id, "failed", {"requests": hook.requests}, str(exc)[:2000])
+            raise
+        counts = {**summary.as_dict(), "requests": hook.requests}
+        _finish(conn, run_id, "success", counts)
+    log.info("release: %s", counts)
+    return counts

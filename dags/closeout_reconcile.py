@@ -6,10 +6,11 @@ Stripe, journals (balance, receivable), Stripe payments -> journals, journals an
 system's own export, payout items -> paid invoices. Verdicts: `closeout.recon_checks`; Data Docs:
 `$CLOSEOUT_DATA_DOCS_DIR` (default `.closeout/data_docs/`).
 
-On any breach it calls `closeout.gate.breach`: pauses `closeout_payouts`, opens a payout hold, alerts finance.
-A green run never releases a hold. Params: `period` (`YYYY-MM`, optional), `ledger_cutoff` and
-`external_cutoff` (ISO timestamps, optional, default now): settlement lag between the two sides is absorbed
-by setting the ledger side later. Schedule: daily (env `CLOSEOUT_RECONCILE_SCHEDULE`).
+On any breach it calls `closeout.gate.breach`: pauses `closeout_payouts` (env `CLOSEOUT_PAYOUTS_DAG_ID`), opens a
+payout hold, alerts finance, then fails the run without retries. A green run never releases a hold. Params:
+`period` (`YYYY-MM`, optional), `ledger_cutoff` and `external_cutoff` (ISO timestamps, optional, default now):
+settlement lag between the two sides is absorbed by setting the ledger side later. Schedule: daily (env
+`CLOSEOUT_RECONCILE_SCHEDULE`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,14 @@
 """Local receivers for the gate tests, standard library only: a small SMTP server over a real socket
 (EHLO, AUTH PLAIN, MAIL, RCPT, DATA) and an HTTP server recording POSTed JSON; plus the Airflow API
-server started as a real subprocess."""
+server started as a real subprocess, and the pytest fixtures over them.
+
+Other test folders reuse the fixtures by importing them (``sys.path`` + ``from gate_support import ...``);
+the API server is started once per process whichever module's fixture asks first.
+"""
 
 from __future__ import annotations
 
+import atexit
 import base64
 import email
 import email.policy
@@ -15,11 +20,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
 import requests
 
 
@@ -238,3 +245,67 @@ def start_api_server(home: Path, timeout: float = 120.0) -> ApiServer:
         time.sleep(0.5)
     process.terminate()
     raise RuntimeError(f"api-server did not answer within {timeout}s: {log_path.read_text()[-3000:]}")
+
+
+_SHARED: dict[str, ApiServer] = {}
+
+
+def _stop(server: ApiServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(20)
+    except Exception:
+        server.process.kill()
+
+
+def shared_api_server(home: Path) -> ApiServer:
+    """One API server per process, stopped at exit: every module that needs it gets the same one."""
+    server = _SHARED.get("server")
+    if server is None or server.process.poll() is not None:
+        server = _SHARED["server"] = start_api_server(home)
+        atexit.register(_stop, server)
+    return server
+
+
+# -- fixtures -------------------------------------------------------------------------------------------------
+SMTP_LOGIN = ("alerts@closeout.test", "smtp-secret-93a1b2")
+WEBHOOK_TOKEN = "whk-bearer-5c6d7e8f"
+TEST_DAG = "closeout_invoice_drafts"  # the gate tests pause this one; the pause is parameterised by dag_id
+
+
+@pytest.fixture(scope="session")
+def api_server(airflow_db: Path) -> ApiServer:
+    return shared_api_server(airflow_db)
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpReceiver]:
+    receiver = SmtpReceiver(credentials=SMTP_LOGIN).start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def hook_receiver() -> Iterator[HttpReceiver]:
+    receiver = HttpReceiver().start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture
+def finance_conns(smtp: SmtpReceiver, hook_receiver: HttpReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_CONN_FINANCE_SMTP", json.dumps(
+        {"conn_type": "smtp", "host": "127.0.0.1", "port": smtp.port, "login": SMTP_LOGIN[0],
+         "password": SMTP_LOGIN[1],
+         "extra": {"from": "closeout@company.test", "to": ["ana@finance.test", "ben@finance.test"],
+                   "starttls": False, "timeout": 10}}))  # fmt: skip
+    monkeypatch.setenv("AIRFLOW_CONN_FINANCE_WEBHOOK", json.dumps(
+        {"conn_type": "http", "host": hook_receiver.url, "password": WEBHOOK_TOKEN}))  # fmt: skip
+
+
+@pytest.fixture
+def airflow_api(api_server: ApiServer, monkeypatch: pytest.MonkeyPatch) -> ApiServer:
+    monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", json.dumps(
+        {"conn_type": "http", "host": api_server.url, "login": API_USER, "password": API_PASSWORD}))  # fmt: skip
+    api_server.set_paused(TEST_DAG, False)
+    return api_server

@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import json
 
+import gate_support
 import pytest
 from closeout.gate.airflow_api import AirflowApiAuthError, AirflowApiError, AirflowApiHook
-from conftest import TEST_DAG
-from gate_support import API_PASSWORD, API_USER
+from gate_support import API_PASSWORD, API_USER, TEST_DAG
+
+# fixtures (defined in gate_support so that other test folders can reuse them)
+api_server, airflow_api = (
+    gate_support.api_server,
+    gate_support.airflow_api,
+)
 
 
 def test_pause_is_visible_through_the_api(airflow_api) -> None:

@@ -6,11 +6,19 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import gate_support
 import pytest
 from closeout.alerts.compose import BreachFacts, compose_hold_alert, major_units
 from closeout.alerts.mail import AlertDeliveryError, send_email
 from closeout.alerts.webhook import post_webhook
-from conftest import SMTP_LOGIN, WEBHOOK_TOKEN
+from gate_support import SMTP_LOGIN, WEBHOOK_TOKEN
+
+# fixtures (defined in gate_support so that other test folders can reuse them)
+smtp, hook_receiver, finance_conns = (
+    gate_support.smtp,
+    gate_support.hook_receiver,
+    gate_support.finance_conns,
+)
 
 FACTS = BreachFacts(
     recon_run_id="recon__2026-11-01",

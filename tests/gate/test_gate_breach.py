@@ -3,11 +3,20 @@ hold, the local SMTP and HTTP receivers get the alerts; repeats and retries repe
 
 from __future__ import annotations
 
+import gate_support
 import pytest
 from closeout.gate import GateError, breach, green, payouts_blocked, release_hold
 from closeout.warehouse.db import connect
-from conftest import SMTP_LOGIN, TEST_DAG, WEBHOOK_TOKEN
-from gate_support import API_PASSWORD
+from gate_support import API_PASSWORD, SMTP_LOGIN, TEST_DAG, WEBHOOK_TOKEN
+
+# fixtures (defined in gate_support so that other test folders can reuse them)
+api_server, airflow_api, smtp, hook_receiver, finance_conns = (
+    gate_support.api_server,
+    gate_support.airflow_api,
+    gate_support.smtp,
+    gate_support.hook_receiver,
+    gate_support.finance_conns,
+)
 
 EVIDENCE = "/data/closeout/recon/2026-10/ar_vs_open_invoices.json"
 

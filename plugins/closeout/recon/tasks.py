@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
 from datetime import datetime
 from typing import Any
 
 from closeout.recon.runner import ReconResult, run_reconciliation
 
 log = logging.getLogger(__name__)
+
+PAYOUTS_DAG_ENV = "CLOSEOUT_PAYOUTS_DAG_ID"  # the DAG a breach pauses; default closeout_payouts
+
+
+def payouts_dag_id() -> str:
+    from closeout import gate
+
+    return os.environ.get(PAYOUTS_DAG_ENV) or gate.PAYOUTS_DAG_ID
 
 
 def _when(value: str | datetime | None) -> datetime | None:
@@ -30,7 +39,7 @@ def breach_all(conn, result: ReconResult) -> list[dict[str, Any]]:
         outcome = gate.breach(
             conn, recon_run_id=result.run_id, period=result.period, check_name=check.check_name,
             observed=check.observed.get("by_currency") or check.evidence.get("error") or {},
-            tolerance=check.tolerance, counts=counts, evidence=evidence,
+            tolerance=check.tolerance, counts=counts, evidence=evidence, dag_id=payouts_dag_id(),
         )  # fmt: skip
         conn.commit()
         outcomes.append({"check": check.check_name, "hold_id": outcome.hold.hold_id, "created": outcome.hold_created})
@@ -52,4 +61,9 @@ def reconcile(airflow_run_id: str, period: str | None = None, ledger_cutoff: str
                "checks": {c.check_name: c.status for c in result.checks}, "holds": holds,
                "open_holds_of_green_checks": {k: v for k, v in still_open.items() if v}}  # fmt: skip
     log.info("reconciliation %s: %s", result.run_id, summary)
+    if holds:  # held and alerted: the run fails without retries, the verdict stands until the data changes
+        from airflow.sdk.exceptions import AirflowFailException
+
+        failed = ", ".join(f"{h['check']} (hold {h['hold_id']})" for h in holds)
+        raise AirflowFailException(f"reconciliation {result.run_id} breached: {failed}; payouts are held")
     return summary

@@ -1,15 +1,21 @@
 -- Which entries to judge again: new entries, entries with a new version since they were last judged,
 -- and entries forced back (entry_version = -1: config or identity change, voided invoice).
--- One merge of two primary keys; everything after this touches only the dirty set.
+-- One merge of the heads with what was judged; everything after this touches only the dirty set.
+-- The user and day an entry counted toward before come along: the 24-hour rule looks at the day it
+-- left as well as the day it is on now. No primary key: on a first run this holds every entry, and
+-- every later step joins it by hash or probes the permanent tables' keys from it.
 CREATE TEMP TABLE billing_dirty (
-    source     text COLLATE "C" NOT NULL,
-    source_id  text COLLATE "C" NOT NULL,
-    known      boolean NOT NULL DEFAULT true,   -- judged before (has a billing_entries row)
-    PRIMARY KEY (source, source_id)
+    source          text COLLATE "C" NOT NULL,
+    source_id       text COLLATE "C" NOT NULL,
+    known           boolean NOT NULL DEFAULT true,   -- judged before (has a billing_entries row)
+    version         integer,                         -- the head's version, the one to judge
+    old_user_key    text COLLATE "C",
+    old_spent_date  date,
+    adjusting       boolean NOT NULL DEFAULT false    -- billed through adjustments (40_desired)
 ) ON COMMIT DROP;
 
-INSERT INTO billing_dirty (source, source_id, known)
-SELECT h.source, h.source_id, b.source_id IS NOT NULL
+INSERT INTO billing_dirty (source, source_id, known, version, old_user_key, old_spent_date)
+SELECT h.source, h.source_id, b.source_id IS NOT NULL, h.version, b.user_key, b.spent_date
 FROM closeout_data.time_entry_heads h
 LEFT JOIN closeout_data.billing_entries b ON b.source = h.source AND b.source_id = h.source_id
 WHERE b.source_id IS NULL OR b.entry_version <> h.version;

@@ -27,50 +27,94 @@ JOIN closeout_data.invoice_line_entries e
 JOIN closeout_data.invoices i ON i.invoice_id = e.invoice_id AND i.status <> 'draft'
 ORDER BY e.source, e.source_id, i.frozen_at DESC, e.valid_from DESC, e.line_key;
 
-CREATE TEMP TABLE billing_desired ON COMMIT DROP AS
-WITH cfg AS (
-    SELECT k.client_key, coalesce(bc.billing_period, df.billing_period) AS billing_period,
-           coalesce(bc.grouping, df.grouping) AS grouping
-    FROM (SELECT DISTINCT b.client_key FROM billing_dirty d
-          JOIN closeout_data.billing_entries b ON b.source = d.source AND b.source_id = d.source_id
-          UNION SELECT DISTINCT f.client_key FROM billing_frozen f) k
-    CROSS JOIN (SELECT * FROM closeout_data.billing_clients WHERE client_key = '*') df
-    LEFT JOIN closeout_data.billing_clients bc ON bc.client_key = k.client_key AND bc.client_key <> '*'
-),
-entries AS (
-    SELECT b.*, cfg.billing_period, cfg.grouping, lb.source_id IS NOT NULL AS has_frozen
+-- Entries billed through adjustments: those a frozen invoice billed, and those in a frozen period.
+-- Marked once here, so the time path below reads a flag instead of looking for frozen invoices per
+-- entry (and a run before anything is frozen skips this statement whole: the one-time check).
+UPDATE billing_dirty d
+SET adjusting = true
+FROM closeout_data.billing_entries b
+WHERE b.source = d.source AND b.source_id = d.source_id
+  AND EXISTS (SELECT 1 FROM closeout_data.invoices WHERE status <> 'draft')
+  AND ((d.source, d.source_id) IN (SELECT lb.source, lb.source_id FROM billing_last_billed lb)
+       OR EXISTS (SELECT 1 FROM closeout_data.invoices i
+                  WHERE i.client_key = b.client_key AND i.currency = b.currency AND i.status <> 'draft'
+                    AND i.period_start <= b.spent_date AND b.spent_date <= i.period_end));
+
+-- Names of projects, tasks and users by contract key, for the descriptions of new lines (a key that
+-- several trackers' entities map to takes the first of their names).
+CREATE TEMP TABLE billing_names ON COMMIT DROP AS
+SELECT t.kind, coalesce(m.key, t.source || ':' || t.source_id) AS key, min(t.name) AS name
+FROM closeout_data.tracker_entities t
+LEFT JOIN closeout_data.identity_map m ON m.source = t.source AND m.kind = t.kind AND m.source_id = t.source_id
+WHERE t.kind IN ('project', 'task', 'user') AND t.name IS NOT NULL
+GROUP BY 1, 2;
+
+CREATE TEMP TABLE billing_desired (
+    invoice_id          text NOT NULL,
+    line_key            text COLLATE "C" NOT NULL,
+    source              text COLLATE "C" NOT NULL,
+    source_id           text COLLATE "C" NOT NULL,
+    entry_version       integer NOT NULL,
+    quantity            numeric NOT NULL,
+    unit_rate           numeric NOT NULL,
+    amount_minor        bigint NOT NULL,
+    client_key          text NOT NULL,
+    currency            text NOT NULL,
+    period_start        date NOT NULL,
+    period_end          date NOT NULL,
+    billing_period      text NOT NULL,
+    description         text,
+    adjusts_invoice_id  text,
+    adjusts_line_key    text,
+    project_key         text,
+    task_key            text,
+    user_key            text,
+    spent_date          date
+) ON COMMIT DROP;
+
+-- The time path (every entry on a first run): a billable entry nothing frozen knows about goes on
+-- its period's draft, on the line of its grouping. The line's own columns are kept only where the
+-- grouping makes them one value per line.
+INSERT INTO billing_desired (invoice_id, line_key, source, source_id, entry_version, quantity, unit_rate,
+                             amount_minor, client_key, currency, period_start, period_end, billing_period,
+                             project_key, task_key, user_key, spent_date)
+SELECT closeout_data.invoice_id(e.client_key, e.currency, e.period_start, e.period_end),
+       'time|' || CASE e.grouping
+                      WHEN 'project_task' THEN 'pt|' || e.project_key || '|' || coalesce(e.task_key, '')
+                      WHEN 'project' THEN 'p|' || e.project_key
+                      WHEN 'user' THEN 'u|' || e.user_key
+                      WHEN 'day' THEN 'd|' || e.spent_date
+                      ELSE 'e|' || e.source || ':' || e.source_id END
+               || '|' || trim_scale(e.rate)::text,
+       e.source, e.source_id, e.entry_version, e.quantity, e.rate, e.amount_minor,
+       e.client_key, e.currency, e.period_start, e.period_end, e.billing_period,
+       CASE WHEN e.grouping IN ('project_task', 'project', 'entry') THEN e.project_key END,
+       CASE WHEN e.grouping IN ('project_task', 'entry') THEN e.task_key END,
+       CASE WHEN e.grouping IN ('user', 'entry') THEN e.user_key END,
+       CASE WHEN e.grouping IN ('day', 'entry') THEN e.spent_date END
+FROM (
+    SELECT b.source, b.source_id, b.entry_version, b.client_key, b.currency, b.period_start, b.period_end,
+           b.project_key, b.task_key, b.user_key, b.spent_date, b.quantity, b.rate, b.amount_minor,
+           coalesce(bc.billing_period, (SELECT billing_period FROM closeout_data.billing_clients
+                                         WHERE client_key = '*')) AS billing_period,
+           coalesce(bc.grouping, (SELECT grouping FROM closeout_data.billing_clients
+                                   WHERE client_key = '*')) AS grouping
     FROM billing_dirty d
     JOIN closeout_data.billing_entries b ON b.source = d.source AND b.source_id = d.source_id
-    JOIN cfg ON cfg.client_key = b.client_key
-    LEFT JOIN billing_last_billed lb ON lb.source = b.source AND lb.source_id = b.source_id
-),
-time_rows AS (
-    SELECT closeout_data.invoice_id(e.client_key, e.currency, e.period_start, e.period_end) AS invoice_id,
-           'time|' || CASE e.grouping
-                          WHEN 'project_task' THEN 'pt|' || e.project_key || '|' || coalesce(e.task_key, '')
-                          WHEN 'project' THEN 'p|' || e.project_key
-                          WHEN 'user' THEN 'u|' || e.user_key
-                          WHEN 'day' THEN 'd|' || e.spent_date
-                          ELSE 'e|' || e.source || ':' || e.source_id END
-                   || '|' || trim_scale(e.rate)::text AS line_key,
-           e.source, e.source_id, e.entry_version, e.quantity, e.rate AS unit_rate, e.amount_minor,
-           e.client_key, e.currency, e.period_start, e.period_end, e.billing_period,
-           NULL::text AS description, NULL::text AS adjusts_invoice_id, NULL::text AS adjusts_line_key,
-           e.project_key, e.task_key, e.user_key, e.spent_date, e.project_name, e.task_name, e.user_name
-    FROM entries e
-    WHERE e.state = 'billable' AND NOT e.has_frozen
-      AND NOT EXISTS (SELECT 1 FROM closeout_data.invoices i
-                      WHERE i.client_key = e.client_key AND i.currency = e.currency AND i.status <> 'draft'
-                        AND i.period_start <= e.spent_date AND e.spent_date <= i.period_end)
-),
-adjusting AS (
-    SELECT * FROM entries e WHERE e.has_frozen AND e.state <> 'exception'
-    UNION ALL
-    SELECT * FROM entries e
-    WHERE NOT e.has_frozen AND e.state <> 'exception'
-      AND EXISTS (SELECT 1 FROM closeout_data.invoices i
-                  WHERE i.client_key = e.client_key AND i.currency = e.currency AND i.status <> 'draft'
-                    AND i.period_start <= e.spent_date AND e.spent_date <= i.period_end)
+    LEFT JOIN closeout_data.billing_clients bc ON bc.client_key = b.client_key AND bc.client_key <> '*'
+    WHERE NOT d.adjusting AND b.state = 'billable'
+) e;
+
+-- The adjustment path, for the entries marked above.
+INSERT INTO billing_desired (invoice_id, line_key, source, source_id, entry_version, quantity, unit_rate,
+                             amount_minor, client_key, currency, period_start, period_end, billing_period,
+                             description, adjusts_invoice_id, adjusts_line_key, project_key, task_key, user_key,
+                             spent_date)
+WITH adjusting AS (
+    SELECT b.*
+    FROM billing_dirty d
+    JOIN closeout_data.billing_entries b ON b.source = d.source AND b.source_id = d.source_id
+    WHERE d.adjusting AND b.state <> 'exception'
 ),
 targets AS (
     SELECT a.source, a.source_id, a.client_key, a.currency, a.rate AS unit_rate, a.quantity, a.amount_minor
@@ -89,18 +133,21 @@ deltas AS (
      AND f.currency = t.currency AND f.unit_rate = t.unit_rate
 ),
 placed AS (
-    SELECT d.*, a.entry_version, a.state, a.spent_date, a.project_name, a.task_name, a.project_key,
-           a.task_key, a.user_key, a.user_name,
+    SELECT d.*, a.entry_version, a.state, a.spent_date, a.project_key, a.task_key, a.user_key,
            EXISTS (SELECT 1 FROM targets t WHERE t.source = d.source AND t.source_id = d.source_id
                    AND t.client_key = d.client_key AND t.currency = d.currency) AS still_billable,
-           coalesce(' (' || a.project_name || coalesce(' / ' || a.task_name, '') || ')', '') AS what,
+           coalesce(' (' || pn.name || coalesce(' / ' || tn.name, '') || ')', '') AS what,
            lb.invoice_id AS adjusts_invoice_id, lb.line_key AS adjusts_line_key, li.status AS adjusts_status,
-           coalesce(lf.next_day, a.spent_date) AS next_day, c.billing_period
+           coalesce(lf.next_day, a.spent_date) AS next_day,
+           coalesce(bc.billing_period, df.billing_period) AS billing_period
     FROM deltas d
     JOIN adjusting a ON a.source = d.source AND a.source_id = d.source_id
-    JOIN cfg c ON c.client_key = d.client_key
+    CROSS JOIN (SELECT * FROM closeout_data.billing_clients WHERE client_key = '*') df
+    LEFT JOIN closeout_data.billing_clients bc ON bc.client_key = d.client_key AND bc.client_key <> '*'
     LEFT JOIN billing_last_billed lb ON lb.source = d.source AND lb.source_id = d.source_id
     LEFT JOIN closeout_data.invoices li ON li.invoice_id = lb.invoice_id
+    LEFT JOIN billing_names pn ON pn.kind = 'project' AND pn.key = a.project_key
+    LEFT JOIN billing_names tn ON tn.kind = 'task' AND tn.key = a.task_key
     LEFT JOIN LATERAL (
         SELECT max(i.period_end) + 1 AS next_day FROM closeout_data.invoices i
         WHERE i.client_key = d.client_key AND i.currency = d.currency AND i.status <> 'draft'
@@ -134,10 +181,9 @@ adjustment_rows AS (
                     || ' at ' || trim_scale(p.unit_rate) || ': billed ' || trim_scale(p.billed_quantity)
                     || ' h on ' || p.adjusts_invoice_id || ', now ' || trim_scale(p.target_quantity) || ' h'
            END AS description,
-           p.adjusts_invoice_id, p.adjusts_line_key,
-           p.project_key, p.task_key, p.user_key, p.spent_date, p.project_name, p.task_name, p.user_name
+           p.adjusts_invoice_id, p.adjusts_line_key, p.project_key, p.task_key, p.user_key, p.spent_date
     FROM placed p
 )
-SELECT * FROM time_rows
-UNION ALL
 SELECT * FROM adjustment_rows;
+
+ANALYZE billing_desired;

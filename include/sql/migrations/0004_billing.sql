@@ -3,7 +3,8 @@
 -- closeout.invoice_lines and closeout.invoice_line_entries.
 --
 -- Invariants enforced here rather than only in tests:
---   * invoice line sets are append-only: a rebuilt draft is a new version, old versions stay;
+--   * invoice lines are append-only: a rebuilt draft is a new version, old versions stay
+--     reconstructible, and a line row is only ever closed (valid_to set) while its invoice is a draft;
 --   * an invoice_line_entries row is never deleted, and is only ever closed (valid_to set) while its
 --     invoice is still a draft: once an invoice is frozen for publication its billing is final, and a
 --     later change to one of its entries can only be billed as a new, linked adjustment or credit;
@@ -66,39 +67,55 @@ CREATE TABLE closeout_data.billing_config_loads (
 -- How the drafting last judged each entry: its billing state and, when billable, what it is worth.
 -- entry_version <> the head's version means "changed since": only those entries are re-judged.
 -- entry_version = -1 forces a re-judgement (config change, identity map change, voided invoice).
+-- Narrow on purpose: a first draft writes one row per entry (a million at once), so it holds what the
+-- drafting and the exception and drift reports need, and no copies of names (lines look names up by
+-- contract key when they are built). base_state/base_reason: the verdict on the entry alone; state/
+-- reason: after the one rule that spans entries (a user's day over 24 hours). The field a reason
+-- concerns follows from the reason (closeout_data.billing_field).
+-- user_key (grouped by, with the day) and, in the line tables below, line_key are identifiers, not
+-- words: COLLATE "C" compares them byte-wise, which makes sorting and indexing a million of them
+-- several times cheaper than under a linguistic collation (equality is the same either way). Columns
+-- compared with other tables' indexed columns (client_key, invoice_id) keep the default collation, so
+-- those indexes stay usable.
 CREATE TABLE closeout_data.billing_entries (
     source          text COLLATE "C" NOT NULL,
     source_id       text COLLATE "C" NOT NULL,
     entry_version   integer NOT NULL,
+    spent_date      date NOT NULL,
+    period_start    date NOT NULL,
+    period_end      date NOT NULL,
+    amount_minor    bigint,                    -- quantity x rate, rounded once, half-up
     client_key      text NOT NULL,
     project_key     text NOT NULL,
     task_key        text,
-    user_key        text NOT NULL,
-    spent_date      date NOT NULL,
+    user_key        text COLLATE "C" NOT NULL,
     day_hours       numeric NOT NULL,          -- counts toward the user's day (0 once deleted)
     quantity        numeric,                   -- billable hours under the client's rounding
     rate            numeric,
     entry_currency  text NOT NULL,
     currency        text NOT NULL,             -- the client's billing currency
-    amount_minor    bigint,                    -- quantity x rate, rounded once, half-up
-    period_start    date NOT NULL,
-    period_end      date NOT NULL,
     base_state      text NOT NULL,
     base_reason     text,
-    base_field      text,
     state           text NOT NULL CHECK (state IN ('billable', 'not_billable', 'not_approved', 'running',
                                                    'deleted', 'billed_in_source', 'exception')),
     reason          text,
-    field           text,
     source_invoice_ref text,
-    project_name    text,
-    task_name       text,
-    user_name       text,
-    first_seen_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
-    evaluated_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
-    PRIMARY KEY (source, source_id)
+    first_seen_at   timestamptz NOT NULL DEFAULT now(),
+    evaluated_at    timestamptz NOT NULL DEFAULT now(),
+    -- keys led by their most selective column (every key of a source starts with the same bytes):
+    -- lookups are by both columns either way, and building or filling the index sorts far faster
+    PRIMARY KEY (source_id, source)
 );
-CREATE INDEX billing_entries_user_day ON closeout_data.billing_entries (user_key, spent_date);
+-- what is kept out of drafts is few rows: counted and listed without reading every entry
+CREATE INDEX billing_entries_kept_out ON closeout_data.billing_entries (state, reason)
+    WHERE state IN ('exception', 'billed_in_source');
+
+CREATE FUNCTION closeout_data.billing_field(reason text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE reason WHEN 'billed_in_source' THEN 'billed_in_source' WHEN 'no_client' THEN 'client'
+                       WHEN 'missing_rate' THEN 'billable_rate' WHEN 'currency_mismatch' THEN 'currency'
+                       WHEN 'negative_hours' THEN 'hours' WHEN 'over_24h_day' THEN 'hours' END
+$$;
 
 -- Fingerprints of inputs that change how every entry is judged (the identity map).
 CREATE TABLE closeout_data.billing_state (
@@ -179,38 +196,75 @@ CREATE TABLE closeout_data.invoice_versions (
     PRIMARY KEY (invoice_id, version)
 );
 
--- The complete line set of each invoice version (append-only). A line is identified across versions
--- by line_key: kind, grouping values and rate (time lines), or entry and rate (adjustments, credits).
+-- The lines of every invoice version. A line is identified across versions by line_key: kind,
+-- grouping values and rate (time lines), or entry and rate (adjustments, credits). Each row is one
+-- state of one line, valid from invoice version valid_from up to, not including, valid_to (NULL: still
+-- valid), as invoice_line_entries rows are: a refresh writes only the lines it touches (a new row, the
+-- old one closed) and every other line carries over. The line set of any version is the rows valid at
+-- it; line numbers follow from the order of that set (closeout_data.line_rank, then description), so
+-- the views compute them rather than store them, and adding a line does not rewrite its neighbours.
 -- amount_minor = quantity x unit_rate rounded once, half-up; rounding_minor = amount_minor minus the
 -- sum of its entries' own rounded amounts (so a figure on the invoice and the entries it bills always
 -- tie out, to the minor unit, with the rounding shown rather than hidden).
 CREATE TABLE closeout_data.invoice_lines (
     invoice_id          text NOT NULL,
-    version             integer NOT NULL,
-    line_no             integer NOT NULL,
-    line_key            text NOT NULL,
+    line_key            text COLLATE "C" NOT NULL,
+    valid_from          integer NOT NULL,
+    valid_to            integer,
     kind                text NOT NULL CHECK (kind IN ('time', 'adjustment', 'credit')),
     description         text NOT NULL,
     quantity            numeric NOT NULL,
     unit_rate           numeric NOT NULL,
     amount_minor        bigint NOT NULL,
     rounding_minor      bigint NOT NULL,
-    entry_count         integer NOT NULL,
+    entry_count         integer NOT NULL CHECK (entry_count > 0),
     project_key         text,
     task_key            text,
     user_key            text,
     spent_date          date,
     adjusts_invoice_id  text,
-    adjusts_line_key    text,
-    PRIMARY KEY (invoice_id, version, line_no),
-    UNIQUE (invoice_id, version, line_key)
+    adjusts_line_key    text COLLATE "C",
+    PRIMARY KEY (invoice_id, line_key, valid_from),
+    CHECK (valid_to IS NULL OR valid_to > valid_from)
 );
-CREATE TRIGGER invoice_lines_append_only
+
+-- Line rows are never deleted and never edited; a row is only ever closed, once, while its invoice
+-- is a draft. So the line set of every past version stays reconstructible, and a frozen invoice's
+-- lines are final.
+CREATE FUNCTION closeout_data.guard_invoice_lines() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        RAISE EXCEPTION 'closeout: DELETE on invoice_lines is refused: line history is append-only';
+    END IF;
+    IF OLD.valid_to IS NOT NULL OR NEW.valid_to IS NULL OR NEW.valid_to <= OLD.valid_from
+       OR (OLD.invoice_id, OLD.line_key, OLD.valid_from, OLD.kind, OLD.description, OLD.quantity, OLD.unit_rate,
+           OLD.amount_minor, OLD.rounding_minor, OLD.entry_count, OLD.project_key, OLD.task_key, OLD.user_key,
+           OLD.spent_date, OLD.adjusts_invoice_id, OLD.adjusts_line_key)
+          IS DISTINCT FROM
+          (NEW.invoice_id, NEW.line_key, NEW.valid_from, NEW.kind, NEW.description, NEW.quantity, NEW.unit_rate,
+           NEW.amount_minor, NEW.rounding_minor, NEW.entry_count, NEW.project_key, NEW.task_key, NEW.user_key,
+           NEW.spent_date, NEW.adjusts_invoice_id, NEW.adjusts_line_key) THEN
+        RAISE EXCEPTION 'closeout: invoice_lines are append-only: a line row can only be closed, once (invoice %, line %)',
+            OLD.invoice_id, OLD.line_key;
+    END IF;
+    IF (SELECT status FROM closeout_data.invoices WHERE invoice_id = OLD.invoice_id) <> 'draft' THEN
+        RAISE EXCEPTION 'closeout: invoice % is frozen; its lines are final', OLD.invoice_id;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER invoice_lines_guard
     BEFORE UPDATE OR DELETE ON closeout_data.invoice_lines
-    FOR EACH ROW EXECUTE FUNCTION closeout_data.refuse_history_rewrite();
+    FOR EACH ROW EXECUTE FUNCTION closeout_data.guard_invoice_lines();
 CREATE TRIGGER invoice_lines_no_truncate
     BEFORE TRUNCATE ON closeout_data.invoice_lines
     FOR EACH STATEMENT EXECUTE FUNCTION closeout_data.refuse_history_rewrite();
+
+-- The order of the lines within a version: time, then adjustments, then credits, each by description.
+CREATE FUNCTION closeout_data.line_rank(kind text) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE kind WHEN 'time' THEN 0 WHEN 'adjustment' THEN 1 ELSE 2 END
+$$;
 
 -- Which entry version each line bills, and for how much (the entry's own amount, or for an
 -- adjustment the difference to what was billed before). Valid from invoice version valid_from up to,
@@ -218,7 +272,7 @@ CREATE TRIGGER invoice_lines_no_truncate
 -- so refreshing a draft writes only what changed.
 CREATE TABLE closeout_data.invoice_line_entries (
     invoice_id     text NOT NULL,
-    line_key       text NOT NULL,
+    line_key       text COLLATE "C" NOT NULL,
     source         text COLLATE "C" NOT NULL,
     source_id      text COLLATE "C" NOT NULL,
     entry_version  integer NOT NULL,
@@ -229,10 +283,11 @@ CREATE TABLE closeout_data.invoice_line_entries (
     valid_to       integer,
     CHECK (valid_to IS NULL OR valid_to > valid_from)
 );
--- The one index the drafting needs (current rows of an entry). No primary key on purpose: at 1M rows
--- each index is a second of every full draft; uniqueness of (invoice, line, entry, valid_from) follows
--- from the drafting writing each entry once per line and version, and the test suite checks it.
-CREATE INDEX invoice_line_entries_current_by_entry ON closeout_data.invoice_line_entries (source, source_id)
+-- The one index the drafting needs (current rows of an entry; led by source_id, as billing_entries'
+-- key is). No primary key on purpose: at 1M rows each index is a second of every full draft;
+-- uniqueness of (invoice, line, entry, valid_from) follows from the drafting writing each entry once
+-- per line and version, and the test suite checks it.
+CREATE INDEX invoice_line_entries_current_by_entry ON closeout_data.invoice_line_entries (source_id, source)
     WHERE valid_to IS NULL;
 
 CREATE FUNCTION closeout_data.guard_invoice_line_entries() RETURNS trigger
@@ -276,34 +331,48 @@ SELECT i.invoice_id, i.client_key, i.period_start, i.period_end, i.currency, i.s
 FROM closeout_data.invoices i
 LEFT JOIN closeout_data.billing_clients c ON c.client_key = i.client_key;
 
+-- The current lines of every invoice, numbered. Internal: the contract views below read it. A filter
+-- on invoice_id reaches inside the numbering (it is the partition), so one invoice costs one index scan.
+CREATE VIEW closeout_data.current_invoice_lines AS
+SELECT l.invoice_id, i.version,
+       row_number() OVER (PARTITION BY l.invoice_id
+                          ORDER BY closeout_data.line_rank(l.kind), l.description, l.line_key)::integer AS line_no,
+       l.line_key, l.kind, l.description, l.quantity, l.unit_rate, l.amount_minor, l.rounding_minor, l.entry_count,
+       l.project_key, l.task_key, l.user_key, l.spent_date, l.adjusts_invoice_id, l.adjusts_line_key
+FROM closeout_data.invoice_lines l
+JOIN closeout_data.invoices i ON i.invoice_id = l.invoice_id
+WHERE l.valid_to IS NULL;
+
 CREATE VIEW closeout.invoice_lines AS
 SELECT l.invoice_id, l.line_no, l.kind, l.description, l.quantity, l.unit_rate, l.amount_minor,
        l.rounding_minor, l.entry_count, l.line_key, l.version, l.project_key, l.task_key, l.user_key,
-       l.spent_date, l.adjusts_invoice_id, o.line_no AS adjusts_line_no
-FROM closeout_data.invoices i
-JOIN closeout_data.invoice_lines l ON l.invoice_id = i.invoice_id AND l.version = i.version
-LEFT JOIN closeout_data.invoices oi ON oi.invoice_id = l.adjusts_invoice_id
-LEFT JOIN closeout_data.invoice_lines o
-       ON o.invoice_id = l.adjusts_invoice_id AND o.version = oi.version AND o.line_key = l.adjusts_line_key;
+       l.spent_date, l.adjusts_invoice_id,
+       (SELECT o.line_no FROM closeout_data.current_invoice_lines o
+        WHERE o.invoice_id = l.adjusts_invoice_id AND o.line_key = l.adjusts_line_key) AS adjusts_line_no
+FROM closeout_data.current_invoice_lines l;
 
 CREATE VIEW closeout.invoice_line_entries AS
 SELECT e.invoice_id, l.line_no, e.source, e.source_id, e.entry_version AS version, e.amount_minor,
        e.quantity, e.unit_rate, e.line_key, l.kind
 FROM closeout_data.invoice_line_entries e
-JOIN closeout_data.invoices i ON i.invoice_id = e.invoice_id
-JOIN closeout_data.invoice_lines l
-  ON l.invoice_id = e.invoice_id AND l.version = i.version AND l.line_key = e.line_key
+JOIN closeout_data.current_invoice_lines l ON l.invoice_id = e.invoice_id AND l.line_key = e.line_key
 WHERE e.valid_to IS NULL;
 
--- Audit: every version of every invoice, and the lines each version had.
+-- Audit: every version of every invoice, and the full line set each version had (the line rows valid
+-- at that version, numbered as they were). Filters on invoice_id and version reach inside the numbering.
 CREATE VIEW closeout.invoice_versions AS
 SELECT v.invoice_id, v.version, v.draft_run_id, v.built_at, v.total_minor, v.line_count, v.entry_count
 FROM closeout_data.invoice_versions v;
 
 CREATE VIEW closeout.invoice_line_versions AS
-SELECT l.invoice_id, l.version, l.line_no, l.kind, l.description, l.quantity, l.unit_rate, l.amount_minor,
-       l.rounding_minor, l.entry_count, l.line_key, l.adjusts_invoice_id, l.adjusts_line_key
-FROM closeout_data.invoice_lines l;
+SELECT l.invoice_id, v.version,
+       row_number() OVER (PARTITION BY l.invoice_id, v.version
+                          ORDER BY closeout_data.line_rank(l.kind), l.description, l.line_key)::integer AS line_no,
+       l.kind, l.description, l.quantity, l.unit_rate, l.amount_minor, l.rounding_minor, l.entry_count, l.line_key,
+       l.adjusts_invoice_id, l.adjusts_line_key
+FROM closeout_data.invoice_versions v
+JOIN closeout_data.invoice_lines l
+  ON l.invoice_id = v.invoice_id AND l.valid_from <= v.version AND (l.valid_to IS NULL OR l.valid_to > v.version);
 
 CREATE VIEW closeout.billing_clients AS
 SELECT client_key, name, email, billing_period, currency, grouping, require_approval, payment_terms_days,
@@ -320,8 +389,9 @@ FROM closeout_data.draft_runs;
 CREATE VIEW closeout.billing_exceptions AS
 SELECT CASE b.state WHEN 'exception' THEN 'exception' ELSE 'excluded' END AS kind,
        b.source, b.source_id, b.entry_version AS version, b.client_key, b.project_key, b.user_key,
-       b.spent_date, b.reason, b.field, b.quantity AS hours, b.rate, b.entry_currency AS currency,
-       b.currency AS billing_currency, b.period_start, b.source_invoice_ref, b.first_seen_at, b.evaluated_at
+       b.spent_date, b.reason, closeout_data.billing_field(b.reason) AS field, b.quantity AS hours, b.rate,
+       b.entry_currency AS currency, b.currency AS billing_currency, b.period_start, b.source_invoice_ref,
+       b.first_seen_at, b.evaluated_at
 FROM closeout_data.billing_entries b
 WHERE b.state IN ('exception', 'billed_in_source')
 UNION ALL
@@ -389,9 +459,12 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- An invoice's id follows from its business identity, so a rebuilt or re-run draft keeps its id.
+-- Dates are spelled out with an explicit format, so the id does not depend on the session's DateStyle.
+-- STABLE (to_char is), which also lets the planner inline it: a first draft computes it per entry.
 CREATE FUNCTION closeout_data.invoice_id(client_key text, currency text, period_start date, period_end date)
-RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT 'inv_' || substr(md5(client_key || '|' || currency || '|' || period_start || '|' || period_end), 1, 20)
+RETURNS text LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT 'inv_' || substr(md5(client_key || '|' || currency || '|' || to_char(period_start::timestamp, 'YYYY-MM-DD')
+                                || '|' || to_char(period_end::timestamp, 'YYYY-MM-DD')), 1, 20)
 $$;
 
 -- Period bounds per day and kind, 2000-2100, so a million entries find their period by a hash join

@@ -21,3 +21,9 @@ LEFT JOIN closeout_data.billing_entries b ON b.source = h.source AND b.source_id
 WHERE b.source_id IS NULL OR b.entry_version <> h.version;
 
 ANALYZE billing_dirty;
+
+-- A first run: nothing judged and nothing invoiced yet, so every entry is new and none is billed
+-- through adjustments. Steps that would join every entry to billing_dirty read all entries instead.
+CREATE TEMP TABLE billing_run ON COMMIT DROP AS
+SELECT NOT EXISTS (SELECT 1 FROM closeout_data.billing_entries)
+       AND NOT EXISTS (SELECT 1 FROM closeout_data.invoices) AS first_run;

@@ -115,7 +115,8 @@ WITH written AS (
 INSERT INTO billing_days (user_key, spent_date)
 SELECT DISTINCT user_key, spent_date FROM written;
 
--- entries judged for the first time (the whole set on a first run: a plain insert, no upsert)
+-- entries judged for the first time (the whole set on a first run: a plain insert, no upsert; and
+-- no days to collect then, since every day is new: 30_days looks at all of them)
 WITH written AS (
     INSERT INTO closeout_data.billing_entries (
         source, source_id, entry_version, client_key, project_key, task_key, user_key, spent_date, day_hours,
@@ -129,4 +130,5 @@ WITH written AS (
     RETURNING user_key, spent_date
 )
 INSERT INTO billing_days (user_key, spent_date)
-SELECT DISTINCT user_key, spent_date FROM written;
+SELECT DISTINCT user_key, spent_date FROM written
+WHERE NOT (SELECT first_run FROM billing_run);

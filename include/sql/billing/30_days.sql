@@ -13,7 +13,8 @@ ANALYZE billing_days;
 WITH totals AS (
     SELECT b.user_key, b.spent_date, sum(b.day_hours) AS total
     FROM closeout_data.billing_entries b
-    WHERE (b.spent_date, b.user_key) IN (SELECT spent_date, user_key FROM billing_days)
+    WHERE (SELECT first_run FROM billing_run)
+       OR (b.spent_date, b.user_key) IN (SELECT spent_date, user_key FROM billing_days)
     GROUP BY b.user_key, b.spent_date
     HAVING sum(b.day_hours) > 24
         OR bool_or(b.reason = 'over_24h_day')

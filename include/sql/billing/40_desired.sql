@@ -99,10 +99,17 @@ FROM (
                                          WHERE client_key = '*')) AS billing_period,
            coalesce(bc.grouping, (SELECT grouping FROM closeout_data.billing_clients
                                    WHERE client_key = '*')) AS grouping
-    FROM billing_dirty d
-    JOIN closeout_data.billing_entries b ON b.source = d.source AND b.source_id = d.source_id
+    FROM (
+        -- a first run judged every entry and nothing is frozen: all of them, without the join
+        SELECT b.* FROM closeout_data.billing_entries b WHERE (SELECT first_run FROM billing_run)
+        UNION ALL
+        SELECT b.*
+        FROM billing_dirty d
+        JOIN closeout_data.billing_entries b ON b.source = d.source AND b.source_id = d.source_id
+        WHERE NOT d.adjusting AND NOT (SELECT first_run FROM billing_run)
+    ) b
     LEFT JOIN closeout_data.billing_clients bc ON bc.client_key = b.client_key AND bc.client_key <> '*'
-    WHERE NOT d.adjusting AND b.state = 'billable'
+    WHERE b.state = 'billable'
 ) e;
 
 -- The adjustment path, for the entries marked above.

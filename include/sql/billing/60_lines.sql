@@ -6,26 +6,37 @@
 -- A line's amount is its quantity times its rate, rounded once, half-up, to the minor unit.
 -- rounding_minor is that amount minus the sum of its entries' own amounts.
 CREATE TEMP TABLE billing_line_deltas ON COMMIT DROP AS
-SELECT x.invoice_id, x.line_key, sum(x.quantity) AS quantity, sum(x.amount_minor) AS entries_minor,
-       sum(x.n)::integer AS entry_count, any_value(x.unit_rate) AS unit_rate,
-       any_value(x.project_key) AS project_key, any_value(x.task_key) AS task_key,
-       any_value(x.user_key) AS user_key, any_value(x.spent_date) AS spent_date,
-       any_value(x.description) AS description, any_value(x.adjusts_invoice_id) AS adjusts_invoice_id,
-       any_value(x.adjusts_line_key) AS adjusts_line_key
-FROM (
-    SELECT a.invoice_id, a.line_key, a.quantity, a.amount_minor, 1 AS n, a.unit_rate, a.project_key, a.task_key,
-           a.user_key, a.spent_date, a.description, a.adjusts_invoice_id, a.adjusts_line_key
-    FROM billing_desired a
-    UNION ALL
-    SELECT c.invoice_id, c.line_key, -c.quantity, -c.amount_minor, -1, c.unit_rate, NULL, NULL, NULL, NULL,
-           NULL, NULL, NULL
-    FROM billing_to_close c
-) x
-GROUP BY x.invoice_id, x.line_key;
+WITH sums AS (
+    SELECT x.invoice_id, x.line_key, sum(x.quantity) AS quantity, sum(x.amount_minor) AS entries_minor,
+           sum(x.n)::integer AS entry_count, any_value(x.unit_rate) AS unit_rate,
+           any_value(x.project_key) AS project_key, any_value(x.task_key) AS task_key,
+           any_value(x.user_key) AS user_key, any_value(x.spent_date) AS spent_date,
+           any_value(x.description) AS description, any_value(x.adjusts_invoice_id) AS adjusts_invoice_id,
+           any_value(x.adjusts_line_key) AS adjusts_line_key
+    FROM (
+        SELECT a.invoice_id, a.line_key, a.quantity, a.amount_minor, 1 AS n, a.unit_rate, a.project_key,
+               a.task_key, a.user_key, a.spent_date, a.description, a.adjusts_invoice_id, a.adjusts_line_key
+        FROM billing_desired a
+        UNION ALL
+        SELECT c.invoice_id, c.line_key, -c.quantity, -c.amount_minor, -1, c.unit_rate, NULL, NULL, NULL, NULL,
+               NULL, NULL, NULL
+        FROM billing_to_close c
+    ) x
+    GROUP BY x.invoice_id, x.line_key
+),
+-- the minor unit of each currency, as a factor (computed once per currency, not per line)
+scales AS MATERIALIZED (
+    SELECT code, 10::numeric ^ exponent AS scale FROM closeout_data.currencies
+)
+SELECT s.*, bb.version, sc.scale
+FROM sums s
+JOIN billing_bumped bb ON bb.invoice_id = s.invoice_id
+JOIN closeout_data.invoices i ON i.invoice_id = s.invoice_id
+JOIN scales sc ON sc.code = i.currency;
 
 CREATE TEMP TABLE billing_new_lines ON COMMIT DROP AS
 WITH touched AS (
-    SELECT d.invoice_id, bb.version, d.line_key,
+    SELECT d.invoice_id, d.version, d.scale, d.line_key,
            coalesce(p.quantity, 0) + d.quantity AS quantity,
            coalesce(p.unit_rate, d.unit_rate) AS unit_rate,
            coalesce(p.amount_minor - p.rounding_minor, 0) + d.entries_minor AS entries_minor,
@@ -38,7 +49,6 @@ WITH touched AS (
            p.valid_from AS previous_valid_from, coalesce(p.amount_minor, 0) AS previous_amount_minor,
            coalesce(p.entry_count, 0) AS previous_entry_count, p.line_key IS NOT NULL AS existed
     FROM billing_line_deltas d
-    JOIN billing_bumped bb ON bb.invoice_id = d.invoice_id
     LEFT JOIN closeout_data.invoice_lines p
            ON p.invoice_id = d.invoice_id AND p.line_key = d.line_key AND p.valid_to IS NULL
 )
@@ -57,13 +67,11 @@ SELECT t.invoice_id, t.version, t.line_key,
                           || coalesce(' / ' || coalesce(tn.name, t.task_key), '') END
        END AS description,
        t.quantity, t.unit_rate,
-       round(t.quantity * t.unit_rate * (10::numeric ^ cur.exponent))::bigint AS amount_minor,
-       round(t.quantity * t.unit_rate * (10::numeric ^ cur.exponent))::bigint - t.entries_minor AS rounding_minor,
+       round(t.quantity * t.unit_rate * t.scale)::bigint AS amount_minor,
+       round(t.quantity * t.unit_rate * t.scale)::bigint - t.entries_minor AS rounding_minor,
        t.entry_count, t.project_key, t.task_key, t.user_key, t.spent_date, t.adjusts_invoice_id, t.adjusts_line_key,
        t.existed, t.previous_valid_from, t.previous_amount_minor, t.previous_entry_count
 FROM touched t
-JOIN closeout_data.invoices i ON i.invoice_id = t.invoice_id
-JOIN closeout_data.currencies cur ON cur.code = i.currency
 LEFT JOIN billing_names pn ON pn.kind = 'project' AND pn.key = t.project_key AND NOT t.existed
 LEFT JOIN billing_names tn ON tn.kind = 'task' AND tn.key = t.task_key AND NOT t.existed
 LEFT JOIN billing_names un ON un.kind = 'user' AND un.key = t.user_key AND NOT t.existed;

@@ -51,7 +51,7 @@ SCRIPTS = (
     "billing/60_lines.sql",
 )
 TEMP_TABLES = (
-    "billing_dirty", "billing_days", "billing_frozen", "billing_last_billed", "billing_names",
+    "billing_dirty", "billing_run", "billing_days", "billing_frozen", "billing_last_billed", "billing_names",
     "billing_desired", "billing_current", "billing_to_close", "billing_bumped", "billing_closing",
     "billing_line_deltas", "billing_new_lines",
 )  # fmt: skip
@@ -109,9 +109,10 @@ def refresh_drafts(conn: psycopg.Connection, *, airflow_run_id: str | None = Non
         for index, statement in enumerate(sql_statements(script)):
             step = time.perf_counter()
             conn.execute(statement, params if "%(" in statement else None)
-            if statement.startswith("CREATE TEMP TABLE") and statement.split("\n", 1)[0].endswith(" AS"):
+            created = _temp_table_created_from_query(statement)
+            if created:
                 # temp tables are never auto-analysed; without statistics the planner guesses badly
-                conn.execute(f"ANALYZE {statement.split()[3]}")
+                conn.execute(f"ANALYZE {created}")
             timings[f"{script.split('/')[-1][:-4]}.{index}"] = _since(step)
         if script == JUDGE_WRITER:
             step = time.perf_counter()
@@ -148,6 +149,14 @@ def refresh_drafts(conn: psycopg.Connection, *, airflow_run_id: str | None = Non
         {**summary.as_dict(), "by_reason": Jsonb(summary.exceptions_by_reason)},
     )
     return summary
+
+
+def _temp_table_created_from_query(statement: str) -> str | None:
+    """The temp table a ``CREATE TEMP TABLE ... AS`` statement fills (leading comments skipped)."""
+    code = [line for line in statement.splitlines() if line.strip() and not line.lstrip().startswith("--")]
+    if code and code[0].startswith("CREATE TEMP TABLE") and code[0].rstrip().endswith(" AS"):
+        return code[0].split()[3]
+    return None
 
 
 def _since(started: float) -> float:

@@ -399,3 +399,63 @@ def test_frozen_billing_and_line_history_cannot_be_rewritten(books: Books) -> No
         books.conn.execute("DELETE FROM closeout_data.invoice_line_entries")
     with pytest.raises(lifecycle.DraftStateError, match="already publishing"):
         lifecycle.freeze(books.conn, october)
+
+
+def test_draft_rows_can_only_be_closed_once_and_never_edited(books: Books) -> None:
+    """The guards check whole statements: closing open rows of a draft is the one change allowed."""
+    books.put(Entry("1"), Entry("2", task="t2"))
+    books.draft()
+    october = _only_invoice(books)
+    entries_of = "UPDATE closeout_data.invoice_line_entries SET valid_to = %s WHERE invoice_id = %s"
+    with books.conn.transaction() as allowed:
+        books.conn.execute(entries_of, (2, october))
+        books.conn.execute("UPDATE closeout_data.invoice_lines SET valid_to = 2 WHERE invoice_id = %s", (october,))
+        with pytest.raises(psycopg.errors.RaiseException, match="closed, once"), books.conn.transaction():
+            books.conn.execute(entries_of, (3, october))
+        raise psycopg.Rollback(allowed)
+    with pytest.raises(psycopg.errors.RaiseException, match="closed, once"), books.conn.transaction():
+        books.conn.execute("UPDATE closeout_data.invoice_line_entries SET amount_minor = amount_minor + 1")
+    with pytest.raises(psycopg.errors.RaiseException, match="closed, once"), books.conn.transaction():
+        books.conn.execute("UPDATE closeout_data.invoice_line_entries SET valid_to = 2, invoice_id = 'inv_elsewhere'")
+    with pytest.raises(psycopg.errors.RaiseException, match="append-only"), books.conn.transaction():
+        books.conn.execute("UPDATE closeout_data.invoice_lines SET description = 'x' WHERE invoice_id = %s", (october,))
+    with pytest.raises(psycopg.errors.RaiseException, match="append-only"), books.conn.transaction():
+        books.conn.execute("DELETE FROM closeout_data.invoice_lines WHERE invoice_id = %s", (october,))
+    open_rows = books.rows(
+        "SELECT count(*) FROM closeout_data.invoice_line_entries WHERE valid_to IS NULL AND invoice_id = %s",
+        (october,),
+    )
+    assert open_rows == [(2,)]
+    books.check_invariants()
+
+
+def test_every_version_keeps_its_full_numbered_line_set(books: Books) -> None:
+    """Lines are stored as validity ranges; each version's set is complete and numbered in order."""
+    books.put(Entry("1", task="t2"), Entry("2", task="t3"))
+    books.draft()
+    october = _only_invoice(books)
+    books.put(Entry("3", task="t1"))  # a new first line: the others move down in version 2
+    books.draft()
+    books.delete("2")
+    books.draft()
+    versions = books.rows(
+        """SELECT version, line_no, description, amount_minor FROM closeout.invoice_line_versions
+           WHERE invoice_id = %s ORDER BY version, line_no""",
+        (october,),
+    )
+    assert versions == [
+        (1, 1, "harvest:p1 / harvest:t2", 10000), (1, 2, "harvest:p1 / harvest:t3", 10000),
+        (2, 1, "harvest:p1 / harvest:t1", 10000), (2, 2, "harvest:p1 / harvest:t2", 10000),
+        (2, 3, "harvest:p1 / harvest:t3", 10000),
+        (3, 1, "harvest:p1 / harvest:t1", 10000), (3, 2, "harvest:p1 / harvest:t2", 10000),
+    ]  # fmt: skip
+    current = books.rows(
+        "SELECT line_no, description FROM closeout.invoice_lines WHERE invoice_id = %s ORDER BY 1", (october,)
+    )
+    assert current == [(1, "harvest:p1 / harvest:t1"), (2, "harvest:p1 / harvest:t2")]
+    totals = books.rows(
+        "SELECT version, total_minor, line_count FROM closeout.invoice_versions WHERE invoice_id = %s ORDER BY 1",
+        (october,),
+    )
+    assert totals == [(1, 20000, 2), (2, 30000, 3), (3, 20000, 2)]
+    books.check_invariants()

@@ -4,23 +4,15 @@
 -- The user and day an entry counted toward before come along: the 24-hour rule looks at the day it
 -- left as well as the day it is on now. No primary key: on a first run this holds every entry, and
 -- every later step joins it by hash or probes the permanent tables' keys from it.
-CREATE TEMP TABLE billing_dirty (
-    source          text COLLATE "C" NOT NULL,
-    source_id       text COLLATE "C" NOT NULL,
-    known           boolean NOT NULL DEFAULT true,   -- judged before (has a billing_entries row)
-    version         integer,                         -- the head's version, the one to judge
-    old_user_key    text COLLATE "C",
-    old_spent_date  date,
-    adjusting       boolean NOT NULL DEFAULT false    -- billed through adjustments (40_desired)
-) ON COMMIT DROP;
-
-INSERT INTO billing_dirty (source, source_id, known, version, old_user_key, old_spent_date)
-SELECT h.source, h.source_id, b.source_id IS NOT NULL, h.version, b.user_key, b.spent_date
+-- Created from its query (not declared, then filled) so the comparison may run on parallel workers.
+-- Columns: known (judged before: has a billing_entries row), version (the head's version, the one to
+-- judge), the user and day it counted toward, and adjusting (billed through adjustments, 40_desired).
+CREATE TEMP TABLE billing_dirty ON COMMIT DROP AS
+SELECT h.source, h.source_id, b.source_id IS NOT NULL AS known, h.version,
+       b.user_key AS old_user_key, b.spent_date AS old_spent_date, false AS adjusting
 FROM closeout_data.time_entry_heads h
 LEFT JOIN closeout_data.billing_entries b ON b.source = h.source AND b.source_id = h.source_id
 WHERE b.source_id IS NULL OR b.entry_version <> h.version;
-
-ANALYZE billing_dirty;
 
 -- A first run: nothing judged and nothing invoiced yet, so every entry is new and none is billed
 -- through adjustments. Steps that would join every entry to billing_dirty read all entries instead.

@@ -34,6 +34,6 @@ changed AS (
       AND (b.state, b.reason) IS DISTINCT FROM (t.state, t.reason)
     RETURNING b.source, b.source_id
 )
-INSERT INTO billing_dirty (source, source_id)
-SELECT c.source, c.source_id FROM changed c
+INSERT INTO billing_dirty (source, source_id, known, adjusting)
+SELECT c.source, c.source_id, true, false FROM changed c
 WHERE NOT EXISTS (SELECT 1 FROM billing_dirty d WHERE d.source = c.source AND d.source_id = c.source_id);

@@ -105,7 +105,10 @@ CREATE TABLE closeout_data.billing_entries (
     -- keys led by their most selective column (every key of a source starts with the same bytes):
     -- lookups are by both columns either way, and building or filling the index sorts far faster
     PRIMARY KEY (source_id, source)
-);
+)
+-- room on every page for the next version of its rows: re-judging an entry rewrites its row in place
+-- (a HOT update), without touching the indexes, unless its key or state changes
+WITH (fillfactor = 90);
 -- what is kept out of drafts is few rows: counted and listed without reading every entry
 CREATE INDEX billing_entries_kept_out ON closeout_data.billing_entries (state, reason)
     WHERE state IN ('exception', 'billed_in_source');
@@ -180,7 +183,9 @@ CREATE TABLE closeout_data.invoices (
     UNIQUE (client_key, currency, period_start, period_end),
     CHECK (period_start <= period_end),
     CHECK ((status = 'draft') = (frozen_version IS NULL))
-);
+)
+-- a changed draft is updated in place once per run (version and totals): room for it on its page
+WITH (fillfactor = 80);
 CREATE INDEX invoices_frozen_by_client ON closeout_data.invoices (client_key, currency, period_start)
     WHERE status <> 'draft';
 
@@ -226,36 +231,54 @@ CREATE TABLE closeout_data.invoice_lines (
     adjusts_line_key    text COLLATE "C",
     PRIMARY KEY (invoice_id, line_key, valid_from),
     CHECK (valid_to IS NULL OR valid_to > valid_from)
-);
+)
+-- room for closing rows in place (valid_to is in no index: a HOT update)
+WITH (fillfactor = 90);
 
 -- Line rows are never deleted and never edited; a row is only ever closed, once, while its invoice
 -- is a draft. So the line set of every past version stays reconstructible, and a frozen invoice's
--- lines are final.
+-- lines are final. Checked once per statement over all the rows it changed (a refresh closes
+-- thousands of rows in one statement): every changed row was open, is now closed after it started,
+-- and is otherwise as it was (the old rows, with that, are the new rows exactly); and no changed row
+-- belongs to an invoice that is no longer a draft.
 CREATE FUNCTION closeout_data.guard_invoice_lines() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    bad record;
 BEGIN
     IF TG_OP = 'DELETE' THEN
         RAISE EXCEPTION 'closeout: DELETE on invoice_lines is refused: line history is append-only';
     END IF;
-    IF OLD.valid_to IS NOT NULL OR NEW.valid_to IS NULL OR NEW.valid_to <= OLD.valid_from
-       OR (OLD.invoice_id, OLD.line_key, OLD.valid_from, OLD.kind, OLD.description, OLD.quantity, OLD.unit_rate,
-           OLD.amount_minor, OLD.rounding_minor, OLD.entry_count, OLD.project_key, OLD.task_key, OLD.user_key,
-           OLD.spent_date, OLD.adjusts_invoice_id, OLD.adjusts_line_key)
-          IS DISTINCT FROM
-          (NEW.invoice_id, NEW.line_key, NEW.valid_from, NEW.kind, NEW.description, NEW.quantity, NEW.unit_rate,
-           NEW.amount_minor, NEW.rounding_minor, NEW.entry_count, NEW.project_key, NEW.task_key, NEW.user_key,
-           NEW.spent_date, NEW.adjusts_invoice_id, NEW.adjusts_line_key) THEN
+    SELECT x.invoice_id, x.line_key INTO bad FROM (
+        SELECT invoice_id, line_key, valid_from, kind, description, quantity, unit_rate, amount_minor,
+               rounding_minor, entry_count, project_key, task_key, user_key, spent_date, adjusts_invoice_id,
+               adjusts_line_key, valid_to IS NULL AS was_open
+        FROM old_rows
+        EXCEPT ALL
+        SELECT invoice_id, line_key, valid_from, kind, description, quantity, unit_rate, amount_minor,
+               rounding_minor, entry_count, project_key, task_key, user_key, spent_date, adjusts_invoice_id,
+               adjusts_line_key, true
+        FROM new_rows WHERE valid_to > valid_from
+    ) x LIMIT 1;
+    IF FOUND THEN
         RAISE EXCEPTION 'closeout: invoice_lines are append-only: a line row can only be closed, once (invoice %, line %)',
-            OLD.invoice_id, OLD.line_key;
+            bad.invoice_id, bad.line_key;
     END IF;
-    IF (SELECT status FROM closeout_data.invoices WHERE invoice_id = OLD.invoice_id) <> 'draft' THEN
-        RAISE EXCEPTION 'closeout: invoice % is frozen; its lines are final', OLD.invoice_id;
+    SELECT n.invoice_id INTO bad
+    FROM new_rows n JOIN closeout_data.invoices i ON i.invoice_id = n.invoice_id
+    WHERE i.status <> 'draft' LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'closeout: invoice % is frozen; its lines are final', bad.invoice_id;
     END IF;
-    RETURN NEW;
+    RETURN NULL;
 END $$;
 CREATE TRIGGER invoice_lines_guard
-    BEFORE UPDATE OR DELETE ON closeout_data.invoice_lines
-    FOR EACH ROW EXECUTE FUNCTION closeout_data.guard_invoice_lines();
+    AFTER UPDATE ON closeout_data.invoice_lines
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION closeout_data.guard_invoice_lines();
+CREATE TRIGGER invoice_lines_no_delete
+    BEFORE DELETE ON closeout_data.invoice_lines
+    FOR EACH STATEMENT EXECUTE FUNCTION closeout_data.guard_invoice_lines();
 CREATE TRIGGER invoice_lines_no_truncate
     BEFORE TRUNCATE ON closeout_data.invoice_lines
     FOR EACH STATEMENT EXECUTE FUNCTION closeout_data.refuse_history_rewrite();
@@ -290,30 +313,44 @@ CREATE TABLE closeout_data.invoice_line_entries (
 CREATE INDEX invoice_line_entries_current_by_entry ON closeout_data.invoice_line_entries (source_id, source)
     WHERE valid_to IS NULL;
 
+-- Checked as the lines are (guard_invoice_lines): once per statement, over every row it changed.
 CREATE FUNCTION closeout_data.guard_invoice_line_entries() RETURNS trigger
 LANGUAGE plpgsql AS $$
+DECLARE
+    bad record;
 BEGIN
     IF TG_OP = 'DELETE' THEN
         RAISE EXCEPTION 'closeout: DELETE on invoice_line_entries is refused: billing history is kept';
     END IF;
-    IF OLD.valid_to IS NOT NULL OR NEW.valid_to IS NULL OR NEW.valid_to <= OLD.valid_from
-       OR (OLD.invoice_id, OLD.line_key, OLD.source, OLD.source_id, OLD.entry_version, OLD.quantity,
-           OLD.unit_rate, OLD.amount_minor, OLD.valid_from)
-          IS DISTINCT FROM
-          (NEW.invoice_id, NEW.line_key, NEW.source, NEW.source_id, NEW.entry_version, NEW.quantity,
-           NEW.unit_rate, NEW.amount_minor, NEW.valid_from) THEN
+    SELECT x.invoice_id, x.source, x.source_id INTO bad FROM (
+        SELECT invoice_id, line_key, source, source_id, entry_version, quantity, unit_rate, amount_minor, valid_from,
+               valid_to IS NULL AS was_open
+        FROM old_rows
+        EXCEPT ALL
+        SELECT invoice_id, line_key, source, source_id, entry_version, quantity, unit_rate, amount_minor, valid_from,
+               true
+        FROM new_rows WHERE valid_to > valid_from
+    ) x LIMIT 1;
+    IF FOUND THEN
         RAISE EXCEPTION 'closeout: invoice_line_entries rows can only be closed, once (invoice %, entry %:%)',
-            OLD.invoice_id, OLD.source, OLD.source_id;
+            bad.invoice_id, bad.source, bad.source_id;
     END IF;
-    IF (SELECT status FROM closeout_data.invoices WHERE invoice_id = OLD.invoice_id) <> 'draft' THEN
+    SELECT n.invoice_id, n.source, n.source_id INTO bad
+    FROM new_rows n JOIN closeout_data.invoices i ON i.invoice_id = n.invoice_id
+    WHERE i.status <> 'draft' LIMIT 1;
+    IF FOUND THEN
         RAISE EXCEPTION 'closeout: invoice % is frozen; entry %:% can only be corrected on a new invoice',
-            OLD.invoice_id, OLD.source, OLD.source_id;
+            bad.invoice_id, bad.source, bad.source_id;
     END IF;
-    RETURN NEW;
+    RETURN NULL;
 END $$;
 CREATE TRIGGER invoice_line_entries_guard
-    BEFORE UPDATE OR DELETE ON closeout_data.invoice_line_entries
-    FOR EACH ROW EXECUTE FUNCTION closeout_data.guard_invoice_line_entries();
+    AFTER UPDATE ON closeout_data.invoice_line_entries
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION closeout_data.guard_invoice_line_entries();
+CREATE TRIGGER invoice_line_entries_no_delete
+    BEFORE DELETE ON closeout_data.invoice_line_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION closeout_data.guard_invoice_line_entries();
 CREATE TRIGGER invoice_line_entries_no_truncate
     BEFORE TRUNCATE ON closeout_data.invoice_line_entries
     FOR EACH STATEMENT EXECUTE FUNCTION closeout_data.refuse_history_rewrite();

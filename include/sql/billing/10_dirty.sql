@@ -6,10 +6,10 @@
 -- every later step joins it by hash or probes the permanent tables' keys from it.
 -- Created from its query (not declared, then filled) so the comparison may run on parallel workers.
 -- Columns: known (judged before: has a billing_entries row), version (the head's version, the one to
--- judge), the user and day it counted toward, and adjusting (billed through adjustments, 40_desired).
+-- judge), and the user and day it counted toward.
 CREATE TEMP TABLE billing_dirty ON COMMIT DROP AS
 SELECT h.source, h.source_id, b.source_id IS NOT NULL AS known, h.version,
-       b.user_key AS old_user_key, b.spent_date AS old_spent_date, false AS adjusting
+       b.user_key AS old_user_key, b.spent_date AS old_spent_date
 FROM closeout_data.time_entry_heads h
 LEFT JOIN closeout_data.billing_entries b ON b.source = h.source AND b.source_id = h.source_id
 WHERE b.source_id IS NULL OR b.entry_version <> h.version;

@@ -13,8 +13,9 @@ ANALYZE billing_days;
 WITH totals AS (
     SELECT b.user_key, b.spent_date, sum(b.day_hours) AS total
     FROM closeout_data.billing_entries b
-    WHERE (SELECT first_run FROM billing_run)
-       OR (b.spent_date, b.user_key) IN (SELECT spent_date, user_key FROM billing_days)
+    WHERE ((SELECT first_run FROM billing_run)
+           OR (b.spent_date, b.user_key) IN (SELECT spent_date, user_key FROM billing_days))
+      AND ((SELECT first_run FROM billing_run) OR EXISTS (SELECT 1 FROM billing_days))  -- else skip the pass
     GROUP BY b.user_key, b.spent_date
     HAVING sum(b.day_hours) > 24
         OR bool_or(b.reason = 'over_24h_day')
@@ -34,6 +35,6 @@ changed AS (
       AND (b.state, b.reason) IS DISTINCT FROM (t.state, t.reason)
     RETURNING b.source, b.source_id
 )
-INSERT INTO billing_dirty (source, source_id, known, adjusting)
-SELECT c.source, c.source_id, true, false FROM changed c
+INSERT INTO billing_dirty (source, source_id, known)
+SELECT c.source, c.source_id, true FROM changed c
 WHERE NOT EXISTS (SELECT 1 FROM billing_dirty d WHERE d.source = c.source AND d.source_id = c.source_id);

@@ -27,14 +27,20 @@ JOIN closeout_data.invoice_line_entries e
 JOIN closeout_data.invoices i ON i.invoice_id = e.invoice_id AND i.status <> 'draft'
 ORDER BY e.source, e.source_id, i.frozen_at DESC, e.valid_from DESC, e.line_key;
 
--- Entries billed through adjustments: those a frozen invoice billed, and those in a frozen period.
--- Marked once here, so the time path below reads a flag instead of looking for frozen invoices per
--- entry (and a run before anything is frozen skips this statement whole: the one-time check).
-UPDATE billing_dirty d
-SET adjusting = true
-FROM closeout_data.billing_entries b
-WHERE b.source = d.source AND b.source_id = d.source_id
-  AND EXISTS (SELECT 1 FROM closeout_data.invoices WHERE status <> 'draft')
+-- Entries billed through adjustments: those a frozen invoice billed, and those in a frozen period,
+-- with what the adjustment path needs of them. Collected once here, in a table of their own (with
+-- statistics of its own), so the time path only has to leave them out; a run before anything is
+-- frozen skips the statement whole (the one-time check).
+CREATE TEMP TABLE billing_adjusting ON COMMIT DROP AS
+SELECT b.source, b.source_id, b.entry_version, b.state, b.client_key, b.currency, b.rate, b.quantity,
+       b.amount_minor, b.spent_date, b.project_key, b.task_key, b.user_key
+FROM billing_dirty d
+-- LATERAL + LIMIT keeps this a primary-key probe per dirty entry: with a plain join the planner hashed
+-- all of billing_entries for two percent of it, ten times the cost
+CROSS JOIN LATERAL (
+    SELECT * FROM closeout_data.billing_entries b WHERE b.source = d.source AND b.source_id = d.source_id LIMIT 1
+) b
+WHERE EXISTS (SELECT 1 FROM closeout_data.invoices WHERE status <> 'draft')
   AND ((d.source, d.source_id) IN (SELECT lb.source, lb.source_id FROM billing_last_billed lb)
        OR EXISTS (SELECT 1 FROM closeout_data.invoices i
                   WHERE i.client_key = b.client_key AND i.currency = b.currency AND i.status <> 'draft'
@@ -106,22 +112,20 @@ FROM (
         SELECT b.*
         FROM billing_dirty d
         JOIN closeout_data.billing_entries b ON b.source = d.source AND b.source_id = d.source_id
-        WHERE NOT d.adjusting AND NOT (SELECT first_run FROM billing_run)
+        WHERE NOT (SELECT first_run FROM billing_run)
+          AND NOT EXISTS (SELECT 1 FROM billing_adjusting a WHERE a.source = d.source AND a.source_id = d.source_id)
     ) b
     LEFT JOIN closeout_data.billing_clients bc ON bc.client_key = b.client_key AND bc.client_key <> '*'
     WHERE b.state = 'billable'
 ) e;
 
--- The adjustment path, for the entries marked above.
+-- The adjustment path, for the entries collected above.
 INSERT INTO billing_desired (invoice_id, line_key, source, source_id, entry_version, quantity, unit_rate,
                              amount_minor, client_key, currency, period_start, period_end, billing_period,
                              description, adjusts_invoice_id, adjusts_line_key, project_key, task_key, user_key,
                              spent_date)
 WITH adjusting AS (
-    SELECT b.*
-    FROM billing_dirty d
-    JOIN closeout_data.billing_entries b ON b.source = d.source AND b.source_id = d.source_id
-    WHERE d.adjusting AND b.state <> 'exception'
+    SELECT a.* FROM billing_adjusting a WHERE a.state <> 'exception'
 ),
 targets AS (
     SELECT a.source, a.source_id, a.client_key, a.currency, a.rate AS unit_rate, a.quantity, a.amount_minor

@@ -21,9 +21,7 @@ LANGUAGE sql STABLE AS $$
                v.client_source_id, v.project_source_id, v.task_source_id, v.user_source_id,
                v.spent_date, v.hours, v.rounded_hours, v.billable, v.approved, v.billed_in_source,
                v.source_invoice_ref, v.is_running, v.billable_rate, v.currency, v.amount_minor, v.deleted_at
-        FROM billing_dirty d
-        JOIN closeout_data.time_entry_versions v
-          ON v.source = d.source AND v.source_id = d.source_id AND v.version = d.version
+        FROM closeout_data.time_entry_versions v
         LEFT JOIN closeout_data.identity_map mc
                ON mc.source = v.source AND mc.kind = 'client' AND mc.source_id = v.client_source_id
         LEFT JOIN closeout_data.identity_map mp
@@ -32,7 +30,9 @@ LANGUAGE sql STABLE AS $$
                ON mt.source = v.source AND mt.kind = 'task' AND mt.source_id = v.task_source_id
         LEFT JOIN closeout_data.identity_map mu
                ON mu.source = v.source AND mu.kind = 'user' AND mu.source_id = v.user_source_id
-        WHERE d.known = judged_before
+        -- a semi-join: the versions are matched against a hash of the (narrow) dirty set, not hashed
+        WHERE (v.source, v.source_id, v.version) IN (SELECT d.source, d.source_id, d.version FROM billing_dirty d
+                                                     WHERE d.known = judged_before)
     ),
     configured AS (
         -- the defaults ('*') are read once (scalar subqueries), not joined to every entry

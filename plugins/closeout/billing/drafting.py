@@ -28,6 +28,7 @@ quantity times its rate rounded once; an invoice is the sum of its lines) hold a
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -37,6 +38,11 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from closeout.paths import sql_statements
+
+_WRITES = re.compile(
+    r"^\s*(INSERT INTO|UPDATE|DELETE FROM|CREATE TEMP TABLE|CREATE FUNCTION|ANALYZE)\s+([\w.]+)",
+    re.MULTILINE,
+)
 
 # pg_advisory_xact_lock key shared by everything that changes drafts (drafting, config, freezing).
 BILLING_LOCK = 0x636C6F7365_01  # "close" + 1
@@ -117,7 +123,7 @@ def refresh_drafts(conn: psycopg.Connection, *, airflow_run_id: str | None = Non
             if created:
                 # temp tables are never auto-analysed; without statistics the planner guesses badly
                 conn.execute(f"ANALYZE {created}")
-            timings[f"{script.split('/')[-1][:-4]}.{index}"] = _since(step)
+            timings[f"{script.split('/')[-1][:-4]}.{index} {_target(statement)}"] = _since(step)
         if script == JUDGE_WRITER:
             step = time.perf_counter()
             if _judged(conn) > ANALYZE_AFTER_ROWS:
@@ -153,6 +159,12 @@ def refresh_drafts(conn: psycopg.Connection, *, airflow_run_id: str | None = Non
         {**summary.as_dict(), "by_reason": Jsonb(summary.exceptions_by_reason)},
     )
     return summary
+
+
+def _target(statement: str) -> str:
+    """What a statement writes, for the step timings (e.g. ``INSERT billing_entries``)."""
+    found = _WRITES.search(statement)
+    return f"{found.group(1).split()[0]} {found.group(2).split('.')[-1]}" if found else "?"
 
 
 def _temp_table_created_from_query(statement: str) -> str | None:

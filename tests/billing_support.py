@@ -203,3 +203,28 @@ def check_invariants(conn: psycopg.Connection) -> None:
     assert not doubled, f"entries on two drafts of one client and currency at once: {doubled[:10]}"
     empty = conn.execute("SELECT invoice_id, line_no FROM closeout.invoice_lines WHERE entry_count = 0").fetchall()
     assert not empty, f"lines without entries: {empty}"
+    # lines and line entries are stored as validity ranges: one open row per line (and per entry of a
+    # line), and every version's reconstructed line set adds up to the totals recorded for it
+    doubled_lines = conn.execute(
+        """SELECT invoice_id, line_key FROM closeout_data.invoice_lines WHERE valid_to IS NULL
+           GROUP BY 1, 2 HAVING count(*) > 1"""
+    ).fetchall()
+    assert not doubled_lines, f"lines open twice: {doubled_lines[:10]}"
+    doubled_rows = conn.execute(
+        """SELECT invoice_id, line_key, source, source_id, valid_from FROM closeout_data.invoice_line_entries
+           GROUP BY 1, 2, 3, 4, 5 HAVING count(*) > 1
+           UNION ALL
+           SELECT invoice_id, line_key, source, source_id, NULL FROM closeout_data.invoice_line_entries
+           WHERE valid_to IS NULL GROUP BY 1, 2, 3, 4 HAVING count(*) > 1"""
+    ).fetchall()
+    assert not doubled_rows, f"line entry rows written twice: {doubled_rows[:10]}"
+    versions = conn.execute(
+        """SELECT v.invoice_id, v.version, v.total_minor, v.line_count, v.entry_count,
+                  coalesce(sum(l.amount_minor), 0), count(l.line_no), coalesce(sum(l.entry_count), 0)
+           FROM closeout.invoice_versions v
+           LEFT JOIN closeout.invoice_line_versions l USING (invoice_id, version)
+           GROUP BY v.invoice_id, v.version, v.total_minor, v.line_count, v.entry_count
+           HAVING v.total_minor <> coalesce(sum(l.amount_minor), 0) OR v.line_count <> count(l.line_no)
+               OR v.entry_count <> coalesce(sum(l.entry_count), 0)"""
+    ).fetchall()
+    assert not versions, f"versions whose lines do not add up to their recorded totals: {versions[:10]}"

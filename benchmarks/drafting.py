@@ -12,7 +12,9 @@ three-decimal ones), plus the names of projects, tasks and users. Then, timed:
 
 Baselines measured in the same run on the same data: ``group_by`` is one plain GROUP BY of every
 current entry into per-client, project, task and rate sums written to a table (the least any drafting
-must do); the refresh ratios are against the full draft.
+must do); the refresh ratios are against the full draft. Budgets (DESIGN.md): the first draft under
+20 s, a refresh after 1% changed under 3 s. A second table shows where each run's time goes, per SQL
+step (``DraftSummary.step_seconds``).
 """
 
 from __future__ import annotations
@@ -203,6 +205,20 @@ def print_table(r: dict) -> None:
     for name, seconds, budget, ratio, what in rows:
         budget_text = f"{budget:.0f}" if budget else "-"
         print(f"{name:<24}{seconds:>10.2f}{budget_text:>10}{ratio:>13.2f}x  {what}")
+    print_steps(r)
+
+
+def print_steps(r: dict, at_least: float = 0.05) -> None:
+    """Where each run's time goes: the SQL steps (include/sql/billing/) that took at least 50 ms."""
+    runs = ("draft", "refresh", "refresh_after_publish")
+    steps = {run: r[run]["summary"]["step_seconds"] for run in runs}
+    names = [name for name in steps["draft"] if any(steps[run].get(name, 0) >= at_least for run in runs)]
+    print(f"\n{'step (seconds)':<48}{'draft':>10}{'refresh':>10}{'after pub.':>12}")
+    for name in names:
+        draft, refresh, after = (steps[run].get(name, 0) for run in runs)
+        print(f"{name:<48}{draft:>10.2f}{refresh:>10.2f}{after:>12.2f}")
+    draft, refresh, after = (sum(steps[run].values()) for run in runs)
+    print(f"{'(all steps)':<48}{draft:>10.2f}{refresh:>10.2f}{after:>12.2f}")
 
 
 if __name__ == "__main__":

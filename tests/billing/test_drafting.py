@@ -459,3 +459,29 @@ def test_every_version_keeps_its_full_numbered_line_set(books: Books) -> None:
     )
     assert totals == [(1, 20000, 2), (2, 30000, 3), (3, 20000, 2)]
     books.check_invariants()
+
+
+def test_drafting_scripts_split_into_single_statements() -> None:
+    """Each step is one statement: its timing, and the ANALYZE after a temp table is filled, rely on it."""
+    from closeout.billing.drafting import SCRIPTS
+    from closeout.paths import sql_statements
+
+    for script in SCRIPTS:
+        for statement in sql_statements(script):
+            code = "\n".join(line.split("--")[0] for line in statement.splitlines()).strip()
+            assert code.count(";") == 1 and code.endswith(";"), f"{script}: more than one statement in {code[:80]!r}"
+
+
+def test_a_first_run_rebuilds_the_indexes_it_deferred(books: Books) -> None:
+    """A first run fills its empty tables without their bulk indexes; they are all back when it ends."""
+    query = """SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'closeout_data'
+               AND tablename IN ('billing_entries', 'invoice_line_entries', 'invoice_lines') ORDER BY 1"""
+    before = books.rows(query)
+    books.put(Entry("1"), Entry("2", task="t2"))
+    books.draft()
+    assert books.rows(query) == before
+    deferred = {"billing_entries_pkey", "invoice_line_entries_current_by_entry", "invoice_lines_pkey"}
+    assert deferred <= {name for name, _ in before}
+    books.put(Entry("1", hours=D("2")))
+    assert books.draft().invoices_changed == 1
+    books.check_invariants()

@@ -18,20 +18,24 @@ WHERE NOT EXISTS (
       AND w.unit_rate = c.unit_rate AND w.amount_minor = c.amount_minor);
 
 -- What drafts already hold needs no writing: from here on billing_desired is what to add. (Deleting
--- the few rows in place, instead of copying the rest, spares a first run a copy of every entry.)
+-- the few rows in place, instead of copying the rest, spares a first run a copy of every entry; and
+-- when drafts hold nothing of these entries, as on a first run, the one-time check skips the pass.)
 DELETE FROM billing_desired w
 USING billing_current c
 WHERE w.invoice_id = c.invoice_id AND w.line_key = c.line_key AND w.source = c.source
   AND w.source_id = c.source_id AND w.entry_version = c.entry_version AND w.quantity = c.quantity
-  AND w.unit_rate = c.unit_rate AND w.amount_minor = c.amount_minor;
+  AND w.unit_rate = c.unit_rate AND w.amount_minor = c.amount_minor
+  AND EXISTS (SELECT 1 FROM billing_current);
 
 -- Drafts that do not exist yet: one per client, currency and period, with the client's terms.
 INSERT INTO closeout_data.invoices (invoice_id, client_key, currency, period_start, period_end, billing_period,
                                     payment_terms_days, publish_policy)
 SELECT a.invoice_id, a.client_key, a.currency, a.period_start, a.period_end, a.billing_period,
        coalesce(bc.payment_terms_days, df.payment_terms_days), coalesce(bc.publish_policy, df.publish_policy)
-FROM (SELECT DISTINCT invoice_id, client_key, currency, period_start, period_end, billing_period
-      FROM billing_desired) a
+FROM (SELECT invoice_id, any_value(client_key) AS client_key, any_value(currency) AS currency,
+             any_value(period_start) AS period_start, any_value(period_end) AS period_end,
+             any_value(billing_period) AS billing_period
+      FROM billing_desired GROUP BY invoice_id) a
 CROSS JOIN (SELECT * FROM closeout_data.billing_clients WHERE client_key = '*') df
 LEFT JOIN closeout_data.billing_clients bc ON bc.client_key = a.client_key AND bc.client_key <> '*'
 ORDER BY a.invoice_id

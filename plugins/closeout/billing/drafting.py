@@ -48,6 +48,9 @@ _WRITES = re.compile(
 BILLING_LOCK = 0x636C6F7365_01  # "close" + 1
 ANALYZE_AFTER_ROWS = 50_000
 JUDGE_WRITER = "billing/20_judge.sql"  # writes the judgements into billing_entries
+# The indexes a first run would otherwise fill row by row, a million keys in random order. (A partial
+# index few rows qualify for, like billing_entries_kept_out, costs nothing to keep and a pass to rebuild.)
+BULK_INDEXES = ("billing_entries_pkey", "invoice_line_entries_current_by_entry", "invoice_lines_pkey")
 SCRIPTS = (
     "billing/10_dirty.sql",
     "billing/20_judge.sql",
@@ -200,7 +203,7 @@ def _drop_temp_tables(conn: psycopg.Connection) -> None:
 
 
 def _defer_indexes_of_empty_tables(conn: psycopg.Connection) -> list[sql.Composable]:
-    """Drop the indexes of the bulk tables that are empty, and return the statements that rebuild them.
+    """Drop the bulk indexes of the tables that are empty, and return the statements that rebuild them.
 
     On a first run every entry is new: a million rows go into billing_entries and nearly as many into
     invoice_line_entries. Maintaining their indexes row by row, in random key order, costs several
@@ -224,9 +227,9 @@ def _defer_indexes_of_empty_tables(conn: psycopg.Connection) -> list[sql.Composa
            JOIN pg_class t ON t.oid = i.indrelid
            JOIN pg_class x ON x.oid = i.indexrelid
            LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
-           WHERE t.relnamespace = 'closeout_data'::regnamespace AND t.relname = ANY(%s)
+           WHERE t.relnamespace = 'closeout_data'::regnamespace AND t.relname = ANY(%s) AND x.relname = ANY(%s)
            ORDER BY t.relname, x.relname""",
-        (empty,),
+        (empty, list(BULK_INDEXES)),
     ).fetchall()
     rebuild: list[sql.Composable] = []
     for table, index, constraint, index_definition, constraint_definition in indexes:

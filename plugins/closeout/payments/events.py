@@ -110,8 +110,19 @@ class Invoice:
     payments_sum: int
     original_status: str = ""
     original_paid: int = 0
+    original_number: str | None = None
+    original_url: str | None = None
     number: str | None = None
     hosted_url: str | None = None
+
+    def changed(self) -> bool:
+        """Anything to write: a status or amount step, or a number or hosted link Stripe changed."""
+        return (
+            (self.status, self.amount_paid) != (self.original_status, self.original_paid)
+            or self.number not in (None, self.original_number)
+            or self.hosted_url not in (None, self.original_url)
+        )
+
     history: list[tuple[str, str, int, int, str, str | None]] = field(default_factory=list)
 
 
@@ -140,6 +151,7 @@ class _Batch:
             self.charges: dict[str, str] = {r["charge_id"]: r["invoice_id"] for r in charge_rows}
             rows = cur.execute(
                 """SELECT i.invoice_id, i.stripe_invoice_id, i.status, i.amount_paid_minor, i.total_minor, i.currency,
+                          i.stripe_number, i.hosted_invoice_url,
                           coalesce((SELECT sum(amount_minor) FROM closeout_data.invoice_payments p
                                     WHERE p.invoice_id = i.invoice_id AND p.kind = 'payment'), 0) AS payments_sum
                    FROM closeout_data.invoices i
@@ -149,7 +161,8 @@ class _Batch:
         self.invoices = {
             r["stripe_invoice_id"]: Invoice(r["invoice_id"], r["stripe_invoice_id"], r["status"],
                                             r["amount_paid_minor"], r["total_minor"], r["currency"],
-                                            int(r["payments_sum"]), r["status"], r["amount_paid_minor"])
+                                            int(r["payments_sum"]), r["status"], r["amount_paid_minor"],
+                                            r["stripe_number"], r["hosted_invoice_url"])
             for r in rows
         }  # fmt: skip
         self.by_id = {inv.invoice_id: inv for inv in self.invoices.values()}
@@ -336,8 +349,7 @@ def _write_invoices(conn: psycopg.Connection, cur: psycopg.Cursor, invoices: lis
     for invoice in invoices:
         if invoice.status == "void" and invoice.original_status != "void":
             lifecycle.void(conn, invoice.invoice_id)
-    changed = [i for i in invoices if i.number or i.hosted_url
-               or (i.status, i.amount_paid) != (i.original_status, i.original_paid)]  # fmt: skip
+    changed = [i for i in invoices if i.changed()]
     cur.executemany(
         """UPDATE closeout_data.invoices SET status = %(status)s, amount_paid_minor = %(paid)s,
                stripe_number = coalesce(%(number)s, stripe_number),

@@ -178,23 +178,24 @@ def load_dag(dag_id: str):
     return bag.dags[dag_id]
 
 
+def run_dag_now(dag_id: str, conf: dict | None = None) -> DagRunResult:
+    """Run a DAG in-process with ``dag.test`` (the metadata database must be migrated: ``airflow_db``)."""
+    dag = load_dag(dag_id)
+    dag_run = dag.test(run_conf=conf or {})
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        dr = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == dag_run.run_id).one()
+        states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances(session=session)}
+        tries = {ti.task_id: ti.try_number for ti in dr.get_task_instances(session=session)}
+        return DagRunResult(dag_run.run_id, str(dr.state), states, tries)
+
+
 @pytest.fixture
 def run_dag(airflow_db: Path):
     """Run a DAG in-process with ``dag.test`` and return {task_id: state} plus the run's state."""
-
-    def _run(dag_id: str, conf: dict | None = None) -> DagRunResult:
-        dag = load_dag(dag_id)
-        dag_run = dag.test(run_conf=conf or {})
-        from airflow.models.dagrun import DagRun
-        from airflow.utils.session import create_session
-
-        with create_session() as session:
-            dr = session.query(DagRun).filter(DagRun.dag_id == dag_id, DagRun.run_id == dag_run.run_id).one()
-            states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances(session=session)}
-            tries = {ti.task_id: ti.try_number for ti in dr.get_task_instances(session=session)}
-            return DagRunResult(dag_run.run_id, str(dr.state), states, tries)
-
-    return _run
+    return run_dag_now
 
 
 class DagRunResult:

@@ -20,9 +20,9 @@ def user_key(user: str) -> str:
     return f"harvest:{user}"
 
 
-def seed_invoices(warehouse, work: Work, *, rate: Decimal = Decimal("100.00"), first_id: int = 1) -> dict[str, tuple]:
-    """One invoice per client for last month, one entry per (user, hours), published and finalized through
-    closeout. Returns client -> (invoice_id, stripe_invoice_id, total_minor)."""
+def draft_work(work: Work, *, rate: Decimal = Decimal("100.00"), first_id: int = 1) -> None:
+    """One draft per client for last month, one entry per (user, hours), through closeout's capture and drafting;
+    nothing published."""
     start = last_month()
     with connect() as conn:
         books = Books(conn)
@@ -41,6 +41,12 @@ def seed_invoices(warehouse, work: Work, *, rate: Decimal = Decimal("100.00"), f
         books.put(*entries)
         books.draft()
         conn.commit()
+
+
+def seed_invoices(warehouse, work: Work, *, rate: Decimal = Decimal("100.00"), first_id: int = 1) -> dict[str, tuple]:
+    """One invoice per client for last month, one entry per (user, hours), published and finalized through
+    closeout. Returns client -> (invoice_id, stripe_invoice_id, total_minor)."""
+    draft_work(work, rate=rate, first_id=first_id)
     payment_tasks.publish_drafts("publish")
     rows = warehouse.rows(
         "SELECT client_key, invoice_id, stripe_invoice_id, total_minor FROM closeout.invoices WHERE status = 'open'"

@@ -193,12 +193,14 @@ def check_invariants(conn: psycopg.Connection) -> None:
            HAVING i.total_minor <> coalesce(sum(l.amount_minor), 0) OR i.line_count <> count(l.line_no)"""
     ).fetchall()
     assert not totals, f"invariant 2: invoice totals differ from the sum of their lines: {totals[:10]}"
-    # an entry sits on at most one draft per client and currency (moving it to another client after
-    # publication rightly puts a credit on the old client's draft and a charge on the new client's)
+    # an entry sits on at most one open draft per client and currency (moving it to another client after
+    # publication rightly puts a credit on the old client's draft and a charge on the new client's; a
+    # draft of a locked period is fixed, as a published invoice is, and may bill what a later one adjusts)
     doubled = conn.execute(
         """SELECT e.source, e.source_id, i.client_key, i.currency, count(DISTINCT e.invoice_id)
            FROM closeout.invoice_line_entries e JOIN closeout.invoices i USING (invoice_id)
-           WHERE i.status = 'draft' GROUP BY 1, 2, 3, 4 HAVING count(DISTINCT e.invoice_id) > 1"""
+           WHERE i.status = 'draft' AND NOT coalesce(i.period_end <= closeout_data.locked_through(), false)
+           GROUP BY 1, 2, 3, 4 HAVING count(DISTINCT e.invoice_id) > 1"""
     ).fetchall()
     assert not doubled, f"entries on two drafts of one client and currency at once: {doubled[:10]}"
     empty = conn.execute("SELECT invoice_id, line_no FROM closeout.invoice_lines WHERE entry_count = 0").fetchall()

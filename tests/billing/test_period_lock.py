@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date
+from decimal import Decimal as D
 
 import psycopg
 import pytest
 from billing_support import Books, Entry
+from closeout.billing import lifecycle
 from closeout.billing.periods import Period, PeriodError, is_locked, lock_period, lock_status, parse_period
 from closeout.warehouse.db import connect
 
@@ -100,3 +102,162 @@ def test_locks_are_append_only(books: Books) -> None:
         books.conn.execute("DELETE FROM closeout_data.period_locks")
     with pytest.raises(psycopg.errors.RaiseException, match="append-only"), books.conn.transaction():
         books.conn.execute("UPDATE closeout_data.period_locks SET locked_by = 'x'")
+
+
+# -- drafting after a lock -----------------------------------------------------------------------------
+def _invoice(books: Books, client: str = "harvest:c1", start: date = OCT) -> str:
+    invoice_id = books.invoice_for(client, start)
+    assert invoice_id, f"no invoice for {client} {start}"
+    return invoice_id
+
+
+def _content(books: Books, invoice_id: str) -> tuple:
+    """Everything a locked invoice must keep: totals, version, lines and the entry versions they bill."""
+    entries = books.rows(
+        """SELECT source_id, version, line_no, amount_minor FROM closeout.invoice_line_entries
+           WHERE invoice_id = %s ORDER BY 1, 2, 3""",
+        (invoice_id,),
+    )
+    return books.invoices()[invoice_id][5:], tuple(books.lines(invoice_id)), tuple(entries)
+
+
+def _adjustments(books: Books, invoice_id: str) -> list[tuple]:
+    return books.rows(
+        """SELECT kind, quantity, unit_rate, amount_minor, adjusts_invoice_id, adjusts_line_no, description
+           FROM closeout.invoice_lines WHERE invoice_id = %s ORDER BY line_no""",
+        (invoice_id,),
+    )
+
+
+def test_late_edit_to_a_locked_period_becomes_a_linked_adjustment_on_the_next_draft(books: Books) -> None:
+    books.put(Entry("1", hours=D("2")), Entry("2", task="t2"))
+    books.draft()
+    october = _invoice(books)
+    lock_period(books.conn, "2026-10", locked_by="ops")
+    fixed = _content(books, october)
+    books.put(Entry("1", hours=D("2.5")))  # edited in the tracker after the close
+    summary = books.draft()
+    assert _content(books, october) == fixed, "a locked period's draft never changes"
+    assert books.invoices()[october][4] == "draft"
+    november = _invoice(books, start=NOV)
+    (line,) = _adjustments(books, november)
+    assert line[:6] == ("adjustment", D("0.50"), D("100.00"), 5000, october, 1), "linked to the line it corrects"
+    assert "harvest:1" in line[6] and october in line[6]
+    assert books.rows(
+        "SELECT source_id, version, amount_minor FROM closeout.invoice_line_entries WHERE invoice_id = %s",
+        (november,),
+    ) == [("1", 2, 5000)]
+    assert (summary.invoices_changed, summary.adjustment_lines) == (1, 1)
+    assert books.billed("1") == 25000
+    assert books.draft().invoices_changed == 0, "a second run writes nothing"
+    books.check_invariants()
+
+
+def test_deletion_in_a_locked_period_becomes_a_credit(books: Books) -> None:
+    books.put(Entry("1"), Entry("2"))
+    books.draft()
+    october = _invoice(books)
+    lock_period(books.conn, "2026-10", locked_by="ops")
+    fixed = _content(books, october)
+    books.delete("2")
+    books.draft()
+    assert _content(books, october) == fixed
+    (line,) = _adjustments(books, _invoice(books, start=NOV))
+    assert line[:6] == ("credit", D("-1.00"), D("100.00"), -10000, october, 1)
+    assert "deleted" in line[6]
+    assert books.billed("2") == 0
+    books.check_invariants()
+
+
+def test_late_entries_in_a_locked_period_go_to_the_clients_next_draft(books: Books) -> None:
+    books.put(Entry("1"))
+    books.draft()
+    october = _invoice(books)
+    lock_period(books.conn, "2026-10", locked_by="ops")
+    fixed = _content(books, october)
+    # c1 had an invoice in October; c2 had none: both late entries are billed in November
+    books.put(Entry("late1", spent_date=date(2026, 10, 20)), Entry("late2", client="c2", spent_date=date(2026, 10, 9)))
+    books.draft()
+    assert _content(books, october) == fixed
+    assert books.invoice_for("harvest:c2", OCT) is None, "no draft is opened in a locked period"
+    for client, source_id in (("harvest:c1", "late1"), ("harvest:c2", "late2")):
+        (line,) = _adjustments(books, _invoice(books, client, NOV))
+        assert line[:4] == ("adjustment", D("1.00"), D("100.00"), 10000)
+        assert line[4] is None and line[6].startswith(f"Late time: entry harvest:{source_id} of 2026-10-")
+        assert line[6].endswith("its period is locked")
+    books.check_invariants()
+
+
+def test_unlocked_periods_draft_exactly_as_without_a_lock(books: Books) -> None:
+    """The same history drafted with and without the October lock: November and December agree."""
+    books.put(
+        Entry("1"), Entry("n1", spent_date=date(2026, 11, 3)), Entry("d1", client="c2", spent_date=date(2026, 12, 2))
+    )
+    books.draft()
+
+    def later_changes() -> dict[str, tuple]:
+        books.put(Entry("n1", spent_date=date(2026, 11, 3), hours=D("3")), Entry("n2", spent_date=date(2026, 11, 30)))
+        books.delete("d1")
+        books.put(Entry("d2", client="c2", spent_date=date(2026, 12, 9), hours=D("0.25")))
+        books.draft()
+        return {i: _content(books, i) for i, row in books.invoices().items() if row[3] >= NOV}
+
+    with books.conn.transaction() as without_lock:
+        expected = later_changes()
+        raise psycopg.Rollback(without_lock)
+    lock_period(books.conn, "2026-10", locked_by="ops")
+    assert later_changes() == expected
+    assert {row[1] for i in expected for row in books.lines(i)} == {"time"}
+    books.check_invariants()
+
+
+def test_a_held_draft_of_a_locked_period_keeps_its_content_and_can_be_approved_and_published(books: Books) -> None:
+    books.configure({"clients": [{"client_key": "harvest:c1", "currency": "USD", "publish_policy": "hold"}]})
+    books.put(Entry("1"))
+    books.draft()
+    october = _invoice(books)
+    lock_period(books.conn, "2026-10", locked_by="ops")
+    books.put(Entry("1", hours=D("2")))
+    books.draft()
+    assert books.invoices()[october][5:7] == (10000, 1)
+    assert lifecycle.publishable(books.conn, NOV) == []
+    lifecycle.approve(books.conn, october, version=1, approved_by="fin@example.com")
+    assert lifecycle.publishable(books.conn, NOV) == [october]
+    assert books.freeze(october) == 1
+    books.put(Entry("1", hours=D("3")))
+    books.draft()
+    (line,) = _adjustments(books, _invoice(books, start=NOV))
+    assert line[:5] == ("adjustment", D("2.00"), D("100.00"), 20000, october)
+    books.check_invariants()
+
+
+def test_a_week_straddling_the_month_end_stays_open(books: Books) -> None:
+    """Weekly billing: the week of 19-25 October is locked with the month, the week of 26 October to
+    1 November is not (it ends in November); late time of 20 October is billed on that open week."""
+    books.configure({"defaults": {"billing_period": "weekly"}})
+    books.put(Entry("1", spent_date=date(2026, 10, 20)), Entry("2", spent_date=date(2026, 10, 30)))
+    books.draft()
+    locked_week, open_week = _invoice(books, start=date(2026, 10, 19)), _invoice(books, start=date(2026, 10, 26))
+    lock_period(books.conn, "2026-10", locked_by="ops")
+    fixed = _content(books, locked_week)
+    books.put(
+        Entry("1", spent_date=date(2026, 10, 20), hours=D("2")), Entry("2", spent_date=date(2026, 10, 30), hours=D("2"))
+    )
+    books.draft()
+    assert _content(books, locked_week) == fixed
+    kinds = sorted((kind, qty, adjusts) for kind, qty, _, _, adjusts, _, _ in _adjustments(books, open_week))
+    assert kinds == [("adjustment", D("1.00"), locked_week), ("time", D("2.00"), None)]
+    books.check_invariants()
+
+
+def test_the_database_refuses_to_change_a_locked_draft(books: Books) -> None:
+    books.put(Entry("1"))
+    books.draft()
+    october = _invoice(books)
+    lock_period(books.conn, "2026-10", locked_by="ops")
+    with pytest.raises(psycopg.errors.RaiseException, match="locked period"), books.conn.transaction():
+        books.conn.execute(
+            "UPDATE closeout_data.invoice_line_entries SET valid_to = 2 WHERE invoice_id = %s", (october,)
+        )
+    with pytest.raises(psycopg.errors.RaiseException, match="locked period"), books.conn.transaction():
+        books.conn.execute("UPDATE closeout_data.invoice_lines SET valid_to = 2 WHERE invoice_id = %s", (october,))

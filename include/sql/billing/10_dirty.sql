@@ -14,8 +14,10 @@ FROM closeout_data.time_entry_heads h
 LEFT JOIN closeout_data.billing_entries b ON b.source = h.source AND b.source_id = h.source_id
 WHERE b.source_id IS NULL OR b.entry_version <> h.version;
 
--- A first run: nothing judged and nothing invoiced yet, so every entry is new and none is billed
--- through adjustments. Steps that would join every entry to billing_dirty read all entries instead.
+-- A first run: nothing judged, nothing invoiced and no period locked yet, so every entry is new and
+-- none is billed through adjustments. Steps that would join every entry to billing_dirty read all
+-- entries instead.
 CREATE TEMP TABLE billing_run ON COMMIT DROP AS
 SELECT NOT EXISTS (SELECT 1 FROM closeout_data.billing_entries)
-       AND NOT EXISTS (SELECT 1 FROM closeout_data.invoices) AS first_run;
+       AND NOT EXISTS (SELECT 1 FROM closeout_data.invoices)
+       AND %(locked_through)s::date IS NULL AS first_run;

@@ -9,13 +9,20 @@
 --   'credit' rows when it no longer is (deleted, unapproved, moved). An entry in exception keeps
 --   what was billed: nothing is credited or added until it is fixed.
 -- Frozen = any status but draft; a voided invoice bills nothing, so its entries are billed again.
+-- Locked (closeout.billing.periods): a draft whose billing period ends on or before the last day of
+-- the latest locked month (the locked_through parameter, NULL when nothing is locked) is fixed as a frozen invoice
+-- is, and so is a period no invoice of the client covers: its entries, edited, deleted or late, are
+-- billed through adjustments on the client's next draft after every frozen invoice and the lock. A
+-- billing period straddling the month end (ending after it) is not locked: its time is billed on it.
 CREATE TEMP TABLE billing_frozen ON COMMIT DROP AS
 SELECT e.source, e.source_id, i.client_key, i.currency, e.unit_rate,
        sum(e.quantity) AS quantity, sum(e.amount_minor) AS amount_minor
 FROM billing_dirty d
 JOIN closeout_data.invoice_line_entries e
   ON e.source = d.source AND e.source_id = d.source_id AND e.valid_to IS NULL
-JOIN closeout_data.invoices i ON i.invoice_id = e.invoice_id AND i.status NOT IN ('draft', 'void')
+JOIN closeout_data.invoices i
+  ON i.invoice_id = e.invoice_id AND i.status <> 'void'
+ AND (i.status <> 'draft' OR i.period_end <= %(locked_through)s::date)
 GROUP BY e.source, e.source_id, i.client_key, i.currency, e.unit_rate;
 
 CREATE TEMP TABLE billing_last_billed ON COMMIT DROP AS
@@ -24,24 +31,31 @@ SELECT DISTINCT ON (e.source, e.source_id) e.source, e.source_id, e.invoice_id, 
 FROM billing_dirty d
 JOIN closeout_data.invoice_line_entries e
   ON e.source = d.source AND e.source_id = d.source_id AND e.valid_to IS NULL
-JOIN closeout_data.invoices i ON i.invoice_id = e.invoice_id AND i.status <> 'draft'
-ORDER BY e.source, e.source_id, i.frozen_at DESC, e.valid_from DESC, e.line_key;
+JOIN closeout_data.invoices i
+  ON i.invoice_id = e.invoice_id AND (i.status <> 'draft' OR i.period_end <= %(locked_through)s::date)
+-- a locked draft was fixed when its period was locked
+ORDER BY e.source, e.source_id,
+         coalesce(i.frozen_at, (SELECT min(pl.locked_at) FROM closeout_data.period_locks pl
+                                WHERE pl.period_end >= i.period_end)) DESC,
+         e.valid_from DESC, e.line_key;
 
--- Entries billed through adjustments: those a frozen invoice billed, and those in a frozen period,
--- with what the adjustment path needs of them. Collected once here, in a table of their own (with
+-- Entries billed through adjustments: those a frozen or locked invoice billed, and those in a frozen or
+-- locked period, with what the adjustment path needs of them. Collected once here, in a table of their own (with
 -- statistics of its own), so the time path only has to leave them out; a run before anything is
--- frozen skips the statement whole (the one-time check).
+-- frozen or locked skips the statement whole (the one-time check).
 CREATE TEMP TABLE billing_adjusting ON COMMIT DROP AS
 SELECT b.source, b.source_id, b.entry_version, b.state, b.client_key, b.currency, b.rate, b.quantity,
-       b.amount_minor, b.spent_date, b.project_key, b.task_key, b.user_key
+       b.amount_minor, b.spent_date, b.project_key, b.task_key, b.user_key,
+       coalesce(b.period_end <= %(locked_through)s::date, false) AS period_locked
 FROM billing_dirty d
 -- LATERAL + LIMIT keeps this a primary-key probe per dirty entry: with a plain join the planner hashed
 -- all of billing_entries for two percent of it, ten times the cost
 CROSS JOIN LATERAL (
     SELECT * FROM closeout_data.billing_entries b WHERE b.source = d.source AND b.source_id = d.source_id LIMIT 1
 ) b
-WHERE EXISTS (SELECT 1 FROM closeout_data.invoices WHERE status <> 'draft')
+WHERE (EXISTS (SELECT 1 FROM closeout_data.invoices WHERE status <> 'draft') OR %(locked_through)s::date IS NOT NULL)
   AND ((d.source, d.source_id) IN (SELECT lb.source, lb.source_id FROM billing_last_billed lb)
+       OR b.period_end <= %(locked_through)s::date
        OR EXISTS (SELECT 1 FROM closeout_data.invoices i
                   WHERE i.client_key = b.client_key AND i.currency = b.currency AND i.status <> 'draft'
                     AND i.period_start <= b.spent_date AND b.spent_date <= i.period_end));
@@ -144,12 +158,13 @@ deltas AS (
      AND f.currency = t.currency AND f.unit_rate = t.unit_rate
 ),
 placed AS (
-    SELECT d.*, a.entry_version, a.state, a.spent_date, a.project_key, a.task_key, a.user_key,
+    SELECT d.*, a.entry_version, a.state, a.spent_date, a.project_key, a.task_key, a.user_key, a.period_locked,
            EXISTS (SELECT 1 FROM targets t WHERE t.source = d.source AND t.source_id = d.source_id
                    AND t.client_key = d.client_key AND t.currency = d.currency) AS still_billable,
            coalesce(' (' || pn.name || coalesce(' / ' || tn.name, '') || ')', '') AS what,
            lb.invoice_id AS adjusts_invoice_id, lb.line_key AS adjusts_line_key, li.status AS adjusts_status,
-           coalesce(lf.next_day, a.spent_date) AS next_day,
+           -- and never in a locked period (greatest ignores the NULL of "nothing locked")
+           greatest(coalesce(lf.next_day, a.spent_date), %(locked_through)s::date + 1) AS next_day,
            coalesce(bc.billing_period, df.billing_period) AS billing_period
     FROM deltas d
     JOIN adjusting a ON a.source = d.source AND a.source_id = d.source_id
@@ -183,7 +198,7 @@ adjustment_rows AS (
                     || coalesce(', billed on ' || p.adjusts_invoice_id, '')
                 WHEN p.adjusts_invoice_id IS NULL THEN
                     'Late time: entry ' || p.source || ':' || p.source_id || ' of ' || p.spent_date || p.what
-                    || ', its period was already invoiced'
+                    || CASE WHEN p.period_locked THEN ', its period is locked' ELSE ', its period was already invoiced' END
                 WHEN p.adjusts_status = 'void' THEN
                     'Re-billed: entry ' || p.source || ':' || p.source_id || ' of ' || p.spent_date || p.what
                     || ', its invoice ' || p.adjusts_invoice_id || ' was voided'

@@ -7,7 +7,9 @@ SELECT e.invoice_id, e.line_key, e.source, e.source_id, e.entry_version, e.quant
 FROM billing_dirty d
 JOIN closeout_data.invoice_line_entries e
   ON e.source = d.source AND e.source_id = d.source_id AND e.valid_to IS NULL
-JOIN closeout_data.invoices i ON i.invoice_id = e.invoice_id AND i.status = 'draft';
+-- a locked period's draft keeps what it holds (40_desired bills changes to it elsewhere)
+JOIN closeout_data.invoices i
+  ON i.invoice_id = e.invoice_id AND i.status = 'draft' AND NOT coalesce(i.period_end <= %(locked_through)s::date, false);
 
 CREATE TEMP TABLE billing_to_close ON COMMIT DROP AS
 SELECT c.* FROM billing_current c

@@ -116,7 +116,11 @@ def refresh_drafts(conn: psycopg.Connection, *, airflow_run_id: str | None = Non
     conn.execute("ANALYZE closeout_data.invoices")
     deferred = _defer_indexes_of_empty_tables(conn)
     timings["prepare"] = _since(started)
-    params = {"draft_run_id": run_id}
+    # the period lock (closeout.billing.periods), read under the billing lock so no lock lands mid-run; passed
+    # as a parameter, not read by the SQL, so the planner sees the date (or NULL: nothing locked, and the
+    # locked-period conditions fold away, leaving the plans of a run without locks as they were)
+    (locked_through,) = conn.execute("SELECT closeout_data.locked_through()").fetchone()
+    params = {"draft_run_id": run_id, "locked_through": locked_through}
     analysed: set[str] = set()
     for script in SCRIPTS:
         for index, statement in enumerate(sql_statements(script)):

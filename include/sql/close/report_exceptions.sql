@@ -1,0 +1,20 @@
+-- Close report: what is stuck or kept out, for a person to look at. Open payment exceptions on the period's
+-- invoices (or not tied to an invoice), billing exceptions of entries spent in the month, and open quarantined
+-- time entries (no client is known for those: they are listed without one rather than dropped).
+SELECT 'payment' AS source, coalesce(i.client_key, '') AS client_key, coalesce(e.currency, i.currency, '') AS currency,
+       e.kind, coalesce(e.invoice_id, e.stripe_object_id, '') AS record, '' AS field, e.message AS reason
+FROM closeout.payment_exceptions e
+LEFT JOIN closeout.invoices i ON i.invoice_id = e.invoice_id
+WHERE e.resolved_at IS NULL
+  AND (i.period_start BETWEEN %(period_start)s AND %(period_end)s OR e.invoice_id IS NULL)
+UNION ALL
+SELECT 'billing', coalesce(b.client_key, ''), coalesce(b.currency, ''), b.kind, b.source || ':' || b.source_id,
+       coalesce(b.field, ''), b.reason
+FROM closeout.billing_exceptions b
+WHERE b.kind = 'exception' AND b.spent_date BETWEEN %(period_start)s AND %(period_end)s
+UNION ALL
+SELECT 'quarantine', '', '', 'quarantined', q.source || ':' || coalesce(q.source_id, '?'), coalesce(q.field, ''),
+       q.reason
+FROM closeout.quarantine q
+WHERE q.entity = 'time_entry' AND q.resolved_at IS NULL
+ORDER BY 1, 2, 3, 4, 5, 6, 7;

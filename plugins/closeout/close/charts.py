@@ -1,0 +1,163 @@
+"""Inline SVG charts for the close report, drawn in Python: no JavaScript, no CDN, so the page works offline
+and the same data draws the same bytes.
+
+Geometry is computed with ``Decimal`` (money never passes through a float, even on its way to a pixel), and
+every piece of text is XML-escaped: client names come from the trackers and are untrusted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
+from html import escape
+
+from closeout.accounting.csv_safe import major_units
+from closeout.close.report_data import ClientFigures
+
+HOURS_COLOUR, BILLED_COLOUR, PAID_COLOUR = "#4c78a8", "#e45756", "#54a24b"
+STATUS_STYLE = {  # status -> (fill, glyph, label); the glyph keeps the grid readable without colour
+    "passed": ("#54a24b", "✓", "passed"),
+    "failed": ("#e45756", "✗", "failed"),
+    "error": ("#f58518", "!", "error"),
+    "not_applicable": ("#bab0ac", "–", "not applicable"),
+    None: ("#ffffff", "", "no run"),
+}
+MAX_CLIENTS = 30
+LABEL_CHARS = 26
+
+
+def _n(value: Decimal | int) -> str:
+    """A coordinate, to a tenth of a pixel, without exponent notation."""
+    return format(Decimal(value).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP), "f")
+
+
+def _label(text: str, limit: int = LABEL_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _scale(value: Decimal | int, top: Decimal | int, width: int) -> Decimal:
+    if top <= 0 or value <= 0:
+        return Decimal(0)
+    return Decimal(value) * width / Decimal(top)
+
+
+def hours_text(hours: Decimal) -> str:
+    return format(hours.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP), "f")
+
+
+def money_text(amount_minor: int, exponent: int) -> str:
+    """Major units with thousands separators (display only: the CSV and JSON carry exact minor units)."""
+    text = major_units(amount_minor, exponent).text
+    sign, text = ("-", text[1:]) if text.startswith("-") else ("", text)
+    whole, _, frac = text.partition(".")
+    return sign + f"{int(whole):,}" + (f".{frac}" if frac else "")
+
+
+def client_figures_chart(clients: Sequence[ClientFigures], currency: str) -> str:
+    """Per client of one currency: billable hours (left panel, hours) against billed and paid (right panel, the
+    currency). Two panels because hours and money have different units; rows line up so a client reads across.
+    The largest ``MAX_CLIENTS`` clients by billed amount are drawn; the caption says how many were left out."""
+    rows = sorted((c for c in clients if c.currency == currency), key=lambda c: (-c.billed_minor, c.client_key))
+    shown = rows[:MAX_CLIENTS]
+    if not shown:
+        return ""
+    exponent = shown[0].exponent
+    label_w, hours_x, hours_w, money_x, money_w = 190, 200, 220, 500, 300
+    row_h, top = 34, 52
+    height = top + row_h * len(shown) + 24
+    width = money_x + money_w + 110
+    max_hours = max(c.billable_hours for c in shown)
+    max_money = max(max(c.billed_minor, c.paid_minor) for c in shown)
+    title = f"Billable hours, billed and paid per client ({currency})"
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{hours_x}" y="16" class="panel">Billable hours (h)</text>',
+        f'<text x="{money_x}" y="16" class="panel">Billed and paid ({escape(currency)})</text>',
+        f'<rect x="{money_x}" y="26" width="10" height="10" fill="{BILLED_COLOUR}"/>'
+        f'<text x="{money_x + 14}" y="35" class="legend">billed</text>'
+        f'<rect x="{money_x + 70}" y="26" width="10" height="10" fill="{PAID_COLOUR}"/>'
+        f'<text x="{money_x + 84}" y="35" class="legend">paid</text>',
+    ]
+    for axis_x, axis_w in ((hours_x, hours_w), (money_x, money_w)):
+        out.append(f'<line x1="{axis_x}" y1="{top - 4}" x2="{axis_x}" y2="{height - 20}" class="axis"/>')
+        out.append(f'<line x1="{axis_x + axis_w}" y1="{top - 4}" x2="{axis_x + axis_w}" y2="{height - 20}" '
+                   'class="grid"/>')  # fmt: skip
+    for axis_x in (hours_x, money_x):
+        out.append(f'<text x="{axis_x}" y="{height - 6}" class="tick">0</text>')
+    out.append(f'<text x="{hours_x + hours_w}" y="{height - 6}" class="tick" text-anchor="end">'
+               f"{escape(hours_text(max_hours))} h</text>")  # fmt: skip
+    out.append(f'<text x="{money_x + money_w}" y="{height - 6}" class="tick" text-anchor="end">'
+               f"{escape(money_text(max_money, exponent))}</text>")  # fmt: skip
+    for i, c in enumerate(shown):
+        y = top + i * row_h
+        name = c.client_name or c.client_key
+        out.append(f'<g><title>{escape(name)} ({escape(c.client_key)})</title>'
+                   f'<text x="{label_w}" y="{y + 17}" class="label" text-anchor="end">{escape(_label(name))}</text>'
+                   "</g>")  # fmt: skip
+        hw = _scale(c.billable_hours, max_hours, hours_w)
+        out.append(f'<rect x="{hours_x}" y="{y + 6}" width="{_n(hw)}" height="14" fill="{HOURS_COLOUR}">'
+                   f"<title>{escape(hours_text(c.billable_hours))} billable hours</title></rect>")  # fmt: skip
+        out.append(f'<text x="{_n(hours_x + hw + 4)}" y="{y + 17}" class="value">'
+                   f"{escape(hours_text(c.billable_hours))}</text>")  # fmt: skip
+        for j, (amount, colour, what) in enumerate(((c.billed_minor, BILLED_COLOUR, "billed"),
+                                                    (c.paid_minor, PAID_COLOUR, "paid"))):  # fmt: skip
+            bw = _scale(amount, max_money, money_w)
+            by = y + 3 + j * 13
+            text = money_text(amount, c.exponent)
+            out.append(f'<rect x="{money_x}" y="{by}" width="{_n(bw)}" height="11" fill="{colour}">'
+                       f"<title>{what}: {escape(text)} {escape(currency)}</title></rect>")  # fmt: skip
+            out.append(f'<text x="{_n(money_x + bw + 4)}" y="{by + 10}" class="value">{escape(text)}</text>')
+    out.append("</svg>")
+    if len(rows) > len(shown):
+        out.append(f'<p class="note">The {len(shown)} clients with the largest billed amounts are drawn; '
+                   f"{len(rows) - len(shown)} more are in the table below.</p>")  # fmt: skip
+    return "\n".join(out)
+
+
+def recon_status_grid(history: Sequence[dict]) -> str:
+    """Reconciliation status of recent periods: one column per period (oldest left), one row per check, each
+    cell the verdict of that period's latest finished run. A period without a run is an empty cell."""
+    if not history:
+        return ""
+    checks = sorted({name for h in history for name in h["checks"]})
+    rows = checks or ["(run)"]
+    label_w, cell_w, cell_h, top = 210, 70, 24, 40
+    width = label_w + cell_w * len(history) + 10
+    height = top + cell_h * len(rows) + 40
+    title = "Reconciliation status over recent periods"
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+    ]
+    for j, h in enumerate(history):
+        x = label_w + j * cell_w
+        out.append(f'<text x="{x + cell_w // 2}" y="{top - 10}" class="label" text-anchor="middle">'
+                   f"{escape(h['period'])}</text>")  # fmt: skip
+    for i, check in enumerate(rows):
+        y = top + i * cell_h
+        out.append(f'<text x="{label_w - 8}" y="{y + 16}" class="label" text-anchor="end">{escape(check)}</text>')
+        for j, h in enumerate(history):
+            x = label_w + j * cell_w
+            status = h["checks"].get(check) if checks else h["status"]
+            if h["run_id"] is None:
+                status = None
+            fill, glyph, label = STATUS_STYLE.get(status, ("#bab0ac", "?", str(status)))
+            tip = f"{h['period']} · {check}: {label}" + (f" (run {h['run_id']})" if h["run_id"] else "")
+            out.append(f'<g><title>{escape(tip)}</title><rect x="{x + 2}" y="{y + 2}" width="{cell_w - 4}" '
+                       f'height="{cell_h - 4}" fill="{fill}" stroke="#8c959f" stroke-width="0.5" class="cell"/>'
+                       f'<text x="{x + cell_w // 2}" y="{y + 16}" class="glyph" fill="#ffffff" text-anchor="middle">'
+                       f"{glyph}</text>"
+                       "</g>")  # fmt: skip
+    legend_y = top + cell_h * len(rows) + 22
+    x = label_w
+    for status in ("passed", "failed", "error", "not_applicable", None):
+        fill, glyph, label = STATUS_STYLE[status]
+        out.append(f'<rect x="{x}" y="{legend_y - 10}" width="12" height="12" fill="{fill}" stroke="#8c959f" '
+                   'stroke-width="0.5" class="cell"/>'
+                   f'<text x="{x + 16}" y="{legend_y}" class="legend">{escape(label)}</text>')  # fmt: skip
+        x += 30 + 7 * len(label)
+    out.append("</svg>")
+    return "\n".join(out)

@@ -1,0 +1,300 @@
+"""The close report's figures, read from the public ``closeout.*`` views only (the contract finance and auditors
+query themselves), so every number on the page can be re-derived with a query anyone can run.
+
+Money stays integer minor units with the currency's exponent beside it (closeout_data.currencies); hours stay
+``Decimal``. Tie-outs are computed from separately summed columns and reported as they come out, never
+asserted: a report that does not tie out says so, by how much, and where.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.pq import TransactionStatus
+from psycopg.rows import dict_row
+
+from closeout.paths import load_sql
+
+PERIOD_RE = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+MONEY_FIELDS = ("time_billed", "adjustments", "billed", "paid", "outstanding", "written_off", "refunded", "drafted")
+# optional relations other stages add; shown when present (found by to_regclass, never assumed)
+PERIOD_STATE_VIEWS = ("closeout.period_locks", "closeout.period_closes")
+
+
+class ReportError(ValueError):
+    """A report asked for with bad input (a malformed period, a step summary without its name)."""
+
+
+def parse_period(period: str) -> tuple[date, date]:
+    """First and last day of a ``YYYY-MM`` period."""
+    if not isinstance(period, str) or not PERIOD_RE.match(period):
+        raise ReportError(f"period {period!r}: expected YYYY-MM, for example 2026-10")
+    start = date(int(period[:4]), int(period[5:]), 1)
+    end = (start.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    return start, end
+
+
+def previous_periods(period: str, count: int) -> list[str]:
+    """``count`` periods ending with ``period``, oldest first."""
+    start, _ = parse_period(period)
+    out = []
+    year, month = start.year, start.month
+    for _ in range(max(count, 1)):
+        out.append(f"{year:04d}-{month:02d}")
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return out[::-1]
+
+
+@dataclass(frozen=True)
+class ClientFigures:
+    """One client in one currency for the period. Money in minor units of ``currency``."""
+
+    client_key: str
+    client_name: str
+    currency: str
+    exponent: int
+    hours: Decimal
+    billable_hours: Decimal
+    entry_count: int
+    invoices: int
+    time_billed_minor: int
+    adjustments_minor: int
+    adjustment_lines: int
+    billed_minor: int
+    lines_minor: int
+    paid_minor: int
+    outstanding_minor: int
+    written_off_minor: int
+    refunded_minor: int
+    drafts: int
+    drafted_minor: int
+    payment_exceptions: int
+    billing_exceptions: int
+
+    @property
+    def exceptions(self) -> int:
+        return self.payment_exceptions + self.billing_exceptions
+
+
+@dataclass(frozen=True)
+class TieOut:
+    """One arithmetic check on a currency's totals: ``left`` (the formula) against ``right`` (a separate sum)."""
+
+    currency: str
+    exponent: int
+    name: str
+    formula: str
+    left_minor: int
+    right_minor: int
+
+    @property
+    def difference_minor(self) -> int:
+        return self.left_minor - self.right_minor
+
+    @property
+    def ties_out(self) -> bool:
+        return self.difference_minor == 0
+
+
+@dataclass(frozen=True)
+class CurrencyTotals:
+    currency: str
+    exponent: int
+    clients: int
+    hours: Decimal
+    billable_hours: Decimal
+    entry_count: int
+    invoices: int
+    time_billed_minor: int
+    adjustments_minor: int
+    adjustment_lines: int
+    billed_minor: int
+    lines_minor: int
+    paid_minor: int
+    outstanding_minor: int
+    written_off_minor: int
+    refunded_minor: int
+    drafts: int
+    drafted_minor: int
+    payment_exceptions: int
+    billing_exceptions: int
+    tie_outs: tuple[TieOut, ...] = ()
+
+    @property
+    def ties_out(self) -> bool:
+        return all(t.ties_out for t in self.tie_outs)
+
+
+@dataclass(frozen=True)
+class CloseReport:
+    """Everything the page, the CSV and the JSON show, gathered once. ``generated_at`` is the only
+    time-dependent field: the same data with the same ``generated_at`` gives the same bytes."""
+
+    period: str
+    period_start: date
+    period_end: date
+    dry_run: bool
+    close_run_id: str | None
+    generated_at: str
+    clients: tuple[ClientFigures, ...]
+    totals: tuple[CurrencyTotals, ...]
+    invoices: tuple[dict[str, Any], ...]
+    adjustments: tuple[dict[str, Any], ...]
+    exceptions: tuple[dict[str, Any], ...]
+    recon: dict[str, Any] | None
+    recon_history: tuple[dict[str, Any], ...]
+    payouts: dict[str, Any]
+    steps: tuple[dict[str, Any], ...]
+    period_state: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+    @property
+    def ties_out(self) -> bool:
+        return all(t.ties_out for t in self.totals)
+
+
+def _rows(conn: psycopg.Connection, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(load_sql(f"close/{name}.sql"), params).fetchall()
+
+
+def _client(row: dict[str, Any]) -> ClientFigures:
+    return ClientFigures(
+        client_key=row["client_key"], client_name=row["client_name"], currency=row["currency"],
+        exponent=int(row["exponent"]), hours=Decimal(row["hours"]), billable_hours=Decimal(row["billable_hours"]),
+        entry_count=int(row["entry_count"]), invoices=int(row["invoices"]), time_billed_minor=int(row["time_minor"]),
+        adjustments_minor=int(row["adjustments_minor"]), adjustment_lines=int(row["adjustment_lines"]),
+        billed_minor=int(row["billed_minor"]), lines_minor=int(row["lines_minor"]), paid_minor=int(row["paid_minor"]),
+        outstanding_minor=int(row["outstanding_minor"]), written_off_minor=int(row["written_off_minor"]),
+        refunded_minor=int(row["refunded_minor"]), drafts=int(row["drafts"]), drafted_minor=int(row["drafted_minor"]),
+        payment_exceptions=int(row["payment_exceptions"]), billing_exceptions=int(row["billing_exceptions"]),
+    )  # fmt: skip
+
+
+SUMMED = ("hours", "billable_hours", "entry_count", "invoices", "time_billed_minor", "adjustments_minor",
+          "adjustment_lines", "billed_minor", "lines_minor", "paid_minor", "outstanding_minor", "written_off_minor",
+          "refunded_minor", "drafts", "drafted_minor", "payment_exceptions", "billing_exceptions")  # fmt: skip
+
+
+def currency_totals(clients: tuple[ClientFigures, ...]) -> tuple[CurrencyTotals, ...]:
+    """Per-currency sums of the client rows, each with its tie-outs: what was billed less what was paid and
+    written off is what is outstanding; and the invoices' totals are the sum of their lines (time plus
+    adjustments). Both sides are summed from different columns, so a broken link shows as a difference."""
+    out = []
+    for currency in sorted({c.currency for c in clients}):
+        rows = [c for c in clients if c.currency == currency]
+        sums = {name: sum((getattr(c, name) for c in rows), Decimal(0) if "hours" in name else 0) for name in SUMMED}
+        exponent = rows[0].exponent
+        tie_outs = (
+            TieOut(currency, exponent, "billed less paid and written off is outstanding",
+                   "billed - paid - written off = outstanding",
+                   sums["billed_minor"] - sums["paid_minor"] - sums["written_off_minor"], sums["outstanding_minor"]),
+            TieOut(currency, exponent, "invoice totals are the sum of their lines",
+                   "time lines + adjustment lines = billed",
+                   sums["time_billed_minor"] + sums["adjustments_minor"], sums["billed_minor"]),
+        )  # fmt: skip
+        out.append(CurrencyTotals(currency=currency, exponent=exponent, clients=len(rows), tie_outs=tie_outs, **sums))
+    return tuple(out)
+
+
+def _recon(conn: psycopg.Connection, period: str, history: int) -> tuple[dict[str, Any] | None, tuple[dict, ...]]:
+    periods = previous_periods(period, history)
+    runs: dict[str, dict[str, Any]] = {}
+    for row in _rows(conn, "report_recon", {"periods": periods}):
+        run = runs.setdefault(row["period"], {
+            "period": row["period"], "run_id": row["run_id"], "status": row["run_status"],
+            "started_at": row["started_at"], "finished_at": row["finished_at"], "data_docs": row["data_docs"],
+            "checks": []})  # fmt: skip
+        if row["check_name"] is not None:
+            evidence = row["evidence"] or {}
+            run["checks"].append({
+                "check_name": row["check_name"], "suite": row["suite"], "status": row["status"],
+                "observed": row["observed"] or {}, "tolerance": row["tolerance"] or {}, "evidence": evidence,
+                "evidence_link": str(evidence.get("data_docs") or row["data_docs"] or ""),
+            })  # fmt: skip
+    history_rows = tuple(
+        {"period": p, "run_id": runs[p]["run_id"] if p in runs else None,
+         "status": runs[p]["status"] if p in runs else None,
+         "checks": {c["check_name"]: c["status"] for c in runs[p]["checks"]} if p in runs else {}}
+        for p in periods
+    )  # fmt: skip
+    return runs.get(period), history_rows
+
+
+def _payouts(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, Any]:
+    by_status = [
+        {"currency": r["currency"], "exponent": int(r["exponent"]), "status": r["status"], "items": int(r["items"]),
+         "amount_minor": int(r["amount_minor"]), "hours": Decimal(r["hours"]), "batches": list(r["batches"])}
+        for r in _rows(conn, "report_payouts", params)
+    ]  # fmt: skip
+    holds = _rows(conn, "report_holds", params)
+    return {
+        "by_status": by_status,
+        "batches": _rows(conn, "report_payout_batches", params),
+        "exceptions": [{**r, "hours": Decimal(r["hours"]), "payees": list(r["payees"])}
+                       for r in _rows(conn, "report_payout_exceptions", params)],
+        "holds": holds,
+        "open_holds": sum(1 for h in holds if h["released_at"] is None),
+    }  # fmt: skip
+
+
+def _period_state(conn: psycopg.Connection, period: str) -> dict[str, list[dict[str, Any]]]:
+    """Rows of the period-lock and period-close views for this period, when those views exist. Their columns
+    belong to another stage, so rows are read whole (to_jsonb) and matched on a ``period`` column."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for view in PERIOD_STATE_VIEWS:
+        if conn.execute("SELECT to_regclass(%s)", (view,)).fetchone()[0] is None:
+            continue
+        schema, name = view.split(".")
+        query = sql.SQL("SELECT to_jsonb(v) FROM {} v WHERE to_jsonb(v) ->> 'period' = %s").format(
+            sql.Identifier(schema, name)
+        )
+        rows = [r[0] for r in conn.execute(query, (period,)).fetchall()]
+        out[name] = sorted(rows, key=lambda r: sorted((k, str(v)) for k, v in r.items()))
+    return out
+
+
+def _steps(steps: list[dict[str, Any]] | None) -> tuple[dict[str, Any], ...]:
+    out = []
+    for i, step in enumerate(steps or []):
+        if not isinstance(step, dict) or not step.get("step"):
+            raise ReportError(f"steps[{i}]: a step summary needs a 'step' name, got {step!r}")
+        out.append({"step": str(step["step"]), "status": str(step.get("status") or ""),
+                    "counts": dict(step.get("counts") or {}), "message": str(step.get("message") or "")})  # fmt: skip
+    return tuple(out)
+
+
+def build_report(
+    conn: psycopg.Connection,
+    period: str,
+    *,
+    steps: list[dict] | None = None,
+    dry_run: bool = False,
+    close_run_id: str | None = None,
+    history: int = 6,
+) -> CloseReport:
+    """Read the period's figures (one read-only pass, one snapshot) and compute totals and tie-outs."""
+    start, end = parse_period(period)
+    params = {"period": period, "period_start": start, "period_end": end}
+    fresh = conn.info.transaction_status == TransactionStatus.IDLE
+    with conn.transaction():
+        if fresh:  # one snapshot for every figure; inside a caller's transaction, that transaction's
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        clients = tuple(_client(r) for r in _rows(conn, "report_clients", params))
+        invoices = tuple(_rows(conn, "report_invoices", params))
+        adjustments = tuple(_rows(conn, "report_adjustments", params))
+        exceptions = tuple(_rows(conn, "report_exceptions", params))
+        recon, recon_history = _recon(conn, period, history)
+        payouts = _payouts(conn, params)
+        period_state = _period_state(conn, period)
+    return CloseReport(
+        period=period, period_start=start, period_end=end, dry_run=bool(dry_run), close_run_id=close_run_id,
+        generated_at=datetime.now(UTC).replace(microsecond=0).isoformat(), clients=clients,
+        totals=currency_totals(clients), invoices=invoices, adjustments=adjustments, exceptions=exceptions,
+        recon=recon, recon_history=recon_history, payouts=payouts, steps=_steps(steps), period_state=period_state,
+    )  # fmt: skip

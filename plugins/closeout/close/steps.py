@@ -1,0 +1,215 @@
+"""The close's steps, in order, each a call into the stage that owns the work.
+
+Every stage is already idempotent and safe to retry (outbox keys for Stripe, versioned drafts, journals posted
+once, export files rewritten byte-identically), so a step re-run after a failure repeats no side effect. What
+the close adds: the period's scope (the final sync covers the whole period and sweeps it for deletions, publish
+runs "as of" the first day after it), the publish-policy override, and the dry run (no external mutation, no
+lock, no payout gate). Each step returns a summary with counts; ``closeout.close.tasks`` records it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from closeout.close import dry_run
+from closeout.close.params import CloseParams
+from closeout.close.runs import CloseRefused, CloseRun, step_progress
+from closeout.paths import load_sql
+
+log = logging.getLogger(__name__)
+
+ORDER = ("final_sync", "lock_period", "drafts", "publish", "events", "journals", "accounting_export", "reconcile",
+         "close_report")  # fmt: skip
+WINDOWED_MAX_DAYS = 366  # Toggl's and Clockify's reports span at most a year (closeout.trackers.windowed)
+
+
+@dataclass
+class Step:
+    """What a step works with: its own warehouse connection, the close run and its parameters."""
+
+    conn: psycopg.Connection
+    run: CloseRun
+    params: CloseParams
+
+    @property
+    def closed_by(self) -> str:
+        return f"close run {self.run.close_run_id}"
+
+
+# -- 1. final sync ------------------------------------------------------------------------------------------------
+def final_sync_settings(tracker: str, params: CloseParams, today=None):
+    """The tracker's settings, widened so this sync re-lists the whole period and sweeps it for deletions."""
+    from closeout.trackers.settings import load_settings
+
+    today = today or datetime.now(UTC).date()
+    days = (today - params.start).days + 1
+    if tracker != "harvest" and days > WINDOWED_MAX_DAYS:
+        raise CloseRefused(
+            f"tracker {tracker}: period {params.period} began {days} days ago; its reports reach back at most "
+            f"{WINDOWED_MAX_DAYS} days, so a final sync cannot cover it (leave {tracker} out of 'trackers')"
+        )
+    return load_settings(tracker).merged({"sweep": "always", "sweep_days": max(days, 1), "full_refresh": False})
+
+
+def _sync_tracker(tracker: str, airflow_run_id: str, settings) -> dict[str, Any]:
+    if tracker == "harvest":
+        from closeout.trackers.harvest import sync as harvest
+
+        return harvest.run_all(airflow_run_id, settings)
+    from closeout.trackers import windowed
+
+    module = importlib.import_module(f"closeout.trackers.{tracker}.sync")
+    return windowed.run_all(module.TRACKER, airflow_run_id, settings)
+
+
+def final_sync(step: Step) -> dict[str, Any]:
+    """Each included tracker in turn, whole period plus deletion sweep; a retry skips trackers already done."""
+    done: dict[str, Any] = dict(step.run.step("final_sync").get("progress") or {})
+    for tracker in step.params.trackers:
+        if tracker in done:
+            log.info("final sync: %s already synced by this close (sync run %s), not repeated", tracker,
+                     done[tracker].get("sync_run_id"))  # fmt: skip
+            continue
+        settings = final_sync_settings(tracker, step.params)
+        log.info("final sync: %s, re-listing %d days back to %s with a deletion sweep", tracker, settings.sweep_days,
+                 step.params.start)  # fmt: skip
+        summary = _sync_tracker(tracker, step.run.airflow_run_id, settings)
+        if summary.get("status") != "succeeded":
+            raise RuntimeError(
+                f"final sync of {tracker} ended {summary.get('status')!r} (sync run {summary.get('sync_run_id')}): "
+                "the period is not completely captured; the retry continues it (see closeout.sync_runs)"
+            )
+        done[tracker] = summary
+        step_progress(step.conn, step.run, "final_sync", done)
+        log.info("final sync: %s done: %s", tracker, summary)
+    return {"trackers": done}
+
+
+# -- 2. lock ------------------------------------------------------------------------------------------------------
+def lock_period(step: Step) -> dict[str, Any]:
+    from closeout.billing import periods
+
+    period = periods.parse_period(step.params.period)
+    if step.params.dry_run:
+        status = periods.lock_status(step.conn, period)
+        log.info("dry run: period %s would be locked now (lock status: %s)", period.label, status or "not locked")
+        return {"dry_run": True, "would_lock": status is None, "lock_status": status}
+    # The lock fixes the content of the period's drafts, so they are first brought up to the final sync: without
+    # this, what the final sync captured would be billed as adjustments in the next period.
+    before = drafts(step) if not periods.is_locked(step.conn, period) else None
+    result = periods.lock_period(step.conn, period, locked_by=f"closeout_month_end_close {step.closed_by}",
+                                 close_run_id=str(step.run.close_run_id))  # fmt: skip
+    step.conn.commit()
+    result = {**result, "drafts_before_lock": before}
+    log.info("period %s %s: %s", period.label, "was already locked" if result.get("already_locked") else "locked",
+             result)  # fmt: skip
+    return result
+
+
+# -- 3. drafts ----------------------------------------------------------------------------------------------------
+def drafts(step: Step) -> dict[str, Any]:
+    from closeout.billing import tasks
+
+    config = tasks.load_config()
+    summary = tasks.refresh(step.run.airflow_run_id)
+    return {"config": {k: config.get(k) for k in ("origin", "clients", "rate_cards")}, **summary}
+
+
+# -- 4. publish ---------------------------------------------------------------------------------------------------
+def approve_held(step: Step) -> list[dict[str, Any]]:
+    """The 'auto' override: approve the period's held drafts, each recorded as an approval by this close run."""
+    from closeout.billing import lifecycle
+
+    rows = step.conn.execute(load_sql("close/held_drafts.sql"),
+                             {"start": step.params.start, "next_start": step.params.next_start}).fetchall()  # fmt: skip
+    approved = []
+    note = f"publish policy override 'auto' in closeout_month_end_close ({step.params.period})"
+    for invoice_id, version, client_key, currency, total in rows:
+        lifecycle.approve(step.conn, invoice_id, version=version, approved_by=step.closed_by, note=note)
+        approved.append({"invoice_id": invoice_id, "version": version, "client_key": client_key,
+                         "currency": currency, "total_minor": total})  # fmt: skip
+    step.conn.commit()
+    if approved:
+        log.info("publish policy override 'auto': %d held drafts approved by %s: %s", len(approved), step.closed_by,
+                 ", ".join(a["invoice_id"] for a in approved))  # fmt: skip
+    return approved
+
+
+def publish(step: Step) -> dict[str, Any]:
+    from closeout.payments import preview
+
+    policy = step.params.publish_policy
+    as_of = step.params.next_start
+    if policy == "hold":
+        would = preview.preview_publish(step.conn, as_of)
+        log.info("publish policy override 'hold': nothing published by this close; %d invoices wait", would["count"])
+        return {"held_by_override": True, "waiting": would}
+    if step.params.dry_run:
+        would = preview.preview_publish(step.conn, as_of, approve_held_from=step.params.start if policy == "auto"
+                                        else None)  # fmt: skip
+        log.info("dry run: publish would send %d invoices to Stripe, totals %s", would["count"], would["totals_minor"])
+        return {"dry_run": True, "would_publish": would}
+    approved = approve_held(step) if policy == "auto" else []
+    from closeout.payments import tasks
+
+    summary = tasks.publish_drafts(step.run.airflow_run_id, as_of)
+    return {"as_of": as_of.isoformat(), "approved_by_override": approved, **summary}
+
+
+# -- 5-6. events and journals -------------------------------------------------------------------------------------
+def events(step: Step) -> dict[str, Any]:
+    """Stripe's events (reads only): the webhook inbox, the /v1/events backfill, hosted links."""
+    from closeout.payments import tasks
+
+    run_id = step.run.airflow_run_id
+    return {"collected": tasks.collect_events(run_id), "applied": tasks.apply_events(run_id),
+            "hosted_urls": tasks.refresh_hosted_urls(run_id)}  # fmt: skip
+
+
+def journals(step: Step) -> dict[str, Any]:
+    from closeout.ledger import tasks
+
+    return tasks.post_journals(step.run.airflow_run_id)
+
+
+# -- 7. accounting export -----------------------------------------------------------------------------------------
+def accounting_export(step: Step) -> dict[str, Any]:
+    from closeout.accounting import export
+
+    root = dry_run.export_root() if step.params.dry_run else None
+    manifest = export.export_period(step.conn, step.params.period, root, airflow_run_id=step.run.airflow_run_id)
+    summary = {k: manifest.get(k) for k in ("folder", "invoices", "journals", "content_sha256", "export_run_id")}
+    summary["files"] = [{"name": f["name"], "rows": f["rows"]} for f in manifest.get("files", [])]
+    summary["skipped"] = len(manifest.get("skipped", []))
+    summary["dry_run"] = step.params.dry_run
+    log.info("accounting export of %s: %d invoices, %d journals in %d files at %s", step.params.period,
+             summary["invoices"] or 0, summary["journals"] or 0, len(summary["files"]), summary["folder"])  # fmt: skip
+    return summary
+
+
+# -- 8. reconcile -------------------------------------------------------------------------------------------------
+def reconcile(step: Step, on_breach: Callable[[], None] | None = None) -> dict[str, Any]:
+    """The real run goes through closeout_reconcile's task (breach -> pause, hold, alert, fail); ``on_breach``
+    runs before the failure propagates (the close writes its report so the alert's link works)."""
+    if step.params.dry_run:
+        return dry_run.reconcile(step.conn, step.params.period, step.run.airflow_run_id)
+    from closeout.recon import tasks
+
+    try:
+        return tasks.reconcile(step.run.airflow_run_id, step.params.period)
+    except Exception:
+        if on_breach is not None:
+            on_breach()
+        raise
+
+
+STEPS: dict[str, Callable[[Step], dict[str, Any]]] = {
+    "final_sync": final_sync, "lock_period": lock_period, "drafts": drafts, "publish": publish, "events": events,
+    "journals": journals, "accounting_export": accounting_export, "reconcile": reconcile,
+}  # fmt: skip

@@ -34,6 +34,7 @@ ONE_RUN_AT_A_TIME = {
     "closeout_stripe_events",
     "closeout_payouts",
     "closeout_reconcile",
+    "closeout_month_end_close",
 }
 HEAVY_MODULES = ("pandas", "great_expectations", "stripe", "psycopg", "requests")
 HARVEST_POOL = "harvest_api"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+
 from closeout.paths import load_sql
 
 log = logging.getLogger(__name__)

@@ -14,8 +14,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from closeout.paths import load_sql
 from psycopg.rows import dict_row
+
+from closeout.paths import load_sql
 
 
 class CloseRefused(RuntimeError):

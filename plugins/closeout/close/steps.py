@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
+
 from closeout.close import dry_run
 from closeout.close.params import CloseParams
 from closeout.close.runs import CloseRefused, CloseRun, step_progress

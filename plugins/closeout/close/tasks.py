@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import psycopg
+
 from closeout.close import runs, steps
 from closeout.close.params import CloseParams, read_params
 from closeout.close.runs import CloseRefused, CloseRun
@@ -137,8 +138,8 @@ def _report_after_breach(run: CloseRun, params: CloseParams) -> None:
 def write_report(conn: psycopg.Connection, run: CloseRun, params: CloseParams) -> dict[str, Any]:
     from closeout.close import report
 
-    built = report.build_report(conn, params.period, steps=run.steps, dry_run=params.dry_run,
-                                close_run_id=run.close_run_id)  # fmt: skip
+    built = report.build_report(conn, params.period, steps=report_steps(run), dry_run=params.dry_run,
+                                close_run_id=str(run.close_run_id))  # fmt: skip
     written = report.write_report(built)
     return {"url": report.report_url(params.period, dry_run=params.dry_run), "files": written}
 
@@ -166,6 +167,20 @@ def close_report(airflow_run_id: str) -> dict[str, Any]:
     notes.set_run_note(airflow_run_id, f"{'DRY RUN: ' if params.dry_run else ''}Close report: {written['url']}")
     return {"close_run_id": run.close_run_id, "report_url": written["url"], "summary": lines,
             "dry_run": params.dry_run}  # fmt: skip
+
+
+def report_steps(run: CloseRun) -> list[dict[str, Any]]:
+    """The steps as the report shows them: status, counts (numbers only) and a one-line message."""
+    out = []
+    for name in steps.ORDER:
+        state = run.step(name)
+        if not state:
+            continue
+        summary = state.get("summary") or {}
+        counts = {k: v for k, v in summary.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        out.append({"step": name, "status": state.get("status"), "counts": counts,
+                    "message": state.get("error") or digest(summary)})  # fmt: skip
+    return out
 
 
 def digest(summary: dict[str, Any], limit: int = 8) -> str:

@@ -1,0 +1,288 @@
+"""closeout_month_end_close as real DAG runs (``dag.test``) on real Postgres, against the Harvest and Stripe
+sandboxes: a period closed end to end; a re-run that changes nothing (sandbox request counters and warehouse row
+counts) and says so; a dry run with no Stripe mutation, no lock and no hold; a failing step retried alone without
+repeating a side effect; a late edit to the locked period billed as an adjustment in the next one; clear refusals
+for a malformed, unfinished, already-locked period and for a second close while one runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from closeout.billing import periods
+from closeout.close import runs, tasks
+from closeout.close.params import read_params
+from closeout.close.runs import CloseRefused
+from closeout.warehouse.db import connect
+from conftest import DagRunResult, load_dag
+from payments_support import check_invariant_3, last_month
+
+from sandbox.harvest import generate_dataset
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ledger"))
+from ledger_support import check_invariants
+
+pytestmark = pytest.mark.integration
+
+DAG_ID = "closeout_month_end_close"
+PERIOD_START = last_month()
+PERIOD = PERIOD_START.strftime("%Y-%m")
+NEXT_START = (PERIOD_START + timedelta(days=32)).replace(day=1)
+CONF = {"period": PERIOD, "trackers": ["harvest"]}
+BEFORE_EXPORT = "validate|final_sync|lock_period|drafts|publish|events|journals"
+COUNTED = ("closeout.invoices", "closeout.invoice_lines", "closeout.ledger_lines", "closeout.sync_runs",
+           "closeout.recon_checks", "closeout.stripe_publications", "closeout_data.accounting_export_runs",
+           "closeout.payout_holds", "closeout.period_locks")  # fmt: skip
+
+
+@pytest.fixture
+def books(warehouse, harvest, stripe_sandbox, tmp_path, monkeypatch):
+    """Two clients (USD, EUR) with ~10 weeks of time in Harvest; every output folder in tmp_path."""
+    harvest.load(generate_dataset(160, seed=3, anchor=date.today(), days=70, n_clients=2))
+    config = tmp_path / "clients.yaml"
+    config.write_text("defaults:\n  require_approval: false\nclients: []\n")
+    for var, value in {"CLOSEOUT_BILLING_CONFIG": config, "CLOSEOUT_EXPORT_DIR": tmp_path / "exports",
+                       "CLOSEOUT_DATA_DOCS_DIR": tmp_path / "docs",
+                       "CLOSEOUT_REPORTS_URL": tmp_path / "reports"}.items():  # fmt: skip
+        monkeypatch.setenv(var, str(value))
+    return tmp_path
+
+
+def close(conf: dict, *, at: datetime | None = None, mark_success: str | None = None) -> DagRunResult:
+    """One run of the close; ``at`` pins its logical date (so the same Airflow run can be cleared and run again,
+    ``mark_success`` naming the tasks that keep their success, as "Clear" on the failed task does in the UI)."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+
+    dag = load_dag(DAG_ID)
+    kwargs = {"logical_date": at, "run_after": at} if at else {}
+    dag_run = dag.test(run_conf=conf, mark_success_pattern=mark_success, **kwargs)
+    with create_session() as session:
+        dr = session.query(DagRun).filter(DagRun.dag_id == DAG_ID, DagRun.run_id == dag_run.run_id).one()
+        tis = dr.get_task_instances(session=session)
+        return DagRunResult(dag_run.run_id, str(dr.state), {t.task_id: str(t.state) for t in tis},
+                            {t.task_id: t.try_number for t in tis})  # fmt: skip
+
+
+def close_row(warehouse, run_id: str) -> dict:
+    cols = ("close_run_id", "status", "dry_run", "steps", "message", "report_url", "error")
+    row = warehouse.rows(f"SELECT {', '.join(cols)} FROM closeout.period_closes WHERE airflow_run_id = %s", (run_id,))
+    assert row, f"no close run for {run_id}"
+    return dict(zip(cols, row[0], strict=True))
+
+
+def counts(warehouse) -> dict[str, int]:
+    return {name: warehouse.scalar(f"SELECT count(*) FROM {name}") for name in COUNTED}
+
+
+def period_invoices(warehouse) -> list[tuple]:
+    return warehouse.rows(
+        """SELECT invoice_id, status, total_minor, version, stripe_invoice_id FROM closeout.invoices
+           WHERE period_start >= %s AND period_end < %s AND total_minor > 0 ORDER BY invoice_id""",
+        (PERIOD_START, NEXT_START),
+    )
+
+
+def report_document(url: str) -> dict:
+    """The report's JSON, beside its index.html."""
+    return json.loads((Path(url).parent / f"close-report-{PERIOD}.json").read_text())
+
+
+# -- end to end, re-run, late edit ------------------------------------------------------------------------------
+def test_close_end_to_end_then_rerun_changes_nothing_then_a_late_edit_is_adjusted_next_period(
+    warehouse, books, harvest, stripe_sandbox, airflow_db
+) -> None:
+    first = close(CONF)
+    assert first.state == "success", first
+    assert set(first.task_states.values()) == {"success"}, first
+    row = close_row(warehouse, first.run_id)
+    assert row["status"] == "succeeded" and row["dry_run"] is False, row
+    assert [s for s, v in row["steps"].items() if v["status"] != "succeeded"] == [], row["steps"]
+
+    # the period is captured, locked, billed, published, journaled, exported, reconciled and reported
+    assert row["steps"]["final_sync"]["summary"]["trackers"]["harvest"]["status"] == "succeeded"
+    with connect() as conn:
+        lock = periods.lock_status(conn, PERIOD)
+    assert lock and lock["close_run_id"] == str(row["close_run_id"]) and lock["covered_by"] == PERIOD, lock
+    invoices = period_invoices(warehouse)
+    assert invoices and all(status == "open" and stripe_id for _, status, _, _, stripe_id in invoices), invoices
+    check_invariant_3(warehouse, stripe_sandbox)
+    check_invariants(warehouse)  # every journal balances; receivable = unpaid remainder of open invoices
+    export = row["steps"]["accounting_export"]["summary"]
+    assert export["invoices"] == len(invoices) and Path(export["folder"]).is_dir()
+    assert Path(export["folder"]) == books / "exports" / PERIOD
+    recon = row["steps"]["reconcile"]["summary"]
+    assert recon["status"] == "passed" and not recon["holds"], recon
+    assert row["report_url"] and Path(row["report_url"]).is_file(), row
+    assert warehouse.scalar("SELECT count(*) FROM closeout.payout_holds") == 0
+
+    # re-run: nothing else runs, no request reaches a sandbox, no row changes, and the close says so
+    before, harvest_requests, stripe_requests = counts(warehouse), harvest.stats()["requests"], \
+        stripe_sandbox.stats()["requests"]  # fmt: skip
+    again = close(CONF)
+    assert again.state == "success", again
+    assert again.task_states.pop("validate") == "success"
+    assert set(again.task_states.values()) == {"skipped"}, again
+    assert harvest.stats()["requests"] == harvest_requests
+    assert stripe_sandbox.stats()["requests"] == stripe_requests
+    assert counts(warehouse) == before
+    rerun = close_row(warehouse, again.run_id)
+    assert rerun["status"] == "already_closed"
+    when = _finished(warehouse, first.run_id)
+    assert rerun["message"] == (f"period {PERIOD} was closed by run {first.run_id} at {when}; nothing changed; "
+                                f"report: {row['report_url']}")  # fmt: skip
+
+    # a late edit to an entry of the locked period: the next sync and drafting bill it as an adjustment on the
+    # client's next draft; the closed invoice does not change
+    invoice_id, entry_id, hours = warehouse.rows(
+        """SELECT i.invoice_id, e.source_id, t.hours FROM closeout.invoices i
+           JOIN closeout.invoice_line_entries e USING (invoice_id)
+           JOIN closeout.time_entries t ON t.source = e.source AND t.source_id = e.source_id
+           WHERE i.period_start >= %s AND i.period_end < %s ORDER BY i.invoice_id, e.source_id LIMIT 1""",
+        (PERIOD_START, NEXT_START),
+    )[0]
+    harvest.update_entry(int(entry_id), hours=float(hours) + 1.0)
+    assert load_dag("closeout_sync_harvest").test().state == "success"
+    assert load_dag("closeout_invoice_drafts").test().state == "success"
+    assert period_invoices(warehouse) == invoices, "a closed period's invoices never change"
+    adjustments = warehouse.rows(
+        """SELECT i.period_start, l.adjusts_invoice_id, e.source_id FROM closeout.invoice_lines l
+           JOIN closeout.invoices i USING (invoice_id)
+           JOIN closeout.invoice_line_entries e USING (invoice_id, line_no) WHERE l.kind = 'adjustment'"""
+    )
+    assert len(adjustments) == 1, adjustments
+    next_start, adjusts, source_id = adjustments[0]
+    assert next_start >= NEXT_START and adjusts == invoice_id and source_id == entry_id, adjustments[0]
+
+
+def _finished(warehouse, run_id: str) -> str:
+    finished = warehouse.scalar("SELECT finished_at FROM closeout.period_closes WHERE airflow_run_id = %s", (run_id,))
+    return finished.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# -- dry run ----------------------------------------------------------------------------------------------------
+def test_dry_run_mutates_nothing_outside_and_reports_what_it_would_do(
+    warehouse, books, stripe_sandbox, airflow_db
+) -> None:
+    stripe_sandbox.reset_stats()
+    result = close({**CONF, "dry_run": True})
+    assert result.state == "success", result
+    stats = stripe_sandbox.stats()
+    assert stats["mutations"] == 0 and stripe_sandbox.count("invoice") == 0 and stripe_sandbox.count("customer") == 0
+    assert stats["requests"] > 0 and {method for method, _, _ in stats["log"]} == {"GET"}, stats["log"]
+    assert warehouse.scalar("SELECT count(*) FROM closeout.period_locks") == 0
+    assert warehouse.scalar("SELECT count(*) FROM closeout.payout_holds") == 0
+    assert warehouse.scalar("SELECT count(*) FROM closeout.recon_runs") == 0, "a dry run leaves no verdict behind"
+
+    row = close_row(warehouse, result.run_id)
+    assert row["status"] == "succeeded" and row["dry_run"] is True
+    steps = row["steps"]
+    assert steps["lock_period"]["summary"]["would_lock"] is True
+    would = steps["publish"]["summary"]["would_publish"]
+    drafts = warehouse.rows(
+        """SELECT invoice_id, currency, total_minor FROM closeout.invoices WHERE status = 'draft' AND total_minor > 0
+           AND period_end < %s ORDER BY invoice_id""", (NEXT_START,))  # fmt: skip
+    assert drafts and sorted(i["invoice_id"] for i in would["invoices"]) == [d[0] for d in drafts]
+    totals: dict[str, int] = {}
+    for _, currency, total in drafts:
+        totals[currency] = totals.get(currency, 0) + total
+    assert would["totals_minor"] == totals
+    assert Path(steps["accounting_export"]["summary"]["folder"]) == books / "exports" / "dry-run" / PERIOD
+    assert not (books / "exports" / PERIOD).exists()
+    assert "dry-run" in row["report_url"] and Path(row["report_url"]).is_file()
+    assert report_document(row["report_url"])["dry_run"] is True
+
+    # a dry run is no close: the real one still runs (it is not "already closed")
+    with connect() as conn:
+        assert runs.closed(conn, PERIOD) is None
+
+
+# -- a failing step, retried alone ------------------------------------------------------------------------------
+def test_a_failed_step_is_retried_alone_without_repeating_side_effects(
+    warehouse, books, harvest, stripe_sandbox, airflow_db, monkeypatch
+) -> None:
+    # Stripe answers one invoice creation with a 500: Airflow retries publish alone and the outbox replays
+    stripe_sandbox.inject("error_500", times=1, path_prefix="/v1/invoices")
+    # and the accounting export cannot write (its folder is a file): that step fails for good
+    blocked = books / "not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setenv("CLOSEOUT_EXPORT_DIR", str(blocked))
+    at = datetime.now(UTC).replace(microsecond=0)
+
+    failed = close(CONF, at=at)
+    assert failed.state == "failed", failed
+    assert stripe_sandbox.stats()["faults"] == 1
+    assert failed.tries["publish"] == 2 and failed.task_states["publish"] == "success", failed
+    assert failed.task_states["accounting_export"] == "failed", failed
+    assert {t: failed.tries[t] for t in ("final_sync", "lock_period", "drafts", "events", "journals")} == dict.fromkeys(
+        ("final_sync", "lock_period", "drafts", "events", "journals"), 1)  # fmt: skip
+    row = close_row(warehouse, failed.run_id)
+    assert row["status"] == "failed" and row["steps"]["accounting_export"]["status"] == "failed", row
+    assert "accounting_export" in row["error"]
+    check_invariant_3(warehouse, stripe_sandbox)
+    published = period_invoices(warehouse)
+    assert published and all(status == "open" for _, status, *_ in published)
+
+    # fixed; the same Airflow run is cleared from the failed step on: the steps before it are not run again
+    monkeypatch.setenv("CLOSEOUT_EXPORT_DIR", str(books / "exports"))
+    before = counts(warehouse)
+    stripe_before, harvest_before = stripe_sandbox.stats(), harvest.stats()["requests"]
+    retried = close(CONF, at=at, mark_success=BEFORE_EXPORT)
+    assert retried.run_id == failed.run_id
+    assert retried.state == "success", retried
+    assert stripe_sandbox.stats()["mutations"] == stripe_before["mutations"], "no Stripe call was repeated"
+    assert harvest.stats()["requests"] == harvest_before, "no tracker was read again"
+    after = counts(warehouse)
+    assert {k: after[k] for k in before if k not in ("closeout.recon_checks", "closeout_data.accounting_export_runs")} \
+        == {k: before[k] for k in before if k not in ("closeout.recon_checks",
+                                                       "closeout_data.accounting_export_runs")}  # fmt: skip
+    assert period_invoices(warehouse) == published
+    check_invariant_3(warehouse, stripe_sandbox)
+    row = close_row(warehouse, retried.run_id)
+    assert row["status"] == "succeeded" and row["steps"]["accounting_export"]["status"] == "succeeded", row
+    assert row["steps"]["accounting_export"]["summary"]["invoices"] == len(published)
+
+
+# -- refusals ---------------------------------------------------------------------------------------------------
+def test_refusals_name_the_period_and_what_is_wrong(warehouse) -> None:
+    with pytest.raises(CloseRefused, match=r"parameter 'period' = '2026-13'"):
+        read_params({"period": "2026-13"})
+    with pytest.raises(CloseRefused, match=r"'period' = 'last month'"):
+        read_params({"period": "last month"})
+    with pytest.raises(CloseRefused, match=r"not over yet \(it ends 2026-11-30\); close it from 2026-12-01"):
+        read_params({"period": "2026-11"}, today=date(2026, 11, 30))
+    assert read_params({"period": "2026-11"}, today=date(2026, 12, 1)).next_start == date(2026, 12, 1)
+    with pytest.raises(CloseRefused, match=r"'trackers' = \['jira'\]"):
+        read_params({"period": PERIOD, "trackers": ["jira"]})
+
+    # one close at a time, whichever deployment started the other one
+    with connect() as conn:
+        runs.begin(conn, PERIOD, "other-deployment-run", dry_run=False, params={})
+        with pytest.raises(CloseRefused, match=r"another close is running: close run \d+ of period .* "
+                                               r"\(Airflow run other-deployment-run"):  # fmt: skip
+            runs.begin(conn, PERIOD, "this-run", dry_run=False, params={})
+        with pytest.raises(CloseRefused, match="another close is running"):
+            tasks.validate("this-run", {"period": PERIOD})
+
+
+def test_an_already_locked_period_is_refused_without_retry(warehouse, airflow_db) -> None:
+    with connect() as conn:
+        periods.lock_period(conn, PERIOD, locked_by="finance: manual lock")
+        conn.commit()
+    with pytest.raises(CloseRefused, match=rf"'period' = '{PERIOD}': the period is already locked by "
+                                           r"'finance: manual lock'"):  # fmt: skip
+        tasks.validate("refused-run", {"period": PERIOD})
+    result = close(CONF)
+    assert result.state == "failed" and result.task_states["validate"] == "failed", result
+    assert result.tries["validate"] == 1, "a refusal is not retried"
+    assert warehouse.scalar("SELECT count(*) FROM closeout.period_closes") == 0
+
+
+def test_a_malformed_period_is_refused_by_the_trigger_form(airflow_db) -> None:
+    from airflow.sdk.exceptions import ParamValidationError
+
+    with pytest.raises(ParamValidationError):
+        close({"period": "2026-1"})

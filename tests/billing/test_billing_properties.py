@@ -1,7 +1,8 @@
 """Property-based tests: random sequences of creates, edits, rate changes, approvals, deletions,
-restores, re-syncs, client moves, config changes, drafting, publication and voids, on the real
-warehouse. After every step the drafting runs and invariants 1 and 2 (DESIGN.md) are checked from the
-contract views, together with: a published invoice never changes, and a second drafting run with
+restores, re-syncs, client moves, config changes, drafting, publication, voids and the month-end lock
+of October, on the real warehouse. After every step the drafting runs and invariants 1 and 2
+(DESIGN.md) are checked from the contract views, together with: a published invoice, or a draft of a
+locked period, never changes; no draft is opened in a locked period; and a second drafting run with
 nothing new writes nothing."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from datetime import date
 from decimal import Decimal as D
 
 from billing_support import Books, Entry
+from closeout.billing.periods import lock_period
 from closeout.warehouse.db import connect
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -21,6 +23,7 @@ HOURS = [D("0.25"), D("0.5"), D("1"), D("0.333333"), D("1.75"), D("2.5"), D("7.1
 RATES = [D("100"), D("95.5"), D("150.25"), D("12000"), D("45.123"), D("0.01")]
 DAYS = [date(2026, 10, 3), date(2026, 10, 17), date(2026, 10, 31), date(2026, 11, 2), date(2026, 11, 20),
         date(2026, 12, 1)]  # fmt: skip
+OCTOBER_END = date(2026, 10, 31)
 USERS = ["u1", "u2"]
 MOSTLY_TRUE = st.sampled_from([True, True, True, False])  # most time is billable and approved
 
@@ -35,7 +38,8 @@ class DraftingMachine(RuleBasedStateMachine):
         self.books = Books(type(self).conn)
         self.state: dict[str, Entry] = {}
         self.deleted: set[str] = set()
-        self.frozen: dict[str, tuple] = {}
+        self.frozen: dict[str, tuple] = {}  # published invoices and drafts of the locked month
+        self.october_locked = False
         self.next_id = 0
 
     def teardown(self) -> None:
@@ -117,6 +121,15 @@ class DraftingMachine(RuleBasedStateMachine):
             self.books.void(invoice_id)
             self.frozen[invoice_id] = self._snapshot(invoice_id)
 
+    @rule()
+    def lock_october(self) -> None:
+        """The month-end close of October: from now on its drafts are as fixed as published invoices."""
+        lock_period(self.books.conn, "2026-10", locked_by="property-test")
+        self.october_locked = True
+        for invoice_id, row in self.books.invoices().items():
+            if row[3] <= OCTOBER_END and invoice_id not in self.frozen:
+                self.frozen[invoice_id] = self._snapshot(invoice_id)
+
     @rule(client=st.sampled_from(sorted(CLIENTS)), grouping=st.sampled_from(["project_task", "user", "entry", "day"]),
           rounding=st.sampled_from(["tracker", "exact"]), require_approval=st.booleans())  # fmt: skip
     def reconfigure(self, client, grouping, rounding, require_approval) -> None:
@@ -133,7 +146,10 @@ class DraftingMachine(RuleBasedStateMachine):
         self.books.draft()
         self.books.check_invariants()
         for invoice_id, snapshot in self.frozen.items():
-            assert self._snapshot(invoice_id) == snapshot, f"published invoice {invoice_id} changed"
+            assert self._snapshot(invoice_id) == snapshot, f"published or locked invoice {invoice_id} changed"
+        if self.october_locked:
+            opened = [i for i, row in self.books.invoices().items() if row[3] <= OCTOBER_END and i not in self.frozen]
+            assert not opened, f"drafts opened in the locked month: {opened}"
 
     # -- helpers -----------------------------------------------------------------------------------
     def _put(self, entry: Entry) -> None:

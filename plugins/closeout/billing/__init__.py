@@ -4,4 +4,6 @@
   rounding, publish policy, rate cards), loaded from a documented YAML or JSON file.
 * ``drafting``: the set-based refresh of drafts for open periods (``include/sql/billing/``).
 * ``lifecycle``: what may happen to a draft afterwards: approval, freezing for publication, void.
+* ``periods``: accounting months and the month-end period lock, after which a locked month's drafts are
+  as fixed as published invoices.
 """

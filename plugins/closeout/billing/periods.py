@@ -96,10 +96,12 @@ def lock_period(
 ) -> dict[str, Any]:
     """Lock a month that is over, in the caller's transaction (the caller commits); idempotent.
 
-    Returns ``{"period", "already_locked", "locked_at", "locked_by", "close_run_id", "drafts", "frozen",
-    "entries"}``: the invoices whose billing period the lock newly covers, still drafts or already frozen
-    (void ones not counted), and how many entries they bill. Locking a month that is already covered
-    changes nothing and returns the existing lock with ``already_locked: True``.
+    Returns ``{"period", "period_start", "period_end", "covered_by", "already_locked", "locked_at",
+    "locked_by", "close_run_id", "drafts", "frozen", "entries"}``: the invoices whose billing period the
+    lock newly covers, still drafts or already frozen (void ones not counted), and how many entries they
+    bill. Locking a month that is already covered (by its own lock or a later month's) changes nothing
+    and returns that lock with ``already_locked: True``. Raises PeriodError for a malformed period, a
+    month not over yet (UTC, by the database clock) or a blank ``locked_by``.
     """
     wanted = _as_period(period)
     if not isinstance(locked_by, str) or not locked_by.strip():

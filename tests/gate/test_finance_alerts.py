@@ -103,3 +103,24 @@ def test_failures_name_the_channel_not_the_secret(smtp, hook_receiver, finance_c
         send_email(_alert())
     assert "refused the login" in str(smtp_error.value) and "wrong-password-123" not in str(smtp_error.value)
     assert smtp.messages == []
+
+
+def test_amounts_per_currency_show_major_units_and_the_report_link(smtp, finance_conns) -> None:
+    """The reconcile reports differences per currency code; each shows in major units by that currency's
+    exponent (as closeout_data.currencies has it), and a close report link is carried when given."""
+    facts = BreachFacts(**{**FACTS.__dict__, "observed": {
+        "USD": {"rows": 1, "difference_minor": -5000}, "KWD": {"rows": 2, "difference_minor": -5000},
+        "JPY": {"rows": 1, "max_abs_difference_minor": -500}}})  # fmt: skip
+    alert = compose_hold_alert(
+        facts, hold_id=9, opened_at=datetime(2026, 11, 1, tzinfo=UTC), dag_id="closeout_payouts", paused=True,
+        exponents={"USD": 2, "KWD": 3, "JPY": 0}, report_url="https://reports.test/close/2026-10.html",
+    )  # fmt: skip
+    for expected in ("difference_minor: -50.00 USD (-5000 minor units)",
+                     "difference_minor: -5.000 KWD (-5000 minor units)",
+                     "max_abs_difference_minor: -500 JPY (-500 minor units)",
+                     "Close report: https://reports.test/close/2026-10.html"):  # fmt: skip
+        assert expected in alert.text, expected
+    assert alert.payload["report_url"] == "https://reports.test/close/2026-10.html"
+    assert "report_url" not in _alert().payload and "Close report" not in _alert().text
+    send_email(alert)
+    assert "-5.000 KWD" in smtp.messages[0].body

@@ -142,7 +142,7 @@ def test_breach_pauses_payouts_holds_once_alerts_once_and_green_releases_nothing
     for needed in (
         f"Check:     {BREACH}",  # the check
         f"Period:    {PERIOD}",  # the period
-        "difference_minor: -5000",  # the observed difference
+        "difference_minor: -50.00 USD (-5000 minor units)",  # the observed difference, in major units
         "Tolerance:",
         "default_minor: 0",  # the tolerance
         f"Hold id:   {hold_id}",  # the hold

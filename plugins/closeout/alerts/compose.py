@@ -1,8 +1,11 @@
 """Compose a payout-hold alert a finance person can act on without opening Airflow.
 
 One composition feeds both channels: a plain-text e-mail with a clear subject, and a JSON webhook
-payload carrying the same facts as fields plus the same text. Amounts in minor units are also shown in
-major units when the currency is known. Known secret values are masked as a last line of defence.
+payload carrying the same facts as fields plus the same text. Amounts in minor units are shown in major
+units with their currency first (``-50.00 USD (-5000 minor units)``), Decimal only, with the exponent the
+caller read from ``closeout_data.currencies`` (``exponents``; without it, ISO 4217's). A mapping keyed by
+currency code (``{"USD": {"difference_minor": -5000}}``, as the reconcile reports per currency) names
+the currency of what it holds. Known secret values are masked as a last line of defence.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 # ISO 4217 exponents that are not 2; everything else is shown with 2 decimals.
@@ -39,14 +43,21 @@ class BreachFacts:
     evidence: str
 
 
-def major_units(amount_minor: int, currency: str) -> str:
-    exponent = _EXPONENTS.get(currency.upper(), 2)
-    sign = "-" if amount_minor < 0 else ""
-    whole, frac = divmod(abs(int(amount_minor)), 10**exponent)
-    return f"{sign}{whole:,}" + (f".{frac:0{exponent}d}" if exponent else "") + f" {currency.upper()}"
+def major_units(amount_minor: int, currency: str, exponents: Mapping[str, int] | None = None) -> str:
+    """``-5000`` USD -> ``-50.00 USD``, ``-5000`` KWD -> ``-5.000 KWD``, ``-500`` JPY -> ``-500 JPY``."""
+    code = currency.upper()
+    exponent = (exponents or {}).get(code, _EXPONENTS.get(code, 2))
+    value = Decimal(int(amount_minor)).scaleb(-exponent)
+    return f"{value:,.{exponent}f} {code}"
 
 
-def _value_lines(value: Any, currency: str | None, indent: str = "    ") -> list[str]:
+def _is_currency(key: Any, exponents: Mapping[str, int] | None) -> bool:
+    code = str(key)
+    return code in exponents if exponents else (len(code) == 3 and code.isalpha() and code.isupper())
+
+
+def value_lines(value: Any, currency: str | None, indent: str = "    ",
+                 exponents: Mapping[str, int] | None = None) -> list[str]:  # fmt: skip
     if isinstance(value, Mapping):
         if not value:
             return [f"{indent}(none given)"]
@@ -55,29 +66,30 @@ def _value_lines(value: Any, currency: str | None, indent: str = "    ") -> list
         for key, item in value.items():
             if isinstance(item, Mapping):
                 lines.append(f"{indent}{key}:")
-                lines.extend(_value_lines(item, cur, indent + "    "))
+                inner = str(key) if _is_currency(key, exponents) else cur
+                lines.extend(value_lines(item, inner, indent + "    ", exponents))
                 continue
             shown = str(item)
             if cur and str(key).endswith("_minor") and isinstance(item, int) and not isinstance(item, bool):
-                shown = f"{major_units(item, cur)} ({item} minor units)"
+                shown = f"{major_units(item, cur, exponents)} ({item} minor units)"
             lines.append(f"{indent}{key}: {shown}")
         return lines
     return [f"{indent}{value}"]
 
 
-def _mask(text: str, secrets: Iterable[str]) -> str:
+def mask_text(text: str, secrets: Iterable[str]) -> str:
     for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text
 
 
-def _mask_obj(value: Any, secrets: list[str]) -> Any:
+def mask_value(value: Any, secrets: list[str]) -> Any:
     if isinstance(value, str):
-        return _mask(value, secrets)
+        return mask_text(value, secrets)
     if isinstance(value, Mapping):
-        return {_mask(str(k), secrets): _mask_obj(v, secrets) for k, v in value.items()}
+        return {mask_text(str(k), secrets): mask_value(v, secrets) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_mask_obj(v, secrets) for v in value]
+        return [mask_value(v, secrets) for v in value]
     return value
 
 
@@ -90,8 +102,13 @@ def compose_hold_alert(
     paused: bool | None,
     pause_problem: str | None = None,
     secrets: Iterable[str] = (),
+    exponents: Mapping[str, int] | None = None,
+    report_url: str | None = None,
 ) -> FinanceAlert:
-    """The alert for a new payout hold. ``paused`` is None when pausing failed (``pause_problem`` says why)."""
+    """The alert for a new payout hold. ``paused`` is None when pausing failed (``pause_problem`` says why).
+
+    ``exponents`` (currency -> decimals, from ``closeout_data.currencies``) turns minor units into major
+    units; ``report_url`` (the month-end close report, when the close breached) is linked under EVIDENCE."""
     period = facts.period or "(no period)"
     currency = facts.observed.get("currency") if isinstance(facts.observed, Mapping) else None
     release = f'python -m closeout.gate release --hold-id {hold_id} --by <your e-mail> --why "<what was checked>"'
@@ -112,11 +129,11 @@ def compose_hold_alert(
         f"  Period:    {period}",
         f"  Recon run: {facts.recon_run_id}",
         "  Observed:",
-        *_value_lines(facts.observed, currency),
+        *value_lines(facts.observed, currency, exponents=exponents),
         "  Tolerance:",
-        *_value_lines(facts.tolerance, currency),
+        *value_lines(facts.tolerance, currency, exponents=exponents),
         "  Counts:",
-        *_value_lines(dict(facts.counts), currency),
+        *value_lines(dict(facts.counts), currency, exponents=exponents),
         "",
         "PAYOUT HOLD",
         f"  Hold id:   {hold_id} (opened {opened_at:%Y-%m-%d %H:%M %Z})",
@@ -125,6 +142,7 @@ def compose_hold_alert(
         "",
         "EVIDENCE",
         f"  {facts.evidence}",
+        *([f"  Close report: {report_url}"] if report_url else []),
         "",
         "WHAT TO DO",
         "  1. Review the evidence above and have the difference corrected or explained.",
@@ -153,9 +171,11 @@ def compose_hold_alert(
         "dag_paused": paused,
         "release_command": release,
     }
+    if report_url:
+        payload["report_url"] = report_url
     secret_list = [s for s in secrets if s]
     return FinanceAlert(
-        subject=_mask(subject, secret_list),
-        text=_mask("\n".join(lines) + "\n", secret_list),
-        payload=_mask_obj(payload, secret_list),
+        subject=mask_text(subject, secret_list),
+        text=mask_text("\n".join(lines) + "\n", secret_list),
+        payload=mask_value(payload, secret_list),
     )

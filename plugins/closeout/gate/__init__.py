@@ -65,6 +65,12 @@ def _secrets(*conn_ids: str) -> list[str]:
     return [s for s in found if s]
 
 
+def _exponents(conn: psycopg.Connection) -> dict[str, int]:
+    """Currency -> decimals, so the alert shows major units; in its own transaction, like every step here."""
+    with conn.transaction():
+        return dict(conn.execute("SELECT code, exponent FROM closeout_data.currencies").fetchall())
+
+
 def _send_once(
     conn: psycopg.Connection, hold: Hold, channel: str, alert: FinanceAlert, send: Callable[[FinanceAlert], Any]
 ) -> bool:
@@ -104,13 +110,14 @@ def breach(
     api_conn_id: str = AIRFLOW_API_CONN_ID,
     smtp_conn_id: str = FINANCE_SMTP_CONN_ID,
     webhook_conn_id: str = FINANCE_WEBHOOK_CONN_ID,
+    report_url: str | None = None,
 ) -> BreachOutcome:
     """Pause payouts, hold them for this cause, tell finance once. Safe to retry.
 
     Pausing happens on every call (someone may have unpaused since), the hold and the alerts once per
     cause. A failure to pause or to alert does not undo the hold: the hold is committed first among the
     durable effects, the other channel is still tried, and GateError is raised at the end so the task
-    retries what is missing.
+    retries what is missing. ``report_url`` (the month-end close's report) is linked in the alert.
     """
     facts = BreachFacts(recon_run_id, period, check_name, observed, tolerance, dict(counts), evidence)
     problems: list[str] = []
@@ -137,6 +144,8 @@ def breach(
         paused=paused,
         pause_problem=problems[0] if problems else None,
         secrets=_secrets(api_conn_id, smtp_conn_id, webhook_conn_id),
+        exponents=_exponents(conn),
+        report_url=report_url,
     )
     sent: list[str] = []
     channels: dict[str, Callable[[FinanceAlert], Any]] = {

@@ -6,13 +6,27 @@ import os
 from datetime import datetime, timedelta
 from typing import Any
 
+from closeout.alerts.routing import MONEY_DAG_IDS
+
 OWNER = "closeout"
 START_DATE = datetime(2026, 1, 1)
 
+__all__ = ["MONEY_DAG_IDS", "OWNER", "START_DATE", "TIME_ENTRIES", "default_args", "failure_callbacks", "schedule"]
+
+
+def failure_callbacks() -> dict[str, list[Any]]:
+    """Every task's failure notifier (platform always; finance too for ``MONEY_DAG_IDS``, decided by the
+    DAG id at run time) and the success callback that resolves a cause once its task runs green."""
+    from closeout.alerts.notifier import CauseResolver, FailureNotifier
+
+    return {"on_failure_callback": [FailureNotifier()], "on_success_callback": [CauseResolver()]}
+
 
 def default_args(**overrides: Any) -> dict[str, Any]:
-    """Retries for every task; the delay is an environment setting so tests can shorten it."""
+    """Retries and failure notifiers for every task; the retry delay is an environment setting so tests can
+    shorten it. A DAG that sets its own callbacks in ``overrides`` replaces these."""
     args: dict[str, Any] = {
+        **failure_callbacks(),
         "owner": OWNER,
         "retries": int(os.environ.get("CLOSEOUT_TASK_RETRIES", "3")),
         "retry_delay": timedelta(seconds=float(os.environ.get("CLOSEOUT_RETRY_DELAY_SECONDS", "120"))),

@@ -62,8 +62,8 @@ def reconcile(airflow_run_id: str, period: str | None = None, ledger_cutoff: str
                "open_holds_of_green_checks": {k: v for k, v in still_open.items() if v}}  # fmt: skip
     log.info("reconciliation %s: %s", result.run_id, summary)
     if holds:  # held and alerted: the run fails without retries, the verdict stands until the data changes
-        from airflow.sdk.exceptions import AirflowFailException
+        from closeout.gate.held import PayoutsHeld  # finance has the gate's alert: not the notifier's too
 
         failed = ", ".join(f"{h['check']} (hold {h['hold_id']})" for h in holds)
-        raise AirflowFailException(f"reconciliation {result.run_id} breached: {failed}; payouts are held")
+        raise PayoutsHeld(f"reconciliation {result.run_id} breached: {failed}; payouts are held")
     return summary

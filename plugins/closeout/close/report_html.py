@@ -20,6 +20,7 @@ from closeout.close.report_data import CloseReport
 from closeout.paths import PROJECT_ROOT
 
 SAFE_SCHEMES = ("http", "https", "file")
+LIST_LIMIT = 500  # rows per detail list on the page (exceptions, adjustments, invoices); the JSON has them all
 
 
 def template_dir() -> Path:
@@ -60,6 +61,7 @@ def render_html(report: CloseReport, names: dict[str, str]) -> bytes:
         money=charts.money_text,
         link=safe_link,
         names=names,
+        limit=LIST_LIMIT,
         figure_charts=[c for c in figure_charts if c],
         recon_chart=Markup(charts.recon_status_grid(report.recon_history)),  # noqa: S704
     )

@@ -205,10 +205,22 @@ def test_a_closed_period_shows_figures_that_tie_out_with_the_views(warehouse, cl
 # -- lighter: drafts only (no Stripe), for the locations, the dry run and a figure that does not tie out ------------
 @pytest.fixture
 def drafted(warehouse):
-    """Last month drafted for a and c (c named with a formula and a script); nothing published."""
+    """Last month drafted, nothing published: a and c in USD (c named with a formula and a script), k in KWD (three
+    decimals); one bad version of c's entry quarantined by the capture, and one record never seen valid."""
+    from closeout.trackers.records import Problem
+    from closeout.trackers.store import quarantine
+
     seed_drafts({"a": [D("2"), D("1.25")], "c": [D("3")]})
     with connect() as conn:
-        Books(conn).configure(_client_config(hostile=True))
+        books = Books(conn)
+        config = _client_config(hostile=True)
+        config["clients"].append({"client_key": "harvest:k", "currency": "KWD", "grouping": "entry", "name": "Kuwait"})
+        books.configure(config)
+        books.put(Entry("50", client="k", currency="KWD", rate=D("12.345"), hours=D("1.5"), spent_date=PERIOD_START))
+        books.draft()
+        problems = [Problem("time_entry", "3", "hours", "negative hours: -2", {"id": 3, "hours": -2}),
+                    Problem("time_entry", "zz", "spent_date", "no date", {"id": "zz"})]  # fmt: skip
+        quarantine(conn, source="harvest", sync_run_id=books.sync_run_id, url=None, problems=problems)
         conn.commit()
 
 
@@ -250,8 +262,19 @@ def test_a_dry_run_to_object_storage_leaves_the_real_report_alone(warehouse, dra
     figures = {c.client_key: c for c in dry.clients}
     assert (figures["harvest:a"].drafted_minor, figures["harvest:a"].billed_minor) == (32500, 0)
     assert dry.ties_out and "&lt;script&gt;" in dry_html and "<script" not in dry_html.lower()
-    rows = list(csv.reader(io.StringIO(memory.cat(dry_urls["csv"]).decode())))
-    assert [r[4] for r in rows if r[3] == "harvest:c"] == ["'" + HOSTILE]
+    # KWD has three decimals: 1.5 h x 12.345 = 18.5175, billed as 18518 fils, shown 18.518
+    kwd = figures["harvest:k"]
+    assert (kwd.currency, kwd.exponent, kwd.drafted_minor) == ("KWD", 3, 18518) and "18.518" in dry_html
+    assert [t.currency for t in dry.totals] == ["KWD", "USD"] and dry_html.count("<svg") == 3
+    # the quarantined bad version of c's entry is c's; the record never seen valid is listed, unmapped
+    assert (figures["harvest:c"].quarantined, figures["harvest:c"].exceptions) == (1, 1)
+    quarantined = sorted((x["client_key"], x["record"]) for x in dry.exceptions if x["source"] == "quarantine")
+    assert quarantined == [("", "harvest:zz"), ("harvest:c", "harvest:3")]
+    assert "unmapped" in dry_html and "no date" in dry_html
+    rows = list(csv.DictReader(io.StringIO(memory.cat(dry_urls["csv"]).decode())))
+    assert [r["client_name"] for r in rows if r["client_key"] == "harvest:c"] == ["'" + HOSTILE]
+    kwd_total = next(r for r in rows if r["row"] == "total" and r["currency"] == "KWD")
+    assert (kwd_total["drafted_minor"], kwd_total["drafted"], kwd_total["quarantined"]) == ("18518", "18.518", "0")
 
 
 def test_a_figure_that_does_not_tie_out_is_shown_as_such(warehouse, drafted, tmp_path):
@@ -265,14 +288,15 @@ def test_a_figure_that_does_not_tie_out_is_shown_as_such(warehouse, drafted, tmp
                      "WHERE invoice_id = %s", (invoice_id,))  # fmt: skip
         conn.commit()
         rep = report.build_report(conn, PERIOD)
-    (usd,) = rep.totals
+    kwd, usd = rep.totals
+    assert kwd.ties_out and kwd.currency == "KWD"
     first, second = usd.tie_outs
     assert (first.left_minor, first.right_minor, first.difference_minor) == (2500, 0, 2500)
     assert not first.ties_out and second.ties_out and not rep.ties_out
     urls = report.write_report(rep, str(tmp_path))
     html = Path(urls["html"]).read_text(encoding="utf-8")
     assert "DOES NOT TIE OUT" in html and "Does not tie out" in html
-    (total,) = [r for r in csv.DictReader(io.StringIO(Path(urls["csv"]).read_text(encoding="utf-8")))
-                if r["row"] == "total"]  # fmt: skip
-    assert total["ties_out"] == "no"
-    assert json.loads(Path(urls["json"]).read_text())["totals"][0]["tie_outs"][0]["difference_minor"] == 2500
+    totals = {r["currency"]: r for r in csv.DictReader(io.StringIO(Path(urls["csv"]).read_text(encoding="utf-8")))
+              if r["row"] == "total"}  # fmt: skip
+    assert (totals["USD"]["ties_out"], totals["KWD"]["ties_out"]) == ("no", "yes")
+    assert json.loads(Path(urls["json"]).read_text())["totals"][1]["tie_outs"][0]["difference_minor"] == 2500

@@ -64,10 +64,19 @@ WITH entries AS (
     WHERE b.kind = 'exception' AND b.client_key IS NOT NULL
       AND b.spent_date BETWEEN %(period_start)s AND %(period_end)s
     GROUP BY b.client_key, b.currency
+), quarantined AS (
+    -- a quarantined record of an entry seen valid before belongs to that entry's client; others cannot be mapped
+    SELECT t.client_key, t.currency, count(*) AS n
+    FROM closeout.quarantine q
+    JOIN closeout.time_entries t ON t.source = q.source AND t.source_id = q.source_id
+    WHERE q.entity = 'time_entry' AND q.resolved_at IS NULL
+      AND t.spent_date BETWEEN %(period_start)s AND %(period_end)s
+    GROUP BY t.client_key, t.currency
 ), keys AS (
     SELECT client_key, currency FROM entries
     UNION SELECT client_key, currency FROM invoiced
     UNION SELECT client_key, currency FROM billing_exceptions
+    UNION SELECT client_key, currency FROM quarantined
 )
 SELECT k.client_key, coalesce(c.name, '') AS client_name, k.currency, cur.exponent,
        coalesce(e.hours, 0) AS hours, coalesce(e.billable_hours, 0) AS billable_hours,
@@ -79,7 +88,8 @@ SELECT k.client_key, coalesce(c.name, '') AS client_name, k.currency, cur.expone
        coalesce(i.paid_minor, 0) AS paid_minor, coalesce(i.outstanding_minor, 0) AS outstanding_minor,
        coalesce(i.written_off_minor, 0) AS written_off_minor, coalesce(r.refunded_minor, 0) AS refunded_minor,
        coalesce(i.drafts, 0) AS drafts, coalesce(i.drafted_minor, 0) AS drafted_minor,
-       coalesce(pe.n, 0) AS payment_exceptions, coalesce(be.n, 0) AS billing_exceptions
+       coalesce(pe.n, 0) AS payment_exceptions, coalesce(be.n, 0) AS billing_exceptions,
+       coalesce(qu.n, 0) AS quarantined
 FROM keys k
 JOIN closeout_data.currencies cur ON cur.code = k.currency
 LEFT JOIN closeout.billing_clients c ON c.client_key = k.client_key
@@ -88,4 +98,5 @@ LEFT JOIN invoiced i ON i.client_key = k.client_key AND i.currency = k.currency
 LEFT JOIN refunds r ON r.client_key = k.client_key AND r.currency = k.currency
 LEFT JOIN payment_exceptions pe ON pe.client_key = k.client_key AND pe.currency = k.currency
 LEFT JOIN billing_exceptions be ON be.client_key = k.client_key AND be.currency = k.currency
+LEFT JOIN quarantined qu ON qu.client_key = k.client_key AND qu.currency = k.currency
 ORDER BY k.currency, k.client_key;

@@ -76,10 +76,11 @@ class ClientFigures:
     drafted_minor: int
     payment_exceptions: int
     billing_exceptions: int
+    quarantined: int
 
     @property
     def exceptions(self) -> int:
-        return self.payment_exceptions + self.billing_exceptions
+        return self.payment_exceptions + self.billing_exceptions + self.quarantined
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,12 @@ class CurrencyTotals:
     drafted_minor: int
     payment_exceptions: int
     billing_exceptions: int
+    quarantined: int
     tie_outs: tuple[TieOut, ...] = ()
+
+    @property
+    def exceptions(self) -> int:
+        return self.payment_exceptions + self.billing_exceptions + self.quarantined
 
     @property
     def ties_out(self) -> bool:
@@ -173,12 +179,15 @@ def _client(row: dict[str, Any]) -> ClientFigures:
         outstanding_minor=int(row["outstanding_minor"]), written_off_minor=int(row["written_off_minor"]),
         refunded_minor=int(row["refunded_minor"]), drafts=int(row["drafts"]), drafted_minor=int(row["drafted_minor"]),
         payment_exceptions=int(row["payment_exceptions"]), billing_exceptions=int(row["billing_exceptions"]),
+        quarantined=int(row["quarantined"]),
     )  # fmt: skip
 
 
-SUMMED = ("hours", "billable_hours", "entry_count", "invoices", "time_billed_minor", "adjustments_minor",
-          "adjustment_lines", "billed_minor", "lines_minor", "paid_minor", "outstanding_minor", "written_off_minor",
-          "refunded_minor", "drafts", "drafted_minor", "payment_exceptions", "billing_exceptions")  # fmt: skip
+SUMMED = (
+    "hours", "billable_hours", "entry_count", "invoices", "time_billed_minor", "adjustments_minor", "adjustment_lines",
+    "billed_minor", "lines_minor", "paid_minor", "outstanding_minor", "written_off_minor", "refunded_minor", "drafts",
+    "drafted_minor", "payment_exceptions", "billing_exceptions", "quarantined",
+)  # fmt: skip
 
 
 def currency_totals(clients: tuple[ClientFigures, ...]) -> tuple[CurrencyTotals, ...]:

@@ -86,6 +86,7 @@ def report_document(report: CloseReport) -> dict[str, Any]:
     for t in report.totals:
         row = with_major({k: v for k, v in asdict(t).items() if k != "tie_outs"})
         row["ties_out"] = t.ties_out
+        row["exceptions"] = t.exceptions
         row["tie_outs"] = [with_major({**asdict(x), "difference_minor": x.difference_minor, "ties_out": x.ties_out})
                            for x in t.tie_outs]  # fmt: skip
         totals.append(row)
@@ -123,7 +124,7 @@ CSV_HEADER = (
     "time_billed_minor", "time_billed", "adjustments_minor", "adjustments", "adjustment_lines", "billed_minor",
     "billed", "paid_minor", "paid", "outstanding_minor", "outstanding", "written_off_minor", "written_off",
     "refunded_minor", "refunded", "drafts", "drafted_minor", "drafted", "payment_exceptions", "billing_exceptions",
-    "ties_out",
+    "quarantined", "ties_out",
 )  # fmt: skip
 
 
@@ -143,7 +144,7 @@ def _figures_cells(f: Any) -> list:
         *_money(f.time_billed_minor, e), *_money(f.adjustments_minor, e), _count(f.adjustment_lines),
         *_money(f.billed_minor, e), *_money(f.paid_minor, e), *_money(f.outstanding_minor, e),
         *_money(f.written_off_minor, e), *_money(f.refunded_minor, e), _count(f.drafts), *_money(f.drafted_minor, e),
-        _count(f.payment_exceptions), _count(f.billing_exceptions),
+        _count(f.payment_exceptions), _count(f.billing_exceptions), _count(f.quarantined),
     ]  # fmt: skip
 
 

@@ -1,11 +1,15 @@
-"""The closeout demo on embedded defaults: nothing to configure, nothing external.
+"""The closeout demo on embedded defaults: the whole time-to-cash chain, nothing to configure, nothing external.
 
-Starts the embedded Postgres (the warehouse) and a Harvest sandbox with generated data, migrates a
-throwaway Airflow home (SQLite metadata), then runs the real ``closeout_sync_harvest`` DAG twice with
-``dag.test``: a first full sync, then - after edits, a back-dated edit, deletions and a bad record
-in "Harvest" - an incremental sync with a deletion sweep. Ends with a summary read from the public
-``closeout.*`` views. Later stages of the chain (drafts, Stripe, journals, reconciliation, payouts,
-the month-end close) will extend this script as they land.
+1. the embedded Postgres (a fresh database), Airflow metadata in SQLite, a real ``airflow api-server`` started
+   in the background, local SMTP and HTTP receivers standing in for finance's mailbox and chat;
+2. Harvest, Toggl and Clockify sandboxes with generated work of the previous month, and a Stripe sandbox;
+3. the month-end close of the previous month in real DAG runs (``dag.test``): syncs, drafts, Stripe
+   invoices, events, journals, reconciliation;
+4. customers pay (most in full, some in part, some not yet), closeout follows Stripe's events, reconciles
+   green, and ``closeout_payouts`` releases contractor transfers;
+5. someone changes an invoice in Stripe behind closeout's back: the reconciliation breaches, the gate pauses
+   ``closeout_payouts`` through the API server, opens a payout hold and alerts finance (the e-mail is printed),
+   and a payouts run triggered anyway releases nothing.
 
     bash scripts/demo.sh [--entries N]
 """
@@ -13,186 +17,170 @@ the month-end close) will extend this script as they land.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
-import os
-import subprocess
+import secrets
 import sys
 import time
 from datetime import date, timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / ".closeout"
-AIRFLOW_HOME = STATE / "demo-airflow"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from demo import runtime
 
-# Airflow reads its configuration once, at first import: set it before anything imports airflow.
-os.environ.update({
-    "AIRFLOW_HOME": str(AIRFLOW_HOME),
-    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-    "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{AIRFLOW_HOME / 'airflow.db'}",
-    "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-    "CLOSEOUT_RETRY_DELAY_SECONDS": "2",
-    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "plugins"), str(ROOT), os.environ.get("PYTHONPATH")])),
-})  # fmt: skip
-sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
-logging.getLogger("pgserver").setLevel(logging.WARNING)
+runtime.configure()  # before anything imports Airflow
 
-DEMO_DATABASE = "closeout_demo"
+from demo import figures, story  # noqa: E402
+from demo.airflow_api import ApiServer  # noqa: E402
+from demo.receivers import MailCatcher, WebhookCatcher  # noqa: E402
+from demo.runtime import FILES, ROOT, run_dag, say, step  # noqa: E402
+from demo.sandboxes import start_vendors, write_billing_config, write_payees  # noqa: E402
+
+PAYOUTS = "closeout_payouts"
+SMTP_LOGIN = ("closeout-alerts", secrets.token_urlsafe(12))  # fresh secrets every run: nothing to leak
+WEBHOOK_TOKEN = secrets.token_urlsafe(12)
 
 
-def step(message: str) -> None:
-    print(f"\n==> {message}", flush=True)
+def wire_alerts(mail: MailCatcher, hooks: WebhookCatcher) -> None:
+    """finance_smtp, finance_webhook and platform_webhook point at the local receivers."""
+    import json
+    import os
+
+    os.environ["AIRFLOW_CONN_FINANCE_SMTP"] = json.dumps({
+        "conn_type": "smtp", "host": "127.0.0.1", "port": mail.port, "login": SMTP_LOGIN[0],
+        "password": SMTP_LOGIN[1], "extra": {"from": "closeout@demo.example", "to": ["finance@demo.example"],
+                                             "starttls": False, "timeout": 10}})  # fmt: skip
+    for conn_id, path in (("finance_webhook", "finance"), ("platform_webhook", "platform")):
+        os.environ[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(
+            {"conn_type": "http", "host": hooks.url(path), "password": WEBHOOK_TOKEN})
 
 
-def prepare_warehouse() -> None:
-    import psycopg
-    from closeout.warehouse.embedded import ENV_VAR, ensure_warehouse
-    from closeout.warehouse.migrations import migrate
-
-    external = os.environ.get(ENV_VAR)
-    warehouse = ensure_warehouse(database="postgres")
-    if external:
-        print("    using the Postgres of AIRFLOW_CONN_CLOSEOUT_WAREHOUSE (nothing embedded started)")
-    else:
-        conn = json.loads(warehouse.conn_json)
-        with psycopg.connect(
-            host=conn["host"], port=conn["port"], user=conn["login"], dbname="postgres", autocommit=True
-        ) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{DEMO_DATABASE}" WITH (FORCE)')
-            admin.execute(f'CREATE DATABASE "{DEMO_DATABASE}"')
-        os.environ[ENV_VAR] = json.dumps({**conn, "schema": DEMO_DATABASE})
-        print(f"    embedded Postgres in {warehouse.data_dir.relative_to(ROOT)}, fresh database {DEMO_DATABASE!r}")
-    print(f"    migrations applied: {migrate() or 'none (up to date)'}")
-
-
-def prepare_airflow() -> None:
-    AIRFLOW_HOME.mkdir(parents=True, exist_ok=True)
-    airflow = [sys.executable, "-m", "airflow"]
-    started = time.perf_counter()
-    for args in (["db", "migrate"], ["pools", "import", str(ROOT / "pools.json")]):
-        done = subprocess.run([*airflow, *args], env=dict(os.environ), capture_output=True, text=True, timeout=600)
-        if done.returncode != 0:
-            raise SystemExit(f"airflow {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-    print(
-        f"    Airflow home {AIRFLOW_HOME.relative_to(ROOT)} (SQLite) migrated, pools loaded "
-        f"in {time.perf_counter() - started:.0f} s"
-    )
-
-
-def start_harvest(entries: int):
-    from sandbox.harvest import HarvestSandbox, generate_dataset
-
-    sandbox = HarvestSandbox(rate_limit=(100, 15.0))  # Harvest's documented limit, on
-    sandbox.load(generate_dataset(entries, seed=2026, anchor=date.today()))
-    url = sandbox.start()
-    os.environ["AIRFLOW_CONN_HARVEST_DEFAULT"] = json.dumps({
-        "conn_type": "http", "host": url, "password": sandbox.token,
-        "extra": {"account_id": sandbox.account_id, "user_agent": "closeout demo (demo@example.com)"},
-    })  # fmt: skip
-    print(f"    Harvest sandbox at {url}: {entries:,} entries, rate limit 100 requests / 15 s")
-    return sandbox
-
-
-def run_sync(conf: dict) -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(ROOT / "dags" / "closeout_sync_harvest.py"))
-    if bag.import_errors:
-        raise SystemExit(f"DAG import errors: {bag.import_errors}")
-    started = time.perf_counter()
-    dag_run = bag.dags["closeout_sync_harvest"].test(run_conf=conf)
-    state = str(dag_run.state)
-    print(f"    closeout_sync_harvest {conf or ''} -> {state} in {time.perf_counter() - started:.1f} s")
-    if "success" not in state:
-        raise SystemExit("the sync DAG failed; see the task logs above")
-
-
-def make_changes(sandbox) -> dict:
-    live = [e for e in sandbox.entries_snapshot() if isinstance(e, dict) and e.get("id", 0) > 0]
-    recent = [e for e in live if date.fromisoformat(e["spent_date"]) >= date.today() - timedelta(days=30)]
-    edited = sandbox.edit_random(25, seed=1)
-    back_dated = recent[0]["id"]
-    sandbox.update_entry(back_dated, spent_date=(date.today() - timedelta(days=60)).isoformat(), hours=3.5)
-    deleted = [recent[1]["id"], recent[2]["id"]]
-    for entry_id in deleted:
-        sandbox.delete_entry(entry_id)
-    bad = dict(recent[3], id=990000001, hours=-4.0, rounded_hours=-4.0)
-    sandbox.put_raw_entry(bad)
-    print(
-        f"    in Harvest: {len(edited)} entries edited, 1 back-dated edit, {len(deleted)} deleted, "
-        "1 entry with negative hours"
-    )
-    return {"deleted": deleted}
-
-
-def summary() -> None:
-    from closeout.warehouse.db import connect
-
-    with connect() as conn:
-        runs = conn.execute(
-            """SELECT sync_run_id, mode, status, requests, records, versions_created, deletions, quarantined,
-                      round(extract(epoch FROM finished_at - started_at)::numeric, 1)
-               FROM closeout.sync_runs ORDER BY sync_run_id"""
-        ).fetchall()
-        money = conn.execute(
-            """SELECT e.currency, c.exponent, count(*) FILTER (WHERE e.deleted_at IS NULL),
-                      count(*) FILTER (WHERE e.deleted_at IS NOT NULL),
-                      sum(e.billable_hours) FILTER (WHERE e.approved AND NOT e.billed_in_source),
-                      sum(e.amount_minor) FILTER (WHERE e.approved AND NOT e.billed_in_source)
-               FROM closeout.time_entries e JOIN closeout_data.currencies c ON c.code = e.currency
-               GROUP BY e.currency, c.exponent ORDER BY e.currency"""
-        ).fetchall()
-        quarantine = conn.execute(
-            "SELECT source_id, field, reason FROM closeout.quarantine WHERE resolved_at IS NULL"
-        ).fetchall()
-        versions = conn.execute("SELECT count(*) FROM closeout.time_entry_versions").fetchone()[0]
-
-    step("Sync runs (closeout.sync_runs)")
-    print(
-        f"    {'run':>3}  {'mode':<11} {'status':<9} {'requests':>8} {'records':>8} {'versions':>8} "
-        f"{'deleted':>7} {'quarantined':>11} {'seconds':>7}"
-    )
-    for r in runs:
-        print(f"    {r[0]:>3}  {r[1]:<11} {r[2]:<9} {r[3]:>8} {r[4]:>8} {r[5]:>8} {r[6]:>7} {r[7]:>11} {r[8]:>7}")
-    step("Approved billable time not yet invoiced, per currency (closeout.time_entries)")
-    print(f"    {'currency':<8} {'live':>7} {'deleted':>7} {'hours':>10} {'amount':>18}")
-    for currency, exponent, live, deleted, hours, amount in money:
-        major = "-" if amount is None else f"{amount / 10**exponent:,.{exponent}f}"
-        print(f"    {currency:<8} {live:>7} {deleted:>7} {hours or 0:>10} {major:>18}")
-    print(f"    {versions:,} entry versions kept in closeout.time_entry_versions (nothing is ever deleted)")
-    step("Quarantined input (closeout.quarantine)")
-    for source_id, field, reason in quarantine:
-        print(f"    time entry {source_id}: {field}: {reason}")
+def close_month(period: str) -> None:
+    """The close of ``period``: the chain of DAGs it runs, one real run each."""
+    for dag_id in ("closeout_sync_harvest", "closeout_sync_toggl", "closeout_sync_clockify"):
+        run_dag(dag_id)
+    run_dag("closeout_invoice_drafts")
+    run_dag("closeout_stripe_publish")
+    run_dag("closeout_stripe_events")
+    run_dag("closeout_reconcile", {"period": period})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--entries", type=int, default=20_000)
+    parser.add_argument("--entries", type=int, default=1800, help="time entries generated over the month")
     args = parser.parse_args()
     started = time.perf_counter()
-    step("Warehouse")
-    prepare_warehouse()
-    step("Airflow")
-    prepare_airflow()
-    step("Harvest")
-    sandbox = start_harvest(args.entries)
+    period_start = (date.today().replace(day=1) - timedelta(days=1)).replace(day=1)
+    period = period_start.strftime("%Y-%m")
+
+    step("Warehouse and Airflow")
+    runtime.prepare_warehouse()
+    runtime.prepare_airflow()
+    api = ApiServer(runtime.AIRFLOW_HOME).start()  # comes up while the close runs
+    say("airflow api-server starting in the background (the payout gate pauses DAGs through it)")
+    mail, hooks = MailCatcher(*SMTP_LOGIN).start(), WebhookCatcher().start()
+    wire_alerts(mail, hooks)
+    say(f"finance's mailbox: SMTP on 127.0.0.1:{mail.port}; finance's chat: {hooks.url('finance')}")
+    say(f"every DAG run below is a real Airflow run (dag.test); task logs in {runtime.LOGS.relative_to(ROOT)}/")
+
+    step(f"Vendors: Harvest, Toggl Track, Clockify with {args.entries:,} entries of {period}; Stripe")
+    vendors = start_vendors(period_start, args.entries)
+    write_billing_config(FILES, vendors.datasets)
+    write_payees(FILES, vendors.datasets)
+    say(f"billing and payee files written to {FILES.relative_to(ROOT)}/ (CLOSEOUT_BILLING_CONFIG, "
+        "CLOSEOUT_PAYEES_CONFIG)")  # fmt: skip
     try:
-        step("First sync: full")
-        run_sync({})
-        step("Changes in Harvest")
-        make_changes(sandbox)
-        step("Second sync: incremental, with the deletion sweep")
-        run_sync({"sweep": "always"})
-        summary()
+        step(f"Month-end close of {period}")
+        close_month(period)
+        figures.capture()
+        figures.invoices(period_start)
+        figures.ledger()
+        figures.recon()
+
+        step("Customers pay in Stripe; closeout follows Stripe's events")
+        paid = story.customers_pay(vendors.stripe, story.open_invoices(period_start))
+        say(", ".join(f"{len(v)} {k}" for k, v in paid.items()))
+        run_dag("closeout_stripe_events")
+        say(f"invoices of {period}: {figures.statuses(period_start)}")
+        figures.invoices(period_start)
+        figures.ledger()
+
+        step("Reconcile, then release contractor payouts")
+        run_dag("closeout_reconcile", {"period": period})
+        figures.recon()
+        api.wait()
+        import os
+
+        os.environ["AIRFLOW_CONN_AIRFLOW_API"] = api.connection()
+        api.set_paused(PAYOUTS, False)
+        say(f"{PAYOUTS} unpaused through the API server at {api.url}, as ops would in the UI")
+        run_dag(PAYOUTS)
+        figures.payouts()
+        transfers = vendors.stripe.count("transfer")
+        say(f"{transfers} transfers in Stripe")
+
+        step("A discrepancy: an invoice changed in Stripe behind closeout's back")
+        victim = paid["not yet"][0]
+        new_total = story.change_behind_our_back(vendors.stripe, victim)
+        say(f"{victim.invoice_id} ({victim.stripe_invoice_id}): total {victim.total_minor} -> {new_total} "
+            f"{victim.currency} minor units in Stripe; the customer then pays part of it")  # fmt: skip
+        run_dag("closeout_stripe_events")
+        run_dag("closeout_reconcile", {"period": period}, expect="failed")
+        figures.recon()
+        show_breach(mail, hooks)
+
+        step(f"{PAYOUTS} triggered anyway")
+        run_dag(PAYOUTS, expect="failed")
+        refusal = figures.rows("SELECT reason FROM closeout.payout_runs WHERE step = 'gate' "
+                               "ORDER BY payout_run_id DESC LIMIT 1")[0][0]  # fmt: skip
+        say(f"the gate refused: {refusal}")
+        say(f"transfers in Stripe: {vendors.stripe.count('transfer')} (before: {transfers}): nothing released")
     finally:
-        sandbox.stop()
-    print(f"\nDemo finished in {time.perf_counter() - started:.0f} s. To query the warehouse yourself:")
-    print('    eval "$(PYTHONPATH=plugins .venv/bin/python -m closeout.warehouse.embedded)"   # starts it, keeps it up')
-    print(f"    {_psql()} -h {ROOT / '.closeout' / 'pgdata'} -U postgres {DEMO_DATABASE}")
-    print("    select * from closeout.sync_runs; select * from closeout.time_entries limit 10;")
+        vendors.stop()
+        api.stop()
+        mail.stop()
+        hooks.stop()
+    finish(started)
+
+
+def show_breach(mail: MailCatcher, hooks: WebhookCatcher) -> None:
+    from closeout.gate.airflow_api import AirflowApiHook
+
+    say(f"{PAYOUTS} is_paused, read back through the REST API: {AirflowApiHook().is_paused(PAYOUTS)}")
+    for hold_id, reason, run_id in figures.rows(
+        "SELECT hold_id, reason, recon_run_id FROM closeout.payout_holds WHERE released_at IS NULL ORDER BY hold_id"
+    ):
+        say(f"payout hold {hold_id} (recon run {run_id}): {reason}")
+    finance_posts = [p for p in hooks.posts if p["path"] == "/finance"]
+    say(f"finance alerts captured: {len(mail.mails)} e-mail(s), {len(finance_posts)} webhook post(s)")
+    for captured in mail.mails:
+        say(f"--- e-mail to {', '.join(captured.recipients)}: {captured.subject}")
+        for line in captured.text.rstrip().splitlines():
+            say(f"  | {line}")
+
+
+def finish(started: float) -> None:
+    holds = figures.rows("SELECT hold_id FROM closeout.payout_holds WHERE released_at IS NULL ORDER BY hold_id")
+    print(f"\nDemo finished in {time.perf_counter() - started:.0f} s.")
+    print("To work with the demo's warehouse after it ends:")
+    print(f"    {_warehouse_env()}")
+    if holds:
+        print("Release the payout hold once the difference is explained (then unpause closeout_payouts):")
+        print(f"    PYTHONPATH=plugins .venv/bin/python -m closeout.gate release --hold-id {holds[0][0]} "
+              '--by you@finance --why "explained: ..."')  # fmt: skip
+    print("Query it:")
+    print(f"    {_psql()} -h {ROOT / '.closeout' / 'pgdata'} -U postgres {runtime.DATABASE}")
+    print("    select * from closeout.invoices; select * from closeout.recon_checks; "
+          "select * from closeout.payout_holds;")
+
+
+def _warehouse_env() -> str:
+    """Shell lines that start the embedded server again (it stops with the demo) and point the
+    ``closeout_warehouse`` connection at the demo's database."""
+    import os
+
+    from closeout.warehouse.embedded import ENV_VAR
+
+    return (f'eval "$(PYTHONPATH=plugins .venv/bin/python -m closeout.warehouse.embedded)"   # starts it, keeps it up'
+            f"\n    export {ENV_VAR}='{os.environ[ENV_VAR]}'")  # fmt: skip
 
 
 def _psql() -> str:

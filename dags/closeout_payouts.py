@@ -16,8 +16,14 @@ each exactly once. Paused at creation; one run at a time.
    Required Actions) -> **release**. Param `approval` (or env `CLOSEOUT_PAYOUTS_APPROVAL=off`) switches the
    approval off; a rejection skips the release (the batches wait for the next run's approval).
 4. **release**: re-checks the gate, then one Stripe transfer per pending item of approved batches, with the
-   item's own idempotency key recorded before the call; a failed item stays pending and the task fails so
-   Airflow retries it; a transferred item is never sent again.
+   item's own idempotency key recorded before the call; a transfer that failed for a reason that may pass (5xx,
+   timeout, 429) stays pending and the task fails so Airflow retries it; one Stripe refuses for good (a 4xx
+   such as `balance_insufficient`) stops that item with a row in `closeout.payout_exceptions` naming the
+   item, payee, amount and Stripe's code, and the rest of the batch goes out. A transferred item is never sent
+   again. Resolving a refusal (send again, or abandon) is recorded: `python -m closeout.payouts.exceptions`.
+5. **post_journals**: posts the payouts' journals (the accrual of every planned item, the transfer of every
+   transferred one) with the rest of the ledger (`closeout.ledger_lines`); also after a rejected approval, so
+   the accruals are in the books; the events DAG's posting picks up anything a failed run left.
 
 Items: `closeout.payout_items`; batches: `closeout.payout_batches`. Schedule: daily (env
 `CLOSEOUT_PAYOUTS_SCHEDULE`, a cron; `none` for manual).
@@ -90,6 +96,7 @@ def closeout_payouts():
     def release(planned: dict) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
         from closeout.payouts import tasks
+        from closeout.payouts.release import TransfersRefused
 
         context = get_current_context()
         answer = context["ti"].xcom_pull(task_ids="approve")
@@ -99,14 +106,21 @@ def closeout_payouts():
             by = "auto: approval switched off"
         try:
             return tasks.release_batches(context["run_id"], planned["awaiting_approval"], by)
-        except tasks.PayoutsRefused as exc:
+        except (tasks.PayoutsRefused, TransfersRefused) as exc:  # a person must act: no retry
             raise AirflowFailException(str(exc)) from exc
+
+    @task(trigger_rule="none_failed_min_one_success")
+    def post_journals() -> dict:
+        from closeout.ledger import tasks
+
+        return tasks.post_journals(get_current_context()["run_id"])
 
     planned = plan(gate())
     route = approval_route(planned)
     done = release(planned)
     route >> [approve, done]
     approve >> done
+    [planned, done] >> post_journals()
 
 
 closeout_payouts()

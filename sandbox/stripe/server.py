@@ -150,6 +150,21 @@ class StripeSandbox:
         with self._lock:
             self.state.decline = bool(decline)
 
+    def refuse_transfers(self, code: str | None = "balance_insufficient", *, destination: str = "*") -> None:
+        """Make ``POST /v1/transfers`` to ``destination`` (default: any) fail as Stripe does when it cannot make the
+        transfer: 400 ``invalid_request_error`` with ``code`` (``balance_insufficient``, ``account_closed``,
+        ``insufficient_capabilities_for_transfer``, ``transfers_not_allowed``), saved under the idempotency key.
+        ``code=None`` lifts the refusal for ``destination``."""
+        from sandbox.stripe.state import TRANSFER_REFUSALS
+
+        with self._lock:
+            if code is None:
+                self.state.transfer_refusals.pop(destination, None)
+                return
+            if code not in TRANSFER_REFUSALS:
+                raise ValueError(f"unknown transfer refusal {code!r}; expected one of {sorted(TRANSFER_REFUSALS)}")
+            self.state.transfer_refusals[destination] = code
+
     # ------------------------------------------------------------------ faults and counters
 
     def inject(
@@ -659,6 +674,10 @@ class StripeSandbox:
                 return {"now": self.advance_clock(float(args["seconds"]))}
             case "POST", ["idempotency", "expire"]:
                 return {"expired": self.expire_idempotency_keys()}
+            case "POST", ["transfers", "refuse"]:
+                code, destination = args.get("code", "balance_insufficient"), args.get("destination", "*")
+                self.refuse_transfers(code, destination=destination)
+                return {"ok": True}
             case "POST", ["decline_payments"]:
                 self.decline_payments(bool(args.get("decline", True)))
                 return {"ok": True}

@@ -259,6 +259,22 @@ class EventLog:
         return lists
 
 
+# Stripe's documented error codes (https://docs.stripe.com/error-codes) for transfers it refuses once the request
+# has started executing: a 400 invalid_request_error, saved under the idempotency key like any executed result.
+TRANSFER_REFUSALS: dict[str, tuple[str, str | None]] = {
+    "balance_insufficient": (
+        "You have insufficient available funds in your Stripe account. Try adding funds directly to your available "
+        "balance by creating Charges using the 4000000000000077 test card. See: "
+        "https://stripe.com/docs/testing#available-balance", None),
+    "account_closed": ("The destination account has been closed and cannot receive transfers.", "destination"),
+    "insufficient_capabilities_for_transfer": (
+        "Your destination account needs to have at least one of the following capabilities enabled: transfers, "
+        "crypto_transfers, legacy_payments", "destination"),
+    "transfers_not_allowed": (
+        "The requested transfer cannot be created. Contact us if you are receiving this error.", None),
+}
+
+
 class StripeState:
     """Every object of one sandbox account, with Stripe's state machines and an event log."""
 
@@ -286,6 +302,8 @@ class StripeState:
         self.base_url = "http://stripe-sandbox.invalid"
         self.search_lag = 0
         self.decline = False
+        # destination account (or "*" for every one) -> the error code its transfers are refused with
+        self.transfer_refusals: dict[str, str] = {}
         self.request_context: tuple[str | None, str | None] = (None, None)
         self.listeners: list[Callable[[str, str, int, bytes], None]] = []
         self.customers = Collection("customer", "/v1/customers")
@@ -1206,6 +1224,10 @@ class StripeState:
             raise not_found("destination", destination, "destination", status=400)
         meta = wire.metadata(params.get("metadata"))
         source_type = wire.param_enum(params, "source_type", ("bank_account", "card", "fpx"), "card")
+        refusal = self.transfer_refusals.get(destination) or self.transfer_refusals.get("*")
+        if refusal is not None:
+            message, param = TRANSFER_REFUSALS[refusal]
+            raise ApiError(400, message, code=refusal, param=param)  # executed: saved under the key, replayed
         transfer = {
             "id": self.new_id("tr"), "object": "transfer", "amount": value, "amount_reversed": 0,
             "balance_transaction": self.new_id("txn"), "created": self.now(), "currency": cur,

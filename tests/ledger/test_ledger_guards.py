@@ -116,5 +116,5 @@ def test_no_stripe_fees_are_posted_while_no_recorded_source_has_them(warehouse, 
     assert not any("fee" in c for c in columns), "a fee source exists now: post it (closeout.ledger.posting)"
     assert warehouse.scalar("SELECT count(*) FROM closeout.ledger_lines WHERE role = 'processor_fees'") == 0
     assert "processor_fees" in accounts.read().codes
-    reserved = ["payouts_payable", "contractor_costs", "tax_payable"]
+    reserved = ["tax_payable"]
     assert warehouse.scalar("SELECT count(*) FROM closeout.ledger_lines WHERE role = ANY(%s)", (reserved,)) == 0

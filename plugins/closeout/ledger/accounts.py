@@ -24,9 +24,10 @@ from closeout.paths import PROJECT_ROOT
 CONFIG_ENV = "CLOSEOUT_LEDGER_ACCOUNTS"
 TYPES = ("asset", "liability", "equity", "revenue", "contra_revenue", "expense")
 # Roles the posting SQL uses today: each must name exactly one account.
-POSTING_ROLES = ("receivable", "revenue", "cash_clearing", "cash", "refunds", "disputes", "bad_debt")
-# Roles defined for work that attaches later (tax lines, Stripe fees, contractor payouts): optional.
-RESERVED_ROLES = ("tax_payable", "processor_fees", "payouts_payable", "contractor_costs")
+POSTING_ROLES = ("receivable", "revenue", "cash_clearing", "cash", "refunds", "disputes", "bad_debt",
+                 "payouts_payable", "contractor_costs")
+# Roles defined for work that attaches later (tax lines, Stripe fees): optional.
+RESERVED_ROLES = ("tax_payable", "processor_fees")
 _FIELDS = {"code", "name", "type", "role", "description"}
 
 

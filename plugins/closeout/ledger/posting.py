@@ -15,9 +15,11 @@ Stripe fees: closeout records no fee for any payment today (the Stripe sandbox r
 step of their own here (``processor_fees`` debit, ``cash_clearing`` credit, kind ``fee`` added to the journals'
 kind check by its migration); until then there is deliberately no fee step.
 
-Contractor payouts attach the same way once ``closeout_payouts`` records payout items: accrual (debit
-``contractor_costs``, credit ``payouts_payable``) when paid work is released, and the transfer (debit
-``payouts_payable``, credit ``cash``) when Stripe confirms it.
+Contractor payouts (``closeout_payouts``): the accrual when a payout item is planned (debit ``contractor_costs``,
+credit ``payouts_payable``), then the transfer once closeout recorded Stripe's transfer id (debit
+``payouts_payable``, credit ``cash_clearing``: a transfer leaves the Stripe balance, not the bank). They run last:
+they touch no receivable, and the transfer step needs the accrual posted first. The payouts DAG posts right after
+its release; the events DAG's posting picks up anything that run missed.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("refund_dispute", "ledger/40_refunds_disputes.sql"),
     ("void", "ledger/50_voids.sql"),
     ("writeoff", "ledger/60_writeoffs.sql"),
+    ("payout_accrual", "ledger/70_payout_accruals.sql"),
+    ("payout_transfer", "ledger/80_payout_transfers.sql"),
 )
 
 

@@ -1,7 +1,8 @@
 """The ledger's Airflow task as a plain function: load and mirror the chart, post, record the run.
 
 Runs at the end of ``closeout_stripe_events`` (after the events of the run are applied), so the ledger
-follows Stripe at the events' cadence. Safe to retry: posting is idempotent and all-or-nothing.
+follows Stripe at the events' cadence, and after the release of ``closeout_payouts``, so a payout's transfer is
+booked when it is made. Safe to retry: posting is idempotent and all-or-nothing.
 """
 
 from __future__ import annotations

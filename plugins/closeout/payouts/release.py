@@ -6,6 +6,9 @@ A timeout after Stripe committed or a worker killed before our commit sends the 
 replays its first answer. A key older than Stripe keeps it (``idempotency_key_hours`` less an hour) is not
 trusted: the batch's transfers are listed (``transfer_group`` = batch id) and matched by metadata first.
 A failed item stays pending with its error; the others go on; the task fails at the end so Airflow retries.
+A transfer Stripe refuses for good (a 4xx: trying again cannot help) stops its item with a transfer exception
+(``closeout.payouts.exceptions``) instead; the others go on and the release ends with ``TransfersRefused``, a
+failure for a person to act on, not for Airflow to retry.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from closeout.payments.hook import StripeCallError, StripeHook
+from closeout.payouts import exceptions
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,10 @@ class ReleaseIncomplete(RuntimeError):
     """Some transfers failed; their items stay pending and the next attempt resumes them."""
 
 
+class TransfersRefused(RuntimeError):
+    """Stripe refused some transfers for good: their items are stopped with an exception each; the rest went out."""
+
+
 @dataclass
 class ReleaseSummary:
     batches_approved: int = 0
@@ -36,11 +44,14 @@ class ReleaseSummary:
     replayed: int = 0
     found: int = 0
     failed: int = 0
+    stopped: int = 0
+    refusals: list[str] = field(default_factory=list)
     amount_minor: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "errors"} | {"errors": self.errors[:20]}
+        return {k: v for k, v in self.__dict__.items() if k not in ("errors", "refusals")} | {
+            "errors": self.errors[:20], "refusals": self.refusals[:20]}  # fmt: skip
 
 
 def approve(conn: psycopg.Connection, batch_ids: list[str], *, by: str) -> int:
@@ -80,6 +91,12 @@ def release(conn: psycopg.Connection, hook: StripeHook) -> ReleaseSummary:
         raise ReleaseIncomplete(
             f"{summary.failed} transfers failed and stay pending for the retry ({summary.transferred} made); "
             f"first errors: {'; '.join(summary.errors[:3])}"
+            + (f"; and {summary.stopped} refused for good (see closeout.payout_exceptions)" if summary.stopped else "")
+        )
+    if summary.stopped:
+        raise TransfersRefused(
+            f"{summary.stopped} transfers refused by Stripe and stopped ({summary.transferred} made, the rest of "
+            f"the batch went out); closeout.payout_exceptions: {'; '.join(summary.refusals[:5])}"
         )
     return summary
 
@@ -115,7 +132,16 @@ def _release_one(
             obj = listed[item["batch_id"]].get(pid)
             found_by = "lookup" if obj else found_by
         if obj is None:
-            result = hook.create_transfer(item["request"], item["idempotency_key"])
+            try:
+                result = hook.create_transfer(item["request"], item["idempotency_key"])
+            except StripeCallError as exc:
+                if exc.retryable:
+                    raise
+                refusal = exceptions.stop_item(conn, pid, exc)
+                summary.stopped += 1
+                summary.refusals.append(refusal.reason)
+                log.warning("payout %s stopped: %s", pid, refusal.reason)
+                return
             obj, found_by = result.obj, ("replay" if result.replayed else "create")
         _check(obj, item)
     except (StripeCallError, TransferMismatch) as exc:

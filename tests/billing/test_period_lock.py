@@ -75,6 +75,25 @@ def test_lock_is_recorded_counted_and_idempotent(books: Books) -> None:
     assert not is_locked(books.conn, "2026-11")
 
 
+def test_the_lock_first_bills_what_was_captured_before_it_on_the_period_itself(books: Books) -> None:
+    """The close's final sync captures the month, then locks it: what the sync captured belongs to the
+    month's own drafts (no drafting run in between is needed), only what comes after is late."""
+    books.put(Entry("1"))
+    books.draft()
+    october = _invoice(books)
+    books.put(Entry("2", task="t2"), Entry("3", client="c2"))  # captured by the final sync, not drafted yet
+    locked = lock_period(books.conn, "2026-10", locked_by="ops", close_run_id="manual__1")
+    assert locked["draft_run"]["entries_judged"] == 2 and locked["draft_run"]["invoices_changed"] == 2
+    assert (locked["drafts"], locked["entries"]) == (2, 3)
+    assert books.invoices()[october][5:8] == (20000, 2, 2)
+    assert books.rows("SELECT airflow_run_id FROM closeout.draft_runs ORDER BY draft_run_id DESC LIMIT 1") == [
+        ("manual__1",)
+    ]
+    assert books.invoice_for("harvest:c2", NOV) is None and books.invoice_for("harvest:c1", NOV) is None
+    assert "draft_run" not in lock_period(books.conn, "2026-10", locked_by="ops"), "locked already: no run"
+    books.check_invariants()
+
+
 def test_a_lock_covers_earlier_months_too(books: Books) -> None:
     lock_period(books.conn, "2026-10", locked_by="ops")
     status = lock_status(books.conn, "2026-08")

@@ -12,7 +12,10 @@ is still billed on it as ordinary time. Locks are a watermark: locking 2026-10 a
 billing period that ended earlier, so "the next unlocked draft" is always well defined.
 
 A lock is taken under the billing advisory lock (``drafting.lock_billing``): it waits for a drafting
-run in progress and the next run sees it. Locks are append-only (``closeout.period_locks``).
+run in progress and the next run sees it. In the same transaction, before the lock is recorded, the
+drafts are refreshed: what was captured before the lock (the close's final sync) is billed on the
+period's own drafts, and only what arrives after it becomes an adjustment; there is no gap between the
+last refresh and the lock for a sync to fall into. Locks are append-only (``closeout.period_locks``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from closeout.billing.drafting import lock_billing
+from closeout.billing.drafting import lock_billing, refresh_drafts
 
 _PERIOD = re.compile(r"(\d{4})-(\d{2})")
 
@@ -97,11 +100,12 @@ def lock_period(
     """Lock a month that is over, in the caller's transaction (the caller commits); idempotent.
 
     Returns ``{"period", "period_start", "period_end", "covered_by", "already_locked", "locked_at",
-    "locked_by", "close_run_id", "drafts", "frozen", "entries"}``: the invoices whose billing period the
-    lock newly covers, still drafts or already frozen (void ones not counted), and how many entries they
-    bill. Locking a month that is already covered (by its own lock or a later month's) changes nothing
-    and returns that lock with ``already_locked: True``. Raises PeriodError for a malformed period, a
-    month not over yet (UTC, by the database clock) or a blank ``locked_by``.
+    "locked_by", "close_run_id", "drafts", "frozen", "entries", "draft_run"}``: the invoices whose
+    billing period the lock newly covers, still drafts or already frozen (void ones not counted), how
+    many entries they bill, and the summary of the drafting run that brought them up to date first.
+    Locking a month that is already covered (by its own lock or a later month's) changes nothing and
+    returns that lock with ``already_locked: True`` (and no ``draft_run``). Raises PeriodError for a
+    malformed period, a month not over yet (UTC, by the database clock) or a blank ``locked_by``.
     """
     wanted = _as_period(period)
     if not isinstance(locked_by, str) or not locked_by.strip():
@@ -116,6 +120,8 @@ def lock_period(
             f"period '{wanted.label}' has not ended yet (it ends {wanted.end}, today is {today} UTC): "
             "the close locks a month after it is over"
         )
+    draft_run = refresh_drafts(conn, airflow_run_id=close_run_id).as_dict()
+    draft_run.pop("step_seconds", None)
     with conn.cursor(row_factory=dict_row) as cur:
         row = cur.execute(
             """WITH covered AS (
@@ -134,7 +140,7 @@ def lock_period(
              "close_run_id": close_run_id},
         ).fetchone()  # fmt: skip
     return {"period": wanted.label, "period_start": wanted.start, "period_end": wanted.end, "covered_by": wanted.label,
-            **row, "already_locked": False}  # fmt: skip
+            **row, "already_locked": False, "draft_run": draft_run}  # fmt: skip
 
 
 def refuse_if_locked(conn: psycopg.Connection, period: Period | str) -> None:

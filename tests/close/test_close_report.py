@@ -238,6 +238,19 @@ def test_report_url_is_known_before_the_report_and_a_dry_run_has_its_own_folder(
             report.report_url(bad)
 
 
+
+def test_only_safe_links_reach_the_page():
+    """Evidence and hosted-invoice links come from data: a script URL never becomes a link; GX's local Data Docs
+    paths become file URLs a browser opens."""
+    from closeout.close.report_html import safe_link
+
+    assert safe_link("javascript:alert(1)") is None and safe_link("JaVaScRiPt:x") is None
+    assert safe_link("data:text/html,<b>x</b>") is None and safe_link("") is None and safe_link(None) is None
+    assert safe_link("/srv/data docs/index.html") == "file:///srv/data%20docs/index.html"
+    assert safe_link("https://invoice.stripe.com/i/x?y=1") == "https://invoice.stripe.com/i/x?y=1"
+    assert safe_link("file:///srv/docs/v.html") == "file:///srv/docs/v.html"
+
+
 def test_a_dry_run_to_object_storage_leaves_the_real_report_alone(warehouse, drafted, monkeypatch):
     import fsspec
 

@@ -40,6 +40,7 @@ def test_parse_period_gives_the_month_and_its_last_day() -> None:
      ("2026-00", "period '2026-00': month must be 01-12"),
      ("2026-1", "period '2026-1': expected 'YYYY-MM'"),
      ("2026/10", "period '2026/10': expected 'YYYY-MM'"),
+     ("\uff12\uff10\uff12\uff16-10", "period '\uff12\uff10\uff12\uff16-10': expected 'YYYY-MM'"),
      ("2026-10-01", "period '2026-10-01': expected 'YYYY-MM'"),
      (" 2026-10", "period ' 2026-10': expected 'YYYY-MM'"),
      ("", "period '': expected 'YYYY-MM'"),
@@ -280,3 +281,30 @@ def test_the_database_refuses_to_change_a_locked_draft(books: Books) -> None:
         )
     with pytest.raises(psycopg.errors.RaiseException, match="locked period"), books.conn.transaction():
         books.conn.execute("UPDATE closeout_data.invoice_lines SET valid_to = 2 WHERE invoice_id = %s", (october,))
+
+
+def test_a_step_that_must_not_run_on_a_locked_month_is_told_who_locked_it(books: Books) -> None:
+    from closeout.billing.periods import refuse_if_locked
+
+    refuse_if_locked(books.conn, "2026-10")
+    lock_period(books.conn, "2026-10", locked_by="ops@example.com", close_run_id="42")
+    locked = (r"^period '2026-10' is already locked \(by ops@example.com, at 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC, "
+              r"close run 42\)$")
+    with pytest.raises(PeriodError, match=locked):
+        refuse_if_locked(books.conn, "2026-10")
+    covered = (r"^period '2026-09' is already locked \(by ops@example.com, .*, close run 42; "
+               r"covered by the lock of 2026-10\)$")
+    with pytest.raises(PeriodError, match=covered):
+        refuse_if_locked(books.conn, "2026-09")
+
+
+def test_an_autocommit_connection_gets_the_lock_as_one_transaction(warehouse) -> None:
+    with connect() as conn:
+        Books(conn).put(Entry("1"))
+        conn.commit()
+    with connect(autocommit=True) as conn:
+        locked = lock_period(conn, "2026-10", locked_by="ops")
+        assert locked["draft_run"]["invoices_changed"] == 1 and locked["drafts"] == 1
+    with connect() as conn:
+        assert is_locked(conn, "2026-10")
+        assert conn.execute("SELECT count(*) FROM closeout.invoices WHERE period_start = %s", (OCT,)).fetchone() == (1,)

@@ -31,7 +31,7 @@ from psycopg.rows import dict_row
 
 from closeout.billing.drafting import lock_billing, refresh_drafts
 
-_PERIOD = re.compile(r"(\d{4})-(\d{2})")
+_PERIOD = re.compile(r"([0-9]{4})-([0-9]{2})")  # ASCII digits only (\d also matches e.g. full-width ones)
 
 
 class PeriodError(ValueError):
@@ -97,7 +97,8 @@ def is_locked(conn: psycopg.Connection, period: Period | str) -> bool:
 def lock_period(
     conn: psycopg.Connection, period: Period | str, *, locked_by: str, close_run_id: str | None = None
 ) -> dict[str, Any]:
-    """Lock a month that is over, in the caller's transaction (the caller commits); idempotent.
+    """Lock a month that is over, in the caller's transaction (the caller commits; on an autocommit
+    connection the lock is one transaction of its own); idempotent.
 
     Returns ``{"period", "period_start", "period_end", "covered_by", "already_locked", "locked_at",
     "locked_by", "close_run_id", "drafts", "frozen", "entries", "draft_run"}``: the invoices whose
@@ -110,6 +111,13 @@ def lock_period(
     wanted = _as_period(period)
     if not isinstance(locked_by, str) or not locked_by.strip():
         raise PeriodError(f"period '{wanted.label}': locked_by is required (who locks it)")
+    # a savepoint inside the caller's transaction; a transaction of its own on an autocommit connection,
+    # where the advisory lock and the drafting's temp tables would otherwise end with each statement
+    with conn.transaction():
+        return _lock(conn, wanted, locked_by.strip(), close_run_id)
+
+
+def _lock(conn: psycopg.Connection, wanted: Period, locked_by: str, close_run_id: str | None) -> dict[str, Any]:
     lock_billing(conn)
     existing = lock_status(conn, wanted)
     if existing is not None:
@@ -136,7 +144,7 @@ def lock_period(
                SELECT %(label)s, %(start)s, %(end)s, %(locked_by)s, %(close_run_id)s, c.drafts, c.frozen, c.entries
                FROM covered c
                RETURNING locked_at, locked_by, close_run_id, drafts, frozen, entries""",
-            {"label": wanted.label, "start": wanted.start, "end": wanted.end, "locked_by": locked_by.strip(),
+            {"label": wanted.label, "start": wanted.start, "end": wanted.end, "locked_by": locked_by,
              "close_run_id": close_run_id},
         ).fetchone()  # fmt: skip
     return {"period": wanted.label, "period_start": wanted.start, "period_end": wanted.end, "covered_by": wanted.label,

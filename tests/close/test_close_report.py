@@ -21,6 +21,7 @@ from closeout.billing.periods import lock_period
 from closeout.close import report
 from closeout.payments import tasks as payment_tasks
 from closeout.payouts import tasks as payout_tasks
+from closeout.payouts.release import TransfersRefused
 from closeout.recon import run_reconciliation
 from closeout.warehouse.db import connect
 from payments_support import last_month, seed_drafts
@@ -58,10 +59,11 @@ def closed_period(warehouse, stripe_sandbox, tmp_path, monkeypatch):
 
     - The month before: a (2 h) and b (1 h) invoiced and published; then a's entry is edited to 2.5 h and b's
       deleted, so last month's drafts carry an adjustment (+0.5 h) for a and a credit (-1 h) for b.
-    - Last month: a 2 h + 3 h, b 1.5 h, c 4 h (named with a formula and a script), d 1 h; c also has an entry
-      without a rate (a billing exception). Published; a paid in full, b paid 20.00 of 50.00, c unpaid, d written
-      off; then the month is locked.
-    - Journals posted, reconciled (real GX) for both months, payouts planned and released for a.
+    - Last month: a 2 h + 3 h (u1), 1 h (u2), 0.5 h (u3), b 1.5 h, c 4 h (named with a formula and a script),
+      d 1 h; c also has an entry without a rate (a billing exception). Published; a paid in full, b paid 20.00
+      of 50.00, c unpaid, d written off; then the month is locked.
+    - Journals posted, reconciled (real GX) for both months, payouts planned and released for a: u1's transfer goes
+      out, Stripe refuses u2's (stopped), u3 has no payee configuration.
     """
     seed_drafts({c: [D("2"), D("1")][i : i + 1] for i, c in enumerate("ab")}, period=EARLIER_START, first_id=100)
     payment_tasks.publish_drafts("earlier")
@@ -70,7 +72,9 @@ def closed_period(warehouse, stripe_sandbox, tmp_path, monkeypatch):
         books = Books(conn)
         books.configure(_client_config(hostile=True))
         books.put(Entry("100", client="a", hours=D("2.5"), spent_date=EARLIER_START),
-                  Entry("900", client="c", hours=D("1"), rate=None, spent_date=PERIOD_START))  # fmt: skip
+                  Entry("900", client="c", hours=D("1"), rate=None, spent_date=PERIOD_START),
+                  Entry("901", client="a", user="u2", hours=D("1"), spent_date=PERIOD_START),
+                  Entry("902", client="a", user="u3", hours=D("0.5"), spent_date=PERIOD_START))  # fmt: skip
         books.delete("101")
         books.draft()
         conn.commit()
@@ -87,11 +91,13 @@ def closed_period(warehouse, stripe_sandbox, tmp_path, monkeypatch):
     with connect() as conn:
         earlier = run_reconciliation(conn, period=EARLIER, data_docs_dir=tmp_path / "docs")
         recon = run_reconciliation(conn, period=PERIOD, data_docs_dir=tmp_path / "docs")
-    monkeypatch.setenv("CLOSEOUT_PAYEES_CONFIG", str(payees_file(tmp_path, {"u1": ("50.00", "USD", "acct_1U1")})))
+    payees = {"u1": ("50.00", "USD", "acct_1U1"), "u2": ("40.00", "USD", "acct_1U2")}
+    monkeypatch.setenv("CLOSEOUT_PAYEES_CONFIG", str(payees_file(tmp_path, payees)))
+    stripe_sandbox.refuse_transfers("account_closed", destination="acct_1U2")
     monkeypatch.setenv("CLOSEOUT_PAYOUTS_APPROVAL", "off")
     gate = payout_tasks.check_gate("close")
     planned = payout_tasks.plan_payouts("close")
-    if planned.get("awaiting_approval"):
+    with pytest.raises(TransfersRefused, match="account_closed"):
         payout_tasks.release_batches("close", planned["awaiting_approval"], "auto: approval switched off")
     with connect() as conn:
         lock_period(conn, PERIOD, locked_by="ops@example.com", close_run_id="manual__close-1")
@@ -112,8 +118,8 @@ def test_a_closed_period_shows_figures_that_tie_out_with_the_views(warehouse, cl
     assert sorted(clients) == ["a", "b", "c", "d"]
     a, b, c, d = (clients[k] for k in "abcd")
     # by hand: 100.00/h; a's +0.5 h adjustment and b's -1 h credit are billed in this period
-    assert (a.hours, a.billed_minor, a.adjustments_minor, a.time_billed_minor) == (D("5"), 55000, 5000, 50000)
-    assert (a.paid_minor, a.outstanding_minor, a.adjustment_lines) == (55000, 0, 1)
+    assert (a.hours, a.billed_minor, a.adjustments_minor, a.time_billed_minor) == (D("6.5"), 70000, 5000, 65000)
+    assert (a.paid_minor, a.outstanding_minor, a.adjustment_lines) == (70000, 0, 1)
     assert (b.billed_minor, b.adjustments_minor, b.paid_minor, b.outstanding_minor) == (5000, -10000, 2000, 3000)
     assert (c.billed_minor, c.paid_minor, c.outstanding_minor, c.billing_exceptions) == (40000, 0, 40000, 1)
     assert c.client_name == HOSTILE and c.hours == D("5")  # the rate-less hour is tracked, not billed
@@ -132,7 +138,7 @@ def test_a_closed_period_shows_figures_that_tie_out_with_the_views(warehouse, cl
         assert (figures.billed_minor, figures.paid_minor, figures.hours) == (billed, paid, hours), key
     (usd,) = rep.totals
     assert (usd.billed_minor, usd.paid_minor, usd.outstanding_minor, usd.written_off_minor) == (
-        110000, 57000, 43000, 10000)  # fmt: skip
+        125000, 72000, 43000, 10000)  # fmt: skip
     assert usd.ties_out and rep.ties_out and [t.difference_minor for t in usd.tie_outs] == [0, 0]
     # reconciliation: the period's own run, with a Data Docs link per check; history has both months
     assert rep.recon["run_id"] == closed_period["recon"].run_id
@@ -150,6 +156,14 @@ def test_a_closed_period_shows_figures_that_tie_out_with_the_views(warehouse, cl
         PERIOD_START)  # fmt: skip
     got = [(p["currency"], p["status"], p["items"], p["amount_minor"]) for p in rep.payouts["by_status"]]
     assert got == [(cur, st, n, int(amount)) for cur, st, n, amount in expected]
+    # u2: 1 h x 40.00; u1: 5 h plus the 0.5 h adjustment on this invoice, x 50.00
+    assert got == [("USD", "stopped", 1, 4000), ("USD", "transferred", 1, 27500)]
+    ((batch_status, stopped),) = [(b["status"], b["stopped"]) for b in rep.payouts["batches"]]
+    assert (batch_status, stopped) == ("released_with_exceptions", 1)
+    not_paid_out = {x["reason"]: x for x in rep.payouts["exceptions"]}
+    assert sorted(not_paid_out) == ["no_payee_config", "transfer_refused"]
+    assert not_paid_out["no_payee_config"]["payees"] == ["harvest:u3"]
+    assert "account_closed" in not_paid_out["transfer_refused"]["details"][0]
     open_holds = _sql("SELECT count(*) FROM closeout.payout_holds WHERE released_at IS NULL")[0][0]
     assert rep.payouts["open_holds"] == open_holds
     (lock,) = rep.period_state["period_locks"]
@@ -170,10 +184,10 @@ def test_a_closed_period_shows_figures_that_tie_out_with_the_views(warehouse, cl
     rows = list(csv.DictReader(io.StringIO(raw_csv.decode("utf-8"))))
     by_client = {r["client_key"]: r for r in rows if r["row"] == "client"}
     assert by_client["harvest:c"]["client_name"] == "'" + HOSTILE  # neutralised: no formula in a spreadsheet
-    assert (by_client["harvest:a"]["billed_minor"], by_client["harvest:a"]["billed"]) == ("55000", "550.00")
+    assert (by_client["harvest:a"]["billed_minor"], by_client["harvest:a"]["billed"]) == ("70000", "700.00")
     assert (by_client["harvest:b"]["adjustments_minor"], by_client["harvest:b"]["adjustments"]) == ("-10000", "-100.00")
     (total,) = [r for r in rows if r["row"] == "total"]
-    assert (total["billed_minor"], total["outstanding"], total["ties_out"]) == ("110000", "430.00", "yes")
+    assert (total["billed_minor"], total["outstanding"], total["ties_out"]) == ("125000", "430.00", "yes")
     doc = json.loads(Path(urls["json"]).read_text(encoding="utf-8"))
     assert doc["period"] == PERIOD and doc["ties_out"] is True and doc["close_run_id"] == "manual__close-1"
     assert doc["totals"][0]["outstanding_minor"] == 43000 and doc["totals"][0]["outstanding"] == "430.00"
@@ -184,7 +198,8 @@ def test_a_closed_period_shows_figures_that_tie_out_with_the_views(warehouse, cl
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<script" not in html.lower() and 'href="http://evil' not in html
     assert html.count("<svg") == 2 and "DRY RUN" not in html and "manual__close-1" in html
-    assert "ties out" in html and "DOES NOT TIE OUT" not in html and "550.00" in html
+    assert "ties out" in html and "DOES NOT TIE OUT" not in html and "1,250.00" in html
+    assert "stopped: refused by Stripe" in html and "released_with_exceptions" in html
     assert f'href="close-report-{PERIOD}.csv"' in html
     for ch in ran:
         assert f'href="{ch["evidence_link"]}"' in html

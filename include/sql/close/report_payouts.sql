@@ -1,5 +1,5 @@
 -- Close report: payout items for work on the period's invoices, by currency and status, with the batches
--- they are in (released, releasing, awaiting approval).
+-- they are in. Status: transferred (released), pending, stopped (refused by Stripe for good).
 SELECT p.currency, cur.exponent, p.status, count(*) AS items, sum(p.amount_minor)::bigint AS amount_minor,
        sum(p.hours) AS hours, array_agg(DISTINCT p.batch_id ORDER BY p.batch_id) AS batches
 FROM closeout.payout_items p

@@ -245,7 +245,7 @@ def _payouts(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, Any]
     return {
         "by_status": by_status,
         "batches": _rows(conn, "report_payout_batches", params),
-        "exceptions": [{**r, "hours": Decimal(r["hours"]), "payees": list(r["payees"])}
+        "exceptions": [{**r, "hours": Decimal(r["hours"]), "payees": list(r["payees"]), "details": list(r["details"])}
                        for r in _rows(conn, "report_payout_exceptions", params)],
         "holds": holds,
         "open_holds": sum(1 for h in holds if h["released_at"] is None),

@@ -1,7 +1,7 @@
 """Releasing payout items under faults, against the Stripe sandbox (no SDK retries): a failed transfer leaves
 the rest done and itself pending, the retry completes it without duplicates; a timeout after Stripe committed
-is replayed under the same key; a key Stripe may have forgotten is looked up first. And the approval step:
-with approval on, the run waits at ``approve`` and nothing is transferred."""
+is replayed under the same key; a key Stripe may have forgotten is looked up first. And the approval step's
+wiring (the approval answered through the API: test_payout_approval.py)."""
 
 from __future__ import annotations
 
@@ -104,9 +104,8 @@ def test_payee_file_errors_are_caught_before_anything_is_written():
 
 
 def test_approval_precedes_release_unless_switched_off(monkeypatch):
-    """The approval itself (a person answering in the UI's Required Actions or through the HITL API) needs a
-    running scheduler and API server: dag.test parks the run at ``approve`` until then. Here: the wiring, and
-    the switch (param over env, default on)."""
+    """The wiring and the switch (param over env, default on). The approval answered through a real API server,
+    approve and reject: test_payout_approval.py."""
     from airflow.providers.standard.operators.hitl import ApprovalOperator
     from conftest import load_dag
 

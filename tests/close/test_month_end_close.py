@@ -12,6 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import requests
 from closeout.billing import periods
 from closeout.close import runs, tasks
 from closeout.close.params import read_params
@@ -23,9 +24,17 @@ from payments_support import check_invariant_3, last_month
 from sandbox.harvest import generate_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ledger"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gate"))
+import gate_support
 from ledger_support import check_invariants
 
 pytestmark = pytest.mark.integration
+
+# the gate's fixtures: a real `airflow api-server` (shared per process), SMTP and webhook receivers
+api_server, airflow_api, smtp, hook_receiver, finance_conns = (
+    gate_support.api_server, gate_support.airflow_api, gate_support.smtp, gate_support.hook_receiver,
+    gate_support.finance_conns,
+)  # fmt: skip
 
 DAG_ID = "closeout_month_end_close"
 PERIOD_START = last_month()
@@ -286,3 +295,55 @@ def test_a_malformed_period_is_refused_by_the_trigger_form(airflow_db) -> None:
 
     with pytest.raises(ParamValidationError):
         close({"period": "2026-1"})
+
+
+# -- a breach: the gate acts, finance's alert and the run's note link the close report ------------------------
+def test_a_breach_fails_the_close_after_the_gate_and_links_the_report(
+    warehouse, books, harvest, stripe_sandbox, airflow_api, smtp, hook_receiver, finance_conns, monkeypatch
+) -> None:
+    monkeypatch.setenv("CLOSEOUT_PAYOUTS_DAG_ID", "closeout_payouts")
+    airflow_api.set_paused("closeout_payouts", False)
+    monkeypatch.setenv("CLOSEOUT_EXPORT_DIR", str(books / "not-a-folder"))
+    (books / "not-a-folder").write_text("")
+    at = datetime.now(UTC).replace(microsecond=0)
+    assert close(CONF, at=at).task_states["accounting_export"] == "failed"
+
+    # an entry of the closed period is edited in Harvest and synced, and no drafting runs before the reconcile:
+    # its billed amount no longer ties out (invariant 1)
+    entry_id, hours = warehouse.rows(
+        """SELECT e.source_id, t.hours FROM closeout.invoices i JOIN closeout.invoice_line_entries e USING (invoice_id)
+           JOIN closeout.time_entries t ON t.source = e.source AND t.source_id = e.source_id
+           WHERE i.period_start >= %s AND i.period_end < %s ORDER BY e.source_id LIMIT 1""",
+        (PERIOD_START, NEXT_START),
+    )[0]
+    harvest.update_entry(int(entry_id), hours=float(hours) + 2.0)
+    assert load_dag("closeout_sync_harvest").test().state == "success"
+    monkeypatch.setenv("CLOSEOUT_EXPORT_DIR", str(books / "exports"))
+
+    result = close(CONF, at=at, mark_success=BEFORE_EXPORT)
+    assert result.state == "failed", result
+    assert result.task_states["reconcile"] == "failed" and result.tries["reconcile"] == 1, result
+    assert result.task_states["close_report"] == "upstream_failed", result
+    row = close_row(warehouse, result.run_id)
+    assert row["status"] == "failed" and row["steps"]["reconcile"]["status"] == "failed", row
+    url = _report_url(PERIOD)
+    assert Path(url).is_file(), "the report is written before the breach fails the close"
+
+    # the gate: payouts paused through the API server, one hold, finance told once with the report's link
+    assert airflow_api.is_paused("closeout_payouts") is True
+    holds = warehouse.rows("SELECT reason FROM closeout.payout_holds WHERE released_at IS NULL")
+    assert len(holds) == 1 and "entries_to_invoice_lines" in holds[0][0] and PERIOD in holds[0][0], holds
+    hold_mails = [m for m in smtp.messages if "entries_to_invoice_lines" in m.message["Subject"]]
+    assert len(hold_mails) == 1 and f"Close report: {url}" in hold_mails[0].body, [m.body for m in smtp.messages]
+    assert [r["json"].get("report_url") for r in hook_receiver.requests if r["json"].get("hold_id")] == [url]
+    # and the run's note says so, set through the same API
+    answer = requests.get(f"{airflow_api.url}/api/v2/dags/{DAG_ID}/dagRuns/{result.run_id}",
+                          headers={"Authorization": f"Bearer {airflow_api.token()}"}, timeout=30)  # fmt: skip
+    note = answer.json()["note"]
+    assert note == f"Reconciliation breached, payouts held. Close report: {url}"
+
+
+def _report_url(period: str) -> str:
+    from closeout.close.report import report_url
+
+    return report_url(period)

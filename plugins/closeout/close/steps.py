@@ -200,10 +200,11 @@ def reconcile(step: Step, on_breach: Callable[[], None] | None = None) -> dict[s
     runs before the failure propagates (the close writes its report so the alert's link works)."""
     if step.params.dry_run:
         return dry_run.reconcile(step.conn, step.params.period, step.run.airflow_run_id)
+    from closeout.close.report import report_url
     from closeout.recon import tasks
 
-    try:
-        return tasks.reconcile(step.run.airflow_run_id, step.params.period)
+    try:  # finance's breach alert links the close report, written before the failure propagates
+        return tasks.reconcile(step.run.airflow_run_id, step.params.period, report_url=report_url(step.params.period))
     except Exception:
         if on_breach is not None:
             on_breach()

@@ -110,13 +110,23 @@ def run_step(name: str, airflow_run_id: str) -> dict[str, Any]:
                 summary = steps.reconcile(step, on_breach=lambda: _report_after_breach(run, params))
             else:
                 summary = steps.STEPS[name](step)
-        except BaseException as exc:
+        except Exception as exc:
             _record_failure(run, name, exc)
+            _with_facts(exc, run, params, name)
             raise
         summary = _plain({**summary, "seconds": round(time.monotonic() - began, 2)})
         runs.step_succeeded(conn, run, name, summary)
     log.info("%s of %s done in %.1f s: %s", name, params.period, summary["seconds"], digest(summary))
     return summary
+
+
+def _with_facts(exc: BaseException, run: CloseRun, params: CloseParams, name: str) -> None:
+    """What the failure alert shows: the period, the close run's record and the report the close will write."""
+    from closeout.alerts.markers import with_facts
+    from closeout.close.report import report_url
+
+    with_facts(exc, period=params.period, report_url=report_url(params.period, dry_run=params.dry_run),
+               evidence=f"closeout.period_closes (close run {run.close_run_id}, step {name})")  # fmt: skip
 
 
 def _record_failure(run: CloseRun, name: str, exc: BaseException) -> None:
@@ -127,11 +137,15 @@ def _record_failure(run: CloseRun, name: str, exc: BaseException) -> None:
 
 def _report_after_breach(run: CloseRun, params: CloseParams) -> None:
     """Write the close report before a breach fails the close: finance's alert links to it."""
+    from closeout.close import notes
+
     try:
         with connect() as conn:
-            write_report(conn, runs.load(conn, run.airflow_run_id), params)
+            written = write_report(conn, runs.load(conn, run.airflow_run_id), params)
     except Exception as exc:  # the breach is the news; a report that could not be written must not hide it
         log.warning("the close report could not be written after the breach: %s", exc)
+        return
+    notes.set_run_note(run.airflow_run_id, f"Reconciliation breached, payouts held. Close report: {written['url']}")
 
 
 # -- the report and the summary -----------------------------------------------------------------------------------

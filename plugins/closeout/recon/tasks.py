@@ -26,7 +26,7 @@ def _when(value: str | datetime | None) -> datetime | None:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
-def breach_all(conn, result: ReconResult) -> list[dict[str, Any]]:
+def breach_all(conn, result: ReconResult, report_url: str | None = None) -> list[dict[str, Any]]:
     """closeout.gate.breach for every failed (or errored) check: pause closeout_payouts, hold, alert finance.
     A green check releases nothing: the holds still open for it are only reported."""
     from closeout import gate
@@ -39,7 +39,7 @@ def breach_all(conn, result: ReconResult) -> list[dict[str, Any]]:
         outcome = gate.breach(
             conn, recon_run_id=result.run_id, period=result.period, check_name=check.check_name,
             observed=check.observed.get("by_currency") or check.evidence.get("error") or {},
-            tolerance=check.tolerance, counts=counts, evidence=evidence, dag_id=payouts_dag_id(),
+            tolerance=check.tolerance, counts=counts, evidence=evidence, dag_id=payouts_dag_id(), report_url=report_url,
         )  # fmt: skip
         conn.commit()
         outcomes.append({"check": check.check_name, "hold_id": outcome.hold.hold_id, "created": outcome.hold_created})
@@ -47,14 +47,14 @@ def breach_all(conn, result: ReconResult) -> list[dict[str, Any]]:
 
 
 def reconcile(airflow_run_id: str, period: str | None = None, ledger_cutoff: str | None = None,
-              external_cutoff: str | None = None) -> dict[str, Any]:  # fmt: skip
+              external_cutoff: str | None = None, report_url: str | None = None) -> dict[str, Any]:  # fmt: skip
     from closeout import gate
     from closeout.warehouse.db import connect
 
     with connect() as conn:
         result = run_reconciliation(conn, period=period or None, ledger_cutoff=_when(ledger_cutoff),
                                     external_cutoff=_when(external_cutoff), airflow_run_id=airflow_run_id)  # fmt: skip
-        holds = breach_all(conn, result)
+        holds = breach_all(conn, result, report_url)
         still_open = {c.check_name: [h.hold_id for h in gate.green(conn, check_name=c.check_name, period=period)]
                       for c in result.checks if c.status == "passed"}  # fmt: skip
     summary = {"run_id": result.run_id, "status": result.status, "data_docs": result.data_docs,

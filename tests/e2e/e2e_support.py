@@ -92,11 +92,28 @@ def xero_invoice_export(import_files: list[Path], path: Path, exponents: dict[st
     return path
 
 
-def quickbooks_general_ledger(journal_files: list[Path], path: Path, exponent: int, title: str) -> Path:
-    """QuickBooks Online's General Ledger report after importing closeout's journal entry files: one section per
-    account, a transaction row per journal line (debits positive, credits negative), account totals and TOTAL."""
+def _invoice_postings(invoice_files: list[Path]) -> list[dict[str, str]]:
+    """What QuickBooks books for each imported invoice line: A/R debited, the item's income account credited (the
+    chart's receivable and revenue accounts, by name, as closeout's credit journals use them)."""
+    from closeout.ledger.accounts import read
+
+    names = {a.role: a.name for a in read().accounts if a.role}
+    postings = []
+    for row in _read(invoice_files):
+        common = {"JournalDate": row["InvoiceDate"], "JournalNo": row["InvoiceNo"], "Name": row["Customer"],
+                  "Description": row["ItemDescription"], "Type": "Invoice"}  # fmt: skip
+        postings.append({**common, "AccountName": names["receivable"], "Debits": row["ItemAmount"], "Credits": ""})
+        postings.append({**common, "AccountName": names["revenue"], "Debits": "", "Credits": row["ItemAmount"]})
+    return postings
+
+
+def quickbooks_general_ledger(journal_files: list[Path], path: Path, exponent: int, title: str,
+                              invoice_files: list[Path] = ()) -> Path:  # fmt: skip
+    """QuickBooks Online's General Ledger report after importing closeout's journal entry files (and invoice files:
+    the journal files leave the invoices' own journals to them): one section per account, a transaction row per
+    journal line or invoice posting (debits positive, credits negative), account totals and TOTAL."""
     by_account: dict[str, list[dict[str, str]]] = defaultdict(list)
-    for row in _read(journal_files):
+    for row in _read(journal_files) + _invoice_postings(list(invoice_files)):
         by_account[row["AccountName"]].append(row)
     path.parent.mkdir(parents=True, exist_ok=True)
     grand = Decimal(0)
@@ -110,8 +127,9 @@ def quickbooks_general_ledger(journal_files: list[Path], path: Path, exponent: i
             for row in rows:
                 amount = Decimal(row["Debits"] or 0) - Decimal(row["Credits"] or 0)
                 balance += amount
-                out.writerow(["", account, row["JournalDate"], "Journal Entry", row["JournalNo"], row["Name"],
-                              row["Description"], "-Split-", _major(amount, exponent), _major(balance, exponent)])
+                out.writerow(["", account, row["JournalDate"], row.get("Type", "Journal Entry"), row["JournalNo"],
+                              row["Name"], row["Description"], "-Split-", _major(amount, exponent),
+                              _major(balance, exponent)])  # fmt: skip
             out.writerow([f"Total for {account}", *[""] * 7, _major(balance, exponent), ""])
             grand += balance
         out.writerow(["TOTAL", *[""] * 7, _major(grand, exponent), ""])
@@ -132,9 +150,12 @@ def accounting_round_trip(root: Path, invoice_period: str, currency: str = "USD"
         exponents = currencies(conn)
     xero = xero_invoice_export(sorted((root / "closeout" / invoice_period).glob("xero_invoices_*.csv")),
                                root / "xero" / "invoices.csv", exponents)  # fmt: skip
-    gl = quickbooks_general_ledger(sorted((root / "closeout" / journal_period).glob("quickbooks_journals_*.csv")),
+    invoices = root / "closeout" / invoice_period
+    gl = quickbooks_general_ledger(sorted((root / "closeout" / journal_period).glob("quickbooks_journals_*.csv"))
+                                   + sorted(invoices.glob("quickbooks_credit_journals_*.csv")),
                                    root / "quickbooks" / "general_ledger.csv", exponents[currency],
-                                   f"{journal_period} (all dates)")  # fmt: skip
+                                   f"{journal_period} (all dates)",
+                                   sorted(invoices.glob("quickbooks_invoices_*.csv")))  # fmt: skip
     with connect() as conn:
         loaded = [ingest_xero_invoices(conn, xero), ingest_quickbooks_gl(conn, gl, currency=currency)]
     assert all(r["loaded"] and not r["quarantined"] for r in loaded), loaded

@@ -4,8 +4,22 @@ and a manifest (file names, row counts, sha256) returned, written beside them an
 
 Invoices are those of the period's billing cycles (``period_start`` in the month) that Stripe published:
 status open, paid or uncollectible, with a Stripe number. Journals are the ledger lines posted in the month
-(UTC), read from the ``closeout.ledger_lines`` contract only; without that view there are no journal files
-and the manifest says so. All reads run in one repeatable-read snapshot, so every file of a run describes
+(UTC), read from ``closeout.ledger_lines``; without that view there are no journal files and the manifest
+says so.
+
+**Revenue is imported once.** The invoice files already book each invoice in the accounting system (QuickBooks
+and Xero post receivable and income for an imported invoice), so the journal files leave out the ledger's
+journals of the same facts: ``INVOICE_FILE_KINDS``, an invoice's finalisation (``invoice``) and its void
+reversal (``void``; a voided invoice is left out of the invoice files and listed under ``skipped``). Payments,
+refunds, disputes and write-offs are only in the journal files. The manifest counts the journals left out
+(``journals_left_to_invoice_files``).
+
+**Account names from the chart.** The default options come from the chart of accounts
+(``include/ledger/accounts.yaml``, ``closeout.ledger.accounts``): QuickBooks imports journal lines by account
+*name*, so each ledger code maps to its name, and the credit journals debit the revenue account and credit the
+receivable account by name; Xero imports by code, and its invoice lines go to the revenue account's code.
+
+All reads run in one repeatable-read snapshot, so every file of a run describes
 the same state, and rows stream from server-side cursors into the writers.
 
 Re-running a period rewrites its folder: same data, byte-identical files and the same ``content_sha256``;
@@ -33,6 +47,8 @@ from closeout.paths import load_sql, state_dir
 
 _PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 _OWN_FILES = re.compile(r"^(quickbooks|xero)_[A-Za-z0-9_]+\.csv$")
+# Ledger journal kinds the invoice files already carry: left out of the journal files (see the module doc).
+INVOICE_FILE_KINDS = ("invoice", "void")
 
 
 @dataclass(frozen=True)
@@ -40,6 +56,18 @@ class ExportOptions:
     quickbooks: quickbooks.QuickBooksOptions = field(default_factory=quickbooks.QuickBooksOptions)
     xero: xero.XeroOptions = field(default_factory=xero.XeroOptions)
     systems: tuple[str, ...] = ("quickbooks", "xero")
+
+
+def chart_options(chart: Any = None) -> ExportOptions:
+    """Options whose account names and codes are the chart's (read from its file unless given)."""
+    from closeout.ledger import accounts
+
+    chart = chart or accounts.read()
+    by_role = {a.role: a for a in chart.accounts if a.role}
+    qb = quickbooks.QuickBooksOptions(accounts={a.code: a.name for a in chart.accounts},
+                                      income_account=by_role["revenue"].name,
+                                      receivable_account=by_role["receivable"].name)  # fmt: skip
+    return ExportOptions(quickbooks=qb, xero=xero.XeroOptions(sales_account_code=by_role["revenue"].code))
 
 
 def period_bounds(period: str) -> tuple[date, date]:
@@ -70,8 +98,8 @@ def export_period(
     options: ExportOptions | None = None,
     airflow_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Write the period's files and return the manifest."""
-    options = options or ExportOptions()
+    """Write the period's files and return the manifest (options default to the chart's, ``chart_options``)."""
+    options = options or chart_options()
     start, end = period_bounds(period)
     folder = (root or export_root()) / period
     run_id = conn.execute(
@@ -81,7 +109,8 @@ def export_period(
     ).fetchone()[0]
     conn.commit()
     try:
-        manifest = _write(conn, period, folder, {"start": start, "end": end}, options)
+        params = {"start": start, "end": end, "invoice_file_kinds": list(INVOICE_FILE_KINDS)}
+        manifest = _write(conn, period, folder, params, options)
     except Exception as exc:
         conn.rollback()
         conn.execute(
@@ -119,11 +148,15 @@ def _write(conn: psycopg.Connection, period: str, folder: Path, params: dict, op
             {"invoice_id": r[0], "invoice_no": r[1], "currency": r[2], "total_minor": r[3], "reason": "void"}
             for r in conn.execute(load_sql("accounting/void_invoices.sql"), params).fetchall()
         ]
-        journals = conn.execute(load_sql("accounting/journal_count.sql"), params).fetchone()[0] if has_ledger else 0
+        journals, left = conn.execute(load_sql("accounting/journal_count.sql"), params).fetchone() if has_ledger \
+            else (0, 0)
+        if left:
+            notes.append(f"{left} journals of kinds {', '.join(INVOICE_FILE_KINDS)} left out: the invoice files carry "
+                         "them")
         conn.commit()
     finally:
         conn.isolation_level = None
-    manifest = {"period": period, "invoices": invoices, "journals": journals,
+    manifest = {"period": period, "invoices": invoices, "journals": journals, "journals_left_to_invoice_files": left,
                 "files": [f.as_dict() for f in files], "skipped": skipped, "notes": notes}  # fmt: skip
     body = json.dumps(manifest, sort_keys=True, indent=2).encode() + b"\n"
     sink.write("manifest.json", [body])
@@ -155,7 +188,15 @@ def _record(conn: psycopg.Connection, run_id: int, manifest: dict) -> None:
 
 
 def run_export(period: str, airflow_run_id: str | None = None) -> dict[str, Any]:
-    """The task entry point: its own warehouse connection, the default folder and options."""
+    """The entry point for a task (the month-end close): export ``period`` (``YYYY-MM``) with its own warehouse
+    connection, to ``$CLOSEOUT_EXPORT_DIR/<period>/`` (default ``.closeout/exports/``), with the chart's account
+    names, and return the manifest (plus ``export_run_id`` and ``folder``).
+
+    Idempotent: the files are a function of the warehouse's data, so a re-run (an Airflow retry, a second close)
+    rewrites the same bytes, removes parts no longer needed, and records one more row in
+    ``closeout.accounting_exports`` with the same ``content_sha256``; nothing is sent anywhere. A failure is
+    recorded as a failed export run and raised (an ``ExportError`` names the journal or currency at fault).
+    """
     from closeout.warehouse.db import connect
 
     with connect() as conn:

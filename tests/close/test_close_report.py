@@ -328,3 +328,26 @@ def test_a_figure_that_does_not_tie_out_is_shown_as_such(warehouse, drafted, tmp
               if r["row"] == "total"}  # fmt: skip
     assert (totals["USD"]["ties_out"], totals["KWD"]["ties_out"]) == ("no", "yes")
     assert json.loads(Path(urls["json"]).read_text())["totals"][1]["tie_outs"][0]["difference_minor"] == 2500
+
+
+def test_the_figures_chart_draws_the_largest_clients_and_escapes_names():
+    """Pure drawing: bars scale to the largest value, at most MAX_CLIENTS rows with a note for the rest, names escaped
+    (also when cut short), drafts get their own bar only when there are any."""
+    from closeout.close import charts
+
+    zero = {f.name: 0 for f in dataclasses.fields(report.ClientFigures) if f.type == "int"}
+
+    def figures(i: int, billed: int, drafted: int = 0) -> report.ClientFigures:
+        return report.ClientFigures(**{**zero, "client_key": f"harvest:{i}", "client_name": f"<b>&{i}</b>",
+                                       "currency": "EUR", "exponent": 2, "hours": D(i), "billable_hours": D(i),
+                                       "billed_minor": billed, "paid_minor": billed // 2, "drafted_minor": drafted})
+
+    many = [figures(i, 1000 * i) for i in range(1, charts.MAX_CLIENTS + 6)]
+    svg = charts.client_figures_chart(many, "EUR")
+    assert svg.count("<g><title>") == charts.MAX_CLIENTS and "5 more are in the table" in svg
+    assert "<b>" not in svg and "&lt;b&gt;&amp;35&lt;/b&gt;" in svg and "&lt;b&gt;&amp;1&lt;/b&gt;" not in svg
+    assert f'width="300.0" height="11" fill="{charts.BILLED_COLOUR}"' in svg  # the largest bill spans the panel
+    assert f'width="150.0" height="11" fill="{charts.PAID_COLOUR}"' in svg and "350.00" in svg
+    assert "drafts not issued" not in svg and charts.client_figures_chart(many, "USD") == ""
+    drafted = charts.client_figures_chart([figures(1, 0, drafted=5000)], "EUR")
+    assert "drafts not issued" in drafted and f'width="300.0" height="11" fill="{charts.DRAFT_COLOUR}"' in drafted

@@ -14,7 +14,7 @@ from html import escape
 from closeout.accounting.csv_safe import major_units
 from closeout.close.report_data import ClientFigures
 
-HOURS_COLOUR, BILLED_COLOUR, PAID_COLOUR = "#4c78a8", "#e45756", "#54a24b"
+HOURS_COLOUR, BILLED_COLOUR, PAID_COLOUR, DRAFT_COLOUR = "#4c78a8", "#e45756", "#54a24b", "#a0a7b0"
 STATUS_STYLE = {  # status -> (fill, glyph, label); the glyph keeps the grid readable without colour
     "passed": ("#54a24b", "✓", "passed"),
     "failed": ("#e45756", "✗", "failed"),
@@ -56,34 +56,43 @@ def money_text(amount_minor: int, exponent: int) -> str:
 def client_figures_chart(clients: Sequence[ClientFigures], currency: str) -> str:
     """Per client of one currency: billable hours (left panel, hours) against billed and paid (right panel, the
     currency). Two panels because hours and money have different units; rows line up so a client reads across.
-    The largest ``MAX_CLIENTS`` clients by billed amount are drawn; the caption says how many were left out."""
-    rows = sorted((c for c in clients if c.currency == currency), key=lambda c: (-c.billed_minor, c.client_key))
+    The largest ``MAX_CLIENTS`` clients by billed (and drafted) amount are drawn; a note says how many were not."""
+    rows = sorted((c for c in clients if c.currency == currency),
+                  key=lambda c: (-(c.billed_minor + c.drafted_minor), c.client_key))  # fmt: skip
     shown = rows[:MAX_CLIENTS]
     if not shown:
         return ""
     exponent = shown[0].exponent
+    # drafts not issued get a bar of their own when there are any (a dry run, or drafts held back): what would be
+    # billed, kept apart from what was
+    series = [("billed", BILLED_COLOUR, "billed_minor"), ("paid", PAID_COLOUR, "paid_minor")]
+    if any(c.drafted_minor for c in shown):
+        series.append(("drafts not issued", DRAFT_COLOUR, "drafted_minor"))
     label_w, hours_x, hours_w, money_x, money_w = 190, 200, 220, 500, 300
-    row_h, top = 34, 52
+    row_h, top = max(34, 8 + 13 * len(series)), 52
     height = top + row_h * len(shown) + 24
     width = money_x + money_w + 110
     max_hours = max(c.billable_hours for c in shown)
-    max_money = max(max(c.billed_minor, c.paid_minor) for c in shown)
+    max_money = max(getattr(c, field) for c in shown for _, _, field in series)
     title = f"Billable hours, billed and paid per client ({currency})"
+    money_title = "Billed, paid, not issued" if len(series) > 2 else "Billed and paid"
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
         f'<text x="{hours_x}" y="16" class="panel">Billable hours (h)</text>',
-        f'<text x="{money_x}" y="16" class="panel">Billed and paid ({escape(currency)})</text>',
-        f'<rect x="{money_x}" y="26" width="10" height="10" fill="{BILLED_COLOUR}"/>'
-        f'<text x="{money_x + 14}" y="35" class="legend">billed</text>'
-        f'<rect x="{money_x + 70}" y="26" width="10" height="10" fill="{PAID_COLOUR}"/>'
-        f'<text x="{money_x + 84}" y="35" class="legend">paid</text>',
+        f'<text x="{money_x}" y="16" class="panel">{money_title} ({escape(currency)})</text>',
     ]
+    legend_x = money_x
+    for what, colour, _ in series:
+        out.append(f'<rect x="{legend_x}" y="26" width="10" height="10" fill="{colour}"/>'
+                   f'<text x="{legend_x + 14}" y="35" class="legend">{what}</text>')  # fmt: skip
+        legend_x += 30 + 7 * len(what)
     for axis_x, axis_w in ((hours_x, hours_w), (money_x, money_w)):
-        out.append(f'<line x1="{axis_x}" y1="{top - 4}" x2="{axis_x}" y2="{height - 20}" class="axis"/>')
+        out.append(f'<line x1="{axis_x}" y1="{top - 4}" x2="{axis_x}" y2="{height - 20}" class="axis" '
+                   'stroke="#1f2328"/>')  # fmt: skip
         out.append(f'<line x1="{axis_x + axis_w}" y1="{top - 4}" x2="{axis_x + axis_w}" y2="{height - 20}" '
-                   'class="grid"/>')  # fmt: skip
+                   'class="grid" stroke="#d1d9e0" stroke-dasharray="3 3"/>')  # fmt: skip
     for axis_x in (hours_x, money_x):
         out.append(f'<text x="{axis_x}" y="{height - 6}" class="tick">0</text>')
     out.append(f'<text x="{hours_x + hours_w}" y="{height - 6}" class="tick" text-anchor="end">'
@@ -92,17 +101,18 @@ def client_figures_chart(clients: Sequence[ClientFigures], currency: str) -> str
                f"{escape(money_text(max_money, exponent))}</text>")  # fmt: skip
     for i, c in enumerate(shown):
         y = top + i * row_h
+        mid = y + row_h // 2
         name = c.client_name or c.client_key
         out.append(f'<g><title>{escape(name)} ({escape(c.client_key)})</title>'
-                   f'<text x="{label_w}" y="{y + 17}" class="label" text-anchor="end">{escape(_label(name))}</text>'
+                   f'<text x="{label_w}" y="{mid + 1}" class="label" text-anchor="end">{escape(_label(name))}</text>'
                    "</g>")  # fmt: skip
         hw = _scale(c.billable_hours, max_hours, hours_w)
-        out.append(f'<rect x="{hours_x}" y="{y + 6}" width="{_n(hw)}" height="14" fill="{HOURS_COLOUR}">'
+        out.append(f'<rect x="{hours_x}" y="{mid - 10}" width="{_n(hw)}" height="14" fill="{HOURS_COLOUR}">'
                    f"<title>{escape(hours_text(c.billable_hours))} billable hours</title></rect>")  # fmt: skip
-        out.append(f'<text x="{_n(hours_x + hw + 4)}" y="{y + 17}" class="value">'
+        out.append(f'<text x="{_n(hours_x + hw + 4)}" y="{mid + 1}" class="value">'
                    f"{escape(hours_text(c.billable_hours))}</text>")  # fmt: skip
-        for j, (amount, colour, what) in enumerate(((c.billed_minor, BILLED_COLOUR, "billed"),
-                                                    (c.paid_minor, PAID_COLOUR, "paid"))):  # fmt: skip
+        for j, (what, colour, field) in enumerate(series):
+            amount = getattr(c, field)
             bw = _scale(amount, max_money, money_w)
             by = y + 3 + j * 13
             text = money_text(amount, c.exponent)
@@ -111,7 +121,7 @@ def client_figures_chart(clients: Sequence[ClientFigures], currency: str) -> str
             out.append(f'<text x="{_n(money_x + bw + 4)}" y="{by + 10}" class="value">{escape(text)}</text>')
     out.append("</svg>")
     if len(rows) > len(shown):
-        out.append(f'<p class="note">The {len(shown)} clients with the largest billed amounts are drawn; '
+        out.append(f'<p class="note">The {len(shown)} clients with the largest amounts are drawn; '
                    f"{len(rows) - len(shown)} more are in the table below.</p>")  # fmt: skip
     return "\n".join(out)
 

@@ -55,6 +55,10 @@ def test_money_dags_reach_finance_unless_the_gate_already_told_it() -> None:
     assert channels_for("closeout_stripe_publish") == PLATFORM_CHANNELS + FINANCE_CHANNELS
     held = PayoutsHeld("reconciliation breached; payouts are held")
     assert finance_alerted(held) and not finance_alerted(RuntimeError("x"))
+    try:
+        raise RuntimeError("close step reconcile failed") from held
+    except RuntimeError as wrapped:
+        assert finance_alerted(wrapped), "a step wrapping the breach still marks finance as told"
     assert channels_for("closeout_reconcile", finance_already_alerted=finance_alerted(held)) == PLATFORM_CHANNELS
 
 

@@ -27,7 +27,13 @@ class FinanceAlerted:
 
 
 def finance_alerted(exception: BaseException | None) -> bool:
-    return bool(getattr(exception, "finance_alerted", False))
+    """True when the exception, or one it was raised from (a step wrapping the reconcile's), carries the marker."""
+    seen = 0
+    while exception is not None and seen < 5:
+        if getattr(exception, "finance_alerted", False):
+            return True
+        exception, seen = exception.__cause__, seen + 1
+    return False
 
 
 def with_facts(exception: E, **facts: Any) -> E:

@@ -99,7 +99,8 @@ class MailCatcher:
                     say("354 go ahead")
                     await writer.drain()
                     raw = await reader.readuntil(b"\r\n.\r\n")
-                    body = raw[: -len(b".\r\n")].replace(b"\r\n..", b"\r\n.")
+                    lines = raw[: -len(b"\r\n.\r\n")].split(b"\r\n")  # undo dot-stuffing (RFC 5321 4.5.2)
+                    body = b"\n".join(line[1:] if line.startswith(b".") else line for line in lines) + b"\n"
                     parsed = email.message_from_bytes(body, policy=email.policy.default)
                     self.mails.append(CapturedMail(sender, recipients, parsed))  # type: ignore[arg-type]
                     say("250 queued")

@@ -3,13 +3,15 @@
 1. the embedded Postgres (a fresh database), Airflow metadata in SQLite, a real ``airflow api-server`` started
    in the background, local SMTP and HTTP receivers standing in for finance's mailbox and chat;
 2. Harvest, Toggl and Clockify sandboxes with generated work of the previous month, and a Stripe sandbox;
-3. the month-end close of the previous month in real DAG runs (``dag.test``): syncs, drafts, Stripe
-   invoices, events, journals, reconciliation;
+3. ``closeout_month_end_close`` of the previous month, a real DAG run (``dag.test``): final sync, lock,
+   drafts, Stripe invoices, events, journals, accounting export, reconciliation, the close report;
 4. customers pay (most in full, some in part, some not yet), closeout follows Stripe's events, reconciles
    green, and ``closeout_payouts`` releases contractor transfers;
 5. someone changes an invoice in Stripe behind closeout's back: the reconciliation breaches, the gate pauses
    ``closeout_payouts`` through the API server, opens a payout hold and alerts finance (the e-mail is printed),
-   and a payouts run triggered anyway releases nothing.
+   and a payouts run triggered anyway releases nothing;
+6. the close report written again with the payments, payouts and the hold; where it is, how to release the
+   hold, how to query the warehouse.
 
     bash scripts/demo.sh [--entries N]
 """
@@ -53,14 +55,30 @@ def wire_alerts(mail: MailCatcher, hooks: WebhookCatcher) -> None:
             {"conn_type": "http", "host": hooks.url(path), "password": WEBHOOK_TOKEN})
 
 
-def close_month(period: str) -> None:
-    """The close of ``period``: the chain of DAGs it runs, one real run each."""
-    for dag_id in ("closeout_sync_harvest", "closeout_sync_toggl", "closeout_sync_clockify"):
-        run_dag(dag_id)
-    run_dag("closeout_invoice_drafts")
-    run_dag("closeout_stripe_publish")
-    run_dag("closeout_stripe_events")
-    run_dag("closeout_reconcile", {"period": period})
+def close_month(period: str) -> str:
+    """``closeout_month_end_close`` for ``period``, as ops trigger it; prints what each step did."""
+    from closeout.close import runs, tasks
+    from closeout.warehouse.db import connect
+
+    run_id = run_dag("closeout_month_end_close", {"period": period})
+    with connect() as conn:
+        for line in tasks.summary_lines(runs.load(conn, run_id)):
+            line = line.strip()
+            say(line if len(line) <= 110 else f"{line[:107]}...")
+    return run_id
+
+
+def refresh_report(period: str, close_run_id: str) -> str:
+    """The close report written again through closeout's own report API, now that customers have paid and
+    payouts ran: same location, the close's steps, today's figures. Returns where it is."""
+    from closeout.close import report, runs, tasks
+    from closeout.warehouse.db import connect
+
+    with connect() as conn:
+        run = runs.load(conn, close_run_id)
+        built = report.build_report(conn, period, steps=tasks.report_steps(run), close_run_id=str(run.close_run_id))
+    report.write_report(built)
+    return report.report_url(period)
 
 
 def main() -> None:
@@ -88,12 +106,15 @@ def main() -> None:
     say(f"billing and payee files written to {FILES.relative_to(ROOT)}/ (CLOSEOUT_BILLING_CONFIG, "
         "CLOSEOUT_PAYEES_CONFIG)")  # fmt: skip
     try:
-        step(f"Month-end close of {period}")
-        close_month(period)
+        step(f"Month-end close of {period}: closeout_month_end_close")
+        close_run = close_month(period)
         figures.capture()
         figures.invoices(period_start)
         figures.ledger()
         figures.recon()
+        from closeout.close.report import report_url
+
+        say(f"close report: {report_url(period)}")
 
         step("Customers pay in Stripe; closeout follows Stripe's events")
         paid = story.customers_pay(vendors.stripe, story.open_invoices(period_start))
@@ -133,6 +154,9 @@ def main() -> None:
                                "ORDER BY payout_run_id DESC LIMIT 1")[0][0]  # fmt: skip
         say(f"the gate refused: {refusal}")
         say(f"transfers in Stripe: {vendors.stripe.count('transfer')} (before: {transfers}): nothing released")
+
+        step("The close report, brought up to date (payments, payouts, the hold)")
+        say(f"open in a browser: {refresh_report(period, close_run)}")
     finally:
         vendors.stop()
         api.stop()

@@ -37,7 +37,7 @@ def configure() -> None:
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",  # into the run log files, not the terminal
         "CLOSEOUT_RETRY_DELAY_SECONDS": "2",
         "CLOSEOUT_DATA_DOCS_DIR": str(FILES / "data_docs"),
-        "CLOSEOUT_REPORTS_DIR": str(FILES / "reports"),
+        "CLOSEOUT_REPORTS_URL": str(FILES / "reports"),
         "CLOSEOUT_PAYOUTS_APPROVAL": "off",  # the demo releases without a person approving in the UI
         "TQDM_DISABLE": "1",  # Great Expectations' progress bars
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "plugins"), str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -115,8 +115,8 @@ def output_to(path: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-def run_dag(dag_id: str, conf: dict | None = None, *, expect: str = "success") -> dict[str, str]:
-    """One real DAG run, in this process (``dag.test``); returns {task_id: state}. Task output goes to a file
+def run_dag(dag_id: str, conf: dict | None = None, *, expect: str = "success") -> str:
+    """One real DAG run, in this process (``dag.test``); returns its run id. Task output goes to a file
     under ``LOGS``. Stops the demo, showing the end of that file, when the run does not end as expected (a
     breach is expected to fail the reconcile run)."""
     from airflow.dag_processing.dagbag import DagBag
@@ -142,4 +142,4 @@ def run_dag(dag_id: str, conf: dict | None = None, *, expect: str = "success") -
         tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
         raise SystemExit(f"{tail}\n\n{dag_id} ended {state}, expected {expect}; tasks not done: {failed}; "
                          f"task logs: {log}")  # fmt: skip
-    return tasks
+    return run.run_id

@@ -116,32 +116,38 @@ def start_vendors(period_start: date, entries: int) -> Vendors:
     return Vendors(harvest, toggl, clockify, stripe, datasets)
 
 
-def client_currencies(tracker: str, dataset: Any) -> dict[Any, str]:
-    """client id -> the currency its work is billed in, as the tracker holds it (Harvest on the client,
-    Toggl and Clockify on the client's projects)."""
-    if tracker == "harvest":
-        return {c["id"]: c["currency"] for c in dataset.clients}
-    found: dict[Any, str] = {}
-    for project in dataset.projects:
-        client = project.get("client_id") or project.get("clientId")
-        currency = project.get("currency") or (project.get("hourlyRate") or {}).get("currency")
+def client_currencies(tracker: str, dataset: Any) -> dict[Any, set[str]]:
+    """client id -> the currencies its month of work is priced in, as the tracker prices it (Harvest per
+    client, Toggl per project, Clockify per entry's resolved rate)."""
+    projects = {p["id"]: p for p in dataset.projects}
+    currencies = {c["id"]: c.get("currency") for c in dataset.clients}
+    found: dict[Any, set[str]] = {}
+    for entry in dataset.entries:
+        if tracker == "harvest":
+            client, currency = entry.client_id, currencies.get(entry.client_id)
+        else:
+            project = projects.get(entry.project_id) or {}
+            client = project.get("client_id") or project.get("clientId")
+            currency = project.get("currency") if tracker == "toggl" else entry.currency
         if client is not None and currency:
-            found.setdefault(client, currency)
+            found.setdefault(client, set()).add(currency)
     return found
 
 
 def write_billing_config(folder: Path, datasets: dict[str, Any]) -> Path:
-    """Every generated client by its tracker name and currency, with an accounts-payable address; the shipped
-    defaults (monthly, approved time only, published automatically once the month is over) for the rest."""
+    """Every generated client whose work is priced in one currency, by its tracker name, with that currency and
+    an accounts-payable address. The shipped defaults (monthly, approved time only, published automatically
+    once the month is over, each entry in its own currency) bill the rest, one invoice per currency."""
     clients = []
     for tracker, dataset in datasets.items():
         currencies = client_currencies(tracker, dataset)
         for client in dataset.clients:
-            if client["id"] not in currencies:
-                continue  # no project, nothing to bill
+            if len(currencies.get(client["id"], ())) != 1:
+                continue
             slug = "".join(ch for ch in client["name"].lower() if ch.isalnum())[:24] or "client"
+            [currency] = currencies[client["id"]]
             clients.append({"client_key": f"{tracker}:{client['id']}", "name": client["name"],
-                            "currency": currencies[client["id"]], "email": f"ap@{slug}.example"})  # fmt: skip
+                            "currency": currency, "email": f"ap@{slug}.example"})  # fmt: skip
     path = folder / "clients.json"
     path.write_text(json.dumps({"clients": clients}, indent=1), encoding="utf-8")
     os.environ["CLOSEOUT_BILLING_CONFIG"] = str(path)

@@ -105,6 +105,7 @@ def main() -> None:
     write_payees(FILES, vendors.datasets)
     say(f"billing and payee files written to {FILES.relative_to(ROOT)}/ (CLOSEOUT_BILLING_CONFIG, "
         "CLOSEOUT_PAYEES_CONFIG)")  # fmt: skip
+    api.wait_serialized()
     try:
         step(f"Month-end close of {period}: closeout_month_end_close")
         close_run = close_month(period)

@@ -27,8 +27,9 @@ USER = "demo-ops"
 
 
 class ApiServer:
-    """``airflow dags reserialize`` then ``airflow api-server``, in a background thread from ``start()``;
-    ``wait()`` blocks until ``/api/v2/monitor/health`` answers."""
+    """``airflow dags reserialize`` then ``airflow api-server``, in a background thread from ``start()``.
+    ``wait_serialized()`` blocks until the DAGs are in the metadata database (SQLite takes one writer: no DAG
+    may run before), ``wait()`` until ``/api/v2/monitor/health`` answers."""
 
     def __init__(self, home: Path) -> None:
         self.home = home
@@ -38,6 +39,7 @@ class ApiServer:
         self.process: subprocess.Popen | None = None
         self._failure: str | None = None
         self._ready = threading.Event()
+        self._serialized = threading.Event()
 
     def env(self) -> dict[str, str]:
         passwords = self.home / "simple_auth_manager_passwords.json"
@@ -67,6 +69,7 @@ class ApiServer:
                                   timeout=600)  # fmt: skip
             if done.returncode != 0:
                 raise RuntimeError(f"airflow dags reserialize failed: {done.stderr[-2000:]}")
+            self._serialized.set()
             with socket.socket() as s:
                 s.bind(("127.0.0.1", 0))
                 port = s.getsockname()[1]
@@ -88,7 +91,12 @@ class ApiServer:
         except Exception as exc:  # reported by wait(), in the main thread
             self._failure = str(exc)
         finally:
+            self._serialized.set()
             self._ready.set()
+
+    def wait_serialized(self, timeout: float = 300) -> None:
+        if not self._serialized.wait(timeout) or (self._failure and not self.url):
+            raise SystemExit(self._failure or f"airflow dags reserialize not done after {timeout:.0f} s")
 
     def wait(self, timeout: float = 300) -> ApiServer:
         started = time.perf_counter()

@@ -75,13 +75,17 @@ def ledger() -> None:
 
 
 def recon(airflow_run_id: str | None = None) -> list[tuple]:
-    """The latest reconciliation's verdicts, one line per check."""
+    """The latest reconciliation's verdicts, one line per status."""
     checks = rows(
         """SELECT c.check_name, c.status, c.observed FROM closeout.recon_checks c
            WHERE c.run_id = (SELECT run_id FROM closeout.recon_runs ORDER BY finished_at DESC NULLS LAST LIMIT 1)
            ORDER BY c.check_name"""
     )
-    say("checks: " + ", ".join(f"{name} {status}" for name, status, _ in checks))
+    by_status: dict[str, list[str]] = {}
+    for name, status, _ in checks:
+        by_status.setdefault(status, []).append(name)
+    for status, names in sorted(by_status.items()):
+        say(f"{status:<15} {', '.join(names)}")
     return checks
 
 

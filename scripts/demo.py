@@ -149,21 +149,27 @@ def main() -> None:
         figures.recon()
         show_breach(mail, hooks)
 
+        alerts_before = len(mail.mails)
         step(f"{PAYOUTS} triggered anyway")
         run_dag(PAYOUTS, expect="failed")
         refusal = figures.rows("SELECT reason FROM closeout.payout_runs WHERE step = 'gate' "
                                "ORDER BY payout_run_id DESC LIMIT 1")[0][0]  # fmt: skip
         say(f"the gate refused: {refusal}")
         say(f"transfers in Stripe: {vendors.stripe.count('transfer')} (before: {transfers}): nothing released")
+        for captured in mail.mails[alerts_before:]:
+            say(f"finance e-mailed again by the failed run's notifier: {captured.subject}")
+        platform = [p for p in hooks.posts if p["path"] == "/platform"]
+        say(f"platform team's webhook: {len(platform)} task-failure alert(s) (the breach, the refusal)")
 
         step("The close report, brought up to date (payments, payouts, the hold)")
-        say(f"open in a browser: {refresh_report(period, close_run)}")
+        report = refresh_report(period, close_run)
+        say(f"written again: {report}")
     finally:
         vendors.stop()
         api.stop()
         mail.stop()
         hooks.stop()
-    finish(started)
+    finish(started, report)
 
 
 def show_breach(mail: MailCatcher, hooks: WebhookCatcher) -> None:
@@ -182,7 +188,7 @@ def show_breach(mail: MailCatcher, hooks: WebhookCatcher) -> None:
             say(f"  | {line}")
 
 
-def finish(started: float) -> None:
+def finish(started: float, report: str) -> None:
     holds = figures.rows("SELECT hold_id FROM closeout.payout_holds WHERE released_at IS NULL ORDER BY hold_id")
     print(f"\nDemo finished in {time.perf_counter() - started:.0f} s.")
     print("To work with the demo's warehouse after it ends:")
@@ -195,6 +201,7 @@ def finish(started: float) -> None:
     print(f"    {_psql()} -h {ROOT / '.closeout' / 'pgdata'} -U postgres {runtime.DATABASE}")
     print("    select * from closeout.invoices; select * from closeout.recon_checks; "
           "select * from closeout.payout_holds;")
+    print(f"The close report of the month, to open in a browser:\n    {report}")
 
 
 def _warehouse_env() -> str:

@@ -347,3 +347,30 @@ def _report_url(period: str) -> str:
     from closeout.close.report import report_url
 
     return report_url(period)
+
+
+# -- the publish-policy override -----------------------------------------------------------------------------------
+def test_policy_override_auto_approves_held_drafts_as_the_close_run(
+    warehouse, books, stripe_sandbox, airflow_db
+) -> None:
+    (books / "clients.yaml").write_text("defaults:\n  require_approval: false\n  publish_policy: hold\nclients: []\n")
+    conf = {**CONF, "publish_policy": "auto"}
+
+    preview = close({**conf, "dry_run": True})
+    assert preview.state == "success", preview
+    would = close_row(warehouse, preview.run_id)["steps"]["publish"]["summary"]["would_publish"]
+    assert would["count"] > 0 and set(would["by_action"]) == {"approve_and_publish"}, would
+    assert warehouse.scalar("SELECT count(*) FROM closeout.invoices WHERE approved_by IS NOT NULL") == 0
+    assert stripe_sandbox.count("invoice") == 0
+
+    result = close(conf)
+    assert result.state == "success", result
+    close_run_id = close_row(warehouse, result.run_id)["close_run_id"]
+    rows = warehouse.rows(
+        """SELECT invoice_id, status, approved_by, approved_version = version FROM closeout.invoices
+           WHERE period_start >= %s AND period_end < %s AND total_minor > 0""",
+        (PERIOD_START, NEXT_START),
+    )
+    assert sorted(r[0] for r in rows) == sorted(i["invoice_id"] for i in would["invoices"])
+    assert {(status, by, same) for _, status, by, same in rows} == {("open", f"close run {close_run_id}", True)}, rows
+    check_invariant_3(warehouse, stripe_sandbox)

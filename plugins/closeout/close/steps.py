@@ -101,13 +101,14 @@ def lock_period(step: Step) -> dict[str, Any]:
         status = periods.lock_status(step.conn, period)
         log.info("dry run: period %s would be locked now (lock status: %s)", period.label, status or "not locked")
         return {"dry_run": True, "would_lock": status is None, "lock_status": status}
-    # The lock fixes the content of the period's drafts, so they are first brought up to the final sync: without
-    # this, what the final sync captured would be billed as adjustments in the next period.
-    before = drafts(step) if not periods.is_locked(step.conn, period) else None
+    # The lock fixes the content of the period's drafts; lock_period first brings them up to the final sync (one
+    # drafting run in the lock's transaction), with the billing configuration as it is now.
+    from closeout.billing import tasks
+
+    tasks.load_config()
     result = periods.lock_period(step.conn, period, locked_by=f"closeout_month_end_close {step.closed_by}",
                                  close_run_id=str(step.run.close_run_id))  # fmt: skip
     step.conn.commit()
-    result = {**result, "drafts_before_lock": before}
     log.info("period %s %s: %s", period.label, "was already locked" if result.get("already_locked") else "locked",
              result)  # fmt: skip
     return result

@@ -166,6 +166,8 @@ def test_a_closed_period_shows_figures_that_tie_out_with_the_views(warehouse, cl
     assert "account_closed" in not_paid_out["transfer_refused"]["details"][0]
     open_holds = _sql("SELECT count(*) FROM closeout.payout_holds WHERE released_at IS NULL")[0][0]
     assert rep.payouts["open_holds"] == open_holds
+    # the month before still owes: a's 2 h and b's 1 h invoices were never paid
+    assert [(e["currency"], e["invoices"], e["outstanding_minor"]) for e in rep.earlier_open] == [("USD", 2, 30000)]
     (lock,) = rep.period_state["period_locks"]
     assert (lock["locked_by"], lock["close_run_id"], lock["period"]) == ("ops@example.com", "manual__close-1", PERIOD)
     exceptions = [(x["source"], x["client_key"], x["record"]) for x in rep.exceptions]
@@ -200,6 +202,7 @@ def test_a_closed_period_shows_figures_that_tie_out_with_the_views(warehouse, cl
     assert html.count("<svg") == 2 and "DRY RUN" not in html and "manual__close-1" in html
     assert "ties out" in html and "DOES NOT TIE OUT" not in html and "1,250.00" in html
     assert "stopped: refused by Stripe" in html and "released_with_exceptions" in html
+    assert "Still owed from earlier billing periods" in html and f"the oldest from {EARLIER_START}" in html
     assert f'href="close-report-{PERIOD}.csv"' in html
     for ch in ran:
         assert f'href="{ch["evidence_link"]}"' in html

@@ -158,6 +158,7 @@ class CloseReport:
     payouts: dict[str, Any]
     steps: tuple[dict[str, Any], ...]
     period_state: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    earlier_open: tuple[dict[str, Any], ...] = ()
 
     @property
     def ties_out(self) -> bool:
@@ -301,9 +302,11 @@ def build_report(
         recon, recon_history = _recon(conn, period, history)
         payouts = _payouts(conn, params)
         period_state = _period_state(conn, period)
+        earlier_open = tuple(_rows(conn, "report_earlier_open", params))
     return CloseReport(
         period=period, period_start=start, period_end=end, dry_run=bool(dry_run), close_run_id=close_run_id,
         generated_at=datetime.now(UTC).replace(microsecond=0).isoformat(), clients=clients,
         totals=currency_totals(clients), invoices=invoices, adjustments=adjustments, exceptions=exceptions,
         recon=recon, recon_history=recon_history, payouts=payouts, steps=_steps(steps), period_state=period_state,
+        earlier_open=earlier_open,
     )  # fmt: skip

@@ -110,6 +110,7 @@ def report_document(report: CloseReport) -> dict[str, Any]:
         "payouts": payouts,
         "steps": list(report.steps),
         "period_state": report.period_state,
+        "earlier_periods_open": [with_major(r) for r in report.earlier_open],
     }
 
 

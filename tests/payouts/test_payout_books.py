@@ -47,6 +47,16 @@ def planned(warehouse, stripe_sandbox, payees) -> list[str]:
     return plan["awaiting_approval"]
 
 
+def _rate_limit_first_u1_transfer(warehouse, stripe_sandbox) -> None:
+    """A 429 on u1's first transfer. The four items make one batch, sent in payout id order, and a payout id
+    follows from payee, invoice and currency: the order is known before the plan."""
+    from closeout.payouts.plan import payout_id
+
+    paid = [r[0] for r in warehouse.rows("SELECT invoice_id FROM closeout.invoices WHERE status = 'paid'")]
+    order = sorted((payout_id(user_key(u), iid, cur), u) for iid in paid for u, cur in (("u1", "USD"), ("u2", "EUR")))
+    stripe_sandbox.inject("rate_limit", times=1, path_prefix="/v1/transfers", after=[u for _, u in order].index("u1"))
+
+
 def _payout_journals(warehouse) -> dict[tuple[str, str], tuple]:
     """(kind, payout_id) -> (journal_id, currency, ((role, account, debit, credit), ...))."""
     out: dict[tuple[str, str], tuple] = {}
@@ -105,9 +115,7 @@ def test_the_payouts_dag_books_each_item_once_and_reconciliation_holds(warehouse
 
 def test_a_refused_transfer_stops_its_item_and_a_429_is_sent_once_on_the_retry(warehouse, stripe_sandbox, planned):
     stripe_sandbox.refuse_transfers("balance_insufficient", destination=ACCT_2)
-    order = [r[0] for r in warehouse.rows("SELECT payee_key FROM closeout.payout_items ORDER BY batch_id, payout_id")]
-    # the first of u1's transfers gets a 429 (the release sends in payout id order)
-    stripe_sandbox.inject("rate_limit", times=1, path_prefix="/v1/transfers", after=order.index(user_key("u1")))
+    _rate_limit_first_u1_transfer(warehouse, stripe_sandbox)
     with pytest.raises(release.ReleaseIncomplete, match=r"1 transfers failed.*2 refused for good"):
         tasks.release_batches("t1", planned, "auto: approval switched off")
     by_payee = {}
@@ -204,3 +212,21 @@ def test_the_sandbox_refuses_a_transfer_as_stripe_does_and_replays_the_refusal_f
     assert client.v1.transfers.create(params=params, options={"idempotency_key": "k-2"}).amount == 500
     with pytest.raises(ValueError, match="unknown transfer refusal"):
         stripe_sandbox.refuse_transfers("card_declined")
+
+
+def test_a_refusal_behind_a_429_still_fails_the_run_after_the_retry_sends_the_rest(warehouse, stripe_sandbox,
+                                                                                   run_dag, payees):  # fmt: skip
+    invoices = seed_invoices(warehouse, WORK)
+    pay(stripe_sandbox, invoices, list(WORK))
+    green_recon()
+    stripe_sandbox.refuse_transfers("balance_insufficient", destination=ACCT_2)
+    _rate_limit_first_u1_transfer(warehouse, stripe_sandbox)
+
+    result = run_dag("closeout_payouts")  # try 1: a 429 (retryable) and two refusals; try 2: the 429's item goes
+    assert result.state == "failed", result
+    assert result.task_states["release"] == "failed" and result.tries["release"] == 2, result
+    assert sorted(v[2] for v in items(warehouse).values()) == ["stopped", "stopped", "transferred", "transferred"]
+    runs = warehouse.rows("SELECT status, reason FROM closeout.payout_runs WHERE step = 'release' ORDER BY 1")
+    assert [r[0] for r in runs] == ["failed", "failed"]
+    assert any("refused by Stripe and stopped in an earlier try" in (r[1] or "") for r in runs), runs
+    check_invariant_6(warehouse, stripe_sandbox)

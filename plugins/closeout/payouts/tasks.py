@@ -106,6 +106,30 @@ def release_batches(airflow_run_id: str | None, batch_ids: list[str], approved_b
             _finish(conn, run_id, "failed", {"requests": hook.requests}, str(exc)[:2000])
             raise
         counts = {**summary.as_dict(), "requests": hook.requests}
+        earlier = _refused_in_earlier_tries(conn, airflow_run_id, run_id)
+        if earlier:
+            reason = (f"{len(earlier)} transfers refused by Stripe and stopped in an earlier try of this run (the "
+                      f"rest went out); closeout.payout_exceptions: {'; '.join(earlier[:5])}")  # fmt: skip
+            _finish(conn, run_id, "failed", counts, reason)
+            raise release.TransfersRefused(reason)
         _finish(conn, run_id, "success", counts)
     log.info("release: %s", counts)
     return counts
+
+
+def _refused_in_earlier_tries(conn: psycopg.Connection, airflow_run_id: str | None, run_id: int) -> list[str]:
+    """Refusals still open that an earlier try of the same DAG run stopped: that try failed for a retryable
+    error first, so its refusals would otherwise end in a green retry that nobody is alerted about."""
+    if airflow_run_id is None:
+        return []
+    return [
+        reason
+        for (reason,) in conn.execute(
+            """SELECT x.reason FROM closeout_data.payout_transfer_exceptions x
+               WHERE x.resolved_at IS NULL
+                 AND x.opened_at >= (SELECT min(r.started_at) FROM closeout_data.payout_runs r
+                                     WHERE r.step = 'release' AND r.airflow_run_id = %s AND r.payout_run_id <> %s)
+               ORDER BY x.exception_id""",
+            (airflow_run_id, run_id),
+        ).fetchall()
+    ]

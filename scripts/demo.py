@@ -19,9 +19,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import sys
 import time
+from contextlib import ExitStack
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -34,7 +36,7 @@ from demo import figures, story  # noqa: E402
 from demo.airflow_api import ApiServer  # noqa: E402
 from demo.receivers import MailCatcher, WebhookCatcher  # noqa: E402
 from demo.runtime import FILES, ROOT, run_dag, say, step  # noqa: E402
-from demo.sandboxes import start_vendors, write_billing_config, write_payees  # noqa: E402
+from demo.sandboxes import Vendors, start_vendors, write_billing_config, write_payees  # noqa: E402
 
 PAYOUTS = "closeout_payouts"
 SMTP_LOGIN = ("closeout-alerts", secrets.token_urlsafe(12))  # fresh secrets every run: nothing to leak
@@ -44,7 +46,6 @@ WEBHOOK_TOKEN = secrets.token_urlsafe(12)
 def wire_alerts(mail: MailCatcher, hooks: WebhookCatcher) -> None:
     """finance_smtp, finance_webhook and platform_webhook point at the local receivers."""
     import json
-    import os
 
     os.environ["AIRFLOW_CONN_FINANCE_SMTP"] = json.dumps({
         "conn_type": "smtp", "host": "127.0.0.1", "port": mail.port, "login": SMTP_LOGIN[0],
@@ -88,88 +89,102 @@ def main() -> None:
     started = time.perf_counter()
     period_start = (date.today().replace(day=1) - timedelta(days=1)).replace(day=1)
     period = period_start.strftime("%Y-%m")
+    with ExitStack() as running:  # whatever happens, every server the demo started is stopped
+        step("Warehouse and Airflow")
+        runtime.prepare_warehouse()
+        runtime.prepare_airflow()
+        api = ApiServer(runtime.AIRFLOW_HOME).start()  # comes up while the close runs
+        running.callback(api.stop)
+        say("airflow api-server starting in the background (the payout gate pauses DAGs through it)")
+        mail, hooks = MailCatcher(*SMTP_LOGIN).start(), WebhookCatcher().start()
+        running.callback(mail.stop)
+        running.callback(hooks.stop)
+        wire_alerts(mail, hooks)
+        say(f"finance's mailbox: SMTP on 127.0.0.1:{mail.port}; finance's chat: {hooks.url('finance')}")
+        say(f"every DAG run below is a real Airflow run (dag.test); task logs in {runtime.LOGS.relative_to(ROOT)}/")
 
-    step("Warehouse and Airflow")
-    runtime.prepare_warehouse()
-    runtime.prepare_airflow()
-    api = ApiServer(runtime.AIRFLOW_HOME).start()  # comes up while the close runs
-    say("airflow api-server starting in the background (the payout gate pauses DAGs through it)")
-    mail, hooks = MailCatcher(*SMTP_LOGIN).start(), WebhookCatcher().start()
-    wire_alerts(mail, hooks)
-    say(f"finance's mailbox: SMTP on 127.0.0.1:{mail.port}; finance's chat: {hooks.url('finance')}")
-    say(f"every DAG run below is a real Airflow run (dag.test); task logs in {runtime.LOGS.relative_to(ROOT)}/")
+        step(f"Vendors: Harvest, Toggl Track, Clockify with {args.entries:,} entries of {period}; Stripe")
+        vendors = start_vendors(period_start, args.entries)
+        running.callback(vendors.stop)
+        write_billing_config(FILES, vendors.datasets)
+        write_payees(FILES, vendors.datasets)
+        say(f"billing and payee files written to {FILES.relative_to(ROOT)}/ (CLOSEOUT_BILLING_CONFIG, "
+            "CLOSEOUT_PAYEES_CONFIG)")  # fmt: skip
+        api.wait_serialized()
 
-    step(f"Vendors: Harvest, Toggl Track, Clockify with {args.entries:,} entries of {period}; Stripe")
-    vendors = start_vendors(period_start, args.entries)
-    write_billing_config(FILES, vendors.datasets)
-    write_payees(FILES, vendors.datasets)
-    say(f"billing and payee files written to {FILES.relative_to(ROOT)}/ (CLOSEOUT_BILLING_CONFIG, "
-        "CLOSEOUT_PAYEES_CONFIG)")  # fmt: skip
-    api.wait_serialized()
-    try:
-        step(f"Month-end close of {period}: closeout_month_end_close")
-        close_run = close_month(period)
-        figures.capture()
-        figures.invoices(period_start)
-        figures.ledger()
-        figures.recon()
-        from closeout.close.report import report_url
-
-        say(f"close report: {report_url(period)}")
-
-        step("Customers pay in Stripe; closeout follows Stripe's events")
-        paid = story.customers_pay(vendors.stripe, story.open_invoices(period_start))
-        say(", ".join(f"{len(v)} {k}" for k, v in paid.items()))
-        run_dag("closeout_stripe_events")
-        say(f"invoices of {period}: {figures.statuses(period_start)}")
-        figures.invoices(period_start)
-        figures.ledger()
-
-        step("Reconcile, then release contractor payouts")
-        run_dag("closeout_reconcile", {"period": period})
-        figures.recon()
-        api.wait()
-        import os
-
-        os.environ["AIRFLOW_CONN_AIRFLOW_API"] = api.connection()
-        api.set_paused(PAYOUTS, False)
-        say(f"{PAYOUTS} unpaused through the API server at {api.url}, as ops would in the UI")
-        run_dag(PAYOUTS)
-        figures.payouts()
-        transfers = vendors.stripe.count("transfer")
-        say(f"{transfers} transfers in Stripe")
-
-        step("A discrepancy: an invoice changed in Stripe behind closeout's back")
-        victim = paid["not yet"][0]
-        new_total = story.change_behind_our_back(vendors.stripe, victim)
-        say(f"{victim.invoice_id} ({victim.stripe_invoice_id}): total {victim.total_minor} -> {new_total} "
-            f"{victim.currency} minor units in Stripe; the customer then pays part of it")  # fmt: skip
-        run_dag("closeout_stripe_events")
-        run_dag("closeout_reconcile", {"period": period}, expect="failed")
-        figures.recon()
-        show_breach(mail, hooks)
-
-        alerts_before = len(mail.mails)
-        step(f"{PAYOUTS} triggered anyway")
-        run_dag(PAYOUTS, expect="failed")
-        refusal = figures.rows("SELECT reason FROM closeout.payout_runs WHERE step = 'gate' "
-                               "ORDER BY payout_run_id DESC LIMIT 1")[0][0]  # fmt: skip
-        say(f"the gate refused: {refusal}")
-        say(f"transfers in Stripe: {vendors.stripe.count('transfer')} (before: {transfers}): nothing released")
-        for captured in mail.mails[alerts_before:]:
-            say(f"finance e-mailed again by the failed run's notifier: {captured.subject}")
-        platform = [p for p in hooks.posts if p["path"] == "/platform"]
-        say(f"platform team's webhook: {len(platform)} task-failure alert(s) (the breach, the refusal)")
+        close_run = the_close(period, period_start)
+        paid = customers_pay(vendors, period, period_start)
+        transfers = payouts_released(api, vendors, period)
+        discrepancy(vendors, paid["not yet"][0], period, mail, hooks, transfers)
 
         step("The close report, brought up to date (payments, payouts, the hold)")
         report = refresh_report(period, close_run)
         say(f"written again: {report}")
-    finally:
-        vendors.stop()
-        api.stop()
-        mail.stop()
-        hooks.stop()
     finish(started, report)
+
+
+def the_close(period: str, period_start: date) -> str:
+    step(f"Month-end close of {period}: closeout_month_end_close")
+    close_run = close_month(period)
+    figures.capture()
+    figures.invoices(period_start)
+    figures.ledger()
+    figures.recon()
+    from closeout.close.report import report_url
+
+    say(f"close report: {report_url(period)}")
+    return close_run
+
+
+def customers_pay(vendors: Vendors, period: str, period_start: date) -> dict[str, list[story.OpenInvoice]]:
+    step("Customers pay in Stripe; closeout follows Stripe's events")
+    paid = story.customers_pay(vendors.stripe, story.open_invoices(period_start))
+    say(", ".join(f"{len(v)} {k}" for k, v in paid.items()))
+    run_dag("closeout_stripe_events")
+    say(f"invoices of {period}: {figures.statuses(period_start)}")
+    figures.invoices(period_start)
+    figures.ledger()
+    return paid
+
+
+def payouts_released(api: ApiServer, vendors: Vendors, period: str) -> int:
+    """Green reconciliation, payouts unpaused as ops would, transfers made; returns how many."""
+    step("Reconcile, then release contractor payouts")
+    run_dag("closeout_reconcile", {"period": period})
+    figures.recon()
+    api.wait()
+    os.environ["AIRFLOW_CONN_AIRFLOW_API"] = api.connection()
+    api.set_paused(PAYOUTS, False)
+    say(f"{PAYOUTS} unpaused through the API server at {api.url}, as ops would in the UI")
+    run_dag(PAYOUTS)
+    figures.payouts()
+    transfers = vendors.stripe.count("transfer")
+    say(f"{transfers} transfers in Stripe")
+    return transfers
+
+
+def discrepancy(vendors: Vendors, victim: story.OpenInvoice, period: str, mail: MailCatcher, hooks: WebhookCatcher,
+                transfers: int) -> None:  # fmt: skip
+    step("A discrepancy: an invoice changed in Stripe behind closeout's back")
+    new_total = story.change_behind_our_back(vendors.stripe, victim)
+    say(f"{victim.invoice_id} ({victim.stripe_invoice_id}): total {victim.total_minor} -> {new_total} "
+        f"{victim.currency} minor units in Stripe; the customer then pays part of it")  # fmt: skip
+    run_dag("closeout_stripe_events")
+    run_dag("closeout_reconcile", {"period": period}, expect="failed")
+    figures.recon()
+    show_breach(mail, hooks)
+
+    alerts_before = len(mail.mails)
+    step(f"{PAYOUTS} triggered anyway")
+    run_dag(PAYOUTS, expect="failed")
+    refusal = figures.rows("SELECT reason FROM closeout.payout_runs WHERE step = 'gate' "
+                           "ORDER BY payout_run_id DESC LIMIT 1")[0][0]  # fmt: skip
+    say(f"the gate refused: {refusal}")
+    say(f"transfers in Stripe: {vendors.stripe.count('transfer')} (before: {transfers}): nothing released")
+    for captured in mail.mails[alerts_before:]:
+        say(f"finance e-mailed again by the failed run's notifier: {captured.subject}")
+    platform = [p for p in hooks.posts if p["path"] == "/platform"]
+    say(f"platform team's webhook: {len(platform)} task-failure alert(s) (the breach, the refusal)")
 
 
 def show_breach(mail: MailCatcher, hooks: WebhookCatcher) -> None:
@@ -207,8 +222,6 @@ def finish(started: float, report: str) -> None:
 def _warehouse_env() -> str:
     """Shell lines that start the embedded server again (it stops with the demo) and point the
     ``closeout_warehouse`` connection at the demo's database."""
-    import os
-
     from closeout.warehouse.embedded import ENV_VAR
 
     return (f'eval "$(PYTHONPATH=plugins .venv/bin/python -m closeout.warehouse.embedded)"   # starts it, keeps it up'

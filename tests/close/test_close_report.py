@@ -139,7 +139,13 @@ def test_a_closed_period_shows_figures_that_tie_out_with_the_views(warehouse, cl
     (usd,) = rep.totals
     assert (usd.billed_minor, usd.paid_minor, usd.outstanding_minor, usd.written_off_minor) == (
         125000, 72000, 43000, 10000)  # fmt: skip
-    assert usd.ties_out and rep.ties_out and [t.difference_minor for t in usd.tie_outs] == [0, 0]
+    assert usd.ties_out and rep.ties_out and [t.difference_minor for t in usd.tie_outs] == [0, 0, 0]
+    # the books: receivable in the ledger = what open invoices of every period still owe (b 30.00, c 400.00, and
+    # the month before's two unpaid invoices, 300.00)
+    books = usd.tie_outs[2]
+    assert (books.left_minor, books.right_minor) == (73000, 73000)
+    assert books.left_minor == sum(r[0] for r in _sql(
+        "SELECT ledger_receivable_minor FROM closeout.receivable_by_client WHERE currency = 'USD'"))  # fmt: skip
     # reconciliation: the period's own run, with a Data Docs link per check; history has both months
     assert rep.recon["run_id"] == closed_period["recon"].run_id
     checks = {ch["check_name"]: ch for ch in rep.recon["checks"]}
@@ -193,7 +199,7 @@ def test_a_closed_period_shows_figures_that_tie_out_with_the_views(warehouse, cl
     doc = json.loads(Path(urls["json"]).read_text(encoding="utf-8"))
     assert doc["period"] == PERIOD and doc["ties_out"] is True and doc["close_run_id"] == "manual__close-1"
     assert doc["totals"][0]["outstanding_minor"] == 43000 and doc["totals"][0]["outstanding"] == "430.00"
-    assert [t["ties_out"] for t in doc["totals"][0]["tie_outs"]] == [True, True]
+    assert [t["ties_out"] for t in doc["totals"][0]["tie_outs"]] == [True, True, True]
     assert doc["reconciliation"]["run_id"] == closed_period["recon"].run_id
     assert doc["steps"][1] == {**STEPS[1]}
     html = Path(urls["html"]).read_text(encoding="utf-8")
@@ -321,9 +327,9 @@ def test_a_figure_that_does_not_tie_out_is_shown_as_such(warehouse, drafted, tmp
         rep = report.build_report(conn, PERIOD)
     kwd, usd = rep.totals
     assert kwd.ties_out and kwd.currency == "KWD"
-    first, second = usd.tie_outs
+    first, second, books = usd.tie_outs
     assert (first.left_minor, first.right_minor, first.difference_minor) == (2500, 0, 2500)
-    assert not first.ties_out and second.ties_out and not rep.ties_out
+    assert not first.ties_out and second.ties_out and books.ties_out and not rep.ties_out
     urls = report.write_report(rep, str(tmp_path))
     html = Path(urls["html"]).read_text(encoding="utf-8")
     assert "DOES NOT TIE OUT" in html and "Does not tie out" in html

@@ -191,10 +191,15 @@ SUMMED = (
 )  # fmt: skip
 
 
-def currency_totals(clients: tuple[ClientFigures, ...]) -> tuple[CurrencyTotals, ...]:
+def currency_totals(
+    clients: tuple[ClientFigures, ...], receivable: dict[str, tuple[int, int]] | None = None
+) -> tuple[CurrencyTotals, ...]:
     """Per-currency sums of the client rows, each with its tie-outs: what was billed less what was paid and
-    written off is what is outstanding; and the invoices' totals are the sum of their lines (time plus
-    adjustments). Both sides are summed from different columns, so a broken link shows as a difference."""
+    written off is what is outstanding; the invoices' totals are the sum of their lines (time plus adjustments);
+    and, from ``receivable`` (currency -> (ledger receivable, open invoices' unpaid remainder), all periods), the
+    books agree with the invoices. Both sides come from different columns or tables, so a broken link shows as a
+    difference."""
+    receivable = receivable or {}
     out = []
     for currency in sorted({c.currency for c in clients}):
         rows = [c for c in clients if c.currency == currency]
@@ -207,6 +212,8 @@ def currency_totals(clients: tuple[ClientFigures, ...]) -> tuple[CurrencyTotals,
             TieOut(currency, exponent, "invoice totals are the sum of their lines",
                    "time lines + adjustment lines = billed",
                    sums["time_billed_minor"] + sums["adjustments_minor"], sums["billed_minor"]),
+            TieOut(currency, exponent, "ledger receivable is the open invoices' unpaid remainder (all periods)",
+                   "ledger receivable = unpaid on open invoices", *receivable.get(currency, (0, 0))),
         )  # fmt: skip
         out.append(CurrencyTotals(currency=currency, exponent=exponent, clients=len(rows), tie_outs=tie_outs, **sums))
     return tuple(out)
@@ -303,10 +310,12 @@ def build_report(
         payouts = _payouts(conn, params)
         period_state = _period_state(conn, period)
         earlier_open = tuple(_rows(conn, "report_earlier_open", params))
+        receivable = {r["currency"]: (int(r["ledger_receivable_minor"]), int(r["open_unpaid_minor"]))
+                      for r in _rows(conn, "report_receivable", params)}  # fmt: skip
     return CloseReport(
         period=period, period_start=start, period_end=end, dry_run=bool(dry_run), close_run_id=close_run_id,
         generated_at=datetime.now(UTC).replace(microsecond=0).isoformat(), clients=clients,
-        totals=currency_totals(clients), invoices=invoices, adjustments=adjustments, exceptions=exceptions,
+        totals=currency_totals(clients, receivable), invoices=invoices, adjustments=adjustments, exceptions=exceptions,
         recon=recon, recon_history=recon_history, payouts=payouts, steps=_steps(steps), period_state=period_state,
         earlier_open=earlier_open,
     )  # fmt: skip

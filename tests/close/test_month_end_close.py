@@ -1,8 +1,10 @@
 """closeout_month_end_close as real DAG runs (``dag.test``) on real Postgres, against the Harvest and Stripe
 sandboxes: a period closed end to end; a re-run that changes nothing (sandbox request counters and warehouse row
 counts) and says so; a dry run with no Stripe mutation, no lock and no hold; a failing step retried alone without
-repeating a side effect; a late edit to the locked period billed as an adjustment in the next one; clear refusals
-for a malformed, unfinished, already-locked period and for a second close while one runs."""
+repeating a side effect, and a new run taking over a failed close; a late edit to the locked period billed as an
+adjustment in the next one; a breach acting through the real gate with the report linked from finance's alert and the
+run's note; the 'auto' publish-policy override recorded as approvals by the close run; clear refusals for a
+malformed, unfinished, already-locked period and for a second close while one runs."""
 
 from __future__ import annotations
 
@@ -373,4 +375,26 @@ def test_policy_override_auto_approves_held_drafts_as_the_close_run(
     )
     assert sorted(r[0] for r in rows) == sorted(i["invoice_id"] for i in would["invoices"])
     assert {(status, by, same) for _, status, by, same in rows} == {("open", f"close run {close_run_id}", True)}, rows
+    check_invariant_3(warehouse, stripe_sandbox)
+
+
+def test_a_new_run_resumes_a_failed_close_of_the_period_it_locked(
+    warehouse, books, harvest, stripe_sandbox, airflow_db, monkeypatch
+) -> None:
+    monkeypatch.setenv("CLOSEOUT_EXPORT_DIR", str(books / "not-a-folder"))
+    (books / "not-a-folder").write_text("")
+    failed = close(CONF)
+    assert failed.task_states["accounting_export"] == "failed", failed
+    first = close_row(warehouse, failed.run_id)
+    mutations = stripe_sandbox.stats()["mutations"]
+
+    # the period stays locked by the failed close; a new run of the close (not a clear) takes it over
+    monkeypatch.setenv("CLOSEOUT_EXPORT_DIR", str(books / "exports"))
+    resumed = close(CONF)
+    assert resumed.state == "success", resumed
+    row = close_row(warehouse, resumed.run_id)
+    assert row["status"] == "succeeded" and row["close_run_id"] != first["close_run_id"]
+    assert row["steps"]["lock_period"]["summary"]["already_locked"] is True
+    assert row["steps"]["lock_period"]["summary"]["close_run_id"] == str(first["close_run_id"])
+    assert stripe_sandbox.stats()["mutations"] == mutations, "what the failed close published is not sent again"
     check_invariant_3(warehouse, stripe_sandbox)

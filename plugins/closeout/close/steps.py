@@ -13,7 +13,7 @@ import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import psycopg
@@ -22,6 +22,7 @@ from closeout.close import dry_run
 from closeout.close.params import CloseParams
 from closeout.close.runs import CloseRefused, CloseRun, step_progress
 from closeout.paths import load_sql
+from closeout.trackers.settings import SyncSettings
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ class Step:
 
 
 # -- 1. final sync ------------------------------------------------------------------------------------------------
-def final_sync_settings(tracker: str, params: CloseParams, today=None):
+def final_sync_settings(tracker: str, params: CloseParams, today: date | None = None) -> SyncSettings:
     """The tracker's settings, widened so this sync re-lists the whole period and sweeps it for deletions."""
     from closeout.trackers.settings import load_settings
 
@@ -58,7 +59,7 @@ def final_sync_settings(tracker: str, params: CloseParams, today=None):
     return load_settings(tracker).merged({"sweep": "always", "sweep_days": max(days, 1), "full_refresh": False})
 
 
-def _sync_tracker(tracker: str, airflow_run_id: str, settings) -> dict[str, Any]:
+def _sync_tracker(tracker: str, airflow_run_id: str, settings: SyncSettings) -> dict[str, Any]:
     if tracker == "harvest":
         from closeout.trackers.harvest import sync as harvest
 

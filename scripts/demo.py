@@ -24,7 +24,7 @@ import secrets
 import sys
 import time
 from contextlib import ExitStack
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -87,7 +87,8 @@ def main() -> None:
     parser.add_argument("--entries", type=int, default=1800, help="time entries generated over the month")
     args = parser.parse_args()
     started = time.perf_counter()
-    period_start = (date.today().replace(day=1) - timedelta(days=1)).replace(day=1)
+    today = datetime.now(UTC).date()  # the close decides whether a month is over in UTC
+    period_start = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
     period = period_start.strftime("%Y-%m")
     with ExitStack() as running:  # whatever happens, every server the demo started is stopped
         step("Warehouse and Airflow")

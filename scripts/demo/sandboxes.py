@@ -112,7 +112,8 @@ def start_vendors(period_start: date, entries: int) -> Vendors:
     _set_conn("stripe_default", {"conn_type": "http", "host": stripe.url, "password": stripe.secret_key,
                                  "extra": {"webhook_secret": webhook_secret}})  # fmt: skip
     # the first sync of a windowed tracker reaches back to the start of the closed month, not a year
-    os.environ["AIRFLOW_VAR_CLOSEOUT_SYNC"] = json.dumps({"history_days": (date.today() - period_start).days + 1})
+    today = datetime.now(UTC).date()
+    os.environ["AIRFLOW_VAR_CLOSEOUT_SYNC"] = json.dumps({"history_days": (today - period_start).days + 1})
     return Vendors(harvest, toggl, clockify, stripe, datasets)
 
 

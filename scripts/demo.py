@@ -168,8 +168,8 @@ def discrepancy(vendors: Vendors, victim: story.OpenInvoice, period: str, mail: 
                 transfers: int) -> None:  # fmt: skip
     step("A discrepancy: an invoice changed in Stripe behind closeout's back")
     new_total = story.change_behind_our_back(vendors.stripe, victim)
-    say(f"{victim.invoice_id} ({victim.stripe_invoice_id}): total {victim.total_minor} -> {new_total} "
-        f"{victim.currency} minor units in Stripe; the customer then pays part of it")  # fmt: skip
+    say(f"{victim.invoice_id} ({victim.stripe_invoice_id}): total {figures.major(victim.total_minor, victim.currency)}"
+        f" -> {figures.major(new_total, victim.currency)} in Stripe; the customer then pays part of it")  # fmt: skip
     run_dag("closeout_stripe_events")
     run_dag("closeout_reconcile", {"period": period}, expect="failed")
     figures.recon()

@@ -20,6 +20,12 @@ def money(minor: int | None, exponent: int) -> str:
     return "-" if minor is None else f"{Decimal(int(minor)).scaleb(-exponent):,.{exponent}f}"
 
 
+def major(minor: int, currency: str) -> str:
+    """``41250`` USD -> ``412.50 USD``, with the exponent the warehouse holds for the currency."""
+    [(exponent,)] = rows("SELECT exponent FROM closeout_data.currencies WHERE code = %s", (currency,))
+    return f"{money(minor, exponent)} {currency}"
+
+
 def table(header: tuple[str, ...], body: list[tuple], widths: tuple[int, ...]) -> None:
     """Right-aligned columns but the first."""
     def line(cells: tuple) -> str:

@@ -74,3 +74,35 @@ def test_a_month_of_work_is_inside_the_month_in_order_and_without_kwd_clients() 
     assert days == sorted(days)
     assert not [e for e in month.entries if e.client_id in kwd]
     assert month.users == year.users and month.clients == year.clients
+
+
+def test_the_customers_side_of_the_story_in_the_stripe_sandbox() -> None:
+    """Most pay in full, every fourth half, the last nothing; then that last invoice's total is raised in Stripe
+    without an event, and the part-payment's event is what carries the changed total to closeout."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sandbox"))
+    from demo.story import OpenInvoice, change_behind_our_back, customers_pay
+    from test_stripe_sandbox import make_client, open_invoice
+
+    from sandbox.stripe import StripeSandbox
+
+    stripe = StripeSandbox(seed=3)
+    stripe.start()
+    try:
+        client = make_client(stripe)
+        invoices = [OpenInvoice(f"inv_{n}", open_invoice(client, 1000 * (n + 1)).id, "USD", 1000 * (n + 1))
+                    for n in range(5)]  # fmt: skip
+        paid = customers_pay(stripe, invoices)
+        assert {how: [i.invoice_id for i in found] for how, found in paid.items()} == {
+            "in full": ["inv_0", "inv_2", "inv_3"], "in part": ["inv_1"], "not yet": ["inv_4"]}  # fmt: skip
+        seen = {i.invoice_id: client.v1.invoices.retrieve(i.stripe_invoice_id) for i in invoices}
+        assert {k: (v.status, v.amount_paid) for k, v in seen.items()} == {
+            "inv_0": ("paid", 1000), "inv_1": ("open", 1000), "inv_2": ("paid", 3000), "inv_3": ("paid", 4000),
+            "inv_4": ("open", 0)}  # fmt: skip
+
+        assert change_behind_our_back(stripe, invoices[4]) == 5500
+        changed = client.v1.invoices.retrieve(invoices[4].stripe_invoice_id)
+        assert (changed.total, changed.amount_paid, changed.status) == (5500, 1250, "open")
+        last = stripe.events()[-1]
+        assert last["type"] == "invoice.updated" and last["data"]["object"]["total"] == 5500
+    finally:
+        stripe.stop()

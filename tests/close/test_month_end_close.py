@@ -9,6 +9,7 @@ malformed, unfinished, already-locked period and for a second close while one ru
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 from closeout.billing import periods
-from closeout.close import runs, tasks
+from closeout.close import runs, steps, tasks
 from closeout.close.params import read_params
 from closeout.close.runs import CloseRefused
 from closeout.warehouse.db import connect
@@ -104,7 +105,7 @@ def report_document(url: str) -> dict:
 
 # -- end to end, re-run, late edit ------------------------------------------------------------------------------
 def test_close_end_to_end_then_rerun_changes_nothing_then_a_late_edit_is_adjusted_next_period(
-    warehouse, books, harvest, stripe_sandbox, airflow_db
+    warehouse, books, harvest, stripe_sandbox, airflow_db, caplog
 ) -> None:
     first = close(CONF)
     assert first.state == "success", first
@@ -129,6 +130,9 @@ def test_close_end_to_end_then_rerun_changes_nothing_then_a_late_edit_is_adjuste
     assert recon["status"] == "passed" and not recon["holds"], recon
     assert row["report_url"] and Path(row["report_url"]).is_file(), row
     assert warehouse.scalar("SELECT count(*) FROM closeout.payout_holds") == 0
+    with connect() as conn:  # the summary the last task logs: one line per step, each with its counts
+        lines = tasks.summary_lines(runs.load(conn, first.run_id))
+    assert [line.split()[:2] for line in lines] == [[name, "succeeded"] for name in steps.ORDER], lines
 
     # re-run: nothing else runs, no request reaches a sandbox, no row changes, and the close says so
     before, harvest_requests, stripe_requests = counts(warehouse), harvest.stats()["requests"], \
@@ -143,8 +147,11 @@ def test_close_end_to_end_then_rerun_changes_nothing_then_a_late_edit_is_adjuste
     rerun = close_row(warehouse, again.run_id)
     assert rerun["status"] == "already_closed"
     when = _finished(warehouse, first.run_id)
-    assert rerun["message"] == (f"period {PERIOD} was closed by run {first.run_id} at {when}; nothing changed; "
-                                f"report: {row['report_url']}")  # fmt: skip
+    said = f"period {PERIOD} was closed by run {first.run_id} at {when}; nothing changed; report: {row['report_url']}"
+    assert rerun["message"] == said
+    with caplog.at_level(logging.INFO, logger="closeout.close.tasks"):  # and the task's log says it in those words
+        assert tasks.validate("rerun-by-hand", CONF)["proceed"] is False
+    assert said in caplog.text
 
     # a late edit to an entry of the locked period: the next sync and drafting bill it as an adjustment on the
     # client's next draft; the closed invoice does not change

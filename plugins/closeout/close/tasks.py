@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import UTC
 from typing import Any
 
 import psycopg
@@ -55,7 +56,8 @@ def _already_closed(conn: psycopg.Connection, airflow_run_id: str, params: Close
                     done: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     from closeout.close import notes
 
-    when = done["finished_at"].strftime("%Y-%m-%d %H:%M UTC") if done["finished_at"] else "an unknown time"
+    finished = done["finished_at"]
+    when = finished.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if finished else "an unknown time"
     message = (f"period {params.period} was closed by run {done['airflow_run_id']} at {when}; nothing changed; "
                f"report: {done['report_url'] or 'none recorded'}")  # fmt: skip
     runs.record_already_closed(conn, params.period, airflow_run_id, dry_run=params.dry_run, params=params.as_dict(),

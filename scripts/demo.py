@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import sys
@@ -45,8 +46,6 @@ WEBHOOK_TOKEN = secrets.token_urlsafe(12)
 
 def wire_alerts(mail: MailCatcher, hooks: WebhookCatcher) -> None:
     """finance_smtp, finance_webhook and platform_webhook point at the local receivers."""
-    import json
-
     os.environ["AIRFLOW_CONN_FINANCE_SMTP"] = json.dumps({
         "conn_type": "smtp", "host": "127.0.0.1", "port": mail.port, "login": SMTP_LOGIN[0],
         "password": SMTP_LOGIN[1], "extra": {"from": "closeout@demo.example", "to": ["finance@demo.example"],
@@ -198,6 +197,9 @@ def show_breach(mail: MailCatcher, hooks: WebhookCatcher) -> None:
         say(f"payout hold {hold_id} (recon run {run_id}): {reason}")
     finance_posts = [p for p in hooks.posts if p["path"] == "/finance"]
     say(f"finance alerts captured: {len(mail.mails)} e-mail(s), {len(finance_posts)} webhook post(s)")
+    for post in finance_posts:
+        facts = {k: post["json"].get(k) for k in ("check_name", "period", "hold_id", "dag_id", "dag_paused")}
+        say(f"--- webhook JSON (finance's chat): {json.dumps(facts)}")
     for captured in mail.mails:
         say(f"--- e-mail to {', '.join(captured.recipients)}: {captured.subject}")
         for line in captured.text.rstrip().splitlines():

@@ -32,6 +32,8 @@ def _set_conn(conn_id: str, fields: dict[str, Any]) -> None:
 
 @dataclass
 class Vendors:
+    """The running sandboxes (each a ``sandbox.*`` server) and the month of work each tracker serves."""
+
     harvest: Any
     toggl: Any
     clockify: Any

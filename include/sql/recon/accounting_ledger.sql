@@ -3,13 +3,31 @@
 -- cut-off against our lines (debit minus credit) posted by the ledger cut-off, in the currencies the ingested
 -- reports cover. Their account is matched to ours by code, name, or "code name"; an unmatched account is kept
 -- as it is (so it differs). Signed: theirs minus ours.
-WITH theirs AS (
+--
+-- A General Ledger report of a range (and currency) ingested again, downloaded after the books moved, supersedes
+-- the earlier one of the same range: only the latest ingest of each counts, or every re-download would add up.
+--
+-- Journals that do not balance are left out on both sides (ours by journal id, theirs by the report's Num, which
+-- is the JournalNo closeout exported: the journal id, or "<journal id>-<currency>"): the `journals` check fails
+-- on every one of them (a hard difference, zero tolerance), so a missing line is reported once, by the check
+-- whose invariant it breaks, not again here as an account balance that moved. Nothing goes unreported: a journal
+-- is only left out while `journals` fails on it.
+WITH unbalanced AS (
+    SELECT b.journal_id, upper(b.currency) AS currency FROM closeout.journal_balance b WHERE NOT b.balanced
+), latest AS (
+    SELECT DISTINCT ON (upper(i.currency), coalesce(i.report_range, i.ingest_id::text)) i.ingest_id
+    FROM closeout.accounting_ingests i
+    WHERE i.kind = 'general_ledger'
+    ORDER BY upper(i.currency), coalesce(i.report_range, i.ingest_id::text), i.ingest_id DESC
+), theirs AS (
     SELECT coalesce(la.code, a.account) AS account, upper(a.currency) AS currency, sum(a.amount_minor) AS amount_minor
     FROM closeout.accounting_ledger a
     LEFT JOIN closeout.ledger_accounts la
            ON a.account IN (la.code, la.name, la.code || ' ' || la.name)
-    WHERE a.txn_date <= {external_cutoff}::date
+    WHERE a.ingest_id IN (SELECT ingest_id FROM latest) AND a.txn_date <= {external_cutoff}::date
       AND ({period_start}::date IS NULL OR (a.txn_date >= {period_start}::date AND a.txn_date < {period_end}::date))
+      AND NOT EXISTS (SELECT 1 FROM unbalanced u
+                      WHERE a.num IN (u.journal_id, u.journal_id || '-' || u.currency))
     GROUP BY 1, 2
 ), ours AS (
     SELECT l.account, upper(l.currency) AS currency, sum(l.debit_minor - l.credit_minor) AS amount_minor
@@ -17,6 +35,7 @@ WITH theirs AS (
     WHERE l.posted_at <= {ledger_cutoff}
       AND upper(l.currency) IN (SELECT upper(currency) FROM closeout.accounting_ingests WHERE kind = 'general_ledger')
       AND ({period_start}::date IS NULL OR (l.posted_at >= {period_start}::date AND l.posted_at < {period_end}::date))
+      AND NOT EXISTS (SELECT 1 FROM unbalanced u WHERE u.journal_id = l.journal_id::text)
     GROUP BY 1, 2
 )
 SELECT 'account_balance' AS kind, coalesce(o.currency, t.currency) AS currency,

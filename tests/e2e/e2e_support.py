@@ -138,7 +138,9 @@ def quickbooks_general_ledger(journal_files: list[Path], path: Path, exponent: i
 
 def accounting_round_trip(root: Path, invoice_period: str, currency: str = "USD") -> dict[str, Path]:
     """Export the invoices of ``invoice_period`` and the journals posted this month (closeout's import files), have
-    the accounting system import them, and ingest its two exports back. Returns the exports' paths."""
+    the accounting system import them, and ingest its two exports back. Returns the exports' paths. Run again after
+    the books moved, the month's General Ledger report is downloaded again and supersedes the earlier one; Xero's
+    unchanged invoice export is the same file, loaded once."""
     from closeout.accounting.export import export_period
     from closeout.accounting.ingest import currencies, ingest_quickbooks_gl, ingest_xero_invoices
 
@@ -154,7 +156,7 @@ def accounting_round_trip(root: Path, invoice_period: str, currency: str = "USD"
     gl = quickbooks_general_ledger(sorted((root / "closeout" / journal_period).glob("quickbooks_journals_*.csv"))
                                    + sorted(invoices.glob("quickbooks_credit_journals_*.csv")),
                                    root / "quickbooks" / "general_ledger.csv", exponents[currency],
-                                   f"{journal_period} (all dates)",
+                                   datetime.now(UTC).strftime("%B %Y"),
                                    sorted(invoices.glob("quickbooks_invoices_*.csv")))  # fmt: skip
     with connect() as conn:
         loaded = [ingest_xero_invoices(conn, xero), ingest_quickbooks_gl(conn, gl, currency=currency)]
@@ -175,9 +177,9 @@ def alter_accounting_invoice(root: Path, invoice_period: str, number: str, total
         return ingest_xero_invoices(conn, path)
 
 
-def edit_entry_after_invoicing(source_id: str, hours: Decimal) -> None:
+def edit_entry_after_invoicing(source_id: str, hours: Decimal) -> int:
     """A new version of an invoiced entry arrives through closeout's capture path, and drafting never runs, so
-    no adjustment line is made for it."""
+    no adjustment line is made for it. Returns the versions written (0 when nothing changed)."""
     with connect() as conn:
         row = conn.execute(
             """SELECT client_key, project_key, task_key, user_key, spent_date, billable_rate, currency
@@ -186,10 +188,11 @@ def edit_entry_after_invoicing(source_id: str, hours: Decimal) -> None:
         ).fetchone()
         client, project, task, user, spent, rate, currency = row
         key = lambda k: k.split(":", 1)[1] if k else None  # noqa: E731 - keys are '<source>:<id>'
-        books = Books(conn)
-        books.put(Entry(source_id, client=key(client), project=key(project), task=key(task), user=key(user),
-                        spent_date=spent, hours=hours, rate=rate, currency=currency))  # fmt: skip
+        versions = Books(conn).put(Entry(source_id, client=key(client), project=key(project), task=key(task),
+                                         user=key(user), spent_date=spent, hours=hours, rate=rate,
+                                         currency=currency))  # fmt: skip
         conn.commit()
+    return versions
 
 
 def delete_journal_line(journal_id: str, role: str) -> tuple[int, int, int]:

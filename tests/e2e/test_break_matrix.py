@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal as D
 from pathlib import Path
@@ -128,6 +128,8 @@ def _build_green_chain(chain: Chain) -> None:
     chain.runs["events"] = run_dag_now("closeout_stripe_events")
     chain.runs["accounting"] = e2e.accounting_round_trip(chain.root / "accounting", PERIOD)
     for step in ("reconcile", "payouts", "payouts_again", "reconcile_again"):
+        if step == "reconcile_again":  # the payouts' journals go to the accounting system, as every day's do
+            chain.runs["accounting_again"] = e2e.accounting_round_trip(chain.root / "accounting", PERIOD)
         chain.runs[step] = run_dag_now(PAYOUTS if step.startswith("payouts") else "closeout_reconcile")
         if step.startswith("reconcile"):
             chain.checks[step] = statuses(recon_checks(warehouse, chain.runs[step].run_id))
@@ -157,5 +159,195 @@ def test_the_green_chain_maps_each_item_to_exactly_one_transfer(chain: Chain, mo
     warehouse = Warehouse(chain.database)
     check_invariant_6(warehouse, chain.sandbox)
     ingests = warehouse.rows("SELECT kind, rows_loaded, rows_quarantined FROM closeout.accounting_ingests ORDER BY 1")
-    assert [(k, q) for k, _, q in ingests] == [("general_ledger", 0), ("invoices", 0)] and all(n for _, n, _ in ingests)
+    # the month's General Ledger twice (before and after the payouts' journals; the second supersedes the first),
+    # Xero's unchanged invoice export once
+    assert [(k, q) for k, _, q in ingests] == [("general_ledger", 0), ("general_ledger", 0), ("invoices", 0)]
+    assert all(n for _, n, _ in ingests), ingests
     assert warehouse.scalar("SELECT count(*) FROM closeout.payout_holds") == 0
+
+
+# -- the breaks ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Injected:
+    """What a break did: the evidence rows its check must report (kind, item, difference_minor) and the
+    transfers Stripe made while injecting it (a replayed release makes one)."""
+
+    rows: list[tuple[str, str, int]]
+    transfers: int = 0
+
+
+def _stripe_total_changed(chain: Chain, warehouse: Warehouse) -> Injected:
+    """Someone adds 123.45 to client c's open invoice in Stripe (no event for it); the customer's card is then
+    declined, and Stripe's invoice.payment_failed carries the invoice as it now is: closeout_stripe_events sees
+    the total differ from ours and records an exception (it never overwrites our total)."""
+    iid, sid, total, _ = chain.invoices["c"]
+    chain.sandbox.tamper_invoice_total(sid, total + 12345)
+    chain.sandbox.fail_payment(sid)
+    exceptions = "SELECT kind, invoice_id, stripe_total_minor FROM closeout.payment_exceptions ORDER BY 1, 2"
+    for _ in range(2):  # the second run (a retry) finds nothing new to record
+        result = run_dag_now("closeout_stripe_events")
+        assert result.state == "success", result
+        assert warehouse.rows(exceptions) == [("total_mismatch", iid, total + 12345)]
+    assert warehouse.scalar("SELECT total_minor FROM closeout.invoices WHERE invoice_id = %s", (iid,)) == total
+    return Injected([("exception:total_mismatch", iid, 12345)])
+
+
+def _journal_line_missing(chain: Chain, warehouse: Warehouse) -> Injected:
+    """The receivable line of client a's payment journal goes missing (deleted with the append-only guard off):
+    the journal no longer balances and a's receivable shows 350.00 still owed on a paid invoice."""
+    (journal_id,) = warehouse.rows("SELECT journal_id FROM closeout.ledger_journals WHERE kind = 'payment' AND "
+                                   "invoice_id = %s", (chain.invoices["a"][0],))[0]  # fmt: skip
+    _, debit, credit = e2e.delete_journal_line(journal_id, "receivable")
+    assert (debit, credit) == (0, 35000)
+    from closeout.ledger import tasks as ledger_tasks
+
+    ledger_tasks.post_journals("e2e-retry")  # posting again neither repairs nor duplicates a posted journal
+    assert warehouse.scalar("SELECT lines FROM closeout.journal_balance WHERE journal_id = %s", (journal_id,)) == 1
+    return Injected([("unbalanced_journal", journal_id, 35000), ("receivable_vs_open_invoices", "harvest:a", 35000)])
+
+
+def _accounting_row_altered(chain: Chain, warehouse: Warehouse) -> Injected:
+    """Someone edits invoice a's total in Xero (350.00 -> 337.66); the next export of Xero's invoices is
+    ingested."""
+    number = chain.invoices["a"][3]
+    loaded = e2e.alter_accounting_invoice(chain.root / "accounting", PERIOD, number, D("337.66"))
+    assert loaded["loaded"] == 4 and not loaded["duplicate"], loaded  # a's two lines, b's and c's
+    again = e2e.alter_accounting_invoice(chain.root / "accounting", PERIOD, number, D("337.66"))
+    assert again["duplicate"] and again["ingest_id"] == loaded["ingest_id"], again  # the same file loads once
+    return Injected([("total", number, -1234)])
+
+
+def _payout_replayed(chain: Chain, warehouse: Warehouse) -> Injected:
+    """u1's work on invoice a (120.00) is planned and released a second time: a second real transfer."""
+    payout_id = warehouse.scalar("SELECT payout_id FROM closeout.payout_items WHERE payee_key = %s AND invoice_id = %s",
+                                 (user_key("u1"), chain.invoices["a"][0]))  # fmt: skip
+    replay = e2e.replay_payout(payout_id)
+    assert replay["external_id"] and replay["amount_minor"] == 12000, replay
+    from closeout.payments.hook import StripeHook
+    from closeout.payouts import release
+    from closeout.warehouse.db import connect
+
+    with connect() as conn:  # releasing again sends nothing: every item, the replayed one too, is transferred
+        assert release.release(conn, StripeHook()).transferred == 0
+    # the books record what happened (the replay's accrual and transfer journals, balanced), and the accounting
+    # system gets them as every day's journals: the ledger, the accounting system and Stripe all agree on the
+    # second payment, and only the payouts check sees that it pays for work already paid
+    from closeout.ledger import tasks as ledger_tasks
+
+    ledger_tasks.post_journals("e2e-replay")
+    assert warehouse.scalar("SELECT count(*) FROM closeout.ledger_journals WHERE source_ref = %s",
+                            (replay["payout_id"],)) == 2  # fmt: skip
+    e2e.accounting_round_trip(chain.root / "accounting", PERIOD)
+    return Injected([("duplicate_work", f"{replay['payout_id']}:{chain.invoices['a'][0]}", 12000)], transfers=1)
+
+
+def _entry_edited_after_invoicing(chain: Chain, warehouse: Warehouse) -> Injected:
+    """Entry 1 (u1, 2.00 h on invoice a) is edited to 2.50 h after a was invoiced, and the adjustment that
+    drafting would make for it never comes: the entry is billed 50.00 less than it is now worth."""
+    assert e2e.edit_entry_after_invoicing("1", D("2.50")) == 1
+    assert e2e.edit_entry_after_invoicing("1", D("2.50")) == 0  # the same version seen again is not a new one
+    return Injected([("entry_billed", "harvest:1", -5000)])
+
+
+BREAKS: dict[str, tuple[str, Callable[[Chain, Warehouse], Injected]]] = {
+    "stripe_total_changed": ("invoices_to_stripe", _stripe_total_changed),
+    "journal_line_missing": ("journals", _journal_line_missing),
+    "accounting_row_altered": ("accounting_invoices", _accounting_row_altered),
+    "payout_replayed": ("payouts_to_paid_invoices", _payout_replayed),
+    "entry_edited_after_invoicing": ("entries_to_invoice_lines", _entry_edited_after_invoicing),
+}
+
+
+@pytest.fixture
+def broken_copy(chain: Chain, warehouse_server, monkeypatch, request) -> Iterator[Warehouse]:
+    """A copy of the green chain's warehouse, wired as closeout_warehouse for the test."""
+    name = f"closeout_e2e_{request.node.callspec.id}_{os.getpid()}"[:63]
+    e2e.clone_database(warehouse_server, chain.database, name)
+    monkeypatch.setenv(ENV_VAR, e2e.warehouse_conn_json(warehouse_server, name))
+    yield Warehouse(name)
+    e2e.drop_database(warehouse_server, name)
+
+
+def _open_holds(warehouse: Warehouse) -> list[tuple]:
+    return warehouse.rows("SELECT hold_id, recon_run_id, check_name, reason FROM closeout.payout_holds "
+                          "WHERE released_at IS NULL")  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(BREAKS))
+def test_a_break_fails_only_its_check_holds_payouts_once_and_tells_finance(
+    name, chain, broken_copy, airflow_api, smtp, hook_receiver, finance_conns
+) -> None:
+    warehouse = broken_copy
+    check, inject = BREAKS[name]
+    airflow_api.set_paused(PAYOUTS, False)
+    transfers = chain.sandbox.count("transfer")
+    injected = inject(chain, warehouse)
+    assert chain.sandbox.count("transfer") == transfers + injected.transfers
+    transfers += injected.transfers
+    paid_out = items(warehouse)
+
+    # 1. exactly its own check fails; every other one passes as in the green chain; the run fails, unretried
+    first = run_dag_now("closeout_reconcile")
+    assert first.state == "failed" and first.tries["reconcile"] == 1, first
+    checks = recon_checks(warehouse, first.run_id)
+    assert statuses(checks) == {**dict.fromkeys(CHECKS, "passed"), check: "failed"}, statuses(checks)
+    got = checks[check]
+    rows = sorted((r["kind"], r["item"], r["difference_minor"]) for r in got["evidence"]["rows"])
+    assert rows == sorted(injected.rows), got["evidence"]
+    biggest = max(abs(d) for _, _, d in injected.rows)
+    assert got["observed"]["by_currency"]["USD"]["max_abs_difference_minor"] == biggest
+    assert got["observed"]["failing_rows"] == len(injected.rows)
+    docs = got["evidence"]["data_docs"]
+    assert docs.startswith("file://") and Path(docs.removeprefix("file://")).is_file()
+
+    # 2. through the real gate: paused by the API server, one hold naming the run and the check, one of each alert
+    assert airflow_api.is_paused(PAYOUTS) is True
+    [(hold_id, hold_run, hold_check, reason)] = _open_holds(warehouse)
+    assert (hold_run, hold_check) == (got["run_id"], check) and check in reason and got["run_id"] in reason
+    assert len(smtp.messages) == 1 and len(hook_receiver.requests) == 1
+    mail = smtp.messages[0]
+    assert check in mail.message["Subject"] and f"#{hold_id}" in mail.message["Subject"]
+    body = mail.body
+    for needed in (
+        f"Check:     {check}",  # what failed
+        f"Recon run: {got['run_id']}",
+        e2e.major(biggest),  # by how much, in major units with the currency
+        f"failing_rows: {len(injected.rows)}",  # how many
+        docs,  # where the evidence is
+        f"Hold id:   {hold_id}",
+        f"The Airflow DAG {PAYOUTS} has been paused.",
+        f"python -m closeout.gate release --hold-id {hold_id}",  # what to do
+    ):
+        assert needed in body, (needed, body)
+    payload = hook_receiver.requests[0]["json"]
+    assert (payload["check_name"], payload["hold_id"], payload["recon_run_id"]) == (check, hold_id, got["run_id"])
+    assert payload["evidence"] == docs and payload["dag_paused"] is True and payload["dag_id"] == PAYOUTS
+
+    # 3. retried (someone unpaused payouts meanwhile): the same verdict, paused again, no new hold, nothing sent
+    airflow_api.set_paused(PAYOUTS, False)
+    again = run_dag_now("closeout_reconcile")
+    assert again.state == "failed", again
+    assert statuses(recon_checks(warehouse, again.run_id)) == statuses(checks)
+    assert airflow_api.is_paused(PAYOUTS) is True
+    assert [h[0] for h in _open_holds(warehouse)] == [hold_id]
+    assert warehouse.scalar("SELECT count(*) FROM closeout.payout_holds") == 1
+    assert len(smtp.messages) == 1 and len(hook_receiver.requests) == 1
+
+    # 4. closeout_payouts triggered anyway (a trigger unpauses it): the gate refuses, twice; nothing reaches Stripe
+    for _ in range(2):
+        refused = run_dag_now(PAYOUTS)
+        assert refused.state == "failed" and refused.task_states["gate"] == "failed", refused
+        assert refused.task_states["release"] == "upstream_failed", refused
+    assert chain.sandbox.count("transfer") == transfers
+    assert items(warehouse) == paid_out
+    refusals = warehouse.rows("SELECT reason, counts FROM closeout.payout_runs WHERE step = 'gate' "
+                              "AND status = 'refused'")  # fmt: skip
+    assert len(refusals) == 2 and all(f"payout hold {hold_id}" in r and c["hold_ids"] == [hold_id]
+                                      for r, c in refusals), refusals  # fmt: skip
+    # the refusal is a money DAG's task failure: finance hears of it once (the second refusal is the same cause),
+    # naming the open hold, by both channels; the hold's own alert is still the only one of its kind
+    assert [m.message["Subject"] for m in smtp.messages[:1]] == [mail.message["Subject"]]
+    assert len(smtp.messages) == 2 and len(hook_receiver.requests) == 2, [m.message["Subject"] for m in smtp.messages]
+    refusal = smtp.messages[1]
+    assert PAYOUTS in refusal.message["Subject"] and "Payouts on hold" not in refusal.message["Subject"]
+    assert f"payout hold {hold_id} is open" in refusal.body, refusal.body

@@ -108,12 +108,16 @@ def _invoice_postings(invoice_files: list[Path]) -> list[dict[str, str]]:
 
 
 def quickbooks_general_ledger(journal_files: list[Path], path: Path, exponent: int, title: str,
-                              invoice_files: list[Path] = ()) -> Path:  # fmt: skip
+                              invoice_files: list[Path] = (), amend: dict[str, str] | None = None) -> Path:  # fmt: skip
     """QuickBooks Online's General Ledger report after importing closeout's journal entry files (and invoice files:
     the journal files leave the invoices' own journals to them): one section per account, a transaction row per
-    journal line or invoice posting (debits positive, credits negative), account totals and TOTAL."""
+    journal line or invoice posting (debits positive, credits negative), account totals and TOTAL. ``amend``
+    (journal number -> amount) is someone editing a two-line journal entry in QuickBooks: both lines now carry it."""
     by_account: dict[str, list[dict[str, str]]] = defaultdict(list)
     for row in _read(journal_files) + _invoice_postings(list(invoice_files)):
+        if row["JournalNo"] in (amend or {}):
+            side = "Debits" if row["Debits"] else "Credits"
+            row = {**row, side: (amend or {})[row["JournalNo"]]}
         by_account[row["AccountName"]].append(row)
     path.parent.mkdir(parents=True, exist_ok=True)
     grand = Decimal(0)
@@ -136,11 +140,12 @@ def quickbooks_general_ledger(journal_files: list[Path], path: Path, exponent: i
     return path
 
 
-def accounting_round_trip(root: Path, invoice_period: str, currency: str = "USD") -> dict[str, Path]:
+def accounting_round_trip(root: Path, invoice_period: str, currency: str = "USD",
+                          amend: dict[str, str] | None = None) -> dict[str, Path]:
     """Export the invoices of ``invoice_period`` and the journals posted this month (closeout's import files), have
     the accounting system import them, and ingest its two exports back. Returns the exports' paths. Run again after
     the books moved, the month's General Ledger report is downloaded again and supersedes the earlier one; Xero's
-    unchanged invoice export is the same file, loaded once."""
+    unchanged invoice export is the same file, loaded once. ``amend``: see ``quickbooks_general_ledger``."""
     from closeout.accounting.export import export_period
     from closeout.accounting.ingest import currencies, ingest_quickbooks_gl, ingest_xero_invoices
 
@@ -157,7 +162,7 @@ def accounting_round_trip(root: Path, invoice_period: str, currency: str = "USD"
                                    + sorted(invoices.glob("quickbooks_credit_journals_*.csv")),
                                    root / "quickbooks" / "general_ledger.csv", exponents[currency],
                                    datetime.now(UTC).strftime("%B %Y"),
-                                   sorted(invoices.glob("quickbooks_invoices_*.csv")))  # fmt: skip
+                                   sorted(invoices.glob("quickbooks_invoices_*.csv")), amend)  # fmt: skip
     with connect() as conn:
         loaded = [ingest_xero_invoices(conn, xero), ingest_quickbooks_gl(conn, gl, currency=currency)]
     assert all(r["loaded"] and not r["quarantined"] for r in loaded), loaded

@@ -7,11 +7,14 @@ its own exports ingested back) -> closeout_reconcile green on all seven checks -
 item once, a second run transfers nothing -> closeout_reconcile green again over the real transfers.
 
 Then one break per check, each on its own copy of that warehouse (CREATE DATABASE ... TEMPLATE) and injected the
-way it would really happen. Each must fail exactly its own check, pause closeout_payouts through the real Airflow
-API server, open exactly one payout hold naming the run and the check, and deliver one e-mail (to a real local
-SMTP server) and one webhook (to a local HTTP receiver) a finance person can act on; a reconcile run again, after
-someone unpaused payouts, pauses again and sends nothing new; closeout_payouts triggered anyway refuses and no
-transfer reaches Stripe.
+way it would really happen: the issue's five, and a journal entry edited in QuickBooks for accounting_ledger.
+(payments_to_journals has none here: a payment whose journal is missing or wrong also moves the client's receivable,
+which the journals check rightly reports too; tests/recon/test_recon_suites.py covers it.)
+
+Each must fail exactly its own check, pause closeout_payouts through the real Airflow API server, open exactly one
+payout hold naming the run and the check, and deliver one e-mail (to a real local SMTP server) and one webhook (to
+a local HTTP receiver) a finance person can act on; a reconcile run again, after someone unpaused payouts, pauses
+again and sends nothing new; closeout_payouts triggered anyway refuses and no transfer reaches Stripe.
 
 The reconciliations here run without a period, as the daily schedule does: the books to date. (A month's run
 compares the ledger lines posted in that month, and closeout posts today what Stripe confirms today, so a month
@@ -217,6 +220,20 @@ def _accounting_row_altered(chain: Chain, warehouse: Warehouse) -> Injected:
     return Injected([("total", number, -1234)])
 
 
+def _ledger_entry_edited_in_accounting(chain: Chain, warehouse: Warehouse) -> Injected:
+    """Someone edits client b's payment entry in QuickBooks (325.00 -> 320.00 on both lines); the month's General
+    Ledger report is downloaded again and ingested: it supersedes the earlier one, and two accounts differ."""
+    journal_id = warehouse.scalar("SELECT journal_id FROM closeout.ledger_journals WHERE kind = 'payment' AND "
+                                  "invoice_id = %s", (chain.invoices["b"][0],))  # fmt: skip
+    ours = warehouse.rows("SELECT account, debit_minor - credit_minor FROM closeout.ledger_lines WHERE journal_id = %s",
+                          (journal_id,))  # fmt: skip
+    assert sorted(amount for _, amount in ours) == [-32500, 32500], ours
+    for _ in range(2):  # the same edited report ingested twice loads once
+        e2e.accounting_round_trip(chain.root / "accounting", PERIOD, amend={journal_id: "320.00"})
+    assert warehouse.scalar("SELECT count(*) FROM closeout.accounting_ingests WHERE kind = 'general_ledger'") == 3
+    return Injected([("account_balance", account, -500 if amount > 0 else 500) for account, amount in ours])
+
+
 def _payout_replayed(chain: Chain, warehouse: Warehouse) -> Injected:
     """u1's work on invoice a (120.00) is planned and released a second time: a second real transfer."""
     payout_id = warehouse.scalar("SELECT payout_id FROM closeout.payout_items WHERE payee_key = %s AND invoice_id = %s",
@@ -253,6 +270,7 @@ BREAKS: dict[str, tuple[str, Callable[[Chain, Warehouse], Injected]]] = {
     "stripe_total_changed": ("invoices_to_stripe", _stripe_total_changed),
     "journal_line_missing": ("journals", _journal_line_missing),
     "accounting_row_altered": ("accounting_invoices", _accounting_row_altered),
+    "ledger_entry_edited_in_accounting": ("accounting_ledger", _ledger_entry_edited_in_accounting),
     "payout_replayed": ("payouts_to_paid_invoices", _payout_replayed),
     "entry_edited_after_invoicing": ("entries_to_invoice_lines", _entry_edited_after_invoicing),
 }

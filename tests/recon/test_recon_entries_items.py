@@ -32,3 +32,23 @@ def test_a_line_entry_billed_twice_fails_its_line_and_its_entry_naming_both(ware
         ("entry_billed", f"{source}:{source_id}", 700),
         ("line_vs_entries", f"{invoice_id}#{line_no}", -700),
     ]
+
+
+def test_a_line_entry_whose_line_is_not_current_bills_nothing_as_in_the_contract_view(warehouse, books,  # noqa: F811
+                                                                                      tmp_path) -> None:  # fmt: skip
+    source, source_id = warehouse.rows("SELECT source, source_id FROM closeout.invoice_line_entries LIMIT 1")[0]
+    with connect() as conn:  # a row under a line key no current line has: closeout.invoice_line_entries omits it
+        conn.execute(
+            """INSERT INTO closeout_data.invoice_line_entries (invoice_id, line_key, source, source_id, entry_version,
+                   quantity, unit_rate, amount_minor, valid_from)
+               SELECT invoice_id, 'no such line', source, source_id, entry_version, quantity, unit_rate, 999, valid_from
+               FROM closeout_data.invoice_line_entries WHERE source = %s AND source_id = %s AND valid_to IS NULL""",
+            (source, source_id),
+        )
+        conn.commit()
+    assert warehouse.scalar("SELECT count(*) FROM closeout.invoice_line_entries WHERE amount_minor = 999") == 0
+    assert result_of(_run(tmp_path)) == "passed"
+
+
+def result_of(result) -> str:
+    return result.by_name()["entries_to_invoice_lines"].status

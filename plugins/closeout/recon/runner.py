@@ -24,10 +24,12 @@ log = logging.getLogger(__name__)
 DOCS_ENV = "CLOSEOUT_DATA_DOCS_DIR"
 EVIDENCE_ROWS = 50  # failing rows kept as JSON per check; the full set stays in closeout.recon_differences
 SITE = "closeout"
-# Memory for each differences query's hashes and sorts (SET LOCAL: its own transaction only). The entries check
-# groups every current line entry per entry and per line (a million of each at month end); under the server's
-# default (4MB) those spill to disk in many batches.
-WORK_MEM = "256MB"
+# Settings of each differences query's own transaction (SET LOCAL). Memory for its hashes and sorts: the entries
+# check sums every current line entry per entry and per line (a million rows at month end), which under the
+# server's default (4MB) spills to disk in many batches. No parallel workers: each worker of those plans builds
+# the same hash tables again, so on a small machine the query got slower (benchmarks/reconcile.py: 12.8 s against
+# 9.5 s on two cores at 1M entries).
+QUERY_SETTINGS = {"work_mem": "256MB", "max_parallel_workers_per_gather": "0"}
 
 
 @dataclass
@@ -88,7 +90,8 @@ def _sqlalchemy_url(conn: psycopg.Connection) -> str:
 
 
 def _materialise(conn: psycopg.Connection, run_id: str, check: Check, params: dict[str, Any]) -> None:
-    conn.execute("SELECT set_config('work_mem', %s, true)", (WORK_MEM,))
+    for name, value in QUERY_SETTINGS.items():
+        conn.execute("SELECT set_config(%s, %s, true)", (name, value))
     for name in check.files(conn):
         query = render(conn, load_sql(f"recon/{name}"), params)
         conn.execute(

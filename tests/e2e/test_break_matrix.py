@@ -330,6 +330,8 @@ def test_a_break_fails_only_its_check_holds_payouts_once_and_tells_finance(
         f"Check:     {check}",  # what failed
         f"Recon run: {got['run_id']}",
         e2e.major(biggest),  # by how much, in major units with the currency
+        *(f"{item} ({kind}):" for kind, item, _ in injected.rows),  # which invoice, entry, journal, account...
+        *(e2e.major(d) for _, _, d in injected.rows),  # ... and by how much
         f"failing_rows: {len(injected.rows)}",  # how many
         docs,  # where the evidence is
         f"Hold id:   {hold_id}",

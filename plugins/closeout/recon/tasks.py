@@ -7,7 +7,7 @@ import os
 from datetime import datetime
 from typing import Any
 
-from closeout.recon.runner import ReconResult, run_reconciliation
+from closeout.recon.runner import CheckResult, ReconResult, run_reconciliation
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,22 @@ def _when(value: str | datetime | None) -> datetime | None:
     return value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
 
 
+ALERT_ROWS = 10  # failing rows finance's alert names, largest first; all of them stay in closeout.recon_checks
+
+
+def alert_observed(check: CheckResult, run_id: str) -> Any:
+    """What the alert shows as observed: per currency the count and sums, then the failing rows themselves (which
+    invoice, entry, journal, account or payout, and by how much), so finance can act without opening anything."""
+    observed = check.observed.get("by_currency") or check.evidence.get("error") or {}
+    rows = check.evidence.get("rows") or []
+    if not isinstance(observed, dict) or not rows:
+        return observed
+    named = {f"{r['item']} ({r['kind']})": {"currency": r["currency"], "difference_minor": r["difference_minor"]}
+             for r in rows[:ALERT_ROWS]}  # fmt: skip
+    where = f"closeout.recon_checks, check {check.check_name}, run {run_id} (evidence)"
+    return {**observed, "failing rows, largest first": named, "all failing rows": where}
+
+
 def breach_all(conn, result: ReconResult, report_url: str | None = None) -> list[dict[str, Any]]:
     """closeout.gate.breach for every failed (or errored) check: pause closeout_payouts, hold, alert finance.
     A green check releases nothing: the holds still open for it are only reported."""
@@ -38,7 +54,7 @@ def breach_all(conn, result: ReconResult, report_url: str | None = None) -> list
         evidence = check.evidence.get("data_docs") or result.data_docs or f"closeout.recon_checks run {result.run_id}"
         outcome = gate.breach(
             conn, recon_run_id=result.run_id, period=result.period, check_name=check.check_name,
-            observed=check.observed.get("by_currency") or check.evidence.get("error") or {},
+            observed=alert_observed(check, result.run_id),
             tolerance=check.tolerance, counts=counts, evidence=evidence, dag_id=payouts_dag_id(), report_url=report_url,
         )  # fmt: skip
         conn.commit()

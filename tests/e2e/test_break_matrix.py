@@ -7,9 +7,8 @@ its own exports ingested back) -> closeout_reconcile green on all seven checks -
 item once, a second run transfers nothing -> closeout_reconcile green again over the real transfers.
 
 Then one break per check, each on its own copy of that warehouse (CREATE DATABASE ... TEMPLATE) and injected the
-way it would really happen: the issue's five, and a journal entry edited in QuickBooks for accounting_ledger.
-(payments_to_journals has none here: a payment whose journal is missing or wrong also moves the client's receivable,
-which the journals check rightly reports too; tests/recon/test_recon_suites.py covers it.)
+way it would really happen: the issue's five, plus a journal entry edited in QuickBooks (accounting_ledger) and a
+recorded payment lost from the warehouse (payments_to_journals), so that every check has one.
 
 Each must fail exactly its own check, pause closeout_payouts through the real Airflow API server, open exactly one
 payout hold naming the run and the check, and deliver one e-mail (to a real local SMTP server) and one webhook (to
@@ -209,6 +208,28 @@ def _journal_line_missing(chain: Chain, warehouse: Warehouse) -> Injected:
     return Injected([("unbalanced_journal", journal_id, 35000), ("receivable_vs_open_invoices", "harvest:a", 35000)])
 
 
+def _payment_record_lost(chain: Chain, warehouse: Warehouse) -> Injected:
+    """Client b's recorded payment goes missing from the warehouse (a clean-up of 'duplicate' payment rows, a
+    partial restore), while its journal stays: the books hold cash that no recorded payment explains. The invoice
+    still says paid (as Stripe does), so the receivable holds, and only payments_to_journals can see it. (A payment
+    recorded whose journal is missing instead also leaves the receivable too high, which journals rightly reports
+    as well: tests/recon/test_recon_suites.py covers that one.)"""
+    from closeout.ledger import tasks as ledger_tasks
+    from closeout.warehouse.db import connect
+
+    with connect() as conn:
+        [(payment_ref, amount)] = conn.execute(
+            """DELETE FROM closeout_data.invoice_payments WHERE invoice_id = %s AND kind = 'payment'
+               RETURNING payment_ref, amount_minor""",
+            (chain.invoices["b"][0],),
+        ).fetchall()
+        conn.commit()
+    assert amount == 32500
+    ledger_tasks.post_journals("e2e-retry")  # posting again posts nothing: the payment's journal exists
+    assert warehouse.scalar("SELECT count(*) FROM closeout.ledger_journals WHERE kind = 'payment'") == 2
+    return Injected([("journal_without_payment", payment_ref, 32500)])
+
+
 def _accounting_row_altered(chain: Chain, warehouse: Warehouse) -> Injected:
     """Someone edits invoice a's total in Xero (350.00 -> 337.66); the next export of Xero's invoices is
     ingested."""
@@ -269,6 +290,7 @@ def _entry_edited_after_invoicing(chain: Chain, warehouse: Warehouse) -> Injecte
 BREAKS: dict[str, tuple[str, Callable[[Chain, Warehouse], Injected]]] = {
     "stripe_total_changed": ("invoices_to_stripe", _stripe_total_changed),
     "journal_line_missing": ("journals", _journal_line_missing),
+    "payment_record_lost": ("payments_to_journals", _payment_record_lost),
     "accounting_row_altered": ("accounting_invoices", _accounting_row_altered),
     "ledger_entry_edited_in_accounting": ("accounting_ledger", _ledger_entry_edited_in_accounting),
     "payout_replayed": ("payouts_to_paid_invoices", _payout_replayed),

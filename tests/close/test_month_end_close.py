@@ -284,6 +284,21 @@ def test_refusals_name_the_period_and_what_is_wrong(warehouse) -> None:
             runs.begin(conn, PERIOD, "this-run", dry_run=False, params={})
         with pytest.raises(CloseRefused, match="another close is running"):
             tasks.validate("this-run", {"period": PERIOD})
+        stuck = runs.running_elsewhere(conn, "this-run")["close_run_id"]
+
+    # ops unblock it with a recorded decision; who and why stay on the abandoned close
+    from closeout.close.__main__ import main as close_cli
+
+    assert close_cli(["abandon", "--close-run-id", str(stuck), "--by", "ops@example.com", "--why", " "]) == 2
+    assert close_cli(["abandon", "--close-run-id", str(stuck), "--by", "ops@example.com", "--why", "host lost"]) == 0
+    assert close_cli(["abandon", "--close-run-id", str(stuck), "--by", "ops@example.com", "--why", "again"]) == 2
+    assert close_cli(["list"]) == 0
+    with connect() as conn:
+        status, error = conn.execute(
+            "SELECT status, error FROM closeout.period_closes WHERE close_run_id = %s", (stuck,)
+        ).fetchone()
+        assert (status, error) == ("failed", "abandoned: host lost (by ops@example.com)")
+        assert runs.running_elsewhere(conn, "this-run") is None
 
 
 def test_an_already_locked_period_is_refused_without_retry(warehouse, airflow_db) -> None:

@@ -62,7 +62,8 @@ def conflict(conn: psycopg.Connection, airflow_run_id: str) -> CloseRefused:
         f"another {kind} is running: close run {other['close_run_id']} of period {other['period']} "
         f"(Airflow run {other['airflow_run_id']}, since {other['started_at']:%Y-%m-%d %H:%M} UTC); closes never "
         "interleave. Wait for it to finish; if its worker died, mark its Airflow run failed and clear its failed "
-        "task, or fail it in the warehouse (closeout.close.runs.abandon)."
+        "task, or record it as abandoned: python -m closeout.close abandon --close-run-id "
+        f"{other['close_run_id']} --by <you> --why <reason>."
     )
 
 

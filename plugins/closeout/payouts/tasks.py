@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 
+from closeout.alerts.markers import FinanceAlerted
 from closeout.payouts import gate, plan, release
 from closeout.warehouse.db import connect
 
@@ -21,6 +22,11 @@ BATCH_SIZE_ENV = "CLOSEOUT_PAYOUT_BATCH_SIZE"
 
 class PayoutsRefused(RuntimeError):
     """The gate is closed (an open hold, or no green reconciliation): nothing may be paid out."""
+
+
+class PayoutsRefusedUnderHold(FinanceAlerted, PayoutsRefused):
+    """Refused because a payout hold is open: finance already has that hold's alert (the gate sends one per
+    breach), so a trigger during the hold is news for the platform team only, not a second finance alert."""
 
 
 def approval_required(param: Any = None) -> bool:
@@ -60,7 +66,8 @@ def _refuse_if_closed(conn: psycopg.Connection, run_id: int, step: str) -> dict[
     if not verdict.open:
         reason = "; ".join(verdict.reasons)
         _finish(conn, run_id, "refused", counts, reason)
-        raise PayoutsRefused(f"closeout_payouts refused at {step}: {reason}")
+        refusal = PayoutsRefusedUnderHold if verdict.hold_ids else PayoutsRefused
+        raise refusal(f"closeout_payouts refused at {step}: {reason}")
     return counts
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import gate_support
 import pytest
-from closeout.alerts.compose import BreachFacts, compose_hold_alert, major_units
+from closeout.alerts.compose import BreachFacts, compose_hold_alert, major_units, tolerance_summary
 from closeout.alerts.mail import AlertDeliveryError, send_email
 from closeout.alerts.webhook import post_webhook
 from gate_support import SMTP_LOGIN, WEBHOOK_TOKEN
@@ -43,6 +43,23 @@ def test_major_units() -> None:
     assert major_units(-150000, "usd") == "-1,500.00 USD"
     assert major_units(1500, "JPY") == "1,500 JPY"
     assert major_units(1234, "KWD") == "1.234 KWD"
+
+
+def test_tolerance_is_stated_per_reported_currency_in_words() -> None:
+    observed = {"USD": {"difference_minor": -5000}, "KWD": {"difference_minor": 7}, "failing rows": {}}
+    tolerance = {"default_minor": 0, "currencies": {"KWD": 5}}
+    assert tolerance_summary(tolerance, observed, {"USD": 2, "KWD": 3}) == [
+        "    USD: 0.00 USD per row (must match exactly)",
+        "    KWD: 0.005 KWD per row (smaller differences pass)",
+    ]
+    assert tolerance_summary({"max_difference_minor": 0}, observed, {"USD": 2, "KWD": 3}) == []
+    daily = compose_hold_alert(
+        BreachFacts("recon_1", None, "journals", {"USD": {"difference_minor": 350}}, tolerance, {"rows": 1}, "docs"),
+        hold_id=1, opened_at=datetime(2026, 11, 1, tzinfo=UTC), dag_id="closeout_payouts", paused=True,
+    )  # fmt: skip
+    assert "journals out of tolerance for all periods" in daily.subject
+    assert "tolerance (the daily reconcile, all periods)." in daily.text
+    assert "USD: 0.00 USD per row (must match exactly)" in daily.text
 
 
 def test_email_is_plain_text_with_everything_finance_needs(smtp, finance_conns) -> None:

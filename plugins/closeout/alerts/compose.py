@@ -77,6 +77,22 @@ def value_lines(value: Any, currency: str | None, indent: str = "    ",
     return [f"{indent}{value}"]
 
 
+def tolerance_summary(tolerance: Any, observed: Any, exponents: Mapping[str, int] | None = None) -> list[str]:
+    """The tolerance that applied to each currency the check reported, in words: finance reads "0.00 USD, must
+    match exactly" rather than the configuration's ``default_minor``/``currencies`` keys (shown below it)."""
+    if not isinstance(tolerance, Mapping) or not isinstance(observed, Mapping):
+        return []
+    per_currency = tolerance.get("currencies") if isinstance(tolerance.get("currencies"), Mapping) else {}
+    default = tolerance.get("default_minor")
+    lines = []
+    for code in (str(k) for k in observed if _is_currency(k, exponents)):
+        allowed = per_currency.get(code, default)
+        if isinstance(allowed, int) and not isinstance(allowed, bool):
+            words = "must match exactly" if allowed == 0 else "smaller differences pass"
+            lines.append(f"    {code}: {major_units(allowed, code, exponents)} per row ({words})")
+    return lines
+
+
 def mask_text(text: str, secrets: Iterable[str]) -> str:
     for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
         text = text.replace(secret, MASK)
@@ -109,7 +125,7 @@ def compose_hold_alert(
 
     ``exponents`` (currency -> decimals, from ``closeout_data.currencies``) turns minor units into major
     units; ``report_url`` (the month-end close report, when the close breached) is linked under EVIDENCE."""
-    period = facts.period or "(no period)"
+    period = facts.period or "all periods"
     currency = facts.observed.get("currency") if isinstance(facts.observed, Mapping) else None
     release = f'python -m closeout.gate release --hold-id {hold_id} --by <your e-mail> --why "<what was checked>"'
     if paused:
@@ -122,7 +138,7 @@ def compose_hold_alert(
     subject = f"[closeout] Payouts on hold: {facts.check_name} out of tolerance for {period} (hold #{hold_id})"
     lines = [
         f"Contractor payouts are on hold: the reconciliation check {facts.check_name!r} is outside its",
-        f"tolerance for period {period}.",
+        f"tolerance for period {period}." if facts.period else "tolerance (the daily reconcile, all periods).",
         "",
         "WHAT FAILED",
         f"  Check:     {facts.check_name}",
@@ -131,6 +147,7 @@ def compose_hold_alert(
         "  Observed:",
         *value_lines(facts.observed, currency, exponents=exponents),
         "  Tolerance:",
+        *tolerance_summary(facts.tolerance, facts.observed, exponents),
         *value_lines(facts.tolerance, currency, exponents=exponents),
         "  Counts:",
         *value_lines(dict(facts.counts), currency, exponents=exponents),

@@ -170,6 +170,8 @@ def test_late_edit_to_a_locked_period_becomes_a_linked_adjustment_on_the_next_dr
     assert (summary.invoices_changed, summary.adjustment_lines) == (1, 1)
     assert books.billed("1") == 25000
     assert books.draft().invoices_changed == 0, "a second run writes nothing"
+    assert dict(books.rows("SELECT invoice_id, period_locked FROM closeout.invoices")) == {
+        october: True, november: False}, "the contract view says which drafts can no longer move"
     books.check_invariants()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 import stripe
 from closeout.ledger import tasks as ledger_tasks
 from closeout.payments import tasks as payment_tasks
@@ -66,3 +67,15 @@ def check_invariants(warehouse) -> None:
     assert unbalanced == [], unbalanced
     broken = warehouse.rows("SELECT * FROM closeout.receivable_by_client WHERE NOT holds")
     assert broken == [], broken
+
+
+@pytest.fixture
+def books(warehouse, stripe_sandbox):
+    """Three published invoices of last month, one paid in full and one in part, every journal posted (the
+    reconciliation tests' books; import it into a test module to use it)."""
+    inv = publish(warehouse, {"a": [Decimal("2")], "b": [Decimal("5"), Decimal("1.5")], "c": [Decimal("3")]})
+    follow()
+    stripe_sandbox.pay_invoice(inv["a"][1])
+    stripe_sandbox.pay_invoice(inv["b"][1], 20_000)
+    follow()
+    return inv

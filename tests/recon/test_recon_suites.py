@@ -15,9 +15,12 @@ from closeout.recon import run_reconciliation
 from closeout.warehouse.db import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ledger"))
-from ledger_support import follow, publish
+import ledger_support
+from ledger_support import follow
 
 pytestmark = pytest.mark.integration
+
+books = ledger_support.books  # the fixture: three invoices published, two paid, journals posted
 
 XERO_HEADER = ["ContactName", "InvoiceNumber", "Reference", "InvoiceDate", "DueDate", "Total", "TaxTotal",
                "InvoiceAmountPaid", "InvoiceAmountDue", "Description", "Quantity", "UnitAmount", "LineAmount",
@@ -42,17 +45,6 @@ def _xero_export(warehouse, path: Path, alter: dict[str, int] | None = None) -> 
         ingest_xero_invoices(conn, path)
         conn.commit()
     return path
-
-
-@pytest.fixture
-def books(warehouse, stripe_sandbox):
-    """Three published invoices, one paid in full and one in part, every journal posted."""
-    inv = publish(warehouse, {"a": [D("2")], "b": [D("5"), D("1.5")], "c": [D("3")]})
-    follow()
-    stripe_sandbox.pay_invoice(inv["a"][1])
-    stripe_sandbox.pay_invoice(inv["b"][1], 20_000)
-    follow()
-    return inv
 
 
 def _run(tmp_path, **kwargs):

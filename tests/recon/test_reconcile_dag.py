@@ -6,7 +6,6 @@ receiver; a repeat sends nothing, and a green run afterwards releases nothing.""
 from __future__ import annotations
 
 import sys
-from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
@@ -17,9 +16,11 @@ from payments_support import last_month
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ledger"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gate"))
 import gate_support
-from ledger_support import follow, publish
+import ledger_support
 
 pytestmark = pytest.mark.integration
+
+books = ledger_support.books  # the fixture: three invoices published, two paid, journals posted
 
 # the gate's fixtures (the API server is shared with tests/gate: one per process)
 api_server, airflow_api, smtp, hook_receiver, finance_conns = (
@@ -28,17 +29,6 @@ api_server, airflow_api, smtp, hook_receiver, finance_conns = (
 )  # fmt: skip
 PERIOD = last_month().strftime("%Y-%m")
 BREACH = "entries_to_invoice_lines"
-
-
-@pytest.fixture
-def books(warehouse, stripe_sandbox):
-    """Three published invoices of last month, one paid in full and one in part, every journal posted."""
-    inv = publish(warehouse, {"a": [D("2")], "b": [D("5"), D("1.5")], "c": [D("3")]})
-    follow()
-    stripe_sandbox.pay_invoice(inv["a"][1])
-    stripe_sandbox.pay_invoice(inv["b"][1], 20_000)
-    follow()
-    return inv
 
 
 @pytest.fixture

@@ -8,9 +8,8 @@ asserted: a report that does not tie out says so, by how much, and where.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -19,9 +18,9 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 
+from closeout.billing import periods
 from closeout.paths import load_sql
 
-PERIOD_RE = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
 MONEY_FIELDS = ("time_billed", "adjustments", "billed", "paid", "outstanding", "written_off", "refunded", "drafted")
 # optional relations other stages add; shown when present (found by to_regclass, never assumed)
 PERIOD_STATE_VIEWS = ("closeout.period_locks", "closeout.period_closes")
@@ -32,12 +31,12 @@ class ReportError(ValueError):
 
 
 def parse_period(period: str) -> tuple[date, date]:
-    """First and last day of a ``YYYY-MM`` period."""
-    if not isinstance(period, str) or not PERIOD_RE.match(period):
-        raise ReportError(f"period {period!r}: expected YYYY-MM, for example 2026-10")
-    start = date(int(period[:4]), int(period[5:]), 1)
-    end = (start.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
-    return start, end
+    """First and last day of a ``YYYY-MM`` period (closeout.billing.periods decides what a period is)."""
+    try:
+        parsed = periods.parse_period(period)
+    except periods.PeriodError as exc:
+        raise ReportError(f"period {period!r}: expected YYYY-MM, for example 2026-10") from exc
+    return parsed.start, parsed.end
 
 
 def previous_periods(period: str, count: int) -> list[str]:

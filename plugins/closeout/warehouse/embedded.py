@@ -54,7 +54,10 @@ def ensure_warehouse(
     import pgserver  # only the demo/test toolchain has it; deployments never reach this line
 
     data_dir = (data_dir or default_data_dir()).resolve()
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Create the folder ourselves: pgserver checks exists() then mkdir(exist_ok=False), so two processes starting
+    # on a fresh checkout at once (a test run and the demo, two pytest workers) could both pass the check and one
+    # fail. Its initdb runs under its own inter-process lock and only when PG_VERSION is missing.
+    data_dir.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data_dir, cleanup_mode=None if keep_running else "stop")
     info = server.get_postmaster_info()
     host = str(info.socket_dir) if info.socket_dir else "127.0.0.1"

@@ -31,6 +31,7 @@ import json
 import secrets
 import time
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 from typing import Any
 
 from sandbox.serving import BackgroundServer, FaultPlan, Response, Traffic
@@ -353,6 +354,83 @@ class StripeSandbox:
             )
         )
 
+    # ------------------------------------------------------------------ the cash side (balance, fees, FX)
+
+    def set_fee(self, currency: str, percent_bps: Decimal | int | str, fixed: int = 0, *, kind: str = "charge") -> None:
+        """Fee rule for ``kind`` (``charge`` | ``refund``) transactions settled in ``currency`` (``*``: every
+        other): ``percent_bps`` basis points of the settled amount (rounded half-up) + ``fixed`` minor units.
+        Default: charges 290 bps + 30 in every currency, refunds free."""
+        with self._lock:
+            self.state.set_fee(currency, percent_bps, int(fixed), kind=kind)
+
+    def set_dispute_fee(self, currency: str, amount: int) -> None:
+        """The fee withdrawn with every dispute settled in ``currency`` (``*``: every other; default 1500)."""
+        with self._lock:
+            self.state.dispute_fees[currency] = int(amount)
+
+    def set_settlement(self, presentment: str, settlement: str | None, rate: Decimal | str | int = 1) -> None:
+        """From now on, money presented in ``presentment`` settles in ``settlement`` at ``rate`` per major unit
+        (``Decimal``/string); ``settlement=None`` settles it in itself again. Later refunds and disputes of
+        earlier charges convert at the rate current when they happen."""
+        with self._lock:
+            self.state.set_settlement(presentment, settlement, rate)
+
+    def set_availability_delay(self, seconds: int) -> None:
+        """How long charge funds stay ``pending`` before ``available`` (sandbox time; default 2 days)."""
+        with self._lock:
+            self.state.availability_delay = max(0, int(seconds))
+
+    def set_payout_delay(self, seconds: int) -> None:
+        """How long after creation an automatic payout arrives (``arrival_date``; default 2 days)."""
+        with self._lock:
+            self.state.payout_delay = max(0, int(seconds))
+
+    def add_stripe_fee(self, amount: int, currency: str, description: str = "Billing - Usage Fee") -> dict:
+        """Stripe takes a later fee (billing, Radar, ...): a ``stripe_fee`` txn of ``-amount``; returns it."""
+        return self._control(lambda: self.state.add_stripe_fee(int(amount), currency, description))
+
+    def balance(self) -> dict[str, Any]:
+        """What ``GET /v1/balance`` answers now."""
+        return self._control(self.state.api_balance)
+
+    def refunds_pending(self, pending: bool = True) -> None:
+        """New refunds start ``pending`` (until :meth:`settle_refund` or :meth:`fail_refund`), not ``succeeded``."""
+        with self._lock:
+            self.state.refunds_pending = bool(pending)
+
+    def settle_refund(self, refund_id: str) -> dict[str, Any]:
+        """A pending refund succeeds: ``refund.updated``."""
+        return self._control(lambda: self.state.settle_refund(refund_id))
+
+    def fail_refund(self, refund_id: str, reason: str = "expired_or_canceled_card") -> dict[str, Any]:
+        """A refund fails: ``refund_failure`` txn returning the money, ``refund.updated`` + ``refund.failed``."""
+        return self._control(lambda: self.state.fail_refund(refund_id, reason))
+
+    def refund_charge(self, charge_id: str, amount: int | None = None, reason: str | None = None) -> dict:
+        """A refund made by hand in the Dashboard: the same refund, txn and events as ``POST /v1/refunds``."""
+        params: dict[str, Any] = {"charge": charge_id}
+        if amount is not None:
+            params["amount"] = str(int(amount))
+        if reason:
+            params["reason"] = reason
+        return self._control(lambda: self.state.api_create_refund(params))
+
+    def win_dispute(self, dispute_id: str) -> dict[str, Any]:
+        """The bank rules for the merchant: ``won``, the amount comes back (``dispute_reversal`` txn; the fee
+        does not), ``charge.dispute.funds_reinstated`` and ``charge.dispute.closed``."""
+        return self._control(lambda: self.state.resolve_dispute(dispute_id, True))
+
+    def lose_dispute(self, dispute_id: str) -> dict[str, Any]:
+        """The bank rules for the cardholder: ``lost``, ``charge.dispute.closed`` (the funds stay withdrawn)."""
+        return self._control(lambda: self.state.resolve_dispute(dispute_id, False))
+
+    def run_payouts(self, now: int | None = None) -> list[dict[str, Any]]:
+        """Run the automatic payout schedule at ``now`` (default: the sandbox clock; a later ``now`` moves the
+        clock there): pays automatic payouts whose arrival date has passed, then sweeps each settlement
+        currency's available, not yet paid-out transactions into one automatic payout when their net is
+        positive. Returns the new payouts."""
+        return self._control(lambda: self.state.run_payouts(now))
+
     # ------------------------------------------------------------------ HTTP entry point
 
     def _internal_error(self, exc: Exception) -> Response:
@@ -557,9 +635,30 @@ class StripeSandbox:
             # payments and their aftermath (read-only over the API)
             case "GET", [("charges" | "invoice_payments" | "disputes" | "refunds") as name]:
                 return s.api_list_simple(s.collection(name), params)
-            case "GET", [("charges" | "invoice_payments" | "disputes" | "refunds") as name, oid]:
+            case "GET", [("charges" | "invoice_payments" | "disputes" | "refunds" | "payment_intents") as name, oid]:
                 wire.check_known(params, no_params)
                 return s.api_retrieve(s.collection(name), oid)
+            case "GET", ["payment_intents"]:
+                return s.api_list_payment_intents(params)
+            # the balance and its transactions
+            case "GET", ["balance"]:
+                wire.check_known(params, no_params)
+                return s.api_balance()
+            case "GET", ["balance_transactions"]:
+                return s.api_list_balance_transactions(params)
+            case "GET", ["balance_transactions", tid]:
+                wire.check_known(params, no_params)
+                return s.api_retrieve(s.balance_transactions, tid)
+            # refunds and disputes
+            case "POST", ["refunds"]:
+                return s.api_create_refund(params)
+            case "POST", ["refunds", rid]:
+                return s.api_update_refund(rid, params)
+            case "POST", ["disputes", did, "close"]:
+                wire.check_known(params, no_params)
+                return s.api_close_dispute(did)
+            case "POST", ["disputes", did]:
+                return s.api_update_dispute(did, params)
             # transfers
             case "POST", ["transfers"]:
                 return s.api_create_transfer(params)
@@ -721,4 +820,41 @@ class StripeSandbox:
                 return self.settle_payout(pid)
             case "POST", ["payouts", pid, "failed"]:
                 return self.fail_payout(pid, args.get("code", "account_closed"), args.get("message"))
+            case "POST", ["payouts", "run"]:
+                return self.run_payouts(args.get("now"))
+            case "POST", ["fees"]:
+                self.set_fee(args["currency"], str(args["percent_bps"]), int(args.get("fixed", 0)),
+                             kind=args.get("kind", "charge"))  # fmt: skip
+                return {"ok": True}
+            case "POST", ["fees", "dispute"]:
+                self.set_dispute_fee(args["currency"], int(args["amount"]))
+                return {"ok": True}
+            case "POST", ["fees", "stripe_fee"]:
+                return self.add_stripe_fee(int(args["amount"]), args["currency"],
+                                           args.get("description", "Billing - Usage Fee"))  # fmt: skip
+            case "POST", ["settlement"]:
+                rate = args.get("rate", "1")
+                self.set_settlement(args["presentment"], args.get("settlement"), str(rate))
+                return {"ok": True}
+            case "POST", ["availability_delay"]:
+                self.set_availability_delay(int(args["seconds"]))
+                return {"ok": True}
+            case "POST", ["payout_delay"]:
+                self.set_payout_delay(int(args["seconds"]))
+                return {"ok": True}
+            case "GET", ["balance"]:
+                return self.balance()
+            case "POST", ["refunds", "pending"]:
+                self.refunds_pending(bool(args.get("pending", True)))
+                return {"ok": True}
+            case "POST", ["refunds", rid, "fail"]:
+                return self.fail_refund(rid, args.get("reason", "expired_or_canceled_card"))
+            case "POST", ["refunds", rid, "settle"]:
+                return self.settle_refund(rid)
+            case "POST", ["charges", cid, "refund"]:
+                return self.refund_charge(cid, args.get("amount"), args.get("reason"))
+            case "POST", ["disputes", did, "win"]:
+                return self.win_dispute(did)
+            case "POST", ["disputes", did, "lose"]:
+                return self.lose_dispute(did)
         return None

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from sandbox.stripe import wire
+from sandbox.stripe.ledger import LedgerMixin
 from sandbox.stripe.wire import ApiError, invalid, not_found
 
 __all__ = ["API_VERSION", "EVENT_TYPES", "Collection", "EventLog", "StripeState"]
@@ -54,6 +55,9 @@ EVENT_TYPES = (
     "invoice_payment.paid", "charge.refunded", "charge.dispute.created",
     "transfer.created", "transfer.updated", "transfer.reversed",
     "payout.created", "payout.updated", "payout.paid", "payout.failed", "payout.canceled",
+    "payout.reconciliation_completed", "refund.created", "refund.updated", "refund.failed",
+    "charge.dispute.updated", "charge.dispute.closed", "charge.dispute.funds_withdrawn",
+    "charge.dispute.funds_reinstated", "credit_note.created", "credit_note.updated", "credit_note.voided",
 )  # fmt: skip
 _ID_ALPHABET = string.ascii_letters + string.digits
 
@@ -189,12 +193,16 @@ class Collection:
         pred: Callable[[dict[str, Any]], bool] | None = None,
         render: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         url: str | None = None,
+        positions: Sequence[int] | None = None,
     ) -> dict[str, Any]:
-        """One page of a list, newest first; ``index`` picks candidates by a static field, ``pred`` filters."""
+        """One page of a list, newest first; ``index`` picks candidates by a static field (or ``positions``
+        gives them, ascending), ``pred`` filters."""
         page = _Page(params)
         lo, hi = _created_bounds(self.created, params.get("created"), 0, len(self.ids))
         lists: list[Sequence[int]] = [range(len(self.ids))]
-        if index is not None:
+        if positions is not None:
+            lists = [positions]
+        elif index is not None:
             lists = [self.index[index[0]].get(index[1], [])]
         descending = True
         if page.starting_after:
@@ -275,7 +283,7 @@ TRANSFER_REFUSALS: dict[str, tuple[str, str | None]] = {
 }
 
 
-class StripeState:
+class StripeState(LedgerMixin):
     """Every object of one sandbox account, with Stripe's state machines and an event log."""
 
     def __init__(
@@ -335,6 +343,11 @@ class StripeState:
             "po": self.payouts, "ch": self.charges, "inpay": self.invoice_payments, "dp": self.disputes,
             "re": self.refunds,
         }  # fmt: skip
+        # how an object is rendered by the API (objects whose stored form is not their API form)
+        self.renderers: dict[Collection, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            self.invoices: self.render_invoice, self.transfers: self._render_transfer,
+        }  # fmt: skip
+        self._init_ledger()
 
     # ------------------------------------------------------------------ clock and ids
 
@@ -447,7 +460,12 @@ class StripeState:
         obj = collection.get(oid) if collection is not None else None
         if obj is None:
             return None
-        return self.render_invoice(obj) if collection is self.invoices else obj
+        return self.render(collection, obj)
+
+    def render(self, collection: Collection, obj: dict[str, Any]) -> dict[str, Any]:
+        """``obj`` as the API shows it."""
+        renderer = self.renderers.get(collection)
+        return renderer(obj) if renderer is not None else obj
 
     def render_invoice(self, invoice: dict[str, Any]) -> dict[str, Any]:
         line_ids = self.invoice_lines.get(invoice["id"], [])
@@ -811,7 +829,9 @@ class StripeState:
         invoice["total"] = invoice["subtotal"] = total
         invoice["total_excluding_tax"] = invoice["subtotal_excluding_tax"] = total
         invoice["amount_due"] = max(total, 0)
-        invoice["amount_remaining"] = max(invoice["amount_due"] - invoice["amount_paid"], 0)
+        invoice["amount_remaining"] = max(
+            invoice["amount_due"] - invoice["amount_paid"] - invoice["pre_payment_credit_notes_amount"], 0
+        )
 
     _INVOICE_FIELDS = ("customer", "auto_advance", "collection_method", "days_until_due", "due_date", "currency",
                        "description", "footer", "metadata", "pending_invoice_items_behavior",
@@ -1096,19 +1116,11 @@ class StripeState:
             raise ValueError(f"amount must be between 1 and the amount remaining ({invoice['amount_remaining']})")
         now = self.now()
         before = self._totals(invoice)
-        charge_id = None
+        charge_id = intent_id = None
         if not out_of_band:
-            charge = {
-                "id": self.new_id("ch"), "object": "charge", "amount": amount, "amount_captured": amount,
-                "amount_refunded": 0, "balance_transaction": self.new_id("txn"), "captured": True, "created": now,
-                "currency": invoice["currency"], "customer": invoice["customer"], "description": None,
-                "disputed": False, "failure_code": None, "failure_message": None, "livemode": False,
-                "metadata": {}, "outcome": {"type": "authorized", "network_status": "approved_by_network"},
-                "paid": True, "payment_intent": self.new_id("pi"), "refunded": False, "status": "succeeded",
-            }  # fmt: skip
-            self.charges.add(charge)
+            charge = self._new_charge(invoice, amount, now)
             self.invoice_charges.setdefault(invoice["id"], []).append(charge["id"])
-            charge_id = charge["id"]
+            charge_id, intent_id = charge["id"], charge["payment_intent"]
         payment = {
             "id": self.new_id("inpay"),
             "object": "invoice_payment",
@@ -1119,13 +1131,19 @@ class StripeState:
             "invoice": invoice["id"],
             "is_default": True,
             "livemode": False,
-            "payment": ({"type": "charge", "charge": charge_id} if charge_id else {"type": "out_of_band_payment"}),
+            "payment": (
+                {"type": "charge", "charge": charge_id, "payment_intent": intent_id}
+                if charge_id
+                else {"type": "out_of_band_payment"}
+            ),
             "status": "paid",
             "status_transitions": {"canceled_at": None, "paid_at": now},
         }
         self.invoice_payments.add(payment)
         invoice["amount_paid"] += amount
-        invoice["amount_remaining"] = max(invoice["amount_due"] - invoice["amount_paid"], 0)
+        invoice["amount_remaining"] = max(
+            invoice["amount_due"] - invoice["amount_paid"] - invoice["pre_payment_credit_notes_amount"], 0
+        )
         invoice["attempted"] = True
         invoice["attempt_count"] += 1
         self.emit("invoice_payment.paid", payment)
@@ -1154,16 +1172,23 @@ class StripeState:
         value = charge["amount"] if amount is None else int(amount)
         if not 0 < value <= charge["amount"]:
             raise ValueError(f"a dispute amount must be between 1 and {charge['amount']}")
+        now = self.now()
         dispute = {
             "id": self.new_id("dp"), "object": "dispute", "amount": value, "balance_transactions": [],
-            "charge": charge["id"], "created": self.now(), "currency": charge["currency"],
-            "is_charge_refundable": False, "livemode": False, "metadata": {},
-            "payment_intent": charge["payment_intent"], "reason": reason, "status": "needs_response",
+            "charge": charge["id"], "created": now, "currency": charge["currency"],
+            "enhanced_eligibility_types": [], "evidence": {"customer_name": None, "uncategorized_text": None},
+            "evidence_details": {"due_by": now + 7 * DAY, "has_evidence": False, "past_due": False,
+                                 "submission_count": 0},
+            "is_charge_refundable": False, "livemode": False, "metadata": {}, "network_reason_code": None,
+            "payment_intent": charge["payment_intent"], "payment_method_details": {"type": "card"},
+            "reason": reason, "status": "needs_response",
         }  # fmt: skip
         self.disputes.add(dispute)
+        self._withdraw_for_dispute(dispute)
         charge["disputed"] = True
-        self.emit("charge.dispute.created", dispute)
-        return dispute
+        self.emit("charge.dispute.created", self.render_dispute(dispute))
+        self.emit("charge.dispute.funds_withdrawn", self.render_dispute(dispute))
+        return self.render_dispute(dispute)
 
     def refund(self, invoice: dict[str, Any], amount: int | None) -> list[dict[str, Any]]:
         charges = [self.charges.objects[c] for c in reversed(self.invoice_charges.get(invoice["id"], []))]
@@ -1177,18 +1202,7 @@ class StripeState:
             if take <= 0:
                 continue
             wanted -= take
-            refund = {
-                "id": self.new_id("re"), "object": "refund", "amount": take, "charge": charge["id"],
-                "created": self.now(), "currency": charge["currency"], "metadata": {},
-                "payment_intent": charge["payment_intent"], "reason": "requested_by_customer",
-                "status": "succeeded",
-            }  # fmt: skip
-            self.refunds.add(refund)
-            previous = {"amount_refunded": charge["amount_refunded"], "refunded": charge["refunded"]}
-            charge["amount_refunded"] += take
-            charge["refunded"] = charge["amount_refunded"] == charge["amount"]
-            self.emit("charge.refunded", charge, previous)
-            refunds.append(refund)
+            refunds.append(self._make_refund(charge, take, reason="requested_by_customer"))
             if wanted == 0:
                 break
         return refunds
@@ -1230,13 +1244,16 @@ class StripeState:
             raise ApiError(400, message, code=refusal, param=param)  # executed: saved under the key, replayed
         transfer = {
             "id": self.new_id("tr"), "object": "transfer", "amount": value, "amount_reversed": 0,
-            "balance_transaction": self.new_id("txn"), "created": self.now(), "currency": cur,
+            "balance_transaction": None, "created": self.now(), "currency": cur,
             "description": wire.param_str(params, "description"), "destination": destination,
             "destination_payment": self.new_id("py"), "livemode": False, "metadata": meta, "reversed": False,
             "source_transaction": wire.param_str(params, "source_transaction"), "source_type": source_type,
             "transfer_group": wire.param_str(params, "transfer_group"),
         }  # fmt: skip
         self.transfers.add(transfer)
+        transfer["balance_transaction"] = self._new_txn(
+            type="transfer", category="transfer", amount=-value, currency=cur, source=transfer["id"]
+        )["id"]
         self.emit("transfer.created", self._render_transfer(transfer))
         return self._render_transfer(transfer)
 
@@ -1264,9 +1281,12 @@ class StripeState:
         if not 0 < value <= left:
             raise invalid(f"Reversal amount must be between 1 and {left}", param="amount")
         meta = wire.metadata(params.get("metadata"))
+        reversal_id = self.new_id("trr")
+        txn = self._new_txn(type="transfer_refund", category="transfer_reversal", amount=value,
+                            currency=transfer["currency"], source=reversal_id)  # fmt: skip
         reversal = {
-            "id": self.new_id("trr"), "object": "transfer_reversal", "amount": value,
-            "balance_transaction": self.new_id("txn"), "created": self.now(), "currency": transfer["currency"],
+            "id": reversal_id, "object": "transfer_reversal", "amount": value,
+            "balance_transaction": txn["id"], "created": self.now(), "currency": transfer["currency"],
             "destination_payment_refund": self.new_id("pyr"), "metadata": meta, "source_refund": None,
             "transfer": tid,
         }  # fmt: skip
@@ -1314,22 +1334,11 @@ class StripeState:
                                   "source_type", "statement_descriptor"))  # fmt: skip
         cur = wire.currency(wire.required(params, "currency"))
         value = wire.amount(wire.required(params, "amount"), cur, minimum=1)
-        method = wire.param_enum(params, "method", ("standard", "instant"), "standard")
-        now = self.now()
-        payout = {
-            "id": self.new_id("po"), "object": "payout", "amount": value,
-            "arrival_date": now + (0 if method == "instant" else 2 * DAY), "automatic": False,
-            "balance_transaction": self.new_id("txn"), "created": now, "currency": cur,
-            "description": wire.param_str(params, "description"),
-            "destination": wire.param_str(params, "destination") or "ba_sandbox_default",
-            "failure_balance_transaction": None, "failure_code": None, "failure_message": None,
-            "livemode": False, "metadata": wire.metadata(params.get("metadata")), "method": method,
-            "original_payout": None, "reconciliation_status": "not_applicable", "reversed_by": None,
-            "source_type": wire.param_enum(params, "source_type", ("bank_account", "card", "fpx"), "card"),
-            "statement_descriptor": wire.param_str(params, "statement_descriptor", max_len=22), "status": "pending",
-            "trace_id": {"status": "pending", "value": None}, "type": "bank_account",
-        }  # fmt: skip
-        self.payouts.add(payout)
+        method = wire.param_enum(params, "method", ("standard", "instant"), "standard") or "standard"
+        wire.metadata(params.get("metadata"))
+        wire.param_enum(params, "source_type", ("bank_account", "card", "fpx"), "card")
+        wire.param_str(params, "statement_descriptor", max_len=22)
+        payout = self._new_payout(cur, value, automatic=False, method=method, params=params)
         self.emit("payout.created", payout)
         return payout
 
@@ -1348,7 +1357,8 @@ class StripeState:
         if payout["status"] != "pending":
             raise ApiError(400, f"Payouts can only be canceled while pending; this one is {payout['status']}.")
         payout["status"] = "canceled"
-        self.emit("payout.canceled", payout, {"status": "pending"})
+        payout["failure_balance_transaction"] = self._payout_return_txn(payout, "payout_cancel")["id"]
+        self.emit("payout.canceled", payout, {"status": "pending", "failure_balance_transaction": None})
         return payout
 
     def settle_payout(self, pid: str, *, failure_code: str | None = None, message: str | None = None) -> dict:
@@ -1360,29 +1370,37 @@ class StripeState:
             payout["status"] = "paid"
             payout["trace_id"] = {"status": "supported", "value": f"SBXTRACE{pid[-8:]}"}
             self.emit("payout.paid", payout, previous)
+            if payout["automatic"]:
+                payout["reconciliation_status"] = "completed"
+                self.emit("payout.reconciliation_completed", payout, {"reconciliation_status": "in_progress"})
         else:
             payout["status"] = "failed"
             payout["failure_code"] = failure_code
             payout["failure_message"] = message or f"The payout failed: {failure_code}."
-            payout["failure_balance_transaction"] = self.new_id("txn")
+            payout["failure_balance_transaction"] = self._payout_return_txn(payout, "payout_failure")["id"]
             self.emit("payout.failed", payout, previous)
         return payout
 
     def api_list_payouts(self, params: dict[str, Any]) -> dict[str, Any]:
         wire.check_known(params, ("created", "arrival_date", "destination", "status", "limit", "starting_after",
                                   "ending_before"))  # fmt: skip
-        status = wire.param_enum(params, "status", ("pending", "paid", "failed", "canceled"))
-        return self.payouts.page(params, pred=(lambda p: p["status"] == status) if status else None)
+        status = wire.param_enum(params, "status", ("pending", "paid", "failed", "canceled", "in_transit"))
+        destination = wire.param_str(params, "destination")
+        preds: list[Callable[[dict[str, Any]], bool]] = []
+        if status:
+            preds.append(lambda p: p["status"] == status)
+        if destination:
+            preds.append(lambda p: p["destination"] == destination)
+        arrival = params.get("arrival_date")
+        if arrival not in (None, ""):
+            _created_bounds([], arrival, 0, 0)  # validates the filter once
+            preds.append(lambda p: _created_bounds([p["arrival_date"]], arrival, 0, 1) == (0, 1))
+        return self.payouts.page(params, pred=(lambda p: all(f(p) for f in preds)) if preds else None)
 
     # ------------------------------------------------------------------ generic reads
 
     def api_retrieve(self, collection: Collection, oid: str) -> dict[str, Any]:
-        obj = self._get(collection, oid)
-        if collection is self.invoices:
-            return self.render_invoice(obj)
-        if collection is self.transfers:
-            return self._render_transfer(obj)
-        return obj
+        return self.render(collection, self._get(collection, oid))
 
     def api_list_simple(self, collection: Collection, params: dict[str, Any]) -> dict[str, Any]:
         """Lists of charges, invoice payments, disputes and refunds (filters: customer / invoice / status)."""
@@ -1398,7 +1416,8 @@ class StripeState:
                 index = (name, value)
             else:
                 preds.append(lambda o, n=name, v=value: o.get(n) == v)
-        return collection.page(params, index=index, pred=(lambda o: all(p(o) for p in preds)) if preds else None)
+        return collection.page(params, index=index, pred=(lambda o: all(p(o) for p in preds)) if preds else None,
+                               render=self.renderers.get(collection))  # fmt: skip
 
     # ------------------------------------------------------------------ search
 
@@ -1541,9 +1560,5 @@ class StripeState:
         if kind in ("line_item", "line"):
             return json.loads(wire.dumps(list(self.lines.values())))
         collection = self.collection(kind)
-        objects = [collection.objects[i] for i in collection.ids if i in collection.objects]
-        if collection is self.invoices:
-            objects = [self.render_invoice(o) for o in objects]
-        elif collection is self.transfers:
-            objects = [self._render_transfer(o) for o in objects]
+        objects = [self.render(collection, collection.objects[i]) for i in collection.ids if i in collection.objects]
         return json.loads(wire.dumps(objects))

@@ -30,13 +30,16 @@ WHERE w.invoice_id = c.invoice_id AND w.line_key = c.line_key AND w.source = c.s
   AND EXISTS (SELECT 1 FROM billing_current);
 
 -- Drafts that do not exist yet: one per client, currency and period, with the client's terms.
+-- The invoice id is derived from client, currency and period (and the client's billing period goes with
+-- the client), so every row of a group holds the same values: min() picks that one value (any_value()
+-- would say so more plainly, but it needs PostgreSQL 16 and closeout supports 15).
 INSERT INTO closeout_data.invoices (invoice_id, client_key, currency, period_start, period_end, billing_period,
                                     payment_terms_days, publish_policy)
 SELECT a.invoice_id, a.client_key, a.currency, a.period_start, a.period_end, a.billing_period,
        coalesce(bc.payment_terms_days, df.payment_terms_days), coalesce(bc.publish_policy, df.publish_policy)
-FROM (SELECT invoice_id, any_value(client_key) AS client_key, any_value(currency) AS currency,
-             any_value(period_start) AS period_start, any_value(period_end) AS period_end,
-             any_value(billing_period) AS billing_period
+FROM (SELECT invoice_id, min(client_key) AS client_key, min(currency) AS currency,
+             min(period_start) AS period_start, min(period_end) AS period_end,
+             min(billing_period) AS billing_period
       FROM billing_desired GROUP BY invoice_id) a
 CROSS JOIN (SELECT * FROM closeout_data.billing_clients WHERE client_key = '*') df
 LEFT JOIN closeout_data.billing_clients bc ON bc.client_key = a.client_key AND bc.client_key <> '*'

@@ -5,14 +5,17 @@
 -- them, and line numbers follow from the order of each version's lines (the views number them).
 -- A line's amount is its quantity times its rate, rounded once, half-up, to the minor unit.
 -- rounding_minor is that amount minus the sum of its entries' own amounts.
+-- A line's own columns are one value per line (its key carries its rate and grouping; the rows closed
+-- carry only their rate), so min() over the non-null ones picks that value: PostgreSQL 15 has no
+-- any_value(), and min() costs the same here.
 CREATE TEMP TABLE billing_line_deltas ON COMMIT DROP AS
 WITH sums AS (
     SELECT x.invoice_id, x.line_key, sum(x.quantity) AS quantity, sum(x.amount_minor) AS entries_minor,
-           sum(x.n)::integer AS entry_count, any_value(x.unit_rate) AS unit_rate,
-           any_value(x.project_key) AS project_key, any_value(x.task_key) AS task_key,
-           any_value(x.user_key) AS user_key, any_value(x.spent_date) AS spent_date,
-           any_value(x.description) AS description, any_value(x.adjusts_invoice_id) AS adjusts_invoice_id,
-           any_value(x.adjusts_line_key) AS adjusts_line_key
+           sum(x.n)::integer AS entry_count, min(x.unit_rate) AS unit_rate,
+           min(x.project_key) AS project_key, min(x.task_key) AS task_key,
+           min(x.user_key) AS user_key, min(x.spent_date) AS spent_date,
+           min(x.description) AS description, min(x.adjusts_invoice_id) AS adjusts_invoice_id,
+           min(x.adjusts_line_key) AS adjusts_line_key
     FROM (
         SELECT a.invoice_id, a.line_key, a.quantity, a.amount_minor, 1 AS n, a.unit_rate, a.project_key,
                a.task_key, a.user_key, a.spent_date, a.description, a.adjusts_invoice_id, a.adjusts_line_key

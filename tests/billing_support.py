@@ -125,10 +125,13 @@ class Books:
     def billed(self, source_id: str) -> int:
         """What the entry is billed for across every non-void invoice (drafts included)."""
         return self.conn.execute(
-            """SELECT coalesce(sum(e.amount_minor), 0) FROM closeout.invoice_line_entries e
+            """SELECT coalesce(sum(e.amount_minor), 0)
+                      + (SELECT coalesce(sum(c.amount_minor), 0) FROM closeout.credit_note_lines c
+                         WHERE c.source = %s AND c.source_id = %s AND c.billed)
+               FROM closeout.invoice_line_entries e
                JOIN closeout.invoices i USING (invoice_id)
                WHERE e.source = %s AND e.source_id = %s AND i.status <> 'void'""",
-            (self.source, source_id),
+            (self.source, source_id, self.source, source_id),
         ).fetchone()[0]
 
     def check_invariants(self) -> None:
@@ -143,11 +146,16 @@ def check_invariants(conn: psycopg.Connection) -> None:
     """Invariants 1 and 2 of DESIGN.md, from the contract views, plus the drafting's own promises."""
     # 1. every approved billable entry (not in exception) is billed exactly once: the sum of its line
     #    entries over non-void invoices equals its current amount (0 once deleted or no longer billable)
+    #    (and, once corrections are issued, its rows on credit notes and customer balance credits not voided)
     wrong = conn.execute(
         """WITH billed AS (
-               SELECT e.source, e.source_id, sum(e.amount_minor) AS billed
-               FROM closeout.invoice_line_entries e JOIN closeout.invoices i USING (invoice_id)
-               WHERE i.status <> 'void' GROUP BY 1, 2),
+               SELECT source, source_id, sum(amount_minor) AS billed FROM (
+                   SELECT e.source, e.source_id, e.amount_minor
+                   FROM closeout.invoice_line_entries e JOIN closeout.invoices i USING (invoice_id)
+                   WHERE i.status <> 'void'
+                   UNION ALL
+                   SELECT c.source, c.source_id, c.amount_minor FROM closeout.credit_note_lines c WHERE c.billed
+               ) x GROUP BY 1, 2),
            expected AS (
                SELECT b.source, b.source_id, b.state,
                       CASE WHEN b.state = 'billable' THEN b.amount_minor ELSE 0 END AS expected

@@ -14,16 +14,27 @@
 -- is, and so is a period no invoice of the client covers: its entries, edited, deleted or late, are
 -- billed through adjustments on the client's next draft after every frozen invoice and the lock. A
 -- billing period straddling the month end (ending after it) is not locked: its time is billed on it.
+-- Corrections (credit notes against issued invoices, customer balance credits: closeout.payments.corrections)
+-- bill what they took over from drafts as frozen invoices do, unless voided (or their invoice is).
 CREATE TEMP TABLE billing_frozen ON COMMIT DROP AS
-SELECT e.source, e.source_id, i.client_key, i.currency, e.unit_rate,
+SELECT e.source, e.source_id, e.client_key, e.currency, e.unit_rate,
        sum(e.quantity) AS quantity, sum(e.amount_minor) AS amount_minor
-FROM billing_dirty d
-JOIN closeout_data.invoice_line_entries e
-  ON e.source = d.source AND e.source_id = d.source_id AND e.valid_to IS NULL
-JOIN closeout_data.invoices i
-  ON i.invoice_id = e.invoice_id AND i.status <> 'void'
- AND (i.status <> 'draft' OR i.period_end <= %(locked_through)s::date)
-GROUP BY e.source, e.source_id, i.client_key, i.currency, e.unit_rate;
+FROM (
+    SELECT e.source, e.source_id, i.client_key, i.currency, e.unit_rate, e.quantity, e.amount_minor
+    FROM billing_dirty d
+    JOIN closeout_data.invoice_line_entries e
+      ON e.source = d.source AND e.source_id = d.source_id AND e.valid_to IS NULL
+    JOIN closeout_data.invoices i
+      ON i.invoice_id = e.invoice_id AND i.status <> 'void'
+     AND (i.status <> 'draft' OR i.period_end <= %(locked_through)s::date)
+    UNION ALL
+    SELECT c.source, c.source_id, k.client_key, k.currency, c.unit_rate, c.quantity, c.amount_minor
+    FROM billing_dirty d
+    JOIN closeout_data.correction_entries c ON c.source = d.source AND c.source_id = d.source_id
+    JOIN closeout_data.corrections k ON k.correction_id = c.correction_id AND k.state <> 'void'
+    WHERE NOT EXISTS (SELECT 1 FROM closeout_data.invoices v WHERE v.invoice_id = k.invoice_id AND v.status = 'void')
+) e
+GROUP BY e.source, e.source_id, e.client_key, e.currency, e.unit_rate;
 
 CREATE TEMP TABLE billing_last_billed ON COMMIT DROP AS
 SELECT DISTINCT ON (e.source, e.source_id) e.source, e.source_id, e.invoice_id, e.line_key,

@@ -174,6 +174,34 @@ class StripeHook(BaseHook):
     def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
         return self._call(lambda: self._client.v1.invoices.retrieve(invoice_id).to_dict())
 
+    # -- credit notes and customer balance (closeout.payments.credit_notes) ------------------------
+    def preview_credit_note(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._call(lambda: self._client.v1.credit_notes.preview(params=params).to_dict())
+
+    def create_credit_note(self, params: dict[str, Any], idempotency_key: str) -> StripeResult:
+        return self._mutate(
+            lambda opts: self._client.v1.credit_notes.create(params=params, options=opts), idempotency_key
+        )
+
+    def list_credit_notes(self, stripe_invoice_id: str) -> list[dict[str, Any]]:
+        """Every credit note of one Stripe invoice (credit notes have no search: the invoice narrows the list)."""
+        return self._call(
+            lambda: _all(self._client.v1.credit_notes.list(params={"invoice": stripe_invoice_id, "limit": LIST_PAGE}))
+        )
+
+    def credit_customer_balance(self, customer_id: str, params: dict[str, Any], idempotency_key: str) -> StripeResult:
+        return self._mutate(
+            lambda opts: self._client.v1.customers.balance_transactions.create(
+                customer_id, params=params, options=opts
+            ),
+            idempotency_key,
+        )
+
+    def list_customer_balance_transactions(self, customer_id: str) -> list[dict[str, Any]]:
+        return self._call(
+            lambda: _all(self._client.v1.customers.balance_transactions.list(customer_id, params={"limit": LIST_PAGE}))
+        )
+
     # -- transfers (payouts) ------------------------------------------------------------------------
     def create_transfer(self, params: dict[str, Any], idempotency_key: str) -> StripeResult:
         return self._mutate(lambda opts: self._client.v1.transfers.create(params=params, options=opts), idempotency_key)
@@ -197,6 +225,13 @@ class StripeHook(BaseHook):
             if not response.data.get("has_more") or not events:
                 return
             params["starting_after"] = events[-1]["id"]
+
+    # -- list endpoints (cash) ----------------------------------------------------------------------
+    def list_page(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        """One page of a ``GET`` list endpoint (``/v1/balance_transactions``, ``/v1/refunds``, ...) as plain
+        JSON, read raw like ``iter_events``: a million balance transactions as SDK objects cost more than
+        the API calls. Paging, pacing and 429 waits are the caller's (``closeout.payments.cash.listing``)."""
+        return self._call(lambda: self._client.raw_request("get", path, **params)).data
 
     # -- plumbing -------------------------------------------------------------------------------
     def _mutate(self, call: Any, idempotency_key: str) -> StripeResult:

@@ -1,0 +1,352 @@
+"""Issuing recorded corrections to Stripe exactly once: credit notes and customer balance credits.
+
+A correction (``closeout.payments.corrections``) is issued by one mutating call:
+
+* ``credit_note.create``: ``POST /v1/credit_notes`` against the Stripe invoice it corrects, one custom line
+  per entry. ``GET /v1/credit_notes/preview`` is asked first: what Stripe will take off what is still due
+  (``pre_payment_amount``) needs nothing more; the rest (``post_payment_amount``, the invoice is paid or
+  partly paid) goes where the client's ``credit_note_policy`` says: ``refund_amount`` (a refund to the
+  card), ``credit_amount`` (the customer's Stripe balance, applied to the next invoice) or
+  ``out_of_band_amount`` (settled outside Stripe). An invoice paid outside Stripe has no payment to
+  refund: a refund policy records its post-payment part out of band.
+* ``customer_balance.credit``: ``POST /v1/customers/{id}/balance_transactions`` with a negative amount,
+  for a draft that netted negative with no single invoice to credit.
+
+Exactly once, as every Stripe call of closeout: the key is the correction's business identity (the invoice,
+or client and currency, and the correction's number), recorded in the outbox with its request and committed
+before the call; a retry sends the recorded request under the same key and Stripe replays it. A key older
+than Stripe keeps keys is first looked up: the invoice's credit notes (or the customer's balance
+transactions) carrying the correction's metadata; only when none exists is it created, from a fresh preview.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from closeout.payments import exceptions, keys
+from closeout.payments.corrections import record_corrections
+from closeout.payments.hook import StripeCallError, StripeHook
+from closeout.payments.publish import Operation, Outcome, PublishSummary, _complete, _guarded, _key_may_be_gone, _record
+from closeout.payments.runs import finish, start
+from closeout.warehouse.db import connect
+
+log = logging.getLogger(__name__)
+
+POLICY_FIELDS = {"refund": "refund_amount", "customer_balance": "credit_amount", "out_of_band": "out_of_band_amount"}
+
+
+class CorrectionsIncomplete(RuntimeError):
+    """Some Stripe calls failed transiently; their corrections stay pending and the retry resumes them."""
+
+
+class CorrectionsStopped(RuntimeError):
+    """Stripe refused corrections; they wait for a person (closeout.payment_exceptions)."""
+
+
+@dataclass
+class IssueSummary:
+    credit_notes_issued: int = 0
+    customer_balance_credits: int = 0
+    found_by_metadata: int = 0
+    replays: int = 0
+    stopped: int = 0
+    transient_errors: int = 0
+    refunded_minor: int = 0
+    credited_to_balance_minor: int = 0
+    out_of_band_minor: int = 0
+    pre_payment_minor: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def correction_key(prefix: str, correction: dict[str, Any]) -> str:
+    """From the business identity only: the invoice (or client and currency) and the correction's number."""
+    if correction["kind"] == "credit_note":
+        return keys._bounded(f"{prefix}/credit_note/{correction['invoice_id']}/c{correction['seq']}/create")
+    return keys._bounded(
+        f"{prefix}/customer_balance/{correction['client_key']}/{correction['currency']}/c{correction['seq']}/credit"
+    )
+
+
+def issue(conn: psycopg.Connection, hook: StripeHook) -> IssueSummary:
+    """Issue every pending correction, one at a time: outbox row committed, call, answer committed."""
+    summary = IssueSummary()
+    counts = PublishSummary()  # the outbox bookkeeping counts replays and transient errors here
+    for correction in _pending(conn):
+        try:
+            op = _operation(conn, hook, correction)
+        except StripeCallError as exc:  # the preview, before anything is recorded
+            if exc.retryable:
+                summary.transient_errors += 1
+                summary.errors.append(f"{correction['correction_id']}: {exc}")
+            else:
+                with conn.cursor() as cur:
+                    _stop(cur, correction, f"Stripe refused the credit note preview: {exc}")
+                conn.commit()
+                summary.stopped += 1
+            continue
+        if op is None:
+            continue
+        (op,) = _record(conn, [op])
+        outcome = _guarded(lambda o, c=correction: _execute(conn, hook, o, c), op)
+        with conn.cursor() as cur:
+            _complete(cur, [outcome], counts)
+            if outcome.obj:
+                _apply(cur, correction, outcome, summary)
+            elif outcome.stop:
+                _stop(cur, correction, outcome.stop[1])
+                summary.stopped += 1
+        conn.commit()
+    summary.replays = counts.replays
+    summary.transient_errors += counts.transient_errors
+    summary.errors += counts.errors
+    return summary
+
+
+# -- what to issue ----------------------------------------------------------------------------------------
+def _pending(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute(
+            """SELECT c.correction_id, c.kind, c.invoice_id, c.client_key, c.currency, c.seq, c.amount_minor,
+                      c.policy, c.from_invoice_id, i.stripe_invoice_id, i.stripe_number, s.stripe_customer_id,
+                      (SELECT json_agg(json_build_object('source', x.source, 'source_id', x.source_id,
+                                                         'quantity', x.quantity, 'amount_minor', x.amount_minor,
+                                                         'rates', x.rates, 'spent_date', x.spent_date)
+                                       ORDER BY x.source, x.source_id)
+                       FROM (SELECT e.source, e.source_id, sum(e.quantity) AS quantity,
+                                    sum(e.amount_minor) AS amount_minor,
+                                    array_agg(DISTINCT trim_scale(e.unit_rate)::text) AS rates,
+                                    min(b.spent_date) AS spent_date
+                             FROM closeout_data.correction_entries e
+                             LEFT JOIN closeout_data.billing_entries b
+                                    ON b.source = e.source AND b.source_id = e.source_id
+                             WHERE e.correction_id = c.correction_id
+                             GROUP BY e.source, e.source_id) x) AS entries
+               FROM closeout_data.corrections c
+               LEFT JOIN closeout_data.invoices i ON i.invoice_id = c.invoice_id
+               LEFT JOIN closeout_data.stripe_customers s ON s.client_key = c.client_key
+               WHERE c.state = 'pending'
+               ORDER BY c.created_at, c.correction_id"""
+        ).fetchall()
+
+
+def _operation(conn: psycopg.Connection, hook: StripeHook, correction: dict[str, Any]) -> Operation | None:
+    key = correction_key(hook.settings.key_prefix, correction)
+    recorded = conn.execute("SELECT request FROM closeout_data.stripe_outbox WHERE idempotency_key = %s", (key,))
+    row = recorded.fetchone()
+    if correction["kind"] == "credit_note":
+        if not correction["stripe_invoice_id"]:
+            return None
+        request = row[0] if row else _credit_note_request(hook, correction)
+        return Operation(key, "credit_note.create", correction["client_key"], request, correction["invoice_id"],
+                         correction["seq"], context={"stripe_invoice_id": correction["stripe_invoice_id"]})  # fmt: skip
+    if not correction["stripe_customer_id"]:
+        log.warning("correction %s waits: client %s has no Stripe customer yet", correction["correction_id"],
+                    correction["client_key"])  # fmt: skip
+        return None
+    request = row[0] if row else _balance_request(correction)
+    return Operation(key, "customer_balance.credit", correction["client_key"], request, None, correction["seq"],
+                     context={"stripe_customer_id": correction["stripe_customer_id"]})  # fmt: skip
+
+
+def _metadata(correction: dict[str, Any]) -> dict[str, str]:
+    return {
+        "closeout_correction_id": correction["correction_id"][:500],
+        "closeout_invoice_id": correction["invoice_id"] or "",
+        "closeout_client": correction["client_key"][:500],
+        "closeout_from_invoice_id": correction["from_invoice_id"],
+        "closeout_amount_minor": str(correction["amount_minor"]),
+    }
+
+
+def _entry_description(entry: dict[str, Any], currency: str) -> str:
+    hours = Decimal(str(entry["quantity"])).normalize()
+    rate = "/".join(entry["rates"])
+    when = f" of {entry['spent_date']}" if entry.get("spent_date") else ""
+    entry_ref = f"{entry['source']}:{entry['source_id']}"
+    return f"Correction: entry {entry_ref}{when}, {format(hours, 'f')} h at {rate} {currency}"
+
+
+def _credit_note_request(hook: StripeHook, correction: dict[str, Any]) -> dict[str, Any]:
+    """The credit note as Stripe will take it: lines per entry, and the post-payment part per policy, split
+    as Stripe's own preview says (asked now, just before the request is recorded)."""
+    currency = correction["currency"]
+    lines = [{"type": "custom_line_item", "quantity": 1, "unit_amount": -int(e["amount_minor"]),
+              "description": _entry_description(e, currency)[:500]}
+             for e in correction["entries"] if int(e["amount_minor"]) < 0]  # fmt: skip
+    # an entry whose rows net up (a rate change on another entry's correction) lowers the last line instead
+    surplus = sum(int(e["amount_minor"]) for e in correction["entries"] if int(e["amount_minor"]) >= 0)
+    if surplus and lines:
+        lines[-1]["unit_amount"] -= surplus
+    params: dict[str, Any] = {
+        "invoice": correction["stripe_invoice_id"],
+        "lines": lines,
+        "reason": "order_change",
+        "memo": (f"Correction {correction['correction_id']} of invoice {correction['invoice_id']}: "
+                 "time billed there was edited or deleted after it was issued")[:500],
+        "metadata": _metadata(correction),
+    }
+    preview = hook.preview_credit_note(params)
+    if int(preview["amount"]) != int(correction["amount_minor"]):
+        raise StripeCallError(
+            f"credit note preview for {correction['correction_id']} totals {preview['amount']}, "
+            f"the correction {correction['amount_minor']}", status=None, code="amount_mismatch", retryable=False
+        )  # fmt: skip
+    post = int(preview.get("post_payment_amount") or 0)
+    if post > 0:
+        policy = correction["policy"]
+        if policy == "refund":
+            invoice = hook.retrieve_invoice(correction["stripe_invoice_id"])
+            if invoice.get("paid_out_of_band"):
+                policy = "out_of_band"  # nothing was paid through Stripe: nothing to refund to
+        params[POLICY_FIELDS[policy]] = post
+    return params
+
+
+def _balance_request(correction: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "amount": -int(correction["amount_minor"]),
+        "currency": correction["currency"].lower(),
+        "description": (f"Credit {correction['correction_id']}: corrections on draft "
+                        f"{correction['from_invoice_id']} exceed what it bills")[:350],
+        "metadata": _metadata(correction),
+    }
+
+
+# -- the call ---------------------------------------------------------------------------------------------
+def _execute(conn: psycopg.Connection, hook: StripeHook, op: Operation, correction: dict[str, Any]) -> Outcome:
+    key_gone = _key_may_be_gone(op, hook)
+    if op.prior_status != "pending" or key_gone:
+        found = _find(hook, op, correction)
+        if found is not None:
+            return Outcome(op, found, "metadata_lookup")
+        if key_gone and op.operation == "credit_note.create":
+            # the recorded split may be stale (the invoice was paid since): ask Stripe again, record, send
+            op.request = _credit_note_request(hook, correction)
+            conn.execute(
+                "UPDATE closeout_data.stripe_outbox SET request = %s WHERE idempotency_key = %s",
+                (Jsonb(op.request), op.key),
+            )
+            conn.commit()
+    if op.operation == "credit_note.create":
+        result = hook.create_credit_note(op.request, op.key)
+    else:
+        result = hook.credit_customer_balance(op.context["stripe_customer_id"], op.request, op.key)
+    return Outcome(op, result.obj, "replay" if result.replayed else "response")
+
+
+def _find(hook: StripeHook, op: Operation, correction: dict[str, Any]) -> dict[str, Any] | None:
+    """The object an earlier attempt made, by the correction's metadata."""
+    if op.operation == "credit_note.create":
+        candidates = hook.list_credit_notes(op.context["stripe_invoice_id"])
+    else:
+        candidates = hook.list_customer_balance_transactions(op.context["stripe_customer_id"])
+    found = [c for c in candidates
+             if (c.get("metadata") or {}).get("closeout_correction_id") == correction["correction_id"]]  # fmt: skip
+    return min(found, key=lambda c: (c["created"], c["id"])) if found else None
+
+
+# -- recording the answer ---------------------------------------------------------------------------------
+def _apply(cur: psycopg.Cursor, correction: dict[str, Any], outcome: Outcome, summary: IssueSummary) -> None:
+    obj, request = outcome.obj or {}, outcome.op.request
+    summary.found_by_metadata += outcome.resolved_by == "metadata_lookup"
+    if correction["kind"] == "customer_balance":
+        summary.customer_balance_credits += 1
+        summary.credited_to_balance_minor += correction["amount_minor"]
+        cur.execute(
+            """UPDATE closeout_data.corrections SET state = 'issued', stripe_object_id = %s, issued_at = %s,
+                   credit_amount_minor = amount_minor, pre_payment_amount_minor = 0,
+                   post_payment_amount_minor = amount_minor, refund_amount_minor = 0, out_of_band_amount_minor = 0,
+                   updated_at = clock_timestamp()
+               WHERE correction_id = %s""",
+            (obj["id"], _ts(obj.get("created")), correction["correction_id"]),
+        )
+        return
+    pre = int(obj.get("pre_payment_amount") or 0)
+    post = int(obj.get("post_payment_amount") or 0)
+    # what Stripe was asked to do with the post-payment part (the object reports refunds and the balance
+    # transaction by id, not as these amounts)
+    split = {name: int(request.get(field) or 0) for name, field in POLICY_FIELDS.items()}
+    if post and not any(split.values()):
+        split["customer_balance"] = post  # Stripe's default for a paid invoice credited without a split
+    summary.credit_notes_issued += 1
+    summary.pre_payment_minor += pre
+    summary.refunded_minor += split["refund"]
+    summary.credited_to_balance_minor += split["customer_balance"]
+    summary.out_of_band_minor += split["out_of_band"]
+    cur.execute(
+        """UPDATE closeout_data.corrections SET state = 'issued', stripe_object_id = %s, stripe_number = %s,
+               issued_at = %s, pre_payment_amount_minor = %s, post_payment_amount_minor = %s,
+               refund_amount_minor = %s, credit_amount_minor = %s, out_of_band_amount_minor = %s,
+               updated_at = clock_timestamp()
+           WHERE correction_id = %s""",
+        (obj["id"], obj.get("number"), _ts(obj.get("created")), pre, post, split["refund"],
+         split["customer_balance"], split["out_of_band"], correction["correction_id"]),
+    )  # fmt: skip
+    # the contract table the cash sync keeps from Stripe's lists and events: both write Stripe's values, so
+    # whichever comes second only fills in what the other could not know (the closeout invoice)
+    created = _ts(obj.get("created")) or datetime.now(UTC)
+    cur.execute(
+        """INSERT INTO closeout_data.credit_notes (credit_note_id, invoice_id, stripe_invoice_id, number, currency,
+               amount_minor, pre_payment_amount_minor, post_payment_amount_minor, refund_amount_minor,
+               credit_amount_minor, out_of_band_amount_minor, status, reason, memo, metadata, created_at,
+               observed_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+           ON CONFLICT (credit_note_id) DO UPDATE
+           SET invoice_id = coalesce(credit_notes.invoice_id, excluded.invoice_id)""",
+        (obj["id"], correction["invoice_id"], correction["stripe_invoice_id"], obj.get("number"),
+         correction["currency"], int(obj.get("amount") or correction["amount_minor"]), pre, post, split["refund"],
+         split["customer_balance"], split["out_of_band"], obj.get("status") or "issued", obj.get("reason"),
+         obj.get("memo"), Jsonb(obj.get("metadata") or {}), created, created),
+    )  # fmt: skip
+
+
+def _stop(cur: psycopg.Cursor, correction: dict[str, Any], message: str) -> None:
+    log.error("correction stopped: %s", message)
+    cur.execute(
+        """UPDATE closeout_data.corrections SET state = 'stopped', stop_reason = %s, updated_at = clock_timestamp()
+           WHERE correction_id = %s""",
+        (message, correction["correction_id"]),
+    )
+    exceptions.open_exception(
+        cur, kind="correction_refused", message=f"correction {correction['correction_id']}: {message}",
+        invoice_id=correction["invoice_id"] or correction["from_invoice_id"], currency=correction["currency"],
+        our_total_minor=correction["amount_minor"], detail={"correction_id": correction["correction_id"]},
+    )  # fmt: skip
+
+
+def _ts(value: int | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value else None
+
+
+# -- the task ---------------------------------------------------------------------------------------------
+def issue_corrections(airflow_run_id: str | None = None, as_of: date | None = None) -> dict[str, Any]:
+    """closeout_stripe_publish's step after publishing: record the corrections due (one transaction), then
+    issue every pending one to Stripe. Safe to retry: both halves resume where they stopped."""
+    day = as_of or datetime.now(UTC).date()
+    hook = StripeHook()
+    with connect() as conn:
+        run_id = start(conn, "corrections", airflow_run_id)
+        try:
+            recorded = record_corrections(conn, as_of=day, airflow_run_id=airflow_run_id)
+            conn.commit()
+            issued = issue(conn, hook)
+        except Exception as exc:
+            finish(conn, run_id, requests=hook.requests, counts={}, error=str(exc)[:2000])
+            raise
+        counts = {"recorded": recorded.as_dict(), "issued": {k: v for k, v in issued.__dict__.items() if k != "errors"}}
+        if issued.transient_errors or issued.stopped:
+            error = (f"{issued.transient_errors} corrections failed transiently (pending for the retry), "
+                     f"{issued.stopped} stopped: {'; '.join(issued.errors[:3])}")  # fmt: skip
+            finish(conn, run_id, requests=hook.requests, counts=counts, error=error)
+            raise (CorrectionsIncomplete if issued.transient_errors else CorrectionsStopped)(error)
+        finish(conn, run_id, requests=hook.requests, counts=counts)
+    log.info("corrections: %s", counts)
+    return {**counts, "requests": hook.requests}

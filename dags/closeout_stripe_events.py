@@ -11,7 +11,13 @@ Follows published invoices through Stripe's events: the only thing that makes an
    paid only grows, each payment, refund and dispute enters `closeout.invoice_payments` once. An event
    matching nothing closeout published is parked with the reason (`closeout.parked_events`) and retried.
 3. **refresh_hosted_urls**: re-reads hosted invoice links of unpaid invoices close to expiry.
-4. **post_journals**: posts the balanced double-entry journals what was recorded calls for (finalisations,
+4. **sync_cash**: follows the money inside Stripe (docs/stripe-cash.md): the cash events already stored
+   (charges, refunds, credit notes, disputes, payouts, invoice payments, balance), then the list endpoints from
+   resumable cursors (balance transactions, payouts and the transactions each automatic payout carried,
+   refunds, credit notes, disputes, charges, invoice payments, and every invoice Stripe lists), into
+   `closeout.stripe_balance_transactions`, `closeout.stripe_payouts`, `closeout.refunds`, `closeout.credit_notes`,
+   `closeout.disputes`, `closeout.stripe_charges`, `closeout.stripe_invoice_snapshots`.
+5. **post_journals**: posts the balanced double-entry journals what was recorded calls for (finalisations,
    payments, refunds, disputes, voids, write-offs), once each, to the accounts of `include/ledger/accounts.yaml`;
    `closeout.ledger_lines`, runs in `closeout.ledger_runs`.
 
@@ -55,12 +61,19 @@ def closeout_stripe_events():
         return tasks.refresh_hosted_urls(get_current_context()["run_id"])
 
     @task
-    def post_journals(refreshed: dict) -> dict:
+    def sync_cash(applied: dict) -> dict:
+        from closeout.payments.cash import tasks
+
+        return tasks.sync_cash(get_current_context()["run_id"])
+
+    @task
+    def post_journals(refreshed: dict, cash: dict) -> dict:
         from closeout.ledger import tasks
 
         return tasks.post_journals(get_current_context()["run_id"])
 
-    post_journals(refresh_hosted_urls(apply_events(collect_events())))
+    applied = apply_events(collect_events())
+    post_journals(refresh_hosted_urls(applied), sync_cash(applied))
 
 
 closeout_stripe_events()

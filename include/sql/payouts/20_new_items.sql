@@ -1,11 +1,9 @@
--- Work with a configured payee, priced at the payee's cost rate in the payee's currency, rounded once
--- (half-up: amounts are positive here, and round() rounds half away from zero), not yet planned.
-SELECT w.invoice_id, w.payee_key, p.currency, w.hours, p.cost_rate, w.entry_count, p.account_id,
-       round(w.hours * p.cost_rate * (10::numeric ^ c.exponent))::bigint AS amount_minor
-FROM payout_work w
-JOIN closeout_data.payout_payees p ON p.payee_key = w.payee_key AND p.active
-JOIN closeout_data.currencies c ON c.code = p.currency
-WHERE round(w.hours * p.cost_rate * (10::numeric ^ c.exponent)) > 0
+-- Payable work with a configured payee, not yet planned: one item each, for the payee's whole cost (the part a
+-- partial refund, credit note or lost dispute took back is a clawback netted from the item's own transfer, so
+-- the books show the cost and its reversal, and the cause is named).
+SELECT d.invoice_id, d.payee_key, d.currency, d.hours, d.cost_rate, d.entry_count, d.account_id, d.amount_minor
+FROM payout_decisions d
+WHERE d.verdict = 'payable'
   AND NOT EXISTS (SELECT 1 FROM closeout_data.payout_items x
-                  WHERE x.payee_key = w.payee_key AND x.invoice_id = w.invoice_id AND x.currency = p.currency)
-ORDER BY w.invoice_id, w.payee_key
+                  WHERE x.payee_key = d.payee_key AND x.invoice_id = d.invoice_id AND x.currency = d.currency)
+ORDER BY d.invoice_id, d.payee_key

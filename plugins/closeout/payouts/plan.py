@@ -7,6 +7,14 @@ idempotency key and its transfer request are fixed here, from its identity, and 
 
 Batches: the items planned in one run, ordered by payout id, cut into groups of at most ``batch_size``
 (hard cap 15,000); a batch id is a hash of its items' ids, so the same items make the same batches.
+
+Payouts follow the money back (invariant 8): whether work is payable is decided on every plan from the invoice's
+current state (refunds, credit notes, disputes: ``payouts/11_causes_events.sql`` or, with the cash tables,
+``payouts/12_causes_cash.sql``). Work held by an open dispute, or on an invoice refunded, credited or lost so far
+that nothing is payable, is an exception, not an item. Work already planned on an invoice that then gives money
+back is clawed back (``payouts/40_clawbacks.sql``; a cause that goes away is reversed, ``35_reversals.sql``),
+and the payee's new items net what is outstanding (``closeout.payouts.netting``): each item's transfer request
+carries its amount less what was netted, fixed here like the rest of the request.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from psycopg.types.json import Jsonb
 
 from closeout.paths import load_sql
 from closeout.payments.keys import _bounded
-from closeout.payouts import config
+from closeout.payouts import config, netting
 
 DEFAULT_BATCH_SIZE = 500
 MAX_BATCH_SIZE = 15_000
@@ -34,6 +42,12 @@ class PlanSummary:
     batches_planned: list[str] = field(default_factory=list)
     awaiting_approval: list[str] = field(default_factory=list)
     exceptions: dict[str, int] = field(default_factory=dict)
+    clawbacks_recorded: int = 0
+    reversals_recorded: int = 0
+    clawed_back_minor: dict[str, int] = field(default_factory=dict)
+    netted_minor: dict[str, int] = field(default_factory=dict)
+    items_netted: int = 0
+    outstanding_clawbacks: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -73,17 +87,28 @@ def plan(
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('closeout_payouts_plan', 8))")
         summary.payees = config.mirror(conn, payees)
-        conn.execute(
-            """CREATE TEMP TABLE payout_work (invoice_id text, payee_key text, hours numeric, entry_count integer)
-               ON COMMIT DROP"""
-        )
+        _temp_tables(conn)
         summary.work_rows = conn.execute(load_sql("payouts/10_work.sql")).rowcount
+        causes = "payouts/12_causes_cash.sql" if _cash_installed(conn) else "payouts/11_causes_events.sql"
+        conn.execute(load_sql(causes))
+        conn.execute(load_sql("payouts/13_invoice_state.sql"))
+        conn.execute(load_sql("payouts/15_decisions.sql"))
         rows = conn.execute(load_sql("payouts/20_new_items.sql")).fetchall()
         items = []
         for invoice_id, payee_key, currency, hours, rate, entries, account, amount in rows:
             pid = payout_id(payee_key, invoice_id, currency)
             items.append((pid, invoice_id, payee_key, currency, hours, rate, entries, account, amount))
         items.sort(key=lambda i: i[0])
+        new = [netting.NewItem(i[0], i[2], i[3], int(i[8])) for i in items]
+        with conn.cursor() as cur, cur.copy(
+            "COPY payout_new (payout_id, payee_key, invoice_id, currency, amount_minor) FROM STDIN"
+        ) as copy:
+            for n, i in zip(new, items, strict=True):
+                copy.write_row((n.payout_id, n.payee_key, i[1], n.currency, n.amount_minor))
+        by = {"planned_by": planned_by}
+        summary.reversals_recorded = conn.execute(load_sql("payouts/35_reversals.sql"), by).rowcount
+        summary.clawbacks_recorded = conn.execute(load_sql("payouts/40_clawbacks.sql"), by).rowcount
+        netted = netting.allocate(netting.outstanding(conn), new)
         for start in range(0, len(items), size):
             chunk = items[start : start + size]
             bid = batch_id([i[0] for i in chunk])
@@ -95,28 +120,31 @@ def plan(
             with conn.cursor() as cur:
                 cur.executemany(
                     """INSERT INTO closeout_data.payout_items (payout_id, batch_id, payee_key, invoice_id, currency,
-                           hours, cost_rate, amount_minor, entry_count, destination, idempotency_key, request)
-                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
+                           hours, cost_rate, amount_minor, entry_count, destination, idempotency_key, request,
+                           netted_minor, status)
+                       VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)""",
                     [
                         (pid, bid, payee, inv, cur_, hours, rate, amount, entries, account,
                          transfer_key(key_prefix, pid),
-                         Jsonb(_request(pid, bid, payee, inv, cur_, amount, account)))
+                         Jsonb(_request(pid, bid, payee, inv, cur_, amount - netted.netted.get(pid, 0), account)),
+                         netted.netted.get(pid, 0),
+                         "netted" if netted.netted.get(pid, 0) == amount else "pending")
                         for pid, inv, payee, cur_, hours, rate, entries, account, amount in chunk
                     ],
                 )  # fmt: skip
             summary.batches_planned.append(bid)
             summary.items_planned += len(chunk)
+        netting.record(conn, netted, planned_by)
+        summary.netted_minor = netted.netted_by_currency(new)
+        summary.items_netted = sum(1 for n in new if netted.netted.get(n.payout_id) == n.amount_minor)
         conn.execute(load_sql("payouts/30_exceptions.sql"))
         # Two statements, not one with "NOT EXISTS ... OR EXISTS": an OR of sublinks cannot become a join, so
         # Postgres ran both per exception row against the unindexed work table (minutes at 500k exceptions).
         conn.execute(
             """DELETE FROM closeout_data.payout_exceptions x
-               WHERE NOT EXISTS (
-                   SELECT 1 FROM payout_work w
-                   LEFT JOIN closeout_data.payout_payees p ON p.payee_key = w.payee_key AND p.active
-                   WHERE w.invoice_id = x.invoice_id AND w.payee_key = x.payee_key
-                     AND (CASE WHEN p.payee_key IS NULL THEN 'no_payee_config' ELSE 'non_positive_amount' END)
-                         = x.reason)"""
+               WHERE NOT EXISTS (SELECT 1 FROM payout_decisions d
+                                 WHERE d.invoice_id = x.invoice_id AND d.payee_key = x.payee_key
+                                   AND d.verdict = x.reason)"""
         )
         conn.execute(
             """DELETE FROM closeout_data.payout_exceptions x USING closeout_data.payout_items i
@@ -126,7 +154,57 @@ def plan(
             conn.execute("SELECT reason, count(*) FROM closeout_data.payout_exceptions GROUP BY reason").fetchall()
         )
         summary.awaiting_approval = awaiting_approval(conn)
+        summary.clawed_back_minor = dict(
+            conn.execute(
+                """SELECT currency, -sum(amount_minor)::bigint FROM closeout_data.payout_adjustments
+                   WHERE kind = 'clawback' AND planned_by IS NOT DISTINCT FROM %s
+                     AND created_at >= transaction_timestamp() GROUP BY currency""",
+                (planned_by,),
+            ).fetchall()
+        )
+        summary.outstanding_clawbacks = outstanding_clawbacks(conn)
     return summary
+
+
+def outstanding_clawbacks(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Per payee and currency, what is still to be netted (balance < 0: the payee owes it back) or paid."""
+    return [
+        {"payee_key": payee, "currency": currency, "balance_minor": int(balance), "balance": f"{major} {currency}",
+         "adjustments": int(n), "source_refs": refs}
+        for payee, currency, balance, major, n, refs in conn.execute(
+            """SELECT o.payee_key, o.currency, o.balance_minor,
+                      round(o.balance_minor::numeric / (10::numeric ^ c.exponent), c.exponent)::text,
+                      o.adjustments, o.source_refs
+               FROM closeout.outstanding_clawbacks o JOIN closeout_data.currencies c ON c.code = o.currency
+               ORDER BY o.payee_key, o.currency"""
+        ).fetchall()
+    ]  # fmt: skip
+
+
+def _cash_installed(conn: psycopg.Connection) -> bool:
+    """The cash tables of migration 0016 are there: refunds, credit notes and disputes as Stripe has them."""
+    (ok,) = conn.execute(
+        """SELECT to_regclass('closeout_data.refunds') IS NOT NULL AND to_regclass('closeout_data.credit_notes')
+                  IS NOT NULL AND to_regclass('closeout_data.disputes') IS NOT NULL
+                  AND to_regclass('closeout_data.stripe_charges') IS NOT NULL"""
+    ).fetchone()
+    return bool(ok)
+
+
+def _temp_tables(conn: psycopg.Connection) -> None:
+    """The plan's working sets, dropped at its commit."""
+    for ddl in (
+        "payout_work (invoice_id text, payee_key text, hours numeric, entry_count integer)",
+        """payout_causes (invoice_id text, cause_kind text, cause_id text, amount_minor bigint,
+               created_at timestamptz, effect text, status text)""",
+        """payout_invoice_state (invoice_id text PRIMARY KEY, total_minor bigint, reduced_minor bigint,
+               held boolean, detail text)""",
+        """payout_decisions (invoice_id text, payee_key text, currency text, hours numeric, cost_rate numeric,
+               entry_count integer, account_id text, amount_minor bigint, payable_minor bigint, verdict text,
+               detail text)""",
+        "payout_new (payout_id text PRIMARY KEY, payee_key text, invoice_id text, currency text, amount_minor bigint)",
+    ):
+        conn.execute(f"CREATE TEMP TABLE {ddl} ON COMMIT DROP")
 
 
 def awaiting_approval(conn: psycopg.Connection) -> list[str]:

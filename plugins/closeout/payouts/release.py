@@ -164,7 +164,8 @@ def _release_one(
     summary.transferred += 1
     summary.replayed += found_by == "replay"
     summary.found += found_by == "lookup"
-    summary.amount_minor[item["currency"]] = summary.amount_minor.get(item["currency"], 0) + item["amount_minor"]
+    sent = int(item["request"]["amount"])  # the item's amount less what netting took from it
+    summary.amount_minor[item["currency"]] = summary.amount_minor.get(item["currency"], 0) + sent
 
 
 class TransferMismatch(RuntimeError):

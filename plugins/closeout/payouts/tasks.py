@@ -94,6 +94,12 @@ def plan_payouts(airflow_run_id: str | None = None, size: int | None = None) -> 
             raise
         _finish(conn, run_id, "success", summary.as_dict())
     log.info("plan: %s", summary.as_dict())
+    if summary.clawbacks_recorded or summary.reversals_recorded:
+        log.warning("plan: %d clawbacks (%s) and %d reversals recorded in closeout.payout_adjustments",
+                    summary.clawbacks_recorded, summary.clawed_back_minor, summary.reversals_recorded)  # fmt: skip
+    for row in summary.outstanding_clawbacks:
+        log.warning("outstanding clawback: %s balance %s (%d adjustments: %s), netted from their next payouts",
+                    row["payee_key"], row["balance"], row["adjustments"], row["source_refs"])  # fmt: skip
     return summary.as_dict()
 
 

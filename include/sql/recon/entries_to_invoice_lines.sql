@@ -1,7 +1,8 @@
 -- Invariants 1-2: time entries -> invoice lines -> invoice totals. One row per difference; empty when they hold.
--- (a) an entry's billed amount (all its line entries on invoices not voided, original and adjustment lines)
---     equals its current amount (0 once deleted or no longer billable); entries never billed are not drafted
---     yet and not judged here. Entry versions seen after the ledger cut-off are left to the next run.
+-- (a) an entry's billed amount (all its line entries on invoices not voided, original and adjustment lines,
+--     and its rows on corrections not voided: closeout.credit_note_lines) equals its current amount (0 once
+--     deleted or no longer billable); entries never billed are not drafted yet and not judged here. Entry
+--     versions seen after the ledger cut-off are left to the next run.
 -- (b) a line's amount is the sum of its entries' amounts plus the rounding it shows;
 -- (c) an invoice's total is the sum of its lines.
 -- The rows judged are those of the contract views closeout.invoice_line_entries and closeout.invoice_lines (the
@@ -26,15 +27,22 @@ WITH line_sums AS (
 ), entries AS (
     SELECT e.source, e.source_id, t.currency, sum(e.amount_minor) AS billed_minor,
            CASE WHEN t.deleted_at IS NULL AND t.billable THEN t.amount_minor ELSE 0 END AS current_minor
-    FROM closeout_data.invoice_line_entries e
-    JOIN closeout_data.invoices i ON i.invoice_id = e.invoice_id
+    FROM (
+        SELECT e.source, e.source_id, e.amount_minor
+        FROM closeout_data.invoice_line_entries e
+        JOIN closeout_data.invoices i ON i.invoice_id = e.invoice_id
+        WHERE e.valid_to IS NULL AND i.status <> 'void'
+          -- the first test is answered once for the whole run, so the usual case pays nothing per row
+          AND (NOT EXISTS (SELECT FROM lines o WHERE o.without_line)
+               OR NOT EXISTS (SELECT FROM lines o
+                              WHERE o.without_line AND o.invoice_id = e.invoice_id AND o.line_key = e.line_key))
+        UNION ALL
+        -- what corrections after issue (credit notes, customer balance credits) took over from drafts
+        SELECT c.source, c.source_id, c.amount_minor FROM closeout.credit_note_lines c WHERE c.billed
+    ) e
     JOIN closeout.time_entries t ON t.source = e.source AND t.source_id = e.source_id
-    WHERE e.valid_to IS NULL AND i.status <> 'void' AND t.seen_at <= {ledger_cutoff}
+    WHERE t.seen_at <= {ledger_cutoff}
       AND ({period_start}::date IS NULL OR (t.spent_date >= {period_start}::date AND t.spent_date < {period_end}::date))
-      -- the first test is answered once for the whole run, so the usual case pays nothing per row
-      AND (NOT EXISTS (SELECT FROM lines o WHERE o.without_line)
-           OR NOT EXISTS (SELECT FROM lines o
-                          WHERE o.without_line AND o.invoice_id = e.invoice_id AND o.line_key = e.line_key))
     GROUP BY e.source, e.source_id, t.currency, 5
 ), invoices AS (
     SELECT i.invoice_id, i.currency, i.total_minor

@@ -4,7 +4,7 @@
 -- the item's amount (kind 'payout_transfer', source = payout_id). Only once the accrual is posted, so the
 -- payable never goes below zero; the accrual step runs first in the same posting, so both land together.
 WITH src AS (
-    SELECT i.payout_id, i.invoice_id, i.payee_key, i.currency, i.amount_minor, i.external_id,
+    SELECT i.payout_id, i.invoice_id, i.payee_key, i.currency, (i.request->>'amount')::bigint AS amount_minor, i.external_id,
            coalesce(i.transferred_at, clock_timestamp()) AS occurred_at
     FROM closeout_data.payout_items i
     WHERE i.status = 'transferred'

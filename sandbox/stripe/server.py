@@ -58,6 +58,19 @@ def _error(exc: ApiError) -> Response:
     return exc.status, wire.dumps(exc.body()), list(exc.headers)
 
 
+def _form(value: Any) -> Any:
+    """Python values as the decoded form parameters the API methods take (lists become index hashes)."""
+    if isinstance(value, dict):
+        return {k: _form(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return {str(i): _form(v) for i, v in enumerate(value)}
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | Decimal):
+        return str(value)
+    return value
+
+
 class StripeSandbox:
     """One Stripe test-mode account in memory, served over HTTP.
 
@@ -431,6 +444,63 @@ class StripeSandbox:
         positive. Returns the new payouts."""
         return self._control(lambda: self.state.run_payouts(now))
 
+    # ------------------------------------------------------------------ as if in the Dashboard
+
+    def dashboard_invoice(
+        self,
+        lines: Iterable[tuple[str, int]] | Iterable[dict[str, Any]],
+        *,
+        name: str = "Dashboard customer",
+        email: str | None = None,
+        currency: str = "usd",
+        days_until_due: int = 30,
+        finalize: bool = True,
+        customer_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Someone creates a customer (unless ``customer_id``) and an invoice by hand: no closeout metadata, the
+        same objects and events as the API calls. ``lines``: ``(description, amount)`` pairs or line hashes.
+        Finalized unless ``finalize=False``; returns the invoice."""
+        items = [{"description": x[0], "amount": x[1]} if isinstance(x, tuple) else dict(x) for x in lines]
+
+        def make() -> dict[str, Any]:
+            s = self.state
+            cid = customer_id or s.api_create_customer(_form({"name": name, "email": email or ""}))["id"]
+            invoice = s.api_create_invoice(_form({"customer": cid, "currency": currency, "auto_advance": False,
+                                                  "collection_method": "send_invoice",
+                                                  "days_until_due": days_until_due}))  # fmt: skip
+            if items:
+                s.api_add_lines(invoice["id"], _form({"lines": items}))
+            if finalize:
+                s.api_finalize(invoice["id"], {})
+            return s.render_invoice(invoice)
+
+        return self._control(make)
+
+    def dashboard_credit_note(self, invoice_id: str, **params: Any) -> dict[str, Any]:
+        """A credit note issued by hand: takes ``POST /v1/credit_notes``'s parameters as Python values
+        (``amount=500``, ``lines=[{...}]``, ``refund_amount=...``); the same checks, objects and events."""
+        return self._control(lambda: self.state.api_create_credit_note(_form({"invoice": invoice_id, **params})))
+
+    def void_credit_note(self, credit_note_id: str) -> dict[str, Any]:
+        """Void a credit note by hand (``POST /v1/credit_notes/{id}/void``'s rules and events)."""
+        return self._control(lambda: self.state.api_void_credit_note(credit_note_id))
+
+    def pay_invoice_by_card(
+        self,
+        invoice_id: str,
+        amount: int | None = None,
+        *,
+        settlement_currency: str | None = None,
+        rate: Decimal | str | None = None,
+    ) -> dict[str, Any]:
+        """The customer pays by card, optionally in a currency the account settles in ``settlement_currency``
+        at ``rate`` (per major unit; the setting stays for that presentment currency). Returns the invoice."""
+        if settlement_currency is not None:
+            with self._lock:
+                currency = self._find("invoice", invoice_id)["currency"]
+                self.state.set_settlement(currency, settlement_currency, rate if rate is not None else "1")
+        return self.pay_invoice(invoice_id, amount)
+
     # ------------------------------------------------------------------ HTTP entry point
 
     def _internal_error(self, exc: Exception) -> Response:
@@ -649,6 +719,25 @@ class StripeSandbox:
             case "GET", ["balance_transactions", tid]:
                 wire.check_known(params, no_params)
                 return s.api_retrieve(s.balance_transactions, tid)
+            # credit notes and customer balance
+            case "POST", ["credit_notes"]:
+                return s.api_create_credit_note(params)
+            case "GET", ["credit_notes"]:
+                return s.api_list_credit_notes(params)
+            case "GET", ["credit_notes", "preview"]:
+                return s.api_preview_credit_note(params)
+            case "GET", ["credit_notes", cnid]:
+                wire.check_known(params, no_params)
+                return s.api_retrieve(s.credit_notes, cnid)
+            case "POST", ["credit_notes", cnid]:
+                return s.api_update_credit_note(cnid, params)
+            case "POST", ["credit_notes", cnid, "void"]:
+                wire.check_known(params, no_params)
+                return s.api_void_credit_note(cnid)
+            case "GET", ["credit_notes", cnid, "lines"]:
+                return s.api_list_credit_note_lines(cnid, params)
+            case "GET", ["customers", cid, "balance_transactions"]:
+                return s.api_list_customer_balance_transactions(cid, params)
             # refunds and disputes
             case "POST", ["refunds"]:
                 return s.api_create_refund(params)
@@ -853,6 +942,22 @@ class StripeSandbox:
                 return self.settle_refund(rid)
             case "POST", ["charges", cid, "refund"]:
                 return self.refund_charge(cid, args.get("amount"), args.get("reason"))
+            case "POST", ["dashboard", "invoices"]:
+                return self.dashboard_invoice([(x["description"], int(x["amount"])) for x in args.get("lines", [])],
+                                              name=args.get("name", "Dashboard customer"), email=args.get("email"),
+                                              currency=args.get("currency", "usd"),
+                                              days_until_due=int(args.get("days_until_due", 30)),
+                                              finalize=bool(args.get("finalize", True)),
+                                              customer_id=args.get("customer"))  # fmt: skip
+            case "POST", ["dashboard", "credit_notes"]:
+                params = dict(args)
+                return self.dashboard_credit_note(params.pop("invoice"), **params)
+            case "POST", ["credit_notes", cnid, "void"]:
+                return self.void_credit_note(cnid)
+            case "POST", ["invoices", iid, "pay_by_card"]:
+                rate = str(args["rate"]) if args.get("rate") is not None else None
+                return self.pay_invoice_by_card(iid, args.get("amount"), rate=rate,
+                                                settlement_currency=args.get("settlement_currency"))  # fmt: skip
             case "POST", ["disputes", did, "win"]:
                 return self.win_dispute(did)
             case "POST", ["disputes", did, "lose"]:

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from sandbox.stripe import wire
+from sandbox.stripe.credit_notes import CreditNoteMixin
 from sandbox.stripe.ledger import LedgerMixin
 from sandbox.stripe.wire import ApiError, invalid, not_found
 
@@ -283,7 +284,7 @@ TRANSFER_REFUSALS: dict[str, tuple[str, str | None]] = {
 }
 
 
-class StripeState(LedgerMixin):
+class StripeState(LedgerMixin, CreditNoteMixin):
     """Every object of one sandbox account, with Stripe's state machines and an event log."""
 
     def __init__(
@@ -348,6 +349,7 @@ class StripeState(LedgerMixin):
             self.invoices: self.render_invoice, self.transfers: self._render_transfer,
         }  # fmt: skip
         self._init_ledger()
+        self._init_credit_notes()
 
     # ------------------------------------------------------------------ clock and ids
 

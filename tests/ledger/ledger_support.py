@@ -79,3 +79,48 @@ def books(warehouse, stripe_sandbox):
     stripe_sandbox.pay_invoice(inv["b"][1], 20_000)
     follow()
     return inv
+
+
+# -- the cash leg (issue 13): Stripe's own records, and the ledger's side of invariant 7 ----------------------------
+def follow_cash(run: str = "ledger-cash-test") -> dict:
+    """What closeout_stripe_events does since the cash sync: events in and applied, the cash sync (Stripe's
+    balance transactions, refunds, disputes, credit notes, payouts), then the journals."""
+    from closeout.payments.cash import tasks as cash_tasks
+
+    payment_tasks.collect_events(run)
+    payment_tasks.apply_events(run)
+    cash_tasks.sync_cash(run)
+    return ledger_tasks.post_journals(run)
+
+
+def stripe_net(warehouse) -> dict[str, int]:
+    """Stripe's balance per settlement currency as its balance transactions make it: the sum of net."""
+    return {c: int(n) for c, n in warehouse.rows(
+        "SELECT currency, sum(net_minor) FROM closeout.stripe_balance_transactions GROUP BY currency")}  # fmt: skip
+
+
+def ledger_stripe_balance(warehouse) -> dict[str, int]:
+    """The ledger's Stripe balance (cash_clearing) per currency, currencies at zero left out."""
+    return {c: int(b) for c, b in warehouse.rows(
+        "SELECT currency, ledger_balance_minor FROM closeout.ledger_stripe_balance") if b != 0}  # fmt: skip
+
+
+def role_balance(warehouse, role: str) -> dict[str, int]:
+    """debits - credits per currency of one role, currencies at zero left out."""
+    return {c: int(b) for c, b in warehouse.rows(
+        """SELECT currency, sum(debit_minor - credit_minor) FROM closeout.ledger_lines WHERE role = %s
+           GROUP BY currency""", (role,)) if b != 0}  # fmt: skip
+
+
+def check_cash_invariants(warehouse) -> None:
+    """Invariants 4 and 5, plus 7 as the ledger can state it: per settlement currency the ledger's Stripe balance
+    equals the sum of Stripe's balance transactions' net, to the minor unit; fees booked equal Stripe's."""
+    check_invariants(warehouse)
+    assert ledger_stripe_balance(warehouse) == {c: n for c, n in stripe_net(warehouse).items() if n != 0}
+    stripe_fees = {c: int(f) for c, f in warehouse.rows(
+        """SELECT currency, sum(fee_minor + CASE WHEN type IN ('stripe_fee', 'stripe_fx_fee', 'tax_fee')
+                                               THEN -amount_minor ELSE 0 END)
+           FROM closeout.stripe_balance_transactions GROUP BY currency""") if f != 0}  # fmt: skip
+    booked = {c: int(f) for c, f in warehouse.rows(
+        "SELECT currency, fees_minor FROM closeout.ledger_stripe_fees") if f != 0}  # fmt: skip
+    assert booked == stripe_fees

@@ -1,6 +1,6 @@
 """What the database itself refuses: an unbalanced journal, a line both debit and credit, an edit or deletion
 of anything posted. And posting's all-or-nothing: a run that dies before COMMIT leaves nothing, its retry posts
-everything once. Plus the extension points that must stay empty until a source exists (Stripe fees)."""
+everything once. Plus: Stripe fees come only from Stripe's balance transactions."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from closeout.ledger import accounts, posting
 from closeout.ledger import tasks as ledger_tasks
 from closeout.warehouse.db import connect
-from ledger_support import check_invariants, follow, publish
+from ledger_support import check_cash_invariants, check_invariants, follow, follow_cash, publish
 
 pytestmark = pytest.mark.integration
 
@@ -103,18 +103,20 @@ def test_journal_ids_follow_from_kind_and_source(warehouse, stripe_sandbox) -> N
     assert jid == warehouse.scalar("SELECT closeout_data.journal_id('invoice', %s)", (inv["a"][0],))
 
 
-def test_no_stripe_fees_are_posted_while_no_recorded_source_has_them(warehouse, stripe_sandbox) -> None:
-    """The fee extension point stays empty: no recorded payment carries a fee (the sandbox reports none), so
-    nothing may post to processor_fees. When a fee source is added, this test fails and points at
-    closeout.ledger.posting, where the fee step attaches."""
+def test_stripe_fees_come_from_stripes_balance_transactions_only(warehouse, stripe_sandbox) -> None:
+    """Fees are never derived: while closeout has not read Stripe's balance transactions (no cash sync yet)
+    nothing posts to processor_fees, however many payments are booked; once it has, the fees booked are
+    exactly the fees Stripe reports (since issue 13; before it this test asserted no fee was ever posted)."""
     inv = publish(warehouse, {"a": [D("2")]})
     stripe_sandbox.pay_invoice(inv["a"][1])
     follow()
-    columns = {r[0] for r in warehouse.rows(
-        """SELECT column_name FROM information_schema.columns
-           WHERE table_schema = 'closeout_data' AND table_name = 'invoice_payments'""")}  # fmt: skip
-    assert not any("fee" in c for c in columns), "a fee source exists now: post it (closeout.ledger.posting)"
+    assert warehouse.scalar("SELECT count(*) FROM closeout.ledger_journals WHERE kind = 'payment'") == 1
     assert warehouse.scalar("SELECT count(*) FROM closeout.ledger_lines WHERE role = 'processor_fees'") == 0
-    assert "processor_fees" in accounts.read().codes
+    follow_cash()
+    fee = warehouse.scalar("SELECT sum(fee_minor) FROM closeout.stripe_balance_transactions")
+    assert fee > 0
+    assert warehouse.rows("SELECT debit_minor, credit_minor FROM closeout.ledger_lines WHERE role = 'processor_fees'"
+                          ) == [(fee, 0)]  # fmt: skip
+    check_cash_invariants(warehouse)
     reserved = ["tax_payable"]
     assert warehouse.scalar("SELECT count(*) FROM closeout.ledger_lines WHERE role = ANY(%s)", (reserved,)) == 0

@@ -9,7 +9,17 @@ from decimal import Decimal as D
 
 import pytest
 from closeout.ledger import tasks as ledger_tasks
-from ledger_support import check_invariants, follow, journals, kinds, publish, receivable, sdk
+from ledger_support import (
+    check_cash_invariants,
+    check_invariants,
+    follow,
+    follow_cash,
+    journals,
+    kinds,
+    publish,
+    receivable,
+    sdk,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -97,16 +107,17 @@ def test_uncollectible_is_written_off_and_a_later_payment_reverses_the_write_off
 
 
 def test_refunds_and_disputes_leave_the_receivable_alone(warehouse, stripe_sandbox) -> None:
+    # Since the cash leg (issue 13) refunds and disputes are booked from Stripe's refund and dispute objects and
+    # their balance transactions (closeout's cash sync), no longer from invoice_payments; the card fees and the
+    # dispute fee Stripe took are booked too, so the Stripe balance is what Stripe holds.
     inv = publish(warehouse, {"e": [D("4")], "f": [D("2")]})
     (e_id, e_sid, e_total), (f_id, f_sid, f_total) = inv["e"], inv["f"]
     stripe_sandbox.pay_invoice(e_sid)
     stripe_sandbox.pay_invoice(f_sid)
-    # In the same events run as the payments: closeout.payments parks a refund or dispute whose batch holds no
-    # event of the same invoice (it looks the charge's invoice up among the batch's invoices only).
     stripe_sandbox.refund(e_sid, 1000)
     stripe_sandbox.refund(e_sid, 500)
     stripe_sandbox.dispute(f_sid)
-    assert follow()["by_kind"] == {"invoice": 2, "payment": 2, "refund": 2, "dispute": 1}
+    assert follow_cash()["by_kind"] == {"invoice": 2, "payment": 2, "refund": 2, "dispute": 1, "fee": 3}
     assert [j[4] for j in journals(warehouse, e_id) if j[0] == "refund"] == [
         (("refunds", 1000, 0), ("cash_clearing", 0, 1000)),
         (("refunds", 500, 0), ("cash_clearing", 0, 500)),
@@ -118,8 +129,9 @@ def test_refunds_and_disputes_leave_the_receivable_alone(warehouse, stripe_sandb
     clearing = warehouse.scalar(
         "SELECT sum(debit_minor - credit_minor) FROM closeout.ledger_lines WHERE role = 'cash_clearing'"
     )
-    assert clearing == e_total - 1500, "the Stripe balance holds what was paid less what went back"
-    check_invariants(warehouse)
+    fees = warehouse.scalar("SELECT sum(fee_minor) FROM closeout.stripe_balance_transactions")
+    assert fees > 0 and clearing == e_total - 1500 - fees, "the Stripe balance holds what was paid less what went back"
+    check_cash_invariants(warehouse)
     _post_again_posts_nothing(warehouse)
 
 
@@ -137,12 +149,14 @@ def test_the_dag_posts_journals_after_the_events(warehouse, stripe_sandbox, run_
     result = run_dag("closeout_stripe_events")
     assert result.state == "success", result
     assert result.task_states["post_journals"] == "success"
+    # the DAG's cash sync runs before the journals, so the card fee of the payment is booked too (issue 13)
     assert sorted(warehouse.rows("SELECT kind, count(*) FROM closeout.ledger_journals GROUP BY kind")) == [
+        ("fee", 1),
         ("invoice", 2),
         ("payment", 1),
     ]
     assert warehouse.rows("SELECT status, counts ->> 'journals' FROM closeout.ledger_runs WHERE airflow_run_id = %s",
-                          (result.run_id,)) == [("success", "3")]  # fmt: skip
-    check_invariants(warehouse)
+                          (result.run_id,)) == [("success", "4")]  # fmt: skip
+    check_cash_invariants(warehouse)
     assert run_dag("closeout_stripe_events").state == "success"
-    assert warehouse.scalar("SELECT count(*) FROM closeout.ledger_journals") == 3, "a second run posts nothing"
+    assert warehouse.scalar("SELECT count(*) FROM closeout.ledger_journals") == 4, "a second run posts nothing"

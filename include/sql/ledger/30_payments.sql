@@ -1,7 +1,9 @@
 -- A payment Stripe confirmed (closeout_data.invoice_payments, kind 'payment', from invoice_payment.paid
 -- events): debit the Stripe balance (cash_clearing) or, for a payment made outside Stripe ("paid out of band":
 -- no charge), the bank (cash); credit the client's receivable. Only once the invoice's finalisation is posted,
--- so a payment never settles a receivable the ledger has not recorded.
+-- so a payment never settles a receivable the ledger has not recorded. The amount is in the invoice's currency
+-- (the charge's presentment currency); a charge Stripe settles in another currency is moved to it by its
+-- fx_conversion journal (86_fx_conversions.sql). The journal names its charge (journals.charge_id).
 WITH src AS (
     SELECT x.payment_ref, x.invoice_id, x.amount_minor, x.currency, x.occurred_at, x.charge_id, i.client_key
     FROM closeout_data.invoice_payments x
@@ -11,11 +13,12 @@ WITH src AS (
       AND NOT EXISTS (SELECT 1 FROM closeout_data.journals j WHERE j.kind = 'payment' AND j.source_ref = x.payment_ref)
 ), posted AS (
     INSERT INTO closeout_data.journals (journal_id, kind, source_ref, currency, client_key, invoice_id, occurred_at,
-                                        ledger_run_id, description)
+                                        ledger_run_id, description, charge_id)
     SELECT closeout_data.journal_id('payment', s.payment_ref), 'payment', s.payment_ref, s.currency, s.client_key,
            s.invoice_id, s.occurred_at, %(run)s,
            'Payment ' || s.payment_ref || ' of invoice ' || s.invoice_id
-               || CASE WHEN s.charge_id IS NULL THEN ' (outside Stripe)' ELSE '' END
+               || CASE WHEN s.charge_id IS NULL THEN ' (outside Stripe)' ELSE '' END,
+           s.charge_id
     FROM src s
     ON CONFLICT DO NOTHING
     RETURNING journal_id, source_ref, currency

@@ -23,11 +23,14 @@ from closeout.paths import PROJECT_ROOT
 
 CONFIG_ENV = "CLOSEOUT_LEDGER_ACCOUNTS"
 TYPES = ("asset", "liability", "equity", "revenue", "contra_revenue", "expense")
-# Roles the posting SQL uses today: each must name exactly one account.
+# Roles the posting SQL uses today: each must name exactly one account (the cash leg's since migration 0017:
+# Stripe fees, dispute fees, currency conversion and realised FX, credit notes, customer credit, payouts in
+# transit to the bank).
 POSTING_ROLES = ("receivable", "revenue", "cash_clearing", "cash", "refunds", "disputes", "bad_debt",
-                 "payouts_payable", "contractor_costs")
-# Roles defined for work that attaches later (tax lines, Stripe fees): optional.
-RESERVED_ROLES = ("tax_payable", "processor_fees")
+                 "payouts_payable", "contractor_costs", "processor_fees", "dispute_fees", "fx_clearing",
+                 "fx_gain_loss", "credit_notes", "customer_credit", "bank_clearing")
+# Roles defined for work that attaches later (tax lines): optional.
+RESERVED_ROLES = ("tax_payable",)
 _FIELDS = {"code", "name", "type", "role", "description"}
 
 

@@ -10,16 +10,20 @@ The order matters and is fixed: finalisations first (payments only settle a post
 reversals before the payments that caused them, voids after write-off reversals, write-offs last (of what
 remains after this run's payments).
 
-Stripe fees: closeout records no fee for any payment today (the Stripe sandbox reports none, and
-``closeout_data.invoice_payments`` has no fee column). Fees are posted once a recorded source has them, as a
-step of their own here (``processor_fees`` debit, ``cash_clearing`` credit, kind ``fee`` added to the journals'
-kind check by its migration); until then there is deliberately no fee step.
+The cash leg (issue 13; docs/ledger.md) follows Stripe's own records (closeout_data.refunds, disputes,
+credit_notes, stripe_payouts and their balance transactions, migration 0016): refunds and their failures,
+dispute withdrawals and reinstatements, and credit notes and their voids come after payments (they need the
+charge's payment or the invoice posted) and before write-offs (a credit note lowers the remainder written off);
+Stripe fees, currency conversions (the one kind with lines in two currencies), realised FX and Stripe payouts to
+the bank run after everything that books a presentment side, so a conversion finds the journal it converts and
+the realisation finds this run's conversions. Per settlement currency the ledger's cash_clearing then equals the
+sum of Stripe's balance transactions' net (invariant 7, closeout.ledger_stripe_balance).
 
 Contractor payouts (``closeout_payouts``): the accrual when a payout item is planned (debit ``contractor_costs``,
 credit ``payouts_payable``), then the transfer once closeout recorded Stripe's transfer id (debit
-``payouts_payable``, credit ``cash_clearing``: a transfer leaves the Stripe balance, not the bank). They run last:
-they touch no receivable, and the transfer step needs the accrual posted first. The payouts DAG posts right after
-its release; the events DAG's posting picks up anything that run missed.
+``payouts_payable``, credit ``cash_clearing``: a transfer leaves the Stripe balance, not the bank). They run
+after the write-offs: they touch no receivable, and the transfer step needs the accrual posted first. The payouts
+DAG posts right after its release; the events DAG's posting picks up anything that run missed.
 """
 
 from __future__ import annotations
@@ -37,11 +41,22 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("invoice", "ledger/10_invoices.sql"),
     ("writeoff_reversal", "ledger/20_writeoff_reversals.sql"),
     ("payment", "ledger/30_payments.sql"),
-    ("refund_dispute", "ledger/40_refunds_disputes.sql"),
+    ("refund", "ledger/40_refunds.sql"),
+    ("refund_failure", "ledger/41_refund_failures.sql"),
+    ("dispute", "ledger/42_disputes.sql"),
+    ("dispute_reinstatement", "ledger/43_dispute_reinstatements.sql"),
+    ("credit_note", "ledger/45_credit_notes.sql"),
+    ("credit_note_void", "ledger/46_credit_note_voids.sql"),
     ("void", "ledger/50_voids.sql"),
     ("writeoff", "ledger/60_writeoffs.sql"),
     ("payout_accrual", "ledger/70_payout_accruals.sql"),
     ("payout_transfer", "ledger/80_payout_transfers.sql"),
+    ("fee", "ledger/85_fees.sql"),
+    ("fx_conversion", "ledger/86_fx_conversions.sql"),
+    ("fx_realised", "ledger/87_fx_realised.sql"),
+    ("stripe_payout", "ledger/90_stripe_payouts.sql"),
+    ("stripe_payout_paid", "ledger/91_stripe_payout_arrivals.sql"),
+    ("stripe_payout_failure", "ledger/92_stripe_payout_failures.sql"),
 )
 
 

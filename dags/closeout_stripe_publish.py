@@ -13,11 +13,12 @@ current version approved) to Stripe, exactly once.
   difference stops that invoice with a row in `closeout.payment_exceptions` (the others carry on).
 * **Progress**: `closeout.stripe_publications`; runs and request counts: `closeout.payment_runs`.
 * Only payment *events* make an invoice paid (`closeout_stripe_events`).
-* **Corrections** (after publishing, even if some invoice stopped): an edit or deletion that lowers what an
-  issued invoice billed leaves the next draft and becomes a Stripe credit note against that invoice (on a
-  paid invoice: refund, customer balance or out of band, per the client's `credit_note_policy`); a draft whose
-  period is over and that nets negative becomes a customer balance credit. Outbox and keys as above;
-  `closeout.corrections`, `closeout.credit_note_lines` (docs/corrections.md).
+* **Corrections**: an edit or deletion that lowers what an issued invoice billed leaves the next draft
+  (before publishing, so it is never sent as a negative line) and becomes a Stripe credit note against that
+  invoice (after publishing, even if some invoice stopped); on a paid invoice: refund, customer balance or
+  out of band, per the client's `credit_note_policy`. A draft whose period is over and that nets negative
+  becomes a customer balance credit. Outbox and keys as above; `closeout.corrections`,
+  `closeout.credit_note_lines` (docs/corrections.md).
 
 Connection `stripe_default` (host = API base URL, password = secret key). Schedule: hourly
 (env `CLOSEOUT_PUBLISH_SCHEDULE`, a cron; `none` for manual). Param `as_of` (YYYY-MM-DD): publish as if on
@@ -74,7 +75,19 @@ def closeout_stripe_publish():
         except credit_notes.CorrectionsStopped as exc:  # Stripe refused: a person must act
             raise AirflowFailException(str(exc)) from exc
 
-    publish_drafts() >> issue_corrections()
+    @task
+    def take_corrections_off_drafts() -> dict:
+        from datetime import date
+
+        from closeout.payments import credit_notes
+
+        context = get_current_context()
+        as_of = context["params"].get("as_of")
+        return credit_notes.take_corrections_off_drafts(
+            context["run_id"], date.fromisoformat(as_of) if as_of else None
+        )
+
+    take_corrections_off_drafts() >> publish_drafts() >> issue_corrections()
 
 
 closeout_stripe_publish()

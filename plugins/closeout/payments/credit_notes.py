@@ -3,12 +3,13 @@
 A correction (``closeout.payments.corrections``) is issued by one mutating call:
 
 * ``credit_note.create``: ``POST /v1/credit_notes`` against the Stripe invoice it corrects, one custom line
-  per entry. ``GET /v1/credit_notes/preview`` is asked first: what Stripe will take off what is still due
-  (``pre_payment_amount``) needs nothing more; the rest (``post_payment_amount``, the invoice is paid or
-  partly paid) goes where the client's ``credit_note_policy`` says: ``refund_amount`` (a refund to the
-  card), ``credit_amount`` (the customer's Stripe balance, applied to the next invoice) or
-  ``out_of_band_amount`` (settled outside Stripe). An invoice paid outside Stripe has no payment to
-  refund: a refund policy records its post-payment part out of band.
+  per entry. Stripe's rule splits it: what is still due on the invoice is reduced first
+  (``pre_payment_amount``); the rest (``post_payment_amount``: the invoice is paid or partly paid) goes where
+  the client's ``credit_note_policy`` says: ``refund_amount`` (a refund to the card), ``credit_amount`` (the
+  customer's Stripe balance, applied to the next invoice) or ``out_of_band_amount`` (settled outside
+  Stripe). The split is worked out from the invoice as Stripe holds it and confirmed with
+  ``GET /v1/credit_notes/preview`` before the request is recorded. An invoice paid outside Stripe has no
+  payment to refund: a refund policy records its post-payment part out of band.
 * ``customer_balance.credit``: ``POST /v1/customers/{id}/balance_transactions`` with a negative amount,
   for a draft that netted negative with no single invoice to credit.
 
@@ -176,7 +177,8 @@ def _entry_description(entry: dict[str, Any], currency: str) -> str:
 
 def _credit_note_request(hook: StripeHook, correction: dict[str, Any]) -> dict[str, Any]:
     """The credit note as Stripe will take it: lines per entry, and the post-payment part per policy, split
-    as Stripe's own preview says (asked now, just before the request is recorded)."""
+    by Stripe's rule from the invoice as it stands now, and confirmed by Stripe's own preview (both asked just
+    before the request is recorded)."""
     currency = correction["currency"]
     lines = [{"type": "custom_line_item", "quantity": 1, "unit_amount": -int(e["amount_minor"]),
               "description": _entry_description(e, currency)[:500]}
@@ -193,20 +195,26 @@ def _credit_note_request(hook: StripeHook, correction: dict[str, Any]) -> dict[s
                  "time billed there was edited or deleted after it was issued")[:500],
         "metadata": _metadata(correction),
     }
-    preview = hook.preview_credit_note(params)
-    if int(preview["amount"]) != int(correction["amount_minor"]):
-        raise StripeCallError(
-            f"credit note preview for {correction['correction_id']} totals {preview['amount']}, "
-            f"the correction {correction['amount_minor']}", status=None, code="amount_mismatch", retryable=False
-        )  # fmt: skip
-    post = int(preview.get("post_payment_amount") or 0)
+    # Stripe's rule: what is still due on an open (or uncollectible) invoice is reduced first; the rest must be
+    # split, exactly, between refund, customer balance and out of band; the preview confirms the split
+    invoice = hook.retrieve_invoice(correction["stripe_invoice_id"])
+    amount = int(correction["amount_minor"])
+    pre = min(amount, int(invoice["amount_remaining"])) if invoice["status"] in ("open", "uncollectible") else 0
+    post = amount - pre
     if post > 0:
         policy = correction["policy"]
-        if policy == "refund":
-            invoice = hook.retrieve_invoice(correction["stripe_invoice_id"])
-            if invoice.get("paid_out_of_band"):
-                policy = "out_of_band"  # nothing was paid through Stripe: nothing to refund to
+        if policy == "refund" and invoice.get("paid_out_of_band"):
+            policy = "out_of_band"  # nothing was paid through Stripe: nothing to refund to
         params[POLICY_FIELDS[policy]] = post
+    preview = hook.preview_credit_note(params)
+    if (int(preview["amount"]), int(preview["pre_payment_amount"]), int(preview["post_payment_amount"])) != (
+        amount, pre, post
+    ):
+        raise StripeCallError(
+            f"credit note preview for {correction['correction_id']}: {preview['amount']} "
+            f"({preview['pre_payment_amount']} before payment, {preview['post_payment_amount']} after), expected "
+            f"{amount} ({pre} before payment, {post} after)", status=None, code="amount_mismatch", retryable=False
+        )  # fmt: skip
     return params
 
 
@@ -326,7 +334,18 @@ def _ts(value: int | None) -> datetime | None:
     return datetime.fromtimestamp(value, UTC) if value else None
 
 
-# -- the task ---------------------------------------------------------------------------------------------
+# -- the tasks --------------------------------------------------------------------------------------------
+def take_corrections_off_drafts(airflow_run_id: str | None = None, as_of: date | None = None) -> dict[str, Any]:
+    """closeout_stripe_publish's step before publishing: a decrease drafted since the last run leaves the draft
+    before the draft can be frozen, so it is credited on its own invoice, never sent as a negative line."""
+    day = as_of or datetime.now(UTC).date()
+    with connect() as conn:
+        recorded = record_corrections(conn, as_of=day, airflow_run_id=airflow_run_id)
+        conn.commit()
+    log.info("corrections recorded: %s", recorded.as_dict())
+    return recorded.as_dict()
+
+
 def issue_corrections(airflow_run_id: str | None = None, as_of: date | None = None) -> dict[str, Any]:
     """closeout_stripe_publish's step after publishing: record the corrections due (one transaction), then
     issue every pending one to Stripe. Safe to retry: both halves resume where they stopped."""

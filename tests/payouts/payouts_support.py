@@ -120,8 +120,8 @@ def check_invariant_6(warehouse, sandbox) -> None:
     transfers: dict[str, list[dict]] = {}
     for t in sandbox.objects("transfer"):
         transfers.setdefault((t.get("metadata") or {}).get("closeout_payout_id"), []).append(t)
-    for pid, status, external, amount, currency, batch in warehouse.rows(
-        "SELECT payout_id, status, external_id, amount_minor, currency, batch_id FROM closeout.payout_items"
+    for pid, status, external, amount, currency, batch in warehouse.rows(  # a transfer carries what netting left
+        "SELECT payout_id, status, external_id, transfer_minor, currency, batch_id FROM closeout.payout_items"
     ):
         found = transfers.pop(pid, [])
         if status == "transferred":
@@ -131,3 +131,61 @@ def check_invariant_6(warehouse, sandbox) -> None:
         else:
             assert found == [], (pid, found)
     assert transfers == {}, f"transfers closeout did not plan: {list(transfers)}"
+
+
+# -- money coming back (refunds, credit notes, disputes) and clawbacks ------------------------------------------
+def follow_money(run_id: str = "payouts-cash") -> None:
+    """What the events DAG does after Stripe moved money: the events (payment history), then the cash sync
+    (refunds, credit notes, disputes as Stripe lists them)."""
+    from closeout.payments.cash.tasks import sync_cash
+
+    payment_tasks.collect_events(run_id)
+    payment_tasks.apply_events(run_id)
+    sync_cash(run_id)
+
+
+def adjustments(warehouse) -> list[tuple]:
+    """(payee_key, invoice_id, kind, reason, amount_minor, cause_id, outstanding_minor, settled_payout_id), in order
+    of recording."""
+    return warehouse.rows(
+        """SELECT payee_key, invoice_id, kind, reason, amount_minor, cause_id, outstanding_minor, settled_payout_id
+           FROM closeout.payout_adjustments ORDER BY created_at, adjustment_id"""
+    )
+
+
+def outstanding(warehouse) -> dict[tuple[str, str], int]:
+    """(payee_key, currency) -> balance_minor of closeout.outstanding_clawbacks."""
+    return {(p, c): b for p, c, b in warehouse.rows(
+        "SELECT payee_key, currency, balance_minor FROM closeout.outstanding_clawbacks")}  # fmt: skip
+
+
+def transfers(sandbox) -> list[tuple[str, str, int]]:
+    """(payee_key, invoice_id, amount) of every Stripe transfer, sorted."""
+    return sorted((t["metadata"]["closeout_payee"], t["metadata"]["closeout_invoice_id"], t["amount"])
+                  for t in sandbox.objects("transfer"))  # fmt: skip
+
+
+def exceptions_by_work(warehouse) -> dict[tuple[str, str], tuple[str, str | None]]:
+    """(payee_key, invoice_id) -> (reason, detail) of the planning exceptions."""
+    rows = warehouse.rows(
+        "SELECT payee_key, invoice_id, reason, detail FROM closeout.payout_exceptions WHERE kind = reason"
+    )
+    return {(r[0], r[1]): (r[2], r[3]) for r in rows}
+
+
+def check_netting(warehouse) -> None:
+    """Every item's netted part is what its settlements say, no transfer is negative, no adjustment is
+    over-settled, and an adjustment's outstanding amount keeps its sign."""
+    bad = warehouse.rows(
+        """SELECT i.payout_id, i.netted_minor, coalesce(-sum(s.amount_minor), 0)
+           FROM closeout.payout_items i
+           LEFT JOIN closeout.payout_adjustment_settlements s ON s.payout_id = i.payout_id
+           GROUP BY i.payout_id, i.netted_minor
+           HAVING i.netted_minor <> coalesce(-sum(s.amount_minor), 0) OR min(i.transfer_minor) < 0"""
+    )
+    assert bad == [], bad
+    over = warehouse.rows(
+        """SELECT adjustment_id, amount_minor, outstanding_minor FROM closeout.payout_adjustments
+           WHERE sign(outstanding_minor) NOT IN (0, sign(amount_minor))"""
+    )
+    assert over == [], over

@@ -204,3 +204,29 @@ def test_a_key_older_than_stripe_keeps_it_is_resolved_by_metadata_not_by_a_secon
     ]
     assert warehouse.rows("SELECT state, credit_note_id FROM closeout.corrections") == [("issued", note["id"])]
     _invariants()
+
+
+def test_a_written_off_invoice_is_still_credited_and_the_write_off_keeps_working(warehouse, stripe_sandbox) -> None:
+    import stripe
+
+    invoice_id, sid = _publish()
+    # finance writes the invoice off in Stripe; closeout follows through the events, as before
+    client = stripe.StripeClient(stripe_sandbox.secret_key, base_addresses={"api": stripe_sandbox.url})
+    client.v1.invoices.mark_uncollectible(sid)
+    tasks.collect_events("events")
+    tasks.apply_events("events")
+    assert warehouse.scalar("SELECT status FROM closeout.invoices WHERE invoice_id = %s", (invoice_id,)) == (
+        "uncollectible"
+    )
+    _change(_edited("1", D("4")))  # 10 h -> 4 h: 600.00 less
+
+    credit_notes.issue_corrections("written-off", None)
+    (note,) = _credit_notes(stripe_sandbox, sid)
+    assert (note["amount"], note["pre_payment_amount"]) == (60000, 60000)
+    invoice = stripe_sandbox.get(sid)
+    assert invoice["status"] == "uncollectible" and invoice["amount_remaining"] == 60000
+    assert warehouse.scalar("SELECT status FROM closeout.invoices WHERE invoice_id = %s", (invoice_id,)) == (
+        "uncollectible"
+    )
+    _invariants()
+    check_invariant_3(warehouse, stripe_sandbox)

@@ -124,3 +124,59 @@ def check_cash_invariants(warehouse) -> None:
     booked = {c: int(f) for c, f in warehouse.rows(
         "SELECT currency, fees_minor FROM closeout.ledger_stripe_fees") if f != 0}  # fmt: skip
     assert booked == stripe_fees
+
+
+def put_cash(table: str, **row) -> None:
+    """One row of a cash contract table (closeout_data.<table>, migration 0016) written as the cash sync would
+    write it, so the journals can be tested for shapes the sandbox cannot make. Bookkeeping columns default;
+    a balance transaction's net is its amount less its fee unless given."""
+    from datetime import UTC, datetime
+
+    from closeout.warehouse.db import connect
+    from psycopg import sql
+
+    now = datetime.now(UTC)
+    row.setdefault("observed_at", now)
+    row.setdefault("created_at", now)
+    if table == "stripe_balance_transactions":
+        row.setdefault("fee_minor", 0)
+        row.setdefault("net_minor", row["amount_minor"] - row["fee_minor"])
+        row.setdefault("status", "available")
+    with connect() as conn:
+        conn.execute(
+            sql.SQL("INSERT INTO closeout_data.{} ({}) VALUES ({})").format(
+                sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, row)),
+                sql.SQL(", ").join(sql.Placeholder() * len(row))),
+            list(row.values()),
+        )  # fmt: skip
+        conn.commit()
+
+
+def update_cash(table: str, key: str, value: str, **changes) -> None:
+    """A newer state of one cash contract row (a refund failed, a dispute won, a payout paid ...)."""
+    from closeout.warehouse.db import connect
+    from psycopg import sql
+
+    with connect() as conn:
+        conn.execute(
+            sql.SQL("UPDATE closeout_data.{} SET {} WHERE {} = %s").format(
+                sql.Identifier(table),
+                sql.SQL(", ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in changes),
+                sql.Identifier(key)),
+            [*changes.values(), value],
+        )  # fmt: skip
+        conn.commit()
+
+
+def charge_of(warehouse, invoice_id: str) -> str:
+    """The Stripe charge of an invoice's (first) payment, as closeout recorded it from the payment event."""
+    return warehouse.scalar(
+        """SELECT charge_id FROM closeout.invoice_payments WHERE invoice_id = %s AND kind = 'payment'
+           ORDER BY occurred_at LIMIT 1""", (invoice_id,))  # fmt: skip
+
+
+def lines_of(warehouse, kind: str, source_ref: str) -> tuple:
+    """((currency, role, debit, credit), ...) of one journal, by line number."""
+    return tuple(warehouse.rows(
+        """SELECT currency, role, debit_minor, credit_minor FROM closeout.ledger_lines
+           WHERE kind = %s AND source_ref = %s ORDER BY line_no""", (kind, source_ref)))  # fmt: skip

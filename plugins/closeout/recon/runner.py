@@ -226,8 +226,10 @@ def run_reconciliation(
     external_cutoff = external_cutoff or now
     run_id = run_id or f"recon_{now:%Y%m%dT%H%M%S}_{uuid.uuid4().hex[:8]}"
     start, end = period_bounds(period)
+    # run_id: a check may leave to an earlier check of the same run what that one reports (stripe_objects and
+    # invoices_to_stripe, stripe_balance and stripe_objects: docs/reconciliation.md)
     params = {"ledger_cutoff": ledger_cutoff, "external_cutoff": external_cutoff, "period_start": start,
-              "period_end": end}  # fmt: skip
+              "period_end": end, "run_id": run_id}  # fmt: skip
     tolerances = tol.load(overrides=tolerance_overrides)
     folder = data_docs_dir or docs_dir()
     conn.execute(

@@ -1,0 +1,56 @@
+-- Invariant 7, fees (stripe_fees): the fees booked equal the fees Stripe took, per settlement currency, shown
+-- balance transaction by balance transaction. Stripe's fee of a transaction is its `fee` plus, for the fee-only
+-- transactions Stripe posts later (stripe_fee, stripe_fx_fee, tax_fee: billing, Radar ...), the amount they take
+-- from the balance; never a price list. The ledger books each as a 'fee' journal (source = the balance
+-- transaction; roles processor_fees, dispute_fees), include/sql/ledger/85_fees.sql. One row per transaction whose
+-- fee is not booked as Stripe took it, and per fee journal without its transaction. Signed: Stripe minus the ledger.
+--   fee_not_booked          Stripe took a fee and no fee journal books it (posted by the ledger cut-off)
+--   fee_amount              booked, for another amount
+--   fee_currency            booked in another currency than the transaction's settlement currency
+--   fee_without_transaction a fee journal for a transaction Stripe does not list
+-- Scope as stripe_balance (whose fee part this is): the transactions created up to where Stripe's list was last
+-- completely read (capped at the external cut-off) and, with a period, before its end: every fee to date, so a
+-- fee left unbooked in an earlier month still fails a later close. Fee journals are dated by their transaction.
+WITH listed AS (
+    SELECT least({external_cutoff}::timestamptz, closeout_data.stripe_listed_until('balance_transactions')) AS until
+), taken AS (
+    SELECT t.balance_transaction_id, upper(t.currency) AS currency, coalesce(t.reporting_category, t.type) AS category,
+           t.fee_minor + CASE WHEN t.type IN ('stripe_fee', 'stripe_fx_fee', 'tax_fee') THEN -t.amount_minor ELSE 0 END
+               AS fee_minor
+    FROM closeout_data.stripe_balance_transactions t
+    CROSS JOIN listed w
+    WHERE t.created_at <= w.until
+      AND ({period_end}::date IS NULL OR t.created_at < {period_end}::date)
+      AND (t.fee_minor <> 0 OR t.type IN ('stripe_fee', 'stripe_fx_fee', 'tax_fee'))
+), booked AS (
+    SELECT j.source_ref AS balance_transaction_id, min(upper(l.currency)) AS currency,
+           sum(l.debit_minor - l.credit_minor) AS fee_minor, min(j.occurred_at) AS occurred_at
+    FROM closeout_data.journals j
+    JOIN closeout_data.journal_lines l ON l.journal_id = j.journal_id
+    WHERE j.kind = 'fee' AND l.role IN ('processor_fees', 'dispute_fees') AND j.posted_at <= {ledger_cutoff}
+    GROUP BY j.source_ref
+), differs AS MATERIALIZED (  -- normally empty
+    SELECT t.balance_transaction_id AS taken_id, t.currency AS taken_currency, t.category, t.fee_minor AS taken_minor,
+           b.balance_transaction_id AS booked_id, b.currency AS booked_currency, b.fee_minor AS booked_minor
+    FROM taken t
+    FULL JOIN booked b ON b.balance_transaction_id = t.balance_transaction_id
+    CROSS JOIN listed w
+    WHERE (t.balance_transaction_id IS NULL  -- a fee booked that Stripe did not take (dated by its transaction)
+           AND date_trunc('second', b.occurred_at) <= w.until
+           AND ({period_end}::date IS NULL OR b.occurred_at < {period_end}::date))
+       OR (t.balance_transaction_id IS NOT NULL
+           AND (b.balance_transaction_id IS NULL OR b.currency <> t.currency OR b.fee_minor <> t.fee_minor))
+)
+SELECT CASE WHEN d.booked_id IS NULL THEN 'fee_not_booked'
+            WHEN d.taken_id IS NULL AND x.balance_transaction_id IS NULL THEN 'fee_without_transaction'
+            WHEN d.taken_id IS NULL THEN 'fee_amount'  -- Stripe's transaction carries no fee
+            WHEN d.booked_currency <> d.taken_currency THEN 'fee_currency'
+            ELSE 'fee_amount' END AS kind,
+       coalesce(d.taken_currency, d.booked_currency) AS currency,
+       coalesce(d.taken_id, d.booked_id) || coalesce(' (' || coalesce(d.category, x.reporting_category, x.type) || ')', '')
+           AS item,
+       coalesce(d.taken_minor, 0) - coalesce(d.booked_minor, 0) AS difference_minor,
+       (d.booked_id IS NULL OR x.balance_transaction_id IS NULL
+        OR d.booked_currency IS DISTINCT FROM upper(x.currency)) AS hard
+FROM differs d
+LEFT JOIN closeout_data.stripe_balance_transactions x ON x.balance_transaction_id = coalesce(d.taken_id, d.booked_id)

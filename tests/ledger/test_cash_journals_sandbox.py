@@ -26,39 +26,65 @@ def _kinds(warehouse) -> dict[str, int]:
 
 
 def test_a_month_of_cash_through_the_sandbox_ties_the_ledger_to_stripe(warehouse, stripe_sandbox) -> None:
-    usd = publish(warehouse, {"a": [D("4")], "b": [D("3")]})
+    """charge -> fee -> refund (closeout's, the Dashboard's, a credit note's, one that fails) -> disputes won and
+    lost -> a later stripe_fee -> a EUR charge settled in USD refunded at another rate -> credit notes before and
+    after payment, one voided -> the automatic payout created, then paid."""
+    usd = publish(warehouse, {"a": [D("4")], "b": [D("3")], "d": [D("2")], "e": [D("6")], "f": [D("1")]})
     eur = publish(warehouse, {"c": [D("5")]}, currency="EUR", first_id=100)
     stripe_sandbox.set_settlement("eur", "usd", D("1.10"))
-    for _, sid, _ in (*usd.values(), *eur.values()):
-        stripe_sandbox.pay_invoice(sid)
+    for client, (_, sid, _) in (*usd.items(), *eur.items()):
+        if client != "d":  # d stays open
+            stripe_sandbox.pay_invoice(sid)
     follow_cash()
     kinds = _kinds(warehouse)
-    assert kinds["payment"] == 3 and kinds["fee"] == 3 and kinds["fx_conversion"] == 1, kinds
+    assert kinds["payment"] == 5 and kinds["fee"] == 5 and kinds["fx_conversion"] == 1, kinds
     check_cash_invariants(warehouse)
-    assert set(stripe_net(warehouse)) == {"USD"}
+    assert set(stripe_net(warehouse)) == {"USD"}, "the EUR charge is settled in USD"
     _posts_nothing_again(warehouse)
 
+    charge = dict(warehouse.rows("SELECT invoice_id, charge_id FROM closeout.invoice_payments WHERE kind = 'payment'"))
     stripe_sandbox.refund(usd["a"][1], 1000)
-    dispute = stripe_sandbox.dispute(usd["b"][1])
+    stripe_sandbox.refund_charge(charge[usd["a"][0]], 400, reason="duplicate")  # made in the Dashboard
+    stripe_sandbox.refunds_pending(True)
+    (failing,) = stripe_sandbox.refund(usd["a"][1], 300)
+    stripe_sandbox.refunds_pending(False)
+    won = stripe_sandbox.dispute(usd["b"][1])
+    lost = stripe_sandbox.dispute(usd["f"][1])
     stripe_sandbox.add_stripe_fee(250, "usd")
     stripe_sandbox.set_settlement("eur", "usd", D("1.25"))
     stripe_sandbox.refund(eur["c"][1])
+    pre = stripe_sandbox.dashboard_credit_note(usd["d"][1], amount=1000)
+    stripe_sandbox.dashboard_credit_note(usd["e"][1], amount=1500, refund_amount=1000, credit_amount=500)
     follow_cash()
     kinds = _kinds(warehouse)
-    assert kinds["refund"] == 2 and kinds["dispute"] == 1 and kinds["fx_realised"] == 1, kinds
+    assert (kinds["refund"], kinds["dispute"], kinds["credit_note"], kinds["fx_realised"]) == (5, 2, 2, 1), kinds
     check_cash_invariants(warehouse)
     total_c = eur["c"][2]
     assert role_balance(warehouse, "fx_gain_loss") == {"USD": round(total_c * D("1.25")) - round(total_c * D("1.10"))}
     assert role_balance(warehouse, "fx_clearing") == {}, "closed in both currencies once refunded in full"
+    assert role_balance(warehouse, "dispute_fees") == {"USD": 3000}
+    assert role_balance(warehouse, "customer_credit") == {"USD": -500}
     _posts_nothing_again(warehouse)
 
-    stripe_sandbox.win_dispute(dispute["id"])
+    stripe_sandbox.fail_refund(failing["id"])
+    stripe_sandbox.win_dispute(won["id"])
+    stripe_sandbox.lose_dispute(lost["id"])
+    stripe_sandbox.void_credit_note(pre["id"])
     follow_cash()
-    assert _kinds(warehouse)["dispute_reinstatement"] == 1
+    kinds = _kinds(warehouse)
+    assert (kinds["refund_failure"], kinds["dispute_reinstatement"], kinds["credit_note_void"]) == (1, 1, 1), kinds
+    assert role_balance(warehouse, "disputes") == {"USD": usd["f"][2]}, "the lost dispute stays booked"
     check_cash_invariants(warehouse)
 
     stripe_sandbox.run_payouts(now=stripe_sandbox.state.now() + 3 * 86400)
     follow_cash()
-    assert _kinds(warehouse)["stripe_payout"] == 1
+    (payout, amount) = warehouse.rows("SELECT payout_id, amount_minor FROM closeout.stripe_payouts")[0]
+    assert _kinds(warehouse)["stripe_payout"] == 1 and role_balance(warehouse, "bank_clearing") == {"USD": amount}
+    check_cash_invariants(warehouse)
+    stripe_sandbox.run_payouts(now=stripe_sandbox.state.now() + 3 * 86400)
+    follow_cash()
+    assert warehouse.scalar("SELECT status FROM closeout.stripe_payouts WHERE payout_id = %s", (payout,)) == "paid"
+    assert _kinds(warehouse)["stripe_payout_paid"] == 1
+    assert role_balance(warehouse, "cash") == {"USD": amount} and role_balance(warehouse, "bank_clearing") == {}
     check_cash_invariants(warehouse)
     _posts_nothing_again(warehouse)

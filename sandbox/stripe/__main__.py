@@ -23,12 +23,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--webhook-secret", default=None, help="signing secret (generated when omitted)")
     parser.add_argument("--webhook-events", default=None, help="comma-separated event types (default: all)")
     parser.add_argument("--seed", type=int, default=None, help="makes object ids reproducible")
+    parser.add_argument("--bulk-charges", type=int, default=0,
+                        help="seed this many past card charges with balance transactions, refunds, fees and "
+                             "automatic payouts before serving (benchmarks; no events)")  # fmt: skip
     args = parser.parse_args(argv)
     if not args.secret_key.startswith("sk_"):
         parser.error("--secret-key must look like sk_test_...")
 
     stopping = stop_on_signals()
     sandbox = StripeSandbox(secret_key=args.secret_key, seed=args.seed)
+    if args.bulk_charges:
+        counts = sandbox.seed_balance_transactions(args.bulk_charges)
+        print(f"seeded {counts}", file=sys.stderr, flush=True)
     if args.webhook_url:
         events = args.webhook_events.split(",") if args.webhook_events else None
         secret = sandbox.set_webhook(args.webhook_url, args.webhook_secret, events=events)

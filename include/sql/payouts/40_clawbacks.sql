@@ -4,13 +4,15 @@
 -- payee keeps the share of the cost the customer still pays for, rounded down. The causes already clawed back
 -- (and not reversed) count first; new causes follow in the order Stripe created them, each clawing back the
 -- entitlement it removes, so the clawbacks of an item add up to its amount less its entitlement. A cause that
--- removes nothing after rounding records nothing (and is looked at again next time). Items Stripe refused and
--- that were stopped paid nothing out: they are not clawed back. One clawback per item and cause, ever: the id
--- follows from item, cause and kind.
+-- removes nothing after rounding records nothing (and is looked at again next time). Only work paid out is
+-- clawed back: items transferred or settled by netting, and the items planned in this run (their clawbacks are
+-- netted from their own transfers); an item still pending (its approval was rejected, its release failed) is
+-- looked at once it is transferred, and one Stripe refused and stopped paid nothing out. One clawback per item
+-- and cause, ever: the id follows from item, cause and kind.
 WITH items AS (
     SELECT i.payout_id, i.payee_key, i.invoice_id, i.currency, i.amount_minor
     FROM closeout_data.payout_items i
-    WHERE i.status <> 'stopped'
+    WHERE i.status IN ('transferred', 'netted')
       AND EXISTS (SELECT 1 FROM payout_causes c WHERE c.invoice_id = i.invoice_id AND c.effect = 'reduces')
     UNION ALL
     SELECT n.payout_id, n.payee_key, n.invoice_id, n.currency, n.amount_minor

@@ -4,7 +4,7 @@ Point the SDK at it with ``stripe.StripeClient(key, base_addresses={"api": sandb
 Objects, state machines and events live in :mod:`sandbox.stripe.state`, idempotency in
 :mod:`sandbox.stripe.idempotency`, webhook delivery in :mod:`sandbox.stripe.webhooks`; this module is the HTTP
 layer: auth, injected faults, the idempotency flow, routing, ``/_sandbox/*`` control endpoints and the hosted
-invoice page (``/i/<invoice id>``).
+invoice page (``/i/<invoice id>/<link token>``, expiring as Stripe's do: ``hosted_links``).
 
 Request flow (the order matters for what a fault leaves behind):
 
@@ -816,14 +816,30 @@ class StripeSandbox:
     # ------------------------------------------------------------------ hosted invoice page
 
     def _hosted(self, method: str, path: str) -> Response:
+        """``/i/<invoice>/<token>`` (and ``/pdf``) while the link lives; an expired link redirects to
+        ``.../expired`` (410), which offers the recovery flow when the invoice was sent (see hosted_links)."""
         parts = [p for p in path.split("/") if p]
+        html_type = [("Content-Type", "text/html; charset=utf-8")]
         with self._lock:
-            invoice = self.state.invoices.get(parts[1]) if len(parts) in (2, 3) and method == "GET" else None
-            if invoice is None or invoice["status"] == "draft":
-                return 404, b"<h1>Invoice not found</h1>", [("Content-Type", "text/html; charset=utf-8")]
+            invoice = self.state.invoices.get(parts[1]) if len(parts) in (3, 4) and method == "GET" else None
+            link = self.state.links.find(parts[1], parts[2]) if invoice is not None else None
+            if link is None or invoice is None or invoice["status"] == "draft" or parts[3:] not in ([], ["pdf"],
+                                                                                                   ["expired"]):
+                return 404, b"<h1>Invoice not found</h1>", html_type
+            expired = self.state.now() >= link.expires_at
+            sent, account = bool(self.state.links.sent.get(invoice["id"])), self.state.account_name
             number, status = invoice["number"], invoice["status"]
             due, remaining, cur = invoice["amount_due"], invoice["amount_remaining"], invoice["currency"]
-        if len(parts) == 3:
+        if parts[3:] == ["expired"] or expired:
+            if not expired:
+                return 404, b"<h1>Invoice not found</h1>", html_type
+            if parts[3:] != ["expired"]:
+                return 302, b"", [("Location", f"/i/{parts[1]}/{parts[2]}/expired")]
+            offer = ("Enter the e-mail address this invoice was sent to and we will send you a new link."
+                     if sent else f"Please contact {html.escape(account)} for a new link.")  # fmt: skip
+            page = f"<!doctype html><title>Link expired</title><h1>This invoice link has expired</h1><p>{offer}</p>"
+            return 410, page.encode(), html_type
+        if len(parts) == 4:
             return 200, f"%PDF-1.4\n% sandbox invoice {number}\n".encode(), [("Content-Type", "application/pdf")]
         page = (
             f"<!doctype html><title>Invoice {html.escape(number)}</title><h1>Invoice {html.escape(number)}</h1>"

@@ -39,6 +39,7 @@ from typing import Any
 
 from sandbox.stripe import wire
 from sandbox.stripe.credit_notes import CreditNoteMixin
+from sandbox.stripe.hosted_links import HostedLinks
 from sandbox.stripe.ledger import LedgerMixin
 from sandbox.stripe.wire import ApiError, invalid, not_found
 
@@ -332,6 +333,7 @@ class StripeState(LedgerMixin, CreditNoteMixin):
         self.pending_items: dict[str, dict[str, None]] = {}  # cus_ -> ordered set of unattached ii_
         self.reversals: dict[str, list[dict[str, Any]]] = {}  # tr_ -> reversals, oldest first
         self.requested_numbers: dict[str, str] = {}  # in_ -> a number asked for before finalization
+        self.links = HostedLinks()  # hosted invoice page links and their expiry (hosted_links)
         self.by_kind: dict[str, Collection] = {
             c.name: c
             for c in (
@@ -470,6 +472,7 @@ class StripeState(LedgerMixin, CreditNoteMixin):
         return renderer(obj) if renderer is not None else obj
 
     def render_invoice(self, invoice: dict[str, Any]) -> dict[str, Any]:
+        self.links.keep_live(invoice, self.base_url, self.now())  # what the API shows lives 10 days more
         line_ids = self.invoice_lines.get(invoice["id"], [])
         lines = self.lines
         return {
@@ -1024,10 +1027,9 @@ class StripeState(LedgerMixin, CreditNoteMixin):
         invoice["status_transitions"]["finalized_at"] = now
         invoice["effective_at"] = now
         invoice["ending_balance"] = 0
-        invoice["hosted_invoice_url"] = f"{self.base_url}/i/{iid}"
-        invoice["invoice_pdf"] = f"{self.base_url}/i/{iid}/pdf"
         if invoice["collection_method"] == "send_invoice" and invoice["due_date"] is None:
             invoice["due_date"] = now + (invoice["days_until_due"] or 0) * DAY
+        self.links.issue(invoice, self.base_url, now, "finalize")
         if auto_advance is not None:
             invoice["auto_advance"] = auto_advance
         self._recompute(invoice)
@@ -1086,9 +1088,13 @@ class StripeState(LedgerMixin, CreditNoteMixin):
         return invoice
 
     def api_send(self, iid: str) -> dict[str, Any]:
+        """E-mail the invoice (test mode: no e-mail, only ``invoice.sent``) with a fresh hosted page link."""
         invoice = self._get(self.invoices, iid)
-        if invoice["status"] not in ("open", "uncollectible"):
-            raise ApiError(400, "You can only send an open invoice.", code="invoice_not_editable")
+        if invoice["status"] not in ("open", "uncollectible", "paid"):
+            raise ApiError(400, f"You can only send a finalized invoice that is not void; this one is "
+                           f"{invoice['status']}.", code="invoice_not_editable")  # fmt: skip
+        self.links.send(invoice, self.base_url, self.now())
+        self.emit("invoice.sent", self.render_invoice(invoice))
         return invoice
 
     def api_list_invoices(self, params: dict[str, Any]) -> dict[str, Any]:

@@ -150,3 +150,24 @@ def test_a_failed_refund_gives_the_netted_clawback_back_on_the_next_transfer(war
     ) == [(18000, -3000, 21000)]
     check_netting(warehouse)
     check_invariant_6(warehouse, stripe_sandbox)
+
+
+def test_work_planned_but_not_yet_transferred_is_clawed_back_once_it_is(warehouse, stripe_sandbox, payees):
+    from closeout.payouts import tasks
+
+    invoices = seed_invoices(warehouse, WORK)
+    inv_a = invoices["a"][0]
+    pay(stripe_sandbox, invoices, ["a"])
+    green_recon()
+    planned = tasks.plan_payouts("t1")["awaiting_approval"]  # planned; the approval waits
+    (refund,) = stripe_sandbox.refund(invoices["a"][1])
+    follow_money()
+    assert tasks.plan_payouts("t2")["clawbacks_recorded"] == 0, "a pending item paid nothing out yet"
+    tasks.release_batches("t3", planned, "ana@finance")  # its request was fixed when planned: it goes out
+    assert transfers(stripe_sandbox) == sorted([(U1, inv_a, 12000), (U2, inv_a, 4000)])
+    third = tasks.plan_payouts("t4")
+    assert third["clawbacks_recorded"] == 2
+    assert {(o["payee_key"], o["balance_minor"]) for o in third["outstanding_clawbacks"]} == {
+        (U1, -12000), (U2, -4000)}  # fmt: skip
+    assert {r[5] for r in adjustments(warehouse)} == {refund["id"]}
+    assert tasks.plan_payouts("t5")["clawbacks_recorded"] == 0

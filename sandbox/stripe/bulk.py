@@ -77,6 +77,7 @@ def seed_balance_transactions(
         return _seed(state, charges, days=days, currency=currency, refund_every=refund_every, customers=customers,
                      payouts=payouts, seed=seed)  # fmt: skip
     finally:
+        gc.freeze()  # the history lives as long as the sandbox: keep later collections from rescanning it
         if collecting:
             gc.enable()
 

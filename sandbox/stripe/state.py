@@ -1033,6 +1033,7 @@ class StripeState(LedgerMixin, CreditNoteMixin):
         if auto_advance is not None:
             invoice["auto_advance"] = auto_advance
         self._recompute(invoice)
+        self.apply_customer_balance(invoice)
         self.emit("invoice.finalized", self.render_invoice(invoice))
         if invoice["amount_due"] == 0:
             invoice["status"] = "paid"

@@ -316,3 +316,43 @@ def test_dashboard_controls_make_the_same_objects_and_events(
     requests.post(base + f"/invoices/{other['id']}/pay_by_card", json={"settlement_currency": "gbp", "rate": "0.8"},
                   timeout=5).raise_for_status()  # fmt: skip
     assert client.v1.balance_transactions.list(params={"currency": "gbp"}).data[0].amount == 800
+
+
+# ---------------------------------------------------------------------------------------------- customer balance
+
+
+def test_customer_balance_credit_is_used_by_the_next_finalized_invoices(
+    sandbox: StripeSandbox, client: stripe.StripeClient
+) -> None:
+    customer = client.v1.customers.create(params={"name": "Acme"})
+    params = {"amount": -1_500, "currency": "usd", "description": "Hours credited back",
+              "metadata": {"closeout_correction_id": "k-1"}}  # fmt: skip
+    credit = client.v1.customers.balance_transactions.create(customer.id, params=params,
+                                                             options={"idempotency_key": "credit-k-1"})  # fmt: skip
+    assert credit.id.startswith("cbtxn_") and (credit.type, credit.amount, credit.ending_balance) == (
+        "adjustment", -1_500, -1_500)  # fmt: skip
+    replay = client.v1.customers.balance_transactions.create(customer.id, params=params,
+                                                             options={"idempotency_key": "credit-k-1"})  # fmt: skip
+    assert replay.id == credit.id and client.v1.customers.retrieve(customer.id).balance == -1_500
+    assert sandbox.events("customer.updated")[-1]["data"]["previous_attributes"] == {"balance": 0}
+    fetched = client.v1.customers.balance_transactions.retrieve(customer.id, credit.id)
+    assert fetched.metadata["closeout_correction_id"] == "k-1"
+    tagged = client.v1.customers.balance_transactions.update(customer.id, credit.id, params={"metadata": {"x": "y"}})
+    assert tagged.metadata.to_dict() == {"closeout_correction_id": "k-1", "x": "y"}
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.customers.balance_transactions.create(customer.id, params={"amount": -1, "currency": "eur"})
+
+    first = sandbox.dashboard_invoice([("Work", 1_000)], customer_id=customer.id)
+    assert (first["status"], first["amount_due"], first["starting_balance"], first["ending_balance"]) == (
+        "paid", 0, -1_500, -500)  # fmt: skip
+    second = sandbox.dashboard_invoice([("More work", 2_000)], customer_id=customer.id)
+    assert (second["status"], second["total"], second["amount_due"], second["amount_remaining"]) == (
+        "open", 2_000, 1_500, 1_500)  # fmt: skip
+    assert (second["starting_balance"], second["ending_balance"]) == (-500, 0)
+    entries = client.v1.customers.balance_transactions.list(customer.id).data
+    assert [(e.type, e.amount, e.invoice) for e in entries] == [
+        ("applied_to_invoice", 500, second["id"]), ("applied_to_invoice", 1_000, first["id"]),
+        ("adjustment", -1_500, None)]  # fmt: skip
+    assert client.v1.customers.retrieve(customer.id).balance == 0
+    note = client.v1.credit_notes.create(params={"invoice": second["id"], "amount": 1_500})
+    assert note.pre_payment_amount == 1_500 and client.v1.invoices.retrieve(second["id"]).status == "paid"

@@ -14,11 +14,11 @@ current version approved) to Stripe, exactly once.
 * **Progress**: `closeout.stripe_publications`; runs and request counts: `closeout.payment_runs`.
 * Only payment *events* make an invoice paid (`closeout_stripe_events`).
 * **Corrections**: an edit or deletion that lowers what an issued invoice billed leaves the next draft
-  (before publishing, so it is never sent as a negative line) and becomes a Stripe credit note against that
-  invoice (after publishing, even if some invoice stopped); on a paid invoice: refund, customer balance or
-  out of band, per the client's `credit_note_policy`. A draft whose period is over and that nets negative
-  becomes a customer balance credit. Outbox and keys as above; `closeout.corrections`,
-  `closeout.credit_note_lines` (docs/corrections.md).
+  (first, before anything is frozen, so it is never sent as a negative line) and becomes a Stripe credit
+  note against that invoice (beside publishing); on a paid invoice: refund, customer balance or out of
+  band, per the client's `credit_note_policy`. A draft whose period is over and that nets negative becomes
+  a customer balance credit. Outbox and keys as above; `closeout.corrections`, `closeout.credit_note_lines`
+  (docs/corrections.md).
 
 Connection `stripe_default` (host = API base URL, password = secret key). Schedule: hourly
 (env `CLOSEOUT_PUBLISH_SCHEDULE`, a cron; `none` for manual). Param `as_of` (YYYY-MM-DD): publish as if on
@@ -61,7 +61,7 @@ def closeout_stripe_publish():
         except PublicationsStopped as exc:  # a person must act; retrying would change nothing
             raise AirflowFailException(str(exc)) from exc
 
-    @task(trigger_rule="all_done")
+    @task
     def issue_corrections() -> dict:
         from datetime import date
 
@@ -87,7 +87,9 @@ def closeout_stripe_publish():
             context["run_id"], date.fromisoformat(as_of) if as_of else None
         )
 
-    take_corrections_off_drafts() >> publish_drafts() >> issue_corrections()
+    # corrections credit invoices issued earlier, not the drafts publishing now: issuing them does not wait on
+    # publishing (nor stop when an invoice is stopped), and each step's failure fails the run
+    take_corrections_off_drafts() >> [publish_drafts(), issue_corrections()]
 
 
 closeout_stripe_publish()

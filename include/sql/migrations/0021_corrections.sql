@@ -17,6 +17,11 @@ ALTER TABLE closeout_data.billing_clients
     ADD COLUMN credit_note_policy text NOT NULL DEFAULT 'customer_balance'
         CHECK (credit_note_policy IN ('refund', 'customer_balance', 'out_of_band'));
 
+CREATE OR REPLACE VIEW closeout.billing_clients AS
+SELECT client_key, name, email, billing_period, currency, grouping, require_approval, payment_terms_days,
+       rounding, publish_policy, updated_at, credit_note_policy
+FROM closeout_data.billing_clients;
+
 CREATE TABLE closeout_data.corrections (
     correction_id       text PRIMARY KEY,           -- cn/<invoice_id>/<seq> or cb/<client>/<currency>/<seq>
     kind                text NOT NULL CHECK (kind IN ('credit_note', 'customer_balance')),

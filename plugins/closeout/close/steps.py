@@ -159,10 +159,15 @@ def publish(step: Step) -> dict[str, Any]:
         log.info("dry run: publish would send %d invoices to Stripe, totals %s", would["count"], would["totals_minor"])
         return {"dry_run": True, "would_publish": would}
     approved = approve_held(step) if policy == "auto" else []
-    from closeout.payments import tasks
+    from closeout.payments import credit_notes, tasks
 
+    # decreases of issued invoices leave the drafts before they are frozen, and are credited on their own
+    # invoices once publishing is done (docs/corrections.md), as closeout_stripe_publish does
+    taken = credit_notes.take_corrections_off_drafts(step.run.airflow_run_id, as_of)
     summary = tasks.publish_drafts(step.run.airflow_run_id, as_of)
-    return {"as_of": as_of.isoformat(), "approved_by_override": approved, **summary}
+    corrections = credit_notes.issue_corrections(step.run.airflow_run_id, as_of)
+    return {"as_of": as_of.isoformat(), "approved_by_override": approved, **summary,
+            "corrections": {"taken_off_drafts": taken, **corrections}}  # fmt: skip
 
 
 # -- 5-6. events and journals -------------------------------------------------------------------------------------

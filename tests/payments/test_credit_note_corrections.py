@@ -10,7 +10,7 @@ still holds."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal as D
 
 import pytest
@@ -230,3 +230,50 @@ def test_a_written_off_invoice_is_still_credited_and_the_write_off_keeps_working
     )
     _invariants()
     check_invariant_3(warehouse, stripe_sandbox)
+
+
+def test_a_draft_that_nets_negative_becomes_a_customer_balance_credit_once_its_period_is_over(
+    warehouse, stripe_sandbox
+) -> None:
+    # entry 1 billed on two issued invoices: 10 h on the month before last, +2 h on last month's
+    two_months_ago = (last_month() - timedelta(days=1)).replace(day=1)
+    day = two_months_ago + timedelta(days=4)
+    with connect() as conn:
+        books = Books(conn)
+        client = {"client_key": CLIENT, "name": "Client A", "email": "ap@a.example", "currency": "USD",
+                  "grouping": "entry"}  # fmt: skip
+        books.configure({"defaults": {"require_approval": False}, "clients": [client]})
+        books.put(Entry("1", client="a", hours=D("10"), spent_date=day))
+        books.draft()
+        conn.commit()
+    tasks.publish_drafts("first")
+    _change(Entry("1", client="a", hours=D("12"), spent_date=day))
+    tasks.publish_drafts("second")
+    assert warehouse.rows("SELECT status, total_minor FROM closeout.invoices ORDER BY period_start") == [
+        ("open", 100000), ("open", 20000)]  # fmt: skip
+    customer = warehouse.scalar("SELECT stripe_customer_id FROM closeout_data.stripe_customers")
+
+    _change(delete=("1",))  # neither invoice alone billed the 12 h
+    this_month = warehouse.scalar("SELECT invoice_id FROM closeout.invoices WHERE status = 'draft'")
+    assert warehouse.scalar("SELECT total_minor FROM closeout.invoices WHERE invoice_id = %s", (this_month,)) == -120000
+
+    waiting = credit_notes.issue_corrections("this-month", None)
+    assert waiting["recorded"]["customer_balance_credits"] == 0, "this month is not over: the draft may still change"
+    next_month = (date.today().replace(day=1) + timedelta(days=32)).replace(day=2)
+    result = credit_notes.issue_corrections("month-over", next_month)
+    assert result["issued"]["customer_balance_credits"] == 1
+    assert stripe_sandbox.get(customer)["balance"] == -120000
+    (txn,) = [t for t in stripe_sandbox.objects("customer_balance_transaction") if t["customer"] == customer]
+    assert txn["amount"] == -120000 and txn["currency"] == "usd"
+    (correction_id,) = warehouse.rows("SELECT correction_id FROM closeout.corrections")[0]
+    assert txn["metadata"]["closeout_correction_id"] == correction_id
+    assert warehouse.rows("SELECT kind, invoice_id, amount_minor, state, credit_note_id FROM closeout.corrections") == [
+        ("customer_balance", None, 120000, "issued", txn["id"])]  # fmt: skip
+    assert warehouse.rows("SELECT total_minor, line_count FROM closeout.invoices WHERE invoice_id = %s",
+                          (this_month,)) == [(0, 0)], "nothing left to sit unpublished"  # fmt: skip
+    assert not stripe_sandbox.objects("credit_note")
+    _invariants()
+
+    mutations = stripe_sandbox.stats()["mutations"]
+    credit_notes.issue_corrections("rerun", next_month)
+    assert stripe_sandbox.stats()["mutations"] == mutations, "a rerun with nothing new sends nothing"

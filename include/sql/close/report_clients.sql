@@ -5,7 +5,8 @@
 -- issued = frozen and on its way to or in Stripe (publishing, open, paid, uncollectible): its content is final.
 -- outstanding = the unpaid remainder of issued invoices still collectable (publishing, open); an uncollectible
 -- invoice's remainder is written off. The tie-out (billed - paid - written off = outstanding) is computed by
--- the report from these separately summed columns, never assumed.
+-- the report from these separately summed columns, never assumed. Names: the billing configuration's, else
+-- the tracker's.
 WITH entries AS (
     SELECT t.client_key, t.currency,
            sum(t.hours) AS hours,
@@ -72,13 +73,19 @@ WITH entries AS (
     WHERE q.entity = 'time_entry' AND q.resolved_at IS NULL
       AND t.spent_date BETWEEN %(period_start)s AND %(period_end)s
     GROUP BY t.client_key, t.currency
+), tracker_names AS (  -- a client the billing configuration does not name is shown by its tracker's name
+    SELECT coalesce(m.key, t.source || ':' || t.source_id) AS client_key, min(t.name) AS name
+    FROM closeout_data.tracker_entities t
+    LEFT JOIN closeout.identity_map m ON m.source = t.source AND m.kind = 'client' AND m.source_id = t.source_id
+    WHERE t.kind = 'client' AND t.name IS NOT NULL
+    GROUP BY 1
 ), keys AS (
     SELECT client_key, currency FROM entries
     UNION SELECT client_key, currency FROM invoiced
     UNION SELECT client_key, currency FROM billing_exceptions
     UNION SELECT client_key, currency FROM quarantined
 )
-SELECT k.client_key, coalesce(c.name, '') AS client_name, k.currency, cur.exponent,
+SELECT k.client_key, coalesce(nullif(c.name, ''), tn.name, '') AS client_name, k.currency, cur.exponent,
        coalesce(e.hours, 0) AS hours, coalesce(e.billable_hours, 0) AS billable_hours,
        coalesce(e.entry_count, 0) AS entry_count,
        coalesce(i.invoices, 0) AS invoices, coalesce(i.billed_minor, 0) AS billed_minor,
@@ -93,6 +100,7 @@ SELECT k.client_key, coalesce(c.name, '') AS client_name, k.currency, cur.expone
 FROM keys k
 JOIN closeout_data.currencies cur ON cur.code = k.currency
 LEFT JOIN closeout.billing_clients c ON c.client_key = k.client_key
+LEFT JOIN tracker_names tn ON tn.client_key = k.client_key
 LEFT JOIN entries e ON e.client_key = k.client_key AND e.currency = k.currency
 LEFT JOIN invoiced i ON i.client_key = k.client_key AND i.currency = k.currency
 LEFT JOIN refunds r ON r.client_key = k.client_key AND r.currency = k.currency

@@ -12,6 +12,8 @@ and ``report_files`` (locations, CSV/JSON, writing).
 from __future__ import annotations
 
 from closeout.close.report_data import (
+    CashCurrency,
+    ClientCollections,
     ClientFigures,
     CloseReport,
     CurrencyTotals,
@@ -42,6 +44,8 @@ def write_report(report: CloseReport, location: str | None = None) -> dict[str, 
 
 __all__ = [
     "LOCATION_ENV",
+    "CashCurrency",
+    "ClientCollections",
     "ClientFigures",
     "CloseReport",
     "CurrencyTotals",

@@ -137,6 +137,71 @@ class CurrencyTotals:
 
 
 @dataclass(frozen=True)
+class CashCurrency:
+    """One settlement currency's month in Stripe's balance, from Stripe's own balance transactions, and the ledger's
+    Stripe balance at the same moment (``as_of``: the month's end, or where Stripe's list was last completely
+    read). Money in minor units; refunds, disputes, fees and paid out as the money that left the balance."""
+
+    currency: str
+    exponent: int
+    opening_minor: int
+    gross_minor: int
+    fees_minor: int
+    refunds_minor: int
+    disputes_minor: int
+    other_minor: int
+    net_minor: int
+    paid_out_minor: int
+    closing_minor: int
+    ledger_closing_minor: int
+    transactions: int
+    payouts: int
+    payouts_in_transit: int
+    as_of: datetime | None
+    stripe_reported_minor: int | None = None  # Stripe's own GET /v1/balance (available + pending), when read
+    stripe_reported_at: datetime | None = None
+
+    @property
+    def tie_outs(self) -> tuple[TieOut, ...]:
+        c, e = self.currency, self.exponent
+        return (
+            TieOut(c, e, "the month's movements make its net", "gross - fees - refunds - disputes + other = net",
+                   self.gross_minor - self.fees_minor - self.refunds_minor - self.disputes_minor + self.other_minor,
+                   self.net_minor),
+            TieOut(c, e, "Stripe balance: opening to closing", "opening + net - paid out = closing",
+                   self.opening_minor + self.net_minor - self.paid_out_minor, self.closing_minor),
+            TieOut(c, e, "the ledger's Stripe balance is Stripe's", "ledger Stripe balance (cash_clearing) = closing",
+                   self.ledger_closing_minor, self.closing_minor),
+        )  # fmt: skip
+
+    @property
+    def ties_out(self) -> bool:
+        return all(t.ties_out for t in self.tie_outs)
+
+
+@dataclass(frozen=True)
+class ClientCollections:
+    """Collected against billed for one client's invoices of the period, in the invoice currency."""
+
+    client_key: str
+    client_name: str
+    currency: str
+    exponent: int
+    invoices: int
+    billed_minor: int
+    credited_minor: int
+    collected_minor: int
+    refunded_minor: int
+    disputed_minor: int
+    net_collected_minor: int
+
+    @property
+    def uncollected_minor(self) -> int:
+        """Billed less credited less what was collected and kept."""
+        return self.billed_minor - self.credited_minor - self.net_collected_minor
+
+
+@dataclass(frozen=True)
 class CloseReport:
     """Everything the page, the CSV and the JSON show, gathered once. ``generated_at`` is the only
     time-dependent field: the same data with the same ``generated_at`` gives the same bytes."""
@@ -158,10 +223,51 @@ class CloseReport:
     steps: tuple[dict[str, Any], ...]
     period_state: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     earlier_open: tuple[dict[str, Any], ...] = ()
+    cash: tuple[CashCurrency, ...] = ()
+    collections: tuple[ClientCollections, ...] = ()
+    cash_listed: bool = False  # Stripe's balance transactions have been read from Stripe's list: the cash section
 
     @property
     def ties_out(self) -> bool:
-        return all(t.ties_out for t in self.totals)
+        return all(t.ties_out for t in self.totals) and all(c.ties_out for c in self.cash)
+
+    @property
+    def failed_checks(self) -> list[str]:
+        """Checks of the period's latest reconciliation run that failed or could not run."""
+        return [c["check_name"] for c in (self.recon or {}).get("checks", []) if c["status"] in ("failed", "error")]
+
+    @property
+    def open_holds(self) -> list[dict[str, Any]]:
+        return [h for h in self.payouts.get("holds", []) if h.get("released_at") is None]
+
+    @property
+    def headline(self) -> tuple[bool, list[str]]:
+        """(good, sentences): the page's verdict, reflecting everything on it, worst first. An open payout hold or
+        a failed check is the headline, never "every currency ties out" above it; a figure that does not tie out,
+        or no reconciliation for the period, is said too. Good only when nothing is wrong."""
+        problems: list[str] = []
+        holds = self.open_holds
+        if holds:
+            checks = sorted({h.get("check_name") or "?" for h in holds})
+            problems.append(f"Payouts are on hold: {len(holds)} open payout hold(s) ({', '.join(checks)}); no payout "
+                            "is released until finance releases them.")  # fmt: skip
+        failed = self.failed_checks
+        if failed:
+            problems.append(f"Reconciliation failed: {', '.join(failed)}.")
+        if not self.ties_out:
+            what = [t.currency for t in self.totals if not t.ties_out]
+            cash = [c.currency for c in self.cash if not c.ties_out]
+            parts = ([f"billing in {', '.join(what)}"] if what else []) + (
+                [f"Stripe cash in {', '.join(cash)}"] if cash else [])  # fmt: skip
+            problems.append(f"Does not tie out: {'; '.join(parts)} (see the checks below).")
+        if self.recon is None:
+            problems.append(f"Not reconciled: no finished reconciliation run for {self.period}.")
+        if not self.totals and not self.cash:
+            problems.append("No time, invoices or exceptions recorded for this period.")
+        if problems:
+            return False, problems
+        return True, ["Every currency ties out" + (", Stripe's balance included" if self.cash else "")
+                      + ", every check is green and no payout is on hold."]  # fmt: skip
 
 
 def _rows(conn: psycopg.Connection, name: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -259,6 +365,47 @@ def _payouts(conn: psycopg.Connection, params: dict[str, Any]) -> dict[str, Any]
     }  # fmt: skip
 
 
+def _cash_listed(conn: psycopg.Connection) -> bool:
+    """Whether Stripe's balance transactions have been read from Stripe's list (closeout.payments.cash): before
+    that there is no cash section (as the cash checks are not applicable)."""
+    if conn.execute("SELECT to_regprocedure('closeout_data.stripe_listed_until(text)')").fetchone()[0] is None:
+        return False
+    listed = conn.execute("SELECT closeout_data.stripe_listed_until('balance_transactions')").fetchone()[0]
+    return listed is not None
+
+
+CASH_INTS = ("opening_minor", "gross_minor", "fees_minor", "refunds_minor", "disputes_minor", "other_minor",
+             "net_minor", "paid_out_minor", "closing_minor", "ledger_closing_minor", "transactions", "payouts",
+             "payouts_in_transit")  # fmt: skip
+COLLECTION_INTS = ("invoices", "billed_minor", "credited_minor", "collected_minor", "refunded_minor",
+                   "disputed_minor", "net_collected_minor")  # fmt: skip
+
+
+CashSection = tuple[tuple[CashCurrency, ...], tuple[ClientCollections, ...]]
+
+
+def _cash(conn: psycopg.Connection, params: dict[str, Any]) -> CashSection | None:
+    """The cash section's rows, or None before Stripe's balance transactions have been listed."""
+    if not _cash_listed(conn):
+        return None
+    reported = {r[0]: (int(r[1]), r[2]) for r in conn.execute(
+        "SELECT currency, available_minor + pending_minor, observed_at FROM closeout.stripe_balances").fetchall()}
+    cash = []
+    for r in _rows(conn, "report_cash", params):
+        stripe_now = reported.get(r["currency"])
+        cash.append(CashCurrency(
+            currency=r["currency"], exponent=int(r["exponent"]), as_of=r["as_of"],
+            stripe_reported_minor=stripe_now[0] if stripe_now else None,
+            stripe_reported_at=stripe_now[1] if stripe_now else None,
+            **{k: int(r[k]) for k in CASH_INTS}))  # fmt: skip
+    collections = tuple(
+        ClientCollections(client_key=r["client_key"], client_name=r["client_name"], currency=r["currency"],
+                          exponent=int(r["exponent"]), **{k: int(r[k]) for k in COLLECTION_INTS})
+        for r in _rows(conn, "report_collections", params)
+    )  # fmt: skip
+    return tuple(cash), collections
+
+
 def _period_state(conn: psycopg.Connection, period: str) -> dict[str, list[dict[str, Any]]]:
     """Rows of the period-lock and period-close views for this period, when those views exist. Their columns
     belong to another stage, so rows are read whole (to_jsonb) and matched on a ``period`` column."""
@@ -311,10 +458,12 @@ def build_report(
         earlier_open = tuple(_rows(conn, "report_earlier_open", params))
         receivable = {r["currency"]: (int(r["ledger_receivable_minor"]), int(r["open_unpaid_minor"]))
                       for r in _rows(conn, "report_receivable", params)}  # fmt: skip
+        listed = _cash(conn, params)
+        cash, collections = listed or ((), ())
     return CloseReport(
         period=period, period_start=start, period_end=end, dry_run=bool(dry_run), close_run_id=close_run_id,
         generated_at=datetime.now(UTC).replace(microsecond=0).isoformat(), clients=clients,
         totals=currency_totals(clients, receivable), invoices=invoices, adjustments=adjustments, exceptions=exceptions,
         recon=recon, recon_history=recon_history, payouts=payouts, steps=_steps(steps), period_state=period_state,
-        earlier_open=earlier_open,
+        earlier_open=earlier_open, cash=cash, collections=collections, cash_listed=listed is not None,
     )  # fmt: skip

@@ -111,6 +111,13 @@ def report_document(report: CloseReport) -> dict[str, Any]:
         "steps": list(report.steps),
         "period_state": report.period_state,
         "earlier_periods_open": [with_major(r) for r in report.earlier_open],
+        "headline": {"good": report.headline[0], "said": report.headline[1]},
+        "cash": [with_major({**asdict(c), "ties_out": c.ties_out,
+                             "tie_outs": [with_major({**asdict(x), "difference_minor": x.difference_minor,
+                                                      "ties_out": x.ties_out}) for x in c.tie_outs]})
+                 for c in report.cash],
+        "collections": [with_major({**asdict(k), "uncollected_minor": k.uncollected_minor})
+                        for k in report.collections],
     }
 
 

@@ -53,7 +53,8 @@ api_server, airflow_api, smtp, hook_receiver, finance_conns = (
 PAYOUTS = "closeout_payouts"
 PERIOD = last_month().strftime("%Y-%m")
 CHECKS = ("entries_to_invoice_lines", "invoices_to_stripe", "journals", "payments_to_journals", "accounting_ledger",
-          "accounting_invoices", "payouts_to_paid_invoices")  # fmt: skip
+          "accounting_invoices", "payouts_to_paid_invoices",
+          "stripe_objects", "stripe_balance", "stripe_fees", "stripe_payouts")  # fmt: skip
 # client -> [(user, hours)] at 100.00 USD an hour; entries are numbered 1.. in this order. a and b are paid.
 WORK = {"a": [("u1", D("2.00")), ("u2", D("1.50"))], "b": [("u1", D("3.25"))], "c": [("u2", D("4.00"))]}
 PAYEES = {"u1": ("60.00", "USD", "acct_1E2eContractorU1"), "u2": ("45.00", "USD", "acct_1E2eContractorU2")}

@@ -253,22 +253,24 @@ def test_a_draft_that_nets_negative_becomes_a_customer_balance_credit_once_its_p
         ("open", 100000), ("open", 20000)]  # fmt: skip
     customer = warehouse.scalar("SELECT stripe_customer_id FROM closeout_data.stripe_customers")
 
-    _change(delete=("1",))  # neither invoice alone billed the 12 h
+    # 12 h at 100 -> 1 h at 50: a decrease over two rates (-1,200.00 and +50.00) that neither invoice covers
+    # alone is not split; it waits on this month's draft
+    _change(Entry("1", client="a", hours=D("1"), rate=D("50"), spent_date=day))
     this_month = warehouse.scalar("SELECT invoice_id FROM closeout.invoices WHERE status = 'draft'")
-    assert warehouse.scalar("SELECT total_minor FROM closeout.invoices WHERE invoice_id = %s", (this_month,)) == -120000
+    assert warehouse.scalar("SELECT total_minor FROM closeout.invoices WHERE invoice_id = %s", (this_month,)) == -115000
 
     waiting = credit_notes.issue_corrections("this-month", None)
     assert waiting["recorded"]["customer_balance_credits"] == 0, "this month is not over: the draft may still change"
     next_month = (date.today().replace(day=1) + timedelta(days=32)).replace(day=2)
     result = credit_notes.issue_corrections("month-over", next_month)
     assert result["issued"]["customer_balance_credits"] == 1
-    assert stripe_sandbox.get(customer)["balance"] == -120000
+    assert stripe_sandbox.get(customer)["balance"] == -115000
     (txn,) = [t for t in stripe_sandbox.objects("customer_balance_transaction") if t["customer"] == customer]
-    assert txn["amount"] == -120000 and txn["currency"] == "usd"
+    assert txn["amount"] == -115000 and txn["currency"] == "usd"
     (correction_id,) = warehouse.rows("SELECT correction_id FROM closeout.corrections")[0]
     assert txn["metadata"]["closeout_correction_id"] == correction_id
     assert warehouse.rows("SELECT kind, invoice_id, amount_minor, state, credit_note_id FROM closeout.corrections") == [
-        ("customer_balance", None, 120000, "issued", txn["id"])]  # fmt: skip
+        ("customer_balance", None, 115000, "issued", txn["id"])]  # fmt: skip
     assert warehouse.rows("SELECT total_minor, line_count FROM closeout.invoices WHERE invoice_id = %s",
                           (this_month,)) == [(0, 0)], "nothing left to sit unpublished"  # fmt: skip
     assert not stripe_sandbox.objects("credit_note")

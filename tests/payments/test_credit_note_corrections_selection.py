@@ -136,19 +136,44 @@ def test_a_paid_or_uncollectible_invoice_is_credited_too_but_not_one_still_publi
     books.check_invariants()
 
 
-def test_a_decrease_no_single_invoice_covers_waits_and_a_negative_draft_becomes_a_customer_balance_credit(
-    books: Books,
-) -> None:
-    books.put(Entry("1", hours=D("10")))
+def test_a_decrease_no_single_invoice_covers_is_split_across_the_invoices_that_billed_it(books: Books) -> None:
+    books.put(Entry("1", hours=D("10")), Entry("2", hours=D("3")))
     books.draft()
     october = _issue(books)
-    books.put(Entry("1", hours=D("12")))  # +2 h, billed on November's draft, which is then issued
+    books.put(Entry("1", hours=D("12.5")))  # +2.5 h, billed on November's draft, which is then issued
     books.draft()
     november = _issue(books, start=NOV)
-    books.delete("1")  # -12 h: October billed 10, November 2; neither covers it alone
+    books.delete("1")  # -12.5 h: October billed 10, November 2.5; neither covers it alone
     books.draft()
     december = books.invoice_for("harvest:c1", date(2026, 12, 1))
-    assert december and books.invoices()[december][5] == -120000
+    assert december and books.invoices()[december][5] == -125000
+
+    summary = record_corrections(books.conn, as_of=date(2026, 12, 20))
+    assert (summary.credit_notes, summary.customer_balance_credits, summary.entries) == (2, 0, 1)
+    # newest first: November takes back its 2.5 h, October the rest
+    assert [(k, i, a) for k, i, a, *_ in _corrections(books)] == sorted(
+        [("credit_note", october, 100000), ("credit_note", november, 25000)], key=lambda c: f"cn/{c[1]}/1")
+    parts = books.rows("""SELECT invoice_id, quantity, amount_minor FROM closeout.credit_note_lines
+                          ORDER BY amount_minor""")  # fmt: skip
+    assert parts == [(october, D("-10"), -100000), (november, D("-2.5"), -25000)]
+    assert books.invoices()[december][5] == 0 and books.invoices()[december][7] == 0
+    assert books.billed("1") == 0
+    books.check_invariants()
+
+
+def test_a_negative_draft_whose_period_is_over_becomes_a_customer_balance_credit(books: Books) -> None:
+    books.put(Entry("1", hours=D("10")))
+    books.draft()
+    _issue(books)
+    books.put(Entry("1", hours=D("12")))
+    books.draft()
+    _issue(books, start=NOV)
+    # 12 h at 100 -> 1 h at 50: two rows (one per rate) netting -1,150.00, more than either invoice billed;
+    # a decrease over two rates is not split, so it waits on December's draft
+    books.put(Entry("1", hours=D("1"), rate=D("50")))
+    books.draft()
+    december = books.invoice_for("harvest:c1", date(2026, 12, 1))
+    assert december and books.invoices()[december][5] == -115000
 
     during = record_corrections(books.conn, as_of=date(2026, 12, 20))
     assert (during.credit_notes, during.customer_balance_credits) == (0, 0), "December is not over: it waits"
@@ -156,11 +181,10 @@ def test_a_decrease_no_single_invoice_covers_waits_and_a_negative_draft_becomes_
 
     after = record_corrections(books.conn, as_of=date(2027, 1, 2))
     assert (after.credit_notes, after.customer_balance_credits) == (0, 1)
-    (kind, invoice_id, amount, state, seq), = _corrections(books)
-    assert (kind, invoice_id, amount, state, seq) == ("customer_balance", None, 120000, "pending", 1)
+    assert _corrections(books) == [("customer_balance", None, 115000, "pending", 1)]
+    assert sorted(a for _, a, _ in _lines(books)) == [-120000, 5000]
     assert books.invoices()[december][5] == 0 and books.invoices()[december][7] == 0
-    assert books.billed("1") == 0
-    assert {october, november}.isdisjoint({december})
+    assert books.billed("1") == 5000
     books.check_invariants()
 
 

@@ -4,7 +4,8 @@
 -- ('credit|') rows on the client's next draft, one line per entry and rate. Here, per entry and draft:
 -- * the rows net to a decrease and one issued (open, paid, uncollectible) invoice of the same client and
 --   currency still bills the entry at least that much: the rows become a credit note against that invoice
---   (the latest such invoice); a decrease no single invoice covers stays on the draft;
+--   (the latest such invoice); else, for an entry with one row there, the decrease is split across the
+--   issued invoices that bill it, newest first; otherwise it stays on the draft;
 -- * a draft whose period is over and that still nets negative: its remaining adjustment and credit rows
 --   become one credit on the client's Stripe customer balance, so it never sits unpublished.
 -- Time rows never move, and neither does anything on a draft that can no longer change (a locked period).
@@ -60,6 +61,52 @@ FROM (
 ) t
 JOIN correction_rows r ON r.draft_id = t.draft_id AND r.source = t.source AND r.source_id = t.source_id;
 
+-- A decrease no single invoice covers, of an entry with one row on the draft (one rate): split across the
+-- issued invoices that bill it, newest first, each credited at most what it still bills for the entry. The
+-- row's quantity is split in proportion (to six decimals, the oldest part taking the remainder): the parts
+-- add up to the row exactly, in amount and in quantity.
+INSERT INTO correction_moves
+WITH single_row AS (
+    SELECT r.draft_id, r.source, r.source_id FROM correction_rows r
+    GROUP BY r.draft_id, r.source, r.source_id HAVING count(*) = 1
+),
+uncovered AS (
+    SELECT b.draft_id, b.source, b.source_id FROM correction_billed b
+    JOIN single_row s ON s.draft_id = b.draft_id AND s.source = b.source AND s.source_id = b.source_id
+    GROUP BY b.draft_id, b.source, b.source_id
+    HAVING bool_and(b.billed_minor < -b.net_minor) AND sum(greatest(b.billed_minor, 0)) >= -min(b.net_minor)
+),
+ordered AS (
+    SELECT b.*, sum(b.billed_minor) OVER (PARTITION BY b.draft_id, b.source, b.source_id
+                                          ORDER BY b.frozen_at DESC, b.invoice_id DESC) AS through_minor
+    FROM correction_billed b
+    JOIN uncovered u ON u.draft_id = b.draft_id AND u.source = b.source AND u.source_id = b.source_id
+    WHERE b.billed_minor > 0
+),
+parts AS (
+    SELECT o.draft_id, o.source, o.source_id, o.invoice_id,
+           least(o.billed_minor, -o.net_minor - (o.through_minor - o.billed_minor)) AS take_minor,
+           row_number() OVER (PARTITION BY o.draft_id, o.source, o.source_id
+                              ORDER BY o.frozen_at, o.invoice_id) AS from_oldest
+    FROM ordered o
+    WHERE o.through_minor - o.billed_minor < -o.net_minor
+),
+shares AS (
+    SELECT p.*, r.line_key, r.entry_version, r.unit_rate, r.valid_from, r.line_amount_minor, r.client_key,
+           r.currency, r.quantity AS row_quantity,
+           CASE WHEN p.from_oldest = 1 THEN NULL
+                ELSE round(r.quantity * p.take_minor / -r.amount_minor, 6) END AS share_quantity
+    FROM parts p
+    JOIN correction_rows r ON r.draft_id = p.draft_id AND r.source = p.source AND r.source_id = p.source_id
+)
+SELECT s.draft_id, s.line_key, s.source, s.source_id, s.entry_version,
+       coalesce(s.share_quantity,
+                s.row_quantity - coalesce(sum(s.share_quantity) OVER (PARTITION BY s.draft_id, s.source, s.source_id),
+                                          0)),
+       s.unit_rate, -s.take_minor, s.valid_from, s.line_amount_minor, 'credit_note', s.invoice_id, s.client_key,
+       s.currency, NULL
+FROM shares s;
+
 -- Drafts whose period is over and that net negative once the credit notes have taken their rows.
 INSERT INTO correction_moves
 WITH remaining AS (
@@ -74,8 +121,9 @@ negative AS (
     FROM remaining r
     GROUP BY r.draft_id, r.draft_total_minor
     HAVING sum(r.amount_minor) < 0
-       AND r.draft_total_minor - coalesce((SELECT sum(m.line_amount_minor) FROM correction_moves m
-                                           WHERE m.draft_id = r.draft_id), 0) < 0
+       AND r.draft_total_minor - coalesce((SELECT sum(x.line_amount_minor)
+                                           FROM (SELECT DISTINCT m.line_key, m.line_amount_minor
+                                                 FROM correction_moves m WHERE m.draft_id = r.draft_id) x), 0) < 0
 )
 SELECT r.draft_id, r.line_key, r.source, r.source_id, r.entry_version, r.quantity, r.unit_rate, r.amount_minor,
        r.valid_from, r.line_amount_minor, 'customer_balance', NULL, r.client_key, r.currency, NULL

@@ -32,8 +32,10 @@ JOIN correction_new n ON n.correction_id = m.correction_id
 WHERE l.invoice_id = m.draft_id AND l.line_key = m.line_key AND l.valid_to IS NULL;
 
 WITH changes AS (
-    SELECT m.draft_id, sum(m.line_amount_minor) AS amount_minor, count(*)::integer AS lines
-    FROM correction_moves m GROUP BY m.draft_id
+    -- a row split across invoices is one line leaving the draft
+    SELECT x.draft_id, sum(x.line_amount_minor) AS amount_minor, count(*)::integer AS lines
+    FROM (SELECT DISTINCT m.draft_id, m.line_key, m.line_amount_minor FROM correction_moves m) x
+    GROUP BY x.draft_id
 ),
 updated AS (
     UPDATE closeout_data.invoices i

@@ -66,9 +66,12 @@ class HostedLinks:
     def keep_live(self, invoice: dict[str, Any], base_url: str, now: int) -> None:
         """What the API shows is valid for 10 more days at least: a link closer to its end is replaced."""
         token = self.current.get(invoice["id"])
-        if token is not None and invoice["status"] != "draft":
-            if self.by_token[token].expires_at < now + SHOWN_VALID_DAYS * DAY:
-                self.issue(invoice, base_url, now, "api_read")
+        if (
+            token is not None
+            and invoice["status"] != "draft"
+            and self.by_token[token].expires_at < now + SHOWN_VALID_DAYS * DAY
+        ):
+            self.issue(invoice, base_url, now, "api_read")
 
     def send(self, invoice: dict[str, Any], base_url: str, now: int) -> HostedLink:
         """The invoice e-mailed again: always a fresh link, recorded as one the customer now holds."""

@@ -210,8 +210,9 @@ class StripeSandbox:
     # ------------------------------------------------------------------ inspection
 
     def count(self, kind: str) -> int:
-        """Live objects of ``kind``: customer, invoice, invoiceitem, line_item, charge, invoice_payment,
-        dispute, refund, transfer, payout, event (plural forms accepted)."""
+        """Live objects of ``kind``: customer, invoice, invoiceitem, line_item, charge, payment_intent,
+        invoice_payment, dispute, refund, credit_note, customer_balance_transaction, balance_transaction,
+        transfer, payout, event (plural forms accepted)."""
         with self._lock:
             return self.state.count(kind)
 

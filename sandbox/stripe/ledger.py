@@ -205,7 +205,7 @@ class LedgerMixin:
         if prefix == "dp":
             return list(self.dispute_txns.get(source, []))
         collection = self.by_prefix.get(prefix)
-        obj = collection.get(source) if collection is not None else None
+        obj = collection.get(source) if collection is not None else self.reversal_by_id.get(source)
         if obj is None:
             return []
         ids = [obj.get("balance_transaction"), obj.get("failure_balance_transaction")]

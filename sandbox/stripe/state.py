@@ -332,6 +332,7 @@ class StripeState(LedgerMixin, CreditNoteMixin):
         self.invoice_charges: dict[str, list[str]] = {}  # in_ -> [ch_, ...] oldest first
         self.pending_items: dict[str, dict[str, None]] = {}  # cus_ -> ordered set of unattached ii_
         self.reversals: dict[str, list[dict[str, Any]]] = {}  # tr_ -> reversals, oldest first
+        self.reversal_by_id: dict[str, dict[str, Any]] = {}  # trr_ -> reversal
         self.requested_numbers: dict[str, str] = {}  # in_ -> a number asked for before finalization
         self.links = HostedLinks()  # hosted invoice page links and their expiry (hosted_links)
         self.by_kind: dict[str, Collection] = {
@@ -460,6 +461,8 @@ class StripeState(LedgerMixin, CreditNoteMixin):
         """Any object by id, rendered."""
         if oid.startswith("il_"):
             return self.lines.get(oid)
+        if oid.startswith("trr_"):  # a transfer reversal (a balance transaction's source)
+            return self.reversal_by_id.get(oid)
         collection = self.by_prefix.get(oid.split("_", 1)[0])
         obj = collection.get(oid) if collection is not None else None
         if obj is None:
@@ -1301,6 +1304,7 @@ class StripeState(LedgerMixin, CreditNoteMixin):
         }  # fmt: skip
         previous = {"amount_reversed": transfer["amount_reversed"], "reversed": transfer["reversed"]}
         self.reversals.setdefault(tid, []).append(reversal)
+        self.reversal_by_id[reversal["id"]] = reversal
         transfer["amount_reversed"] += value
         transfer["reversed"] = transfer["amount_reversed"] == transfer["amount"]
         self.version += 1

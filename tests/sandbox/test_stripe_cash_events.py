@@ -4,11 +4,16 @@ keys, and bulk history lists at page cost."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -236,3 +241,36 @@ def test_bulk_history_is_consistent_and_lists_at_page_cost(sandbox: StripeSandbo
         sandbox.seed_balance_transactions(10)  # history goes before everything, so only on a fresh sandbox
     response = requests.post(sandbox.url + "/_sandbox/seed/balance_transactions", json={"charges": 5}, timeout=5)
     assert response.status_code == 400
+
+
+def test_transfer_reversals_are_sources_too(sandbox: StripeSandbox, client: stripe.StripeClient) -> None:
+    transfer = client.v1.transfers.create(params={"amount": 900, "currency": "usd", "destination": "acct_1Payee"})
+    reversal = client.v1.transfers.reversals.create(transfer.id, params={"amount": 400})
+    back = client.v1.balance_transactions.retrieve(reversal.balance_transaction, params={"expand": ["source"]})
+    assert (back.type, back.reporting_category, back.amount) == ("transfer_refund", "transfer_reversal", 400)
+    assert back.source.object == "transfer_reversal" and back.source.transfer == transfer.id
+    listed = client.v1.balance_transactions.list(params={"source": reversal.id}).data
+    assert [t.id for t in listed] == [back.id]
+
+
+def test_cli_seeds_bulk_history_before_serving() -> None:
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.stripe", "--port", "0", "--bulk-charges", "2000", "--seed", "3"],
+        cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline().strip()
+        assert line.startswith("STRIPE_SANDBOX_URL="), line
+        cli = stripe.StripeClient(KEY, base_addresses={"api": line.split("=", 1)[1]}, max_network_retries=0)
+        charges = [t for t in cli.v1.balance_transactions.list(params={"type": "charge", "limit": 100})
+                   .auto_paging_iter()]  # fmt: skip
+        assert len(charges) == 2_000
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -5,6 +5,7 @@ runs cost a page per 100 new objects plus a constant; status only moves forward;
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from decimal import Decimal
 
 import pytest
 from cash_support import DAY, cash_tables, money_story, paid_invoice, sdk, set_stripe_extra, stripe_requests
+from closeout.payments.cash import events as cash_events
 from closeout.payments.cash import normalize
 from closeout.payments.cash.store import Store
 from closeout.payments.cash.sync import STREAM_NAMES, CashSync
@@ -262,3 +264,51 @@ def test_pacing_spaces_requests(warehouse, stripe_sandbox, monkeypatch) -> None:
     result = _sync()
     elapsed = time.perf_counter() - started
     assert elapsed >= (result["hook_requests"] - 1) / 20 * 0.9, (elapsed, result["hook_requests"])
+
+
+def test_credit_notes_are_captured_with_their_split_and_void(warehouse, unpaced) -> None:
+    sandbox = unpaced
+    client = sdk(sandbox)
+    paid = paid_invoice(sandbox, client, 30_000)
+    # after payment: 5,000 refunded to the card, 2,000 to the customer's balance, 1,000 settled out of band
+    after = client.v1.credit_notes.create(params={"invoice": paid.invoice_id, "amount": 8_000, "refund_amount": 5_000,
+                                                  "credit_amount": 2_000, "out_of_band_amount": 1_000,
+                                                  "reason": "order_change", "memo": "two days not worked",
+                                                  "metadata": {"closeout_correction": "c-1"}})  # fmt: skip
+    # before payment: it only reduces what is due
+    customer = client.v1.customers.create(params={"name": "Open Ltd"})
+    draft = client.v1.invoices.create(params={"customer": customer.id, "currency": "usd",
+                                              "collection_method": "send_invoice", "days_until_due": 30})  # fmt: skip
+    client.v1.invoice_items.create(params={"customer": customer.id, "invoice": draft.id, "amount": 12_000})
+    client.v1.invoices.finalize_invoice(draft.id)
+    before = client.v1.credit_notes.create(params={"invoice": draft.id, "amount": 4_000})
+    _sync()
+    notes = {r[0]: r[1:] for r in warehouse.rows(
+        """SELECT credit_note_id, stripe_invoice_id, currency, amount_minor, pre_payment_amount_minor,
+                  post_payment_amount_minor, refund_amount_minor, credit_amount_minor, out_of_band_amount_minor,
+                  status, memo, metadata ->> 'closeout_correction', cardinality(refund_ids)
+           FROM closeout.credit_notes""")}  # fmt: skip
+    assert notes == {
+        after.id: (paid.invoice_id, "USD", 8_000, 0, 8_000, 5_000, 2_000, 1_000, "issued", "two days not worked",
+                   "c-1", 1),
+        before.id: (draft.id, "USD", 4_000, 4_000, 0, 0, 0, 0, "issued", None, None, 0),
+    }
+    # the refund the credit note made names it, and is a refund of the card payment like any other
+    assert warehouse.rows("SELECT credit_note_id, charge_id, amount_minor FROM closeout.refunds") == [
+        (after.id, paid.charge_id, 5_000)]
+    assert warehouse.scalar("SELECT post_payment_credit_notes_amount_minor FROM closeout.stripe_invoice_snapshots "
+                            "WHERE stripe_invoice_id = %s", (paid.invoice_id,)) == 8_000  # fmt: skip
+
+    client.v1.credit_notes.void_credit_note(before.id)
+    # a void arrives as an event (the list is read by creation time): the events step applies it
+    voided = [e for e in sandbox.events() if e["type"] == "credit_note.voided"]
+    with connect() as conn:
+        conn.execute(
+            """INSERT INTO closeout_data.stripe_events (event_id, event_type, created_at, object_type, object_id, body,
+                   received_via) VALUES (%s, %s, to_timestamp(%s), 'credit_note', %s, %s, 'webhook')""",
+            (voided[0]["id"], voided[0]["type"], voided[0]["created"], before.id, json.dumps(voided[0])),
+        )
+        assert cash_events.apply(conn)["applied"] == 1
+        conn.commit()
+    assert warehouse.rows("SELECT status, voided_at IS NOT NULL FROM closeout.credit_notes WHERE credit_note_id = %s",
+                          (before.id,)) == [("void", True)]  # fmt: skip

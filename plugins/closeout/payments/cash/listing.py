@@ -26,7 +26,7 @@ from closeout.payments.hook import LIST_PAGE, StripeCallError, StripeHook
 log = logging.getLogger(__name__)
 
 MAX_RATE_LIMIT_WAIT = 60.0
-PREFETCH_PAGES = 2
+PREFETCH_PAGES = 30  # a flush (COPY + upsert of up to 2,000 rows) takes as long as several pages
 
 
 @dataclass

@@ -97,7 +97,7 @@ class CashSettings:
     reads_per_second: float = 20.0  # under Stripe's test-mode limit (25); live accounts can set ~90
     overlap_seconds: int = 600
     refresh_days: int = 120
-    flush_rows: int = 500
+    flush_rows: int = 2000
 
     @classmethod
     def from_hook(cls, hook: StripeHook) -> CashSettings:

@@ -326,12 +326,15 @@ class StripeSandbox:
         return self._control(fail)
 
     def dispute(self, invoice_id: str, amount: int | None = None, reason: str = "fraudulent") -> dict[str, Any]:
-        """The customer disputes the latest charge of an invoice (``charge.dispute.created``); returns it."""
+        """The customer disputes the latest charge of an invoice: the amount and the dispute fee are withdrawn
+        (a ``dispute`` balance transaction), ``charge.dispute.created`` and ``charge.dispute.funds_withdrawn``;
+        returns the dispute. End it with :meth:`win_dispute` / :meth:`lose_dispute`."""
         return self._control(lambda: self.state.dispute(self._find("invoice", invoice_id), amount, reason))
 
     def refund(self, invoice_id: str, amount: int | None = None) -> list[dict[str, Any]]:
         """Refund ``amount`` (default: everything refundable) of an invoice's charges, newest charge first;
-        one ``charge.refunded`` per charge touched. The invoice itself does not change. Returns the refunds."""
+        one refund (with its balance transaction), ``refund.created`` and ``charge.refunded`` per charge touched.
+        The invoice itself does not change. Returns the refunds."""
         return self._control(lambda: self.state.refund(self._find("invoice", invoice_id), amount))
 
     def tamper_invoice_total(self, invoice_id: str, new_total: int) -> dict[str, Any]:

@@ -10,7 +10,10 @@ Follows published invoices through Stripe's events: the only thing that makes an
    state, never arrival order: status only moves forward (open -> uncollectible -> paid | void), the amount
    paid only grows, each payment, refund and dispute enters `closeout.invoice_payments` once. An event
    matching nothing closeout published is parked with the reason (`closeout.parked_events`) and retried.
-3. **refresh_hosted_urls**: re-reads hosted invoice links of unpaid invoices close to expiry.
+3. **refresh_hosted_urls**: re-reads hosted invoice links of unpaid invoices close to expiry (first recording
+   the link each new invoice's customer holds); then **collect_dead_links**: an invoice still owed whose
+   customer's link expired is e-mailed again with a fresh link, or finance is told, per the client's
+   `collections_policy` (docs/collections.md; `closeout.dead_payment_links`, `closeout.collection_actions`).
 4. **sync_cash**: follows the money inside Stripe (docs/stripe-cash.md): the cash events already stored
    (charges, refunds, credit notes, disputes, payouts, invoice payments, balance), then the list endpoints from
    resumable cursors (balance transactions, payouts and the transactions each automatic payout carried,
@@ -61,6 +64,12 @@ def closeout_stripe_events():
         return tasks.refresh_hosted_urls(get_current_context()["run_id"])
 
     @task
+    def collect_dead_links(refreshed: dict) -> dict:
+        from closeout.payments import tasks
+
+        return tasks.collect_dead_links(get_current_context()["run_id"])
+
+    @task
     def sync_cash(applied: dict) -> dict:
         from closeout.payments.cash import tasks
 
@@ -73,7 +82,9 @@ def closeout_stripe_events():
         return tasks.post_journals(get_current_context()["run_id"])
 
     applied = apply_events(collect_events())
-    post_journals(refresh_hosted_urls(applied), sync_cash(applied))
+    refreshed = refresh_hosted_urls(applied)
+    collect_dead_links(refreshed)
+    post_journals(refreshed, sync_cash(applied))
 
 
 closeout_stripe_events()

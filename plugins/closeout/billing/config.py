@@ -16,6 +16,8 @@ decimals (a YAML ``150.10`` never passes through a float). Format (every client 
       publish_policy: auto           # auto (publish at period end) | hold (publish once approved)
       credit_note_policy: customer_balance  # a credit beyond what is still due on an issued invoice:
                                      # refund | customer_balance | out_of_band (docs/corrections.md)
+      collections_policy: resend     # an owed invoice whose customer's payment link expired:
+                                     # resend (e-mail a fresh link) | notify_finance (docs/collections.md)
     clients:
       - client_key: harvest:1001     # a contract key, as in closeout.time_entries
         name: Acme Corp
@@ -52,6 +54,9 @@ POLICIES = ("auto", "hold")
 # What a credit note does with the part of a correction that exceeds what is still due on the invoice it
 # credits (closeout.payments.corrections); it never changes what is drafted.
 CREDIT_NOTE_POLICIES = ("refund", "customer_balance", "out_of_band")
+# What closeout does when the hosted payment link a customer holds has expired on an invoice still owed
+# (closeout.payments.collections); it never changes what is drafted.
+COLLECTIONS_POLICIES = ("resend", "notify_finance")
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "billing_period": "monthly",
     "currency": None,
@@ -61,6 +66,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "rounding": "tracker",
     "publish_policy": "auto",
     "credit_note_policy": "customer_balance",
+    "collections_policy": "resend",
 }
 _CLIENT_FIELDS = {"client_key", "name", "email", "rate_card", *BUILTIN_DEFAULTS}
 _CARD_FIELDS = {"rate", "currency", "project_key", "task_key", "user_key", "effective_from", "effective_to"}
@@ -95,12 +101,13 @@ class ClientBilling:
     email: str | None = None
     rate_card: tuple[RateCard, ...] = field(default=())
     credit_note_policy: str = "customer_balance"
+    collections_policy: str = "resend"
 
     def settings_hash(self) -> str:
         """Changes only when something that decides billing changes (names, rate cards and what a credit
         note does after payment do not: none of them changes a draft)."""
         decisive = {k: v for k, v in asdict(self).items()
-                    if k not in {"name", "email", "rate_card", "credit_note_policy"}}  # fmt: skip
+                    if k not in {"name", "email", "rate_card", "credit_note_policy", "collections_policy"}}  # fmt: skip
         return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -241,6 +248,7 @@ def _client(key: str, values: Mapping[str, Any], base: Mapping[str, Any], origin
         rounding=choice("rounding", ROUNDINGS),
         publish_policy=choice("publish_policy", POLICIES),
         credit_note_policy=choice("credit_note_policy", CREDIT_NOTE_POLICIES),
+        collections_policy=choice("collections_policy", COLLECTIONS_POLICIES),
         name=values.get("name"),
         email=values.get("email"),
         rate_card=cards,
@@ -303,16 +311,16 @@ def apply(conn: psycopg.Connection, config: BillingConfig) -> dict[str, Any]:
         cur.executemany(
             """INSERT INTO closeout_data.billing_clients (client_key, name, email, billing_period, currency, grouping,
                    require_approval, payment_terms_days, rounding, publish_policy, config_hash,
-                   credit_note_policy)
+                   credit_note_policy, collections_policy)
                VALUES (%(client_key)s, %(name)s, %(email)s, %(billing_period)s, %(currency)s, %(grouping)s,
                    %(require_approval)s, %(payment_terms_days)s, %(rounding)s, %(publish_policy)s, %(hash)s,
-                   %(credit_note_policy)s)
+                   %(credit_note_policy)s, %(collections_policy)s)
                ON CONFLICT (client_key) DO UPDATE SET name = excluded.name, email = excluded.email,
                    billing_period = excluded.billing_period, currency = excluded.currency,
                    grouping = excluded.grouping, require_approval = excluded.require_approval,
                    payment_terms_days = excluded.payment_terms_days, rounding = excluded.rounding,
                    publish_policy = excluded.publish_policy, config_hash = excluded.config_hash,
-                   credit_note_policy = excluded.credit_note_policy,
+                   credit_note_policy = excluded.credit_note_policy, collections_policy = excluded.collections_policy,
                    updated_at = CASE WHEN billing_clients.config_hash = excluded.config_hash
                                      THEN billing_clients.updated_at ELSE clock_timestamp() END""",
             [{**asdict(c), "hash": c.settings_hash()} for c in wanted.values()],

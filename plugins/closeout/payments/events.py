@@ -24,8 +24,8 @@ from psycopg.rows import dict_row
 
 from closeout.billing import lifecycle
 from closeout.payments import exceptions, transitions
+from closeout.payments.collections import fresh_link_expiry
 from closeout.payments.hook import StripeHook
-from closeout.payments.publish import hosted_url_expiry
 
 log = logging.getLogger(__name__)
 
@@ -381,9 +381,8 @@ def refresh_hosted_urls(conn: psycopg.Connection, hook: StripeHook) -> int:
     refreshed = 0
     for invoice_id, stripe_id in rows:
         current = hook.retrieve_invoice(stripe_id)
-        fetched = datetime.now(UTC)
-        due = datetime.fromtimestamp(current["due_date"], UTC) if current.get("due_date") else None
-        expires = max(hosted_url_expiry(fetched, due), fetched + timedelta(days=1))
+        # a link the API returns lives until the invoice's own expiry, and 10 days at least (Stripe's docs)
+        expires = fresh_link_expiry(current, datetime.now(UTC))
         conn.execute(
             """UPDATE closeout_data.invoices SET hosted_invoice_url = coalesce(%s, hosted_invoice_url),
                    hosted_invoice_url_expires_at = %s, updated_at = clock_timestamp() WHERE invoice_id = %s""",

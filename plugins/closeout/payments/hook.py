@@ -171,6 +171,12 @@ class StripeHook(BaseHook):
             idempotency_key,
         )
 
+    def send_invoice(self, invoice_id: str, idempotency_key: str) -> StripeResult:
+        """E-mail the invoice to the customer again, with a live hosted page link (collections)."""
+        return self._mutate(
+            lambda opts: self._client.v1.invoices.send_invoice(invoice_id, options=opts), idempotency_key
+        )
+
     def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
         return self._call(lambda: self._client.v1.invoices.retrieve(invoice_id).to_dict())
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from closeout.payments import events, publish
+from closeout.payments import collections, events, publish
 from closeout.payments.hook import StripeHook
 from closeout.payments.runs import finish, start
 from closeout.warehouse.db import connect
@@ -63,5 +63,24 @@ def apply_events(airflow_run_id: str | None = None) -> dict[str, Any]:
 
 
 def refresh_hosted_urls(airflow_run_id: str | None = None) -> dict[str, Any]:
-    return _recorded("refresh_hosted_urls", airflow_run_id,
-                     lambda conn, hook: {"refreshed": events.refresh_hosted_urls(conn, hook)})  # fmt: skip
+    """The link each new invoice's customer holds is recorded first (collections), then closeout's copies
+    close to expiry are re-read."""
+
+    def body(conn: psycopg.Connection, hook: StripeHook) -> dict:
+        customer_links = collections.record_customer_links(conn)
+        return {"refreshed": events.refresh_hosted_urls(conn, hook), "customer_links_recorded": customer_links}
+
+    return _recorded("refresh_hosted_urls", airflow_run_id, body)
+
+
+def collect_dead_links(airflow_run_id: str | None = None) -> dict[str, Any]:
+    """Every invoice whose customer holds an expired payment link: resent or finance told, per client policy."""
+
+    def body(conn: psycopg.Connection, hook: StripeHook) -> dict:
+        try:
+            return collections.collect(conn, hook, run_id=airflow_run_id).as_dict()
+        except collections.CollectionsIncomplete as exc:
+            exc.counts = {"incomplete": str(exc)}  # type: ignore[attr-defined]
+            raise
+
+    return _recorded("collect_dead_links", airflow_run_id, body)

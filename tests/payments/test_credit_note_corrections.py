@@ -16,6 +16,7 @@ from decimal import Decimal as D
 import pytest
 from billing_support import Books, Entry, check_invariants
 from closeout.payments import credit_notes, tasks
+from closeout.payments.cash.tasks import sync_cash
 from closeout.warehouse.db import connect
 from payments_support import check_invariant_3, last_month
 
@@ -150,6 +151,15 @@ def test_a_paid_invoice_corrected_down_is_credited_after_payment_as_the_client_p
     assert (note.get("out_of_band_amount") or 0) == out_of_band
     _invariants()
     check_invariant_3(warehouse, stripe_sandbox)
+
+    # the cash sync reads the same credit note from Stripe's list: one row, both writers agree on it
+    cash_columns = ("SELECT credit_note_id, invoice_id, amount_minor, pre_payment_amount_minor, refund_amount_minor,"
+                    " credit_amount_minor, out_of_band_amount_minor, cardinality(refund_ids), status"
+                    " FROM closeout.credit_notes")  # fmt: skip
+    expected = [(note["id"], invoice_id, 15000, 0, refund, balance, out_of_band, 1 if refund else 0, "issued")]
+    assert warehouse.rows(cash_columns) == expected
+    sync_cash("cash")
+    assert warehouse.rows(cash_columns) == expected
 
 
 def test_a_deleted_entry_is_credited_in_full_on_its_invoice(warehouse, stripe_sandbox) -> None:

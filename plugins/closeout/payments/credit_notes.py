@@ -298,21 +298,24 @@ def _apply(cur: psycopg.Cursor, correction: dict[str, Any], outcome: Outcome, su
         (obj["id"], obj.get("number"), _ts(obj.get("created")), pre, post, split["refund"],
          split["customer_balance"], split["out_of_band"], correction["correction_id"]),
     )  # fmt: skip
-    # the contract table the cash sync keeps from Stripe's lists and events: both write Stripe's values, so
-    # whichever comes second only fills in what the other could not know (the closeout invoice)
+    # the contract table the cash sync keeps from Stripe's lists and events: both write Stripe's values (as of
+    # creation: the sync's later observations move it on, a void included), so whichever comes second only
+    # fills in what the other could not know (the closeout invoice)
     created = _ts(obj.get("created")) or datetime.now(UTC)
     cur.execute(
-        """INSERT INTO closeout_data.credit_notes (credit_note_id, invoice_id, stripe_invoice_id, number, currency,
-               amount_minor, pre_payment_amount_minor, post_payment_amount_minor, refund_amount_minor,
-               credit_amount_minor, out_of_band_amount_minor, status, reason, memo, metadata, created_at,
-               observed_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        """INSERT INTO closeout_data.credit_notes (credit_note_id, invoice_id, stripe_invoice_id, customer_id, number,
+               currency, amount_minor, pre_payment_amount_minor, post_payment_amount_minor, refund_amount_minor,
+               credit_amount_minor, out_of_band_amount_minor, refund_ids, type, status, reason, memo, metadata,
+               created_at, observed_at)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT (credit_note_id) DO UPDATE
            SET invoice_id = coalesce(credit_notes.invoice_id, excluded.invoice_id)""",
-        (obj["id"], correction["invoice_id"], correction["stripe_invoice_id"], obj.get("number"),
+        (obj["id"], correction["invoice_id"], correction["stripe_invoice_id"], obj.get("customer"), obj.get("number"),
          correction["currency"], int(obj.get("amount") or correction["amount_minor"]), pre, post, split["refund"],
-         split["customer_balance"], split["out_of_band"], obj.get("status") or "issued", obj.get("reason"),
-         obj.get("memo"), Jsonb(obj.get("metadata") or {}), created, created),
+         split["customer_balance"], split["out_of_band"],
+         [r["refund"] for r in obj.get("refunds") or [] if r.get("refund")], obj.get("type"),
+         obj.get("status") or "issued", obj.get("reason"), obj.get("memo"), Jsonb(obj.get("metadata") or {}),
+         created, created),
     )  # fmt: skip
 
 

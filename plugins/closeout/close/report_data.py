@@ -226,6 +226,7 @@ class CloseReport:
     cash: tuple[CashCurrency, ...] = ()
     collections: tuple[ClientCollections, ...] = ()
     cash_listed: bool = False  # Stripe's balance transactions have been read from Stripe's list: the cash section
+    dead_links: tuple[dict[str, Any], ...] = ()  # owed invoices whose customer holds an expired payment link
 
     @property
     def ties_out(self) -> bool:
@@ -460,10 +461,12 @@ def build_report(
                       for r in _rows(conn, "report_receivable", params)}  # fmt: skip
         listed = _cash(conn, params)
         cash, collections = listed or ((), ())
+        dead_links = tuple(_rows(conn, "report_dead_links", params))
     return CloseReport(
         period=period, period_start=start, period_end=end, dry_run=bool(dry_run), close_run_id=close_run_id,
         generated_at=datetime.now(UTC).replace(microsecond=0).isoformat(), clients=clients,
         totals=currency_totals(clients, receivable), invoices=invoices, adjustments=adjustments, exceptions=exceptions,
         recon=recon, recon_history=recon_history, payouts=payouts, steps=_steps(steps), period_state=period_state,
         earlier_open=earlier_open, cash=cash, collections=collections, cash_listed=listed is not None,
+        dead_links=dead_links,
     )  # fmt: skip

@@ -37,7 +37,8 @@ class Refusal:
 
 
 def stop_item(conn: psycopg.Connection, payout_id: str, error: StripeCallError) -> Refusal:
-    """Stop a pending item Stripe refused and open its exception, in one transaction (committed)."""
+    """Stop a pending item Stripe refused and open its exception, in one transaction (committed). The amount is the
+    transfer's (the item's less what netting took from it)."""
     try:
         conn.execute(
             """UPDATE closeout_data.payout_items SET status = 'stopped', last_error = %s
@@ -47,10 +48,12 @@ def stop_item(conn: psycopg.Connection, payout_id: str, error: StripeCallError) 
         row = conn.execute(
             """INSERT INTO closeout_data.payout_transfer_exceptions AS x (payout_id, batch_id, invoice_id, payee_key,
                    destination, currency, amount_minor, idempotency_key, stripe_status, stripe_code, message, reason)
-               SELECT i.payout_id, i.batch_id, i.invoice_id, i.payee_key, i.destination, i.currency, i.amount_minor,
+               SELECT i.payout_id, i.batch_id, i.invoice_id, i.payee_key, i.destination, i.currency,
+                      (i.request->>'amount')::bigint,
                       i.idempotency_key, %(status)s, %(code)s, %(message)s,
                       'payout ' || i.payout_id || ' to ' || i.payee_key || ' (' || i.destination || ') of '
-                          || round(i.amount_minor::numeric / (10::numeric ^ c.exponent), c.exponent)::text || ' '
+                          || round((i.request->>'amount')::numeric / (10::numeric ^ c.exponent), c.exponent)::text
+                          || ' '
                           || i.currency || ' for invoice ' || i.invoice_id || ' refused by Stripe: '
                           || coalesce(%(status)s::text, '-') || ' ' || coalesce(%(code)s, 'no code')
                           || ' (' || %(message)s || ')'

@@ -10,6 +10,7 @@ from decimal import Decimal as D
 
 import psycopg
 import pytest
+import yaml
 from closeout.ledger import accounts
 from closeout.ledger import tasks as ledger_tasks
 from closeout.warehouse.db import connect
@@ -353,3 +354,32 @@ def test_only_a_conversion_mixes_currencies_and_each_currency_balances(warehouse
     _hand_journal("fx_conversion", "txn_z", "USD", [*eur, *usd])
     assert warehouse.rows("SELECT currency, debit_minor, credit_minor, balanced FROM closeout.journal_balance "
                           "ORDER BY currency") == [("EUR", 1000, 1000, True), ("USD", 1100, 1100, True)]  # fmt: skip
+
+
+def test_a_chart_without_the_cash_roles_is_refused_before_anything_is_posted() -> None:
+    raw = yaml.safe_load(accounts.default_path().read_text())
+    raw["accounts"] = [a for a in raw["accounts"] if a.get("role") not in ("fx_clearing", "bank_clearing")]
+    with pytest.raises(accounts.ChartError, match=r"no account for role\(s\) fx_clearing, bank_clearing"):
+        accounts.parse(raw, origin="accounts.yaml")
+
+
+def test_a_refund_waits_for_its_charges_payment_to_be_booked(warehouse, stripe_sandbox) -> None:
+    """Stripe's refund can be read before closeout applied the payment event of its charge: the refund (and
+    its conversion) waits, so cash never leaves the books before it entered them; the next run books both."""
+    a_id, _, a_total = publish(warehouse, {"a": [D("4")]})["a"]
+    follow()  # the invoice is posted, not yet paid
+    _charge_txn("txn_a", "ch_early", a_id, a_total)
+    _refund("re_early", "ch_early", a_id, 500)
+    assert _post() == {}
+    assert ledger_stripe_balance(warehouse) == {}
+    with connect() as conn:  # the payment event of that charge, as closeout.payments records it
+        conn.execute(
+            """INSERT INTO closeout_data.invoice_payments (payment_ref, invoice_id, kind, amount_minor, currency,
+                   occurred_at, stripe_object_id, charge_id, event_id)
+               VALUES ('inpay_early', %s, 'payment', %s, 'USD', now(), 'inpay_early', 'ch_early', 'evt_early')""",
+            (a_id, a_total),
+        )
+        conn.commit()
+    assert _post() == {"payment": 1, "refund": 1}
+    assert ledger_stripe_balance(warehouse) == {"USD": a_total - 500}
+    assert warehouse.rows("SELECT * FROM closeout.journal_balance WHERE NOT balanced") == []

@@ -87,7 +87,7 @@ DECLARE
     constraint_name text;
     operations text[];
 BEGIN
-    SELECT c.conname, array(SELECT m[1] FROM regexp_matches(pg_get_constraintdef(c.oid), '''([^'']+)''', 'g') m)
+    SELECT c.conname, array(SELECT m[1] FROM regexp_matches(pg_get_constraintdef(c.oid), '([a-z_]+\.[a-z_]+)', 'g') m)
     INTO constraint_name, operations
     FROM pg_constraint c
     WHERE c.conrelid = 'closeout_data.stripe_outbox'::regclass AND c.contype = 'c'

@@ -162,7 +162,12 @@ def test_a_paid_invoice_corrected_down_is_credited_after_payment_as_the_client_p
     assert warehouse.rows(cash_columns) == expected
 
 
-def test_a_deleted_entry_is_credited_in_full_on_its_invoice(warehouse, stripe_sandbox) -> None:
+def test_a_deleted_entry_is_credited_in_full_on_its_invoice_and_the_reconciliation_ties_out(
+    warehouse, stripe_sandbox, tmp_path
+) -> None:
+    from closeout.recon.checks import CHECKS
+    from closeout.recon.runner import run_reconciliation
+
     _, sid = _publish()
     _change(delete=("2",))
     credit_notes.issue_corrections("deleted", None)
@@ -172,6 +177,11 @@ def test_a_deleted_entry_is_credited_in_full_on_its_invoice(warehouse, stripe_sa
     on_invoices = "SELECT sum(amount_minor) FROM closeout.invoice_line_entries WHERE source_id = '2'"
     assert warehouse.scalar(on_invoices) == 20000, "the invoice keeps what it billed; the credit note takes it back"
     _invariants()
+    # the reconciliation's entries check (invariants 1-2) counts the credit note as the tests' helper does
+    entries = tuple(c for c in CHECKS if c.name == "entries_to_invoice_lines")
+    with connect() as conn:
+        result = run_reconciliation(conn, data_docs_dir=tmp_path / "docs", checks=entries)
+    assert [(c.check_name, c.status) for c in result.checks] == [("entries_to_invoice_lines", "passed")]
 
 
 def test_a_timeout_after_stripe_made_the_credit_note_is_replayed_not_repeated(warehouse, stripe_sandbox) -> None:

@@ -299,3 +299,41 @@ def test_a_draft_that_nets_negative_becomes_a_customer_balance_credit_once_its_p
     mutations = stripe_sandbox.stats()["mutations"]
     credit_notes.issue_corrections("rerun", next_month)
     assert stripe_sandbox.stats()["mutations"] == mutations, "a rerun with nothing new sends nothing"
+
+
+def test_a_credit_note_stripe_refuses_stops_until_a_person_resolves_it_then_is_issued(
+    warehouse, stripe_sandbox
+) -> None:
+    from closeout.payments import exceptions
+
+    invoice_id, sid = _publish()
+    # someone credited 1,000.00 of the 1,200.00 invoice by hand in the Dashboard: 200.00 is left to credit
+    by_hand = stripe_sandbox.dashboard_credit_note(sid, amount=100000)
+    _change(_edited("1", D("7.5")))  # ours: 250.00, more than Stripe lets anyone credit now
+    with pytest.raises(credit_notes.CorrectionsStopped):
+        credit_notes.issue_corrections("refused", None)
+    assert _credit_notes(stripe_sandbox, sid) == [stripe_sandbox.get(by_hand["id"])]
+    assert warehouse.rows("SELECT state FROM closeout.corrections") == [("stopped",)]
+    (exception_id, kind) = warehouse.rows(
+        "SELECT exception_id, kind FROM closeout.payment_exceptions WHERE invoice_id = %s AND resolved_at IS NULL",
+        (invoice_id,),
+    )[0]
+    assert kind == "correction_refused"
+    # nothing is tried again until a person acts (the alert went out with the first refusal)
+    requests = stripe_sandbox.stats()["requests"]
+    again = credit_notes.issue_corrections("still-refused", None)
+    assert again["issued"]["stopped"] == 0 and stripe_sandbox.stats()["requests"] == requests
+    assert warehouse.rows("SELECT state FROM closeout.corrections") == [("stopped",)]
+
+    # finance voids the hand-made note and resolves the exception: the next run issues ours
+    stripe_sandbox.void_credit_note(by_hand["id"])
+    with connect() as conn:
+        exceptions.resolve(conn, exception_id, resolved_by="finance@example", resolution="voided the manual credit")
+        conn.commit()
+    result = credit_notes.issue_corrections("resumed", None)
+    assert result["issued"]["resumed"] == 1 and result["issued"]["credit_notes_issued"] == 1
+    issued = [n for n in _credit_notes(stripe_sandbox, sid) if n["status"] == "issued"]
+    assert [(n["amount"], n["metadata"]["closeout_invoice_id"]) for n in issued] == [(25000, invoice_id)]
+    assert stripe_sandbox.get(sid)["amount_remaining"] == 95000
+    assert warehouse.rows("SELECT state, amount_minor FROM closeout.corrections") == [("issued", 25000)]
+    _invariants()

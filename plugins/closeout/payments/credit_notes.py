@@ -64,21 +64,44 @@ class IssueSummary:
     credited_to_balance_minor: int = 0
     out_of_band_minor: int = 0
     pre_payment_minor: int = 0
+    resumed: int = 0
     errors: list[str] = field(default_factory=list)
 
 
 def correction_key(prefix: str, correction: dict[str, Any]) -> str:
-    """From the business identity only: the invoice (or client and currency) and the correction's number."""
+    """From the business identity only: the invoice (or client and currency) and the correction's number, and
+    the resumption after a refusal a person resolved (Stripe keeps a refusal under its key: a resumed
+    correction needs a key of its own)."""
+    resumed = f"/r{correction['resumed']}" if correction.get("resumed") else ""
     if correction["kind"] == "credit_note":
-        return keys._bounded(f"{prefix}/credit_note/{correction['invoice_id']}/c{correction['seq']}/create")
-    return keys._bounded(
-        f"{prefix}/customer_balance/{correction['client_key']}/{correction['currency']}/c{correction['seq']}/credit"
+        return keys._bounded(f"{prefix}/credit_note/{correction['invoice_id']}/c{correction['seq']}/create{resumed}")
+    return keys._bounded(f"{prefix}/customer_balance/{correction['client_key']}/{correction['currency']}/"
+                         f"c{correction['seq']}/credit{resumed}")  # fmt: skip
+
+
+def resume_resolved(conn: psycopg.Connection) -> int:
+    """Stopped corrections whose refusal a person resolved (``closeout.payments.exceptions.resolve``) are issued
+    again on the next run, once no refusal on their invoice is open any more."""
+    cur = conn.execute(
+        """UPDATE closeout_data.corrections c
+           SET state = 'pending', stop_reason = NULL, updated_at = clock_timestamp()
+           WHERE c.state = 'stopped'
+             AND EXISTS (SELECT 1 FROM closeout_data.payment_exceptions e
+                         WHERE e.kind = 'correction_refused' AND e.resolved_at IS NOT NULL
+                           AND e.invoice_id = coalesce(c.invoice_id, c.from_invoice_id)
+                           AND e.opened_at >= c.created_at)
+             AND NOT EXISTS (SELECT 1 FROM closeout_data.payment_exceptions e
+                             WHERE e.kind = 'correction_refused' AND e.resolved_at IS NULL
+                               AND e.invoice_id = coalesce(c.invoice_id, c.from_invoice_id))"""
     )
+    conn.commit()
+    return cur.rowcount
 
 
 def issue(conn: psycopg.Connection, hook: StripeHook) -> IssueSummary:
     """Issue every pending correction, one at a time: outbox row committed, call, answer committed."""
     summary = IssueSummary()
+    summary.resumed = resume_resolved(conn)
     counts = PublishSummary()  # the outbox bookkeeping counts replays and transient errors here
     for correction in _pending(conn):
         try:
@@ -129,7 +152,11 @@ def _pending(conn: psycopg.Connection) -> list[dict[str, Any]]:
                              LEFT JOIN closeout_data.billing_entries b
                                     ON b.source = e.source AND b.source_id = e.source_id
                              WHERE e.correction_id = c.correction_id
-                             GROUP BY e.source, e.source_id) x) AS entries
+                             GROUP BY e.source, e.source_id) x) AS entries,
+                      (SELECT count(*) FROM closeout_data.payment_exceptions e
+                       WHERE e.kind = 'correction_refused' AND e.resolved_at IS NOT NULL
+                         AND e.invoice_id = coalesce(c.invoice_id, c.from_invoice_id)
+                         AND e.opened_at >= c.created_at) AS resumed
                FROM closeout_data.corrections c
                LEFT JOIN closeout_data.invoices i ON i.invoice_id = c.invoice_id
                LEFT JOIN closeout_data.stripe_customers s ON s.client_key = c.client_key

@@ -290,10 +290,19 @@ def test_notify_policy_tells_finance_once_and_never_e_mails_the_customer(
     )
     assert cause == [(True, 2)]  # open, delivered on both finance channels
 
-    sandbox.pay_invoice(sid)  # the customer pays after finance chased them: the notice's cause resolves
+    # finance sends the invoice from the Stripe Dashboard: closeout learns it from the invoice.sent event, the
+    # customer holds a live link again and the notice's cause resolves
+    import stripe
+
+    sdk = stripe.StripeClient(sandbox.secret_key, base_addresses={"api": sandbox.url}, max_network_retries=0)
+    live = sdk.v1.invoices.send_invoice(sid).hosted_invoice_url
     events_run()
-    assert tasks.collect_dead_links("paid")["causes_resolved"] == 1
+    assert tasks.collect_dead_links("sent_by_hand")["causes_resolved"] == 1
     assert dead(warehouse) == {} and len(smtp.messages) == 1
+    assert warehouse.rows("SELECT hosted_invoice_url, delivered_via FROM closeout_data.customer_payment_links") == [
+        (live, "send")
+    ]
+    assert warehouse.scalar("SELECT state FROM closeout.collection_actions") == "done"
 
 
 def test_view_lists_exactly_the_dead_links_and_paid_or_void_invoices_are_never_touched(warehouse, sandbox) -> None:

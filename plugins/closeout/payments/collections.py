@@ -94,8 +94,10 @@ class CollectionsSummary:
 # -- the customer's link ------------------------------------------------------------------------------
 def record_customer_links(conn: psycopg.Connection) -> int:
     """Record the link each newly issued invoice's customer holds (the finalization link, as closeout first
-    saw it). Runs before ``events.refresh_hosted_urls`` replaces closeout's copy. Committed."""
+    saw it; later, the link of the latest ``invoice.sent`` event, whoever sent it). Runs before
+    ``events.refresh_hosted_urls`` replaces closeout's copy. Committed."""
     count = conn.execute(load_sql("collections/10_customer_links.sql")).rowcount
+    conn.execute(load_sql("collections/15_sent_links.sql"))  # sends made outside closeout (the Dashboard)
     conn.commit()
     return count
 

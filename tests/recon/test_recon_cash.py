@@ -7,6 +7,7 @@ per-currency tolerance. Before Stripe's lists are read, the four are not applica
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from closeout.recon import run_reconciliation
 from closeout.recon.cash import run_cash_checks
 from closeout.recon.checks import CASH_CHECKS
 from closeout.warehouse.db import connect
+from payments_support import last_month
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ledger"))
 import ledger_support
@@ -195,6 +197,13 @@ def test_an_invoice_made_in_the_dashboard_and_paid_fails_stripe_objects_only(war
                                                ("refund_unknown", refund["id"], 3_000)]
     alert_rows = result.by_name()["stripe_objects"].evidence["rows"]
     assert {r["currency"] for r in alert_rows} == {"USD"}
+    # a close of last month judges what Stripe held at its end: the invoice was made this month, nothing differs
+    month_before = _run(tmp_path, period=last_month().strftime("%Y-%m"))
+    assert _failed(month_before) == set() and _cash_statuses(month_before) == dict.fromkeys(CASH_CHECKS, "passed")
+    # this month's close reports it
+    this_month = _run(tmp_path, period=datetime.now(UTC).strftime("%Y-%m"))
+    assert _failed(this_month) == {"stripe_objects"} and _rows(this_month, "stripe_objects") == _rows(result,
+                                                                                                      "stripe_objects")
     # without stripe_objects in the run, the unbooked money is the balance's to report: nothing goes unreported
     with connect() as conn:
         alone = run_reconciliation(conn, data_docs_dir=tmp_path / "docs",

@@ -25,7 +25,9 @@
 -- Scope: Stripe's side up to where each list was last completely read (closeout_data.stripe_listed_until, capped
 -- at the external cut-off); closeout's published invoices finalized by then. With a period: closeout's invoices
 -- of billing periods starting in it (as invoices_to_stripe) and the Stripe invoices linked to them; unlinked
--- Stripe invoices, credit notes, refunds and disputes created in it.
+-- Stripe invoices, and credit notes, refunds and disputes, created before its end: one closeout cannot place
+-- stays reported by this check in every later close (as the other cash checks judge everything to the period's
+-- end), and stripe_balance, which leaves their money to this check, never reports it instead.
 WITH listed AS (
     SELECT s.stream, least({external_cutoff}::timestamptz, closeout_data.stripe_listed_until(s.stream)) AS until
     FROM (VALUES ('invoices'), ('credit_notes'), ('refunds'), ('disputes')) s(stream)
@@ -55,8 +57,7 @@ WHERE t.status IN ('open', 'paid', 'uncollectible')
   AND NOT EXISTS (SELECT 1 FROM closeout_data.invoices o WHERE o.stripe_invoice_id = t.stripe_invoice_id)
   AND (m.invoice_id IS NULL OR m.stripe_invoice_id IS NOT NULL)  -- a publication in flight is the publisher's
   AND CASE WHEN m.invoice_id IS NULL
-           THEN {period_start}::date IS NULL
-                OR (t.created_at >= {period_start}::date AND t.created_at < {period_end}::date)
+           THEN {period_end}::date IS NULL OR t.created_at < {period_end}::date
            ELSE {period_start}::date IS NULL
                 OR (m.period_start >= {period_start}::date AND m.period_start < {period_end}::date) END
 UNION ALL
@@ -94,7 +95,7 @@ LEFT JOIN LATERAL (
     ORDER BY (i.invoice_id = c.invoice_id) IS TRUE DESC LIMIT 1
 ) i ON true
 WHERE c.status = 'issued' AND c.created_at <= w.until
-  AND ({period_start}::date IS NULL OR (c.created_at >= {period_start}::date AND c.created_at < {period_end}::date))
+  AND ({period_end}::date IS NULL OR c.created_at < {period_end}::date)
   AND (i.invoice_id IS NULL OR upper(i.currency) <> upper(c.currency))
 UNION ALL
 SELECT CASE WHEN i.invoice_id IS NULL THEN 'refund_unknown' ELSE 'refund_currency' END,
@@ -109,7 +110,7 @@ LEFT JOIN LATERAL (
     ORDER BY (i.invoice_id = r.invoice_id) IS TRUE DESC LIMIT 1
 ) i ON true
 WHERE r.status NOT IN ('failed', 'canceled') AND r.created_at <= w.until
-  AND ({period_start}::date IS NULL OR (r.created_at >= {period_start}::date AND r.created_at < {period_end}::date))
+  AND ({period_end}::date IS NULL OR r.created_at < {period_end}::date)
   AND (i.invoice_id IS NULL OR upper(i.currency) <> upper(r.currency))
 UNION ALL
 SELECT CASE WHEN i.invoice_id IS NULL THEN 'dispute_unknown' ELSE 'dispute_currency' END,
@@ -124,5 +125,5 @@ LEFT JOIN LATERAL (
     ORDER BY (i.invoice_id = d.invoice_id) IS TRUE DESC LIMIT 1
 ) i ON true
 WHERE d.created_at <= w.until
-  AND ({period_start}::date IS NULL OR (d.created_at >= {period_start}::date AND d.created_at < {period_end}::date))
+  AND ({period_end}::date IS NULL OR d.created_at < {period_end}::date)
   AND (i.invoice_id IS NULL OR upper(i.currency) <> upper(d.currency))

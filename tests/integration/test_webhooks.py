@@ -152,15 +152,16 @@ def test_clockify_event_stored_once_by_delivery_id_or_content(receiver, warehous
         "status": "stored"}  # fmt: skip
     assert requests.post(url, data=CLOCKIFY_ENTRY, headers=clockify_headers(delivery="d-1"), timeout=5).json() == {
         "status": "duplicate"}  # fmt: skip
-    # without a delivery id the content identifies the event: an identical redelivery is a duplicate,
-    # a different event type on the same entry is a new event
+    # the content identifies the event: the same content without a delivery id (Clockify sends none) is
+    # the same event (issue 15: replays under a new delivery id are recognised); a different event type
+    # on the same entry is a new event
     plain = clockify_headers()
-    assert requests.post(url, data=CLOCKIFY_ENTRY, headers=plain, timeout=5).json()["status"] == "stored"
+    assert requests.post(url, data=CLOCKIFY_ENTRY, headers=plain, timeout=5).json()["status"] == "duplicate"
     assert requests.post(url, data=CLOCKIFY_ENTRY, headers=plain, timeout=5).json()["status"] == "duplicate"
     deleted = clockify_headers("TIME_ENTRY_DELETED")
     assert requests.post(url, data=CLOCKIFY_ENTRY, headers=deleted, timeout=5).json()["status"] == "stored"
     rows = inbox(warehouse)
-    assert [r[2] for r in rows] == ["TIME_ENTRY_UPDATED", "TIME_ENTRY_UPDATED", "TIME_ENTRY_DELETED"]
+    assert [r[2] for r in rows] == ["TIME_ENTRY_UPDATED", "TIME_ENTRY_DELETED"]
     stored_headers = warehouse.scalar("SELECT headers FROM closeout_data.webhook_inbox LIMIT 1")
     assert "clockify-signature" not in stored_headers  # the secret is never stored
 

@@ -11,7 +11,7 @@ from decimal import Decimal as D
 
 import pytest
 from closeout.ledger import tasks as ledger_tasks
-from ledger_support import check_cash_invariants, follow_cash, publish, role_balance, stripe_net
+from ledger_support import check_cash_invariants, follow_cash, lines_of, publish, role_balance, stripe_net
 from payments_support import last_month
 
 pytestmark = pytest.mark.integration
@@ -92,12 +92,11 @@ def test_a_month_of_cash_through_the_sandbox_ties_the_ledger_to_stripe(warehouse
     _posts_nothing_again(warehouse)
 
 
-@pytest.mark.xfail(strict=True, reason="not booked yet: a customer credit balance Stripe applies to a later invoice "
-                   "needs its own journal kind (debit customer_credit, credit receivable), i.e. a migration after 0017")
 def test_a_customer_credit_used_on_the_next_invoice_settles_its_receivable(warehouse, stripe_sandbox) -> None:
     """A credit note's credit_amount goes to the customer's Stripe balance (customer_credit); Stripe applies it
-    when the client's next invoice is finalised, so that invoice is paid with less than its total. Until that
-    application is booked, the client's receivable keeps the credit and invariant 5 fails: this test says so."""
+    when the client's next invoice is finalised, so that invoice is paid by card with less than its total. The
+    application is booked (customer_credit_applied: debit customer_credit, credit receivable, no cash), so the
+    client's receivable is settled, the credit is used up and the ledger still ties to Stripe's balance."""
     first = publish(warehouse, {"a": [D("4")]})["a"]
     stripe_sandbox.pay_invoice(first[1])
     follow_cash()
@@ -111,3 +110,7 @@ def test_a_customer_credit_used_on_the_next_invoice_settles_its_receivable(wareh
                             (second["a"][0],)) == second["a"][2] - 1000  # fmt: skip
     check_cash_invariants(warehouse)
     assert role_balance(warehouse, "customer_credit") == {}
+    assert lines_of(warehouse, "customer_credit_applied", second["a"][0]) == (
+        ("USD", "customer_credit", 1000, 0), ("USD", "receivable", 0, 1000))
+    assert _kinds(warehouse)["payment"] == 2, "the card paid the rest; the credit is not a payment"
+    _posts_nothing_again(warehouse)

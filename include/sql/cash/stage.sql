@@ -35,4 +35,13 @@ CREATE TEMP TABLE IF NOT EXISTS cash_stage_invoice (
     stripe_invoice_id text, customer_id text, number text, currency text, status text, total_minor bigint,
     amount_due_minor bigint, amount_paid_minor bigint, amount_remaining_minor bigint,
     pre_payment_credit_notes_amount_minor bigint, post_payment_credit_notes_amount_minor bigint, created bigint,
-    metadata jsonb, observed_at timestamptz, event_id text);
+    metadata jsonb, observed_at timestamptz, event_id text, starting_balance_minor bigint, ending_balance_minor bigint);
+-- Keys of the rows the upserts wrote in this session since the last link pass: what resolve_touched.sql links.
+CREATE TEMP TABLE IF NOT EXISTS cash_touched_balance_transaction (id text);
+CREATE TEMP TABLE IF NOT EXISTS cash_touched_charge (id text);
+CREATE TEMP TABLE IF NOT EXISTS cash_touched_payout (id text);
+CREATE TEMP TABLE IF NOT EXISTS cash_touched_refund (id text);
+CREATE TEMP TABLE IF NOT EXISTS cash_touched_credit_note (id text);
+CREATE TEMP TABLE IF NOT EXISTS cash_touched_dispute (id text);
+CREATE TEMP TABLE IF NOT EXISTS cash_touched_invoice_payment (id text);
+CREATE TEMP TABLE IF NOT EXISTS cash_touched_invoice (id text);

@@ -3,11 +3,12 @@
 INSERT INTO closeout_data.stripe_invoice_snapshots AS t (
     stripe_invoice_id, customer_id, number, currency, status, total_minor, amount_due_minor, amount_paid_minor,
     amount_remaining_minor, pre_payment_credit_notes_amount_minor, post_payment_credit_notes_amount_minor,
-    created_at, metadata, seen_at)
+    created_at, metadata, seen_at, starting_balance_minor, ending_balance_minor)
 SELECT DISTINCT ON (s.stripe_invoice_id)
        s.stripe_invoice_id, s.customer_id, s.number, s.currency, s.status, s.total_minor, s.amount_due_minor,
        s.amount_paid_minor, s.amount_remaining_minor, s.pre_payment_credit_notes_amount_minor,
-       s.post_payment_credit_notes_amount_minor, to_timestamp(s.created), s.metadata, s.observed_at
+       s.post_payment_credit_notes_amount_minor, to_timestamp(s.created), s.metadata, s.observed_at,
+       s.starting_balance_minor, s.ending_balance_minor
 FROM pg_temp.cash_stage_invoice s
 ORDER BY s.stripe_invoice_id, closeout_data.stripe_status_rank('invoice', s.status) DESC,
          s.amount_paid_minor DESC NULLS LAST, s.observed_at DESC
@@ -22,6 +23,8 @@ ON CONFLICT (stripe_invoice_id) DO UPDATE SET
     pre_payment_credit_notes_amount_minor = excluded.pre_payment_credit_notes_amount_minor,
     post_payment_credit_notes_amount_minor = excluded.post_payment_credit_notes_amount_minor,
     metadata = excluded.metadata,
+    starting_balance_minor = excluded.starting_balance_minor,
+    ending_balance_minor = excluded.ending_balance_minor,
     seen_at = excluded.seen_at,
     updated_at = CASE WHEN (excluded.status, excluded.total_minor, excluded.amount_paid_minor,
                             excluded.amount_remaining_minor, excluded.metadata, excluded.number)

@@ -19,6 +19,12 @@ the bank run after everything that books a presentment side, so a conversion fin
 the realisation finds this run's conversions. Per settlement currency the ledger's cash_clearing then equals the
 sum of Stripe's balance transactions' net (invariant 7, closeout.ledger_stripe_balance).
 
+Customer credit (migration 0024): a credit closeout put on a customer's Stripe balance for a draft that netted
+negative (``customer_balance_credit``), and the customer balance Stripe applied to an invoice at finalisation
+(``customer_credit_applied``: customer_credit against receivable, no cash), reversed if the invoice is voided
+(``customer_credit_unapplied``). They follow the credit notes (whose credit_amount fills the same balance) and
+come before voids and write-offs (an applied credit lowers the remainder written off).
+
 Contractor payouts (``closeout_payouts``): the accrual when a payout item is planned (debit ``contractor_costs``,
 credit ``payouts_payable``), then the transfer once closeout recorded Stripe's transfer id (debit
 ``payouts_payable``, credit ``cash_clearing``: a transfer leaves the Stripe balance, not the bank). They run
@@ -47,6 +53,9 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("dispute_reinstatement", "ledger/43_dispute_reinstatements.sql"),
     ("credit_note", "ledger/45_credit_notes.sql"),
     ("credit_note_void", "ledger/46_credit_note_voids.sql"),
+    ("customer_balance_credit", "ledger/47_customer_balance_credits.sql"),
+    ("customer_credit_applied", "ledger/48_customer_credit_applied.sql"),
+    ("customer_credit_unapplied", "ledger/49_customer_credit_unapplied.sql"),
     ("void", "ledger/50_voids.sql"),
     ("writeoff", "ledger/60_writeoffs.sql"),
     ("payout_accrual", "ledger/70_payout_accruals.sql"),

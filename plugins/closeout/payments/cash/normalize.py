@@ -38,7 +38,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                         "currency", "amount_paid_minor", "status", "paid_at", "created", "observed_at"),
     "invoice": ("stripe_invoice_id", "customer_id", "number", "currency", "status", "total_minor", "amount_due_minor",
                 "amount_paid_minor", "amount_remaining_minor", "pre_payment_credit_notes_amount_minor",
-                "post_payment_credit_notes_amount_minor", "created", "metadata", "observed_at"),
+                "post_payment_credit_notes_amount_minor", "created", "metadata", "starting_balance_minor",
+                "ending_balance_minor", "observed_at"),
 }  # fmt: skip
 
 FINAL_DISPUTE = frozenset(("won", "lost", "warning_closed", "prevented"))
@@ -127,7 +128,8 @@ def invoice(o: dict[str, Any], observed_at: datetime) -> Row:
     return (o["id"], _id(o.get("customer")), o.get("number"), _upper(o["currency"]), o.get("status"), o.get("total"),
             o.get("amount_due"), o.get("amount_paid"), o.get("amount_remaining"),
             o.get("pre_payment_credit_notes_amount"), o.get("post_payment_credit_notes_amount"), o["created"],
-            json.dumps(o.get("metadata") or {}), observed_at)  # fmt: skip
+            json.dumps(o.get("metadata") or {}), o.get("starting_balance"), o.get("ending_balance"),
+            observed_at)  # fmt: skip
 
 
 NORMALIZERS: dict[str, Callable[..., Row]] = {

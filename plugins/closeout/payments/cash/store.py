@@ -24,6 +24,7 @@ KEYS = {
     "credit_note": ("credit_notes", "credit_note_id"),
     "dispute": ("disputes", "dispute_id"),
     "invoice_payment": ("stripe_invoice_payments", "invoice_payment_id"),
+    "invoice": ("stripe_invoice_snapshots", "stripe_invoice_id"),
 }
 
 
@@ -51,7 +52,12 @@ class Store:
                 else:
                     for row, event_id in zip(rows, event_ids, strict=True):
                         copy.write_row((*row, event_id))
-            written = cur.execute(load_sql(f"cash/upsert_{kind}.sql")).rowcount
+            # the keys written are kept for the link pass (resolve_touched.sql): it costs what a run wrote
+            key = KEYS[kind][1]
+            written = cur.execute(
+                f"WITH written AS ({load_sql(f'cash/upsert_{kind}.sql')} RETURNING t.{key}) "
+                f"INSERT INTO pg_temp.cash_touched_{kind} (id) SELECT {key} FROM written"
+            ).rowcount
             if event_ids is not None:
                 self._record_outcomes(cur, kind)
             cur.execute(f"TRUNCATE {stage}")
@@ -86,10 +92,19 @@ class Store:
             )
             return cur.rowcount
 
-    def resolve(self) -> int:
-        """Charge, invoice and presentment links, set-based; returns how many rows gained a link."""
+    def resolve(self, *, full: bool = False) -> int:
+        """Charge, invoice and presentment links, set-based; returns how many rows gained a link. By default
+        for the rows written since the last call and what points at them (``resolve_touched.sql``); ``full``:
+        every row still missing a link (``resolve.sql``: what a killed run left, what our invoices learnt)."""
         linked = 0
         with self.conn.cursor() as cur:
-            for statement in sql_statements("cash/resolve.sql"):
-                linked += max(cur.execute(statement).rowcount, 0)
+            if not full:
+                for kind in KEYS:
+                    cur.execute(f"ANALYZE pg_temp.cash_touched_{kind}")
+            for statement in sql_statements("cash/resolve.sql" if full else "cash/resolve_touched.sql"):
+                if statement.lstrip().upper().startswith("UPDATE"):
+                    linked += max(cur.execute(statement).rowcount, 0)
+                else:
+                    cur.execute(statement)
+            cur.execute(f"TRUNCATE {', '.join(f'pg_temp.cash_touched_{kind}' for kind in KEYS)}")
         return linked

@@ -98,6 +98,7 @@ class CashSettings:
     overlap_seconds: int = 600
     refresh_days: int = 120
     flush_rows: int = 2000
+    full_resolve_seconds: int = 3600
 
     @classmethod
     def from_hook(cls, hook: StripeHook) -> CashSettings:
@@ -106,7 +107,8 @@ class CashSettings:
         for name, key, kind in (("reads_per_second", "cash_reads_per_second", float),
                                 ("overlap_seconds", "cash_overlap_seconds", int),
                                 ("refresh_days", "cash_refresh_days", int),
-                                ("flush_rows", "cash_flush_rows", int)):  # fmt: skip
+                                ("flush_rows", "cash_flush_rows", int),
+                                ("full_resolve_seconds", "cash_full_resolve_seconds", int)):  # fmt: skip
             if extra.get(key) is not None:
                 values[name] = kind(extra[key])
         settings = cls(**values)
@@ -143,13 +145,14 @@ class CashSync:
     """One run of the cash sync over one warehouse connection and one Stripe connection."""
 
     def __init__(self, conn: psycopg.Connection, hook: StripeHook, settings: CashSettings | None = None,
-                 *, on_page: PageCallback | None = None) -> None:  # fmt: skip
+                 *, on_page: PageCallback | None = None, full_resolve: bool = False) -> None:  # fmt: skip
         self.conn = conn
         self.hook = hook
         self.settings = settings or CashSettings.from_hook(hook)
         self.pacer = Pacer(self.settings.reads_per_second)
         self.store = Store(conn)
         self.on_page = on_page
+        self.full_resolve = full_resolve
         self.result = SyncResult()
 
     # -- the run ------------------------------------------------------------------------------------
@@ -175,8 +178,7 @@ class CashSync:
                 self.link_payouts()
             if read_balance:
                 self.read_balance()
-            self.result.linked += self.store.resolve()
-            self.conn.commit()
+            self.resolve()
         finally:
             self.conn.rollback()
             self.conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
@@ -302,6 +304,17 @@ class CashSync:
             self.result.payouts_linked += 1
         self.result.requests["payout_links"] = self.hook.requests - before
 
+    def resolve(self) -> None:
+        """Links for what this run wrote; every ``full_resolve_seconds`` (and when asked) for every row still
+        missing one."""
+        _, state = self._cursor("resolve")
+        now = int(time.time())
+        full = self.full_resolve or now - int(state.get("full_at") or 0) >= self.settings.full_resolve_seconds
+        self.result.linked += self.store.resolve(full=full)
+        if full:
+            state["full_at"] = now
+        self._save("resolve", None, state)
+
     def read_balance(self) -> None:
         """``GET /v1/balance``: available and pending per settlement currency (one request)."""
         before = self.hook.requests
@@ -310,7 +323,12 @@ class CashSync:
         for slot, index in (("available", 0), ("pending", 1)):
             for entry in body.get(slot) or []:
                 amounts.setdefault(entry["currency"], [0, 0])[index] += int(entry["amount"])
-        self.store.balances([(c, a, p) for c, (a, p) in amounts.items()], datetime.now(UTC))
+        # this reading is newer than any balance.available event already stored, whatever the two clocks say
+        (newest_event,) = self.conn.execute(
+            "SELECT max(created_at) FROM closeout_data.stripe_events WHERE object_type = 'balance'"
+        ).fetchone()
+        observed = max(datetime.now(UTC), newest_event or datetime.min.replace(tzinfo=UTC))
+        self.store.balances([(c, a, p) for c, (a, p) in amounts.items()], observed)
         self.conn.commit()
         self.result.requests["balance"] = self.hook.requests - before
 

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -312,3 +316,36 @@ def test_credit_notes_are_captured_with_their_split_and_void(warehouse, unpaced)
         conn.commit()
     assert warehouse.rows("SELECT status, voided_at IS NOT NULL FROM closeout.credit_notes WHERE credit_note_id = %s",
                           (before.id,)) == [("void", True)]  # fmt: skip
+
+
+def test_a_sync_killed_with_sigkill_resumes_to_the_same_tables(warehouse, unpaced, monkeypatch) -> None:
+    """The worker process dies outright (SIGKILL, no cleanup) mid-listing; the next run finishes the job."""
+    sandbox = unpaced
+    for i in range(1_500):
+        sandbox.add_stripe_fee(1 + i, "usd", f"usage {i}")
+    # slow enough to be caught mid-way: 20 pages a second, a commit every page
+    set_stripe_extra(monkeypatch, cash_reads_per_second=20, cash_flush_rows=100)
+    code = ("from closeout.payments.cash.sync import CashSync\n"
+            "from closeout.payments.hook import StripeHook\n"
+            "from closeout.warehouse.db import connect\n"
+            "with connect() as conn:\n    CashSync(conn, StripeHook()).run()\n")
+    child = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        stored = warehouse.scalar("SELECT count(*) FROM closeout.stripe_balance_transactions")
+        if stored >= 500:
+            break
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait(10)
+    stored = warehouse.scalar("SELECT count(*) FROM closeout.stripe_balance_transactions")
+    assert 500 <= stored < 1_500, stored
+    assert warehouse.scalar("SELECT state -> 'incremental' ->> 'starting_after' FROM closeout.stripe_cash_cursors "
+                            "WHERE stream = 'balance_transactions'") is not None  # fmt: skip
+
+    set_stripe_extra(monkeypatch, cash_reads_per_second=0)
+    _sync()
+    assert warehouse.scalar("SELECT count(*) FROM closeout.stripe_balance_transactions") == 1_500
+    ours = warehouse.rows("SELECT balance_transaction_id FROM closeout.stripe_balance_transactions")
+    assert sorted(r[0] for r in ours) == sorted(t["id"] for t in sandbox.objects("balance_transaction"))

@@ -337,3 +337,37 @@ def test_a_credit_note_stripe_refuses_stops_until_a_person_resolves_it_then_is_i
     assert stripe_sandbox.get(sid)["amount_remaining"] == 95000
     assert warehouse.rows("SELECT state, amount_minor FROM closeout.corrections") == [("issued", 25000)]
     _invariants()
+
+
+def test_a_recorded_credit_note_stripe_refuses_on_retry_is_resumed_under_a_new_key(warehouse, stripe_sandbox) -> None:
+    from closeout.payments import exceptions
+
+    invoice_id, sid = _publish()
+    _change(_edited("1", D("7.5")))
+    # the preview passes, the create never reaches Stripe (connection dropped): recorded, pending
+    stripe_sandbox.inject("drop", path_prefix="/v1/credit_notes", after=1)
+    with pytest.raises(credit_notes.CorrectionsIncomplete):
+        credit_notes.issue_corrections("dropped", None)
+    assert not _credit_notes(stripe_sandbox, sid)
+    # meanwhile someone credits most of the invoice by hand: the recorded request no longer fits
+    by_hand = stripe_sandbox.dashboard_credit_note(sid, amount=100000)
+    with pytest.raises(credit_notes.CorrectionsStopped):
+        credit_notes.issue_corrections("refused", None)
+    outbox = "SELECT idempotency_key, status FROM closeout.stripe_outbox WHERE operation = 'credit_note.create'"
+    ((first_key, status),) = warehouse.rows(outbox)
+    assert status == "failed"
+    (exception_id,) = warehouse.rows(
+        "SELECT exception_id FROM closeout.payment_exceptions WHERE kind = 'correction_refused' AND resolved_at IS NULL"
+    )[0]
+
+    stripe_sandbox.void_credit_note(by_hand["id"])
+    with connect() as conn:
+        exceptions.resolve(conn, exception_id, resolved_by="finance@example", resolution="voided the manual credit")
+        conn.commit()
+    credit_notes.issue_corrections("resumed", None)
+    keys = dict(warehouse.rows(outbox))
+    assert keys == {first_key: "failed", f"{first_key}/r1": "done"}, "the refusal stays under its key"
+    issued = [n for n in _credit_notes(stripe_sandbox, sid) if n["status"] == "issued"]
+    assert [n["amount"] for n in issued] == [25000]
+    assert warehouse.rows("SELECT state, invoice_id FROM closeout.corrections") == [("issued", invoice_id)]
+    _invariants()

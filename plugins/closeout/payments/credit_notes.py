@@ -68,11 +68,11 @@ class IssueSummary:
     errors: list[str] = field(default_factory=list)
 
 
-def correction_key(prefix: str, correction: dict[str, Any]) -> str:
+def correction_key(prefix: str, correction: dict[str, Any], resumption: int = 0) -> str:
     """From the business identity only: the invoice (or client and currency) and the correction's number, and
     the resumption after a refusal a person resolved (Stripe keeps a refusal under its key: a resumed
     correction needs a key of its own)."""
-    resumed = f"/r{correction['resumed']}" if correction.get("resumed") else ""
+    resumed = f"/r{resumption}" if resumption else ""
     if correction["kind"] == "credit_note":
         return keys._bounded(f"{prefix}/credit_note/{correction['invoice_id']}/c{correction['seq']}/create{resumed}")
     return keys._bounded(f"{prefix}/customer_balance/{correction['client_key']}/{correction['currency']}/"
@@ -152,11 +152,7 @@ def _pending(conn: psycopg.Connection) -> list[dict[str, Any]]:
                              LEFT JOIN closeout_data.billing_entries b
                                     ON b.source = e.source AND b.source_id = e.source_id
                              WHERE e.correction_id = c.correction_id
-                             GROUP BY e.source, e.source_id) x) AS entries,
-                      (SELECT count(*) FROM closeout_data.payment_exceptions e
-                       WHERE e.kind = 'correction_refused' AND e.resolved_at IS NOT NULL
-                         AND e.invoice_id = coalesce(c.invoice_id, c.from_invoice_id)
-                         AND e.opened_at >= c.created_at) AS resumed
+                             GROUP BY e.source, e.source_id) x) AS entries
                FROM closeout_data.corrections c
                LEFT JOIN closeout_data.invoices i ON i.invoice_id = c.invoice_id
                LEFT JOIN closeout_data.stripe_customers s ON s.client_key = c.client_key
@@ -166,9 +162,17 @@ def _pending(conn: psycopg.Connection) -> list[dict[str, Any]]:
 
 
 def _operation(conn: psycopg.Connection, hook: StripeHook, correction: dict[str, Any]) -> Operation | None:
-    key = correction_key(hook.settings.key_prefix, correction)
-    recorded = conn.execute("SELECT request FROM closeout_data.stripe_outbox WHERE idempotency_key = %s", (key,))
-    row = recorded.fetchone()
+    # the first key of this correction Stripe has not refused (a refusal is final under its key; a pending
+    # key may have reached Stripe and is kept, whatever happened to other corrections)
+    resumption = 0
+    while True:
+        key = correction_key(hook.settings.key_prefix, correction, resumption)
+        row = conn.execute(
+            "SELECT request, status FROM closeout_data.stripe_outbox WHERE idempotency_key = %s", (key,)
+        ).fetchone()
+        if row is None or row[1] != "failed":
+            break
+        resumption += 1
     if correction["kind"] == "credit_note":
         if not correction["stripe_invoice_id"]:
             return None

@@ -21,6 +21,8 @@ from closeout.payments import tasks as payment_tasks
 from closeout.warehouse.db import connect
 from ledger_support import (
     check_cash_invariants,
+    check_invariants,
+    follow,
     follow_cash,
     ledger_stripe_balance,
     lines_of,
@@ -91,6 +93,31 @@ def test_a_credit_applied_to_an_open_invoice_keeps_invariant_5_while_open_and_on
         "SELECT source_ref FROM closeout.ledger_journals WHERE kind = 'payment' AND invoice_id = %s", (iid,)))[0] == (
         "USD", "cash_clearing", total - 1000, 0), "the card paid the rest, and only that is cash"  # fmt: skip
     assert receivable(warehouse, "a") == 0
+    check_cash_invariants(warehouse)
+    _posts_nothing_again(warehouse)
+
+
+def test_the_application_is_booked_from_stripes_events_before_the_invoice_list_shows_it(
+    warehouse, stripe_sandbox
+) -> None:
+    """The events DAG applies Stripe's events before its cash sync lists the invoice: the balance Stripe applied
+    is read from the invoice's finalisation event, so invariant 5 holds at once; the list read later agrees and
+    posts nothing more."""
+    _credit_on_balance(warehouse, stripe_sandbox, 1000)
+    iid, sid, total = publish(warehouse, {"a": [D("2")]}, first_id=50)["a"]
+    follow("events-only")  # events in and applied, journals posted: no cash sync yet
+    assert warehouse.scalar("SELECT count(*) FROM closeout.stripe_invoice_snapshots WHERE stripe_invoice_id = %s",
+                            (sid,)) == 0  # fmt: skip
+    assert warehouse.rows("SELECT applied_minor, source FROM closeout.invoice_customer_balance") == [(1000, "event")]
+    assert lines_of(warehouse, "customer_credit_applied", iid) == (
+        ("USD", "customer_credit", 1000, 0), ("USD", "receivable", 0, 1000))
+    assert _receivable_row(warehouse, "a") == (total - 1000, total - 1000, 1, True)
+    check_invariants(warehouse)
+
+    follow_cash()
+    assert warehouse.rows("SELECT applied_minor, source FROM closeout.invoice_customer_balance") == [
+        (1000, "invoice_list")]  # fmt: skip
+    assert warehouse.scalar("SELECT count(*) FROM closeout.ledger_journals WHERE kind = 'customer_credit_applied'") == 1
     check_cash_invariants(warehouse)
     _posts_nothing_again(warehouse)
 

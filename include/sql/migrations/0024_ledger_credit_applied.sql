@@ -19,7 +19,8 @@
 -- 2. closeout_data.stripe_invoice_snapshots gains starting_balance_minor / ending_balance_minor (Stripe's
 --    invoice fields, signed as Stripe signs a customer balance: negative = credit owed to the customer), filled
 --    by the cash sync's invoice listing. Snapshots read before this migration have them NULL until re-listed.
--- 3. closeout.invoice_customer_balance: per invoice, the customer balance Stripe applied to it.
+-- 3. closeout.invoice_customer_balance: per invoice, the customer balance Stripe applied to it (from the invoice
+--    snapshot, else from Stripe's invoice events while the list has not yet shown the invoice finalised).
 -- 4. closeout.receivable_by_client (invariant 5): an open invoice's unpaid remainder is also less the customer
 --    balance Stripe applied to it (Stripe's amount_due already is).
 
@@ -69,16 +70,37 @@ FROM closeout_data.stripe_invoice_snapshots;
 
 -- Per closeout invoice: the customer balance Stripe applied when it finalised the invoice. applied_minor > 0: a
 -- credit balance paid that much of the invoice; < 0: a debit balance (the customer owed it) was added to it.
--- Invoices Stripe never finalised (drafts) and snapshots without the balance fields (read before 0024) have none.
+-- From what Stripe's invoice list last said (the cash sync's snapshot) once it shows the invoice finalised with the
+-- balance fields; until then (the list read it as a draft, or before 0024) from the newest of Stripe's events
+-- about the invoice that shows it finalised (invoice.finalized and later: the fields never change after
+-- finalisation). source says which.
 CREATE VIEW closeout.invoice_customer_balance AS
-SELECT s.invoice_id, s.stripe_invoice_id, i.client_key, i.currency, i.status AS invoice_status,
-       s.starting_balance_minor, s.ending_balance_minor,
-       s.ending_balance_minor - s.starting_balance_minor AS applied_minor, s.seen_at
-FROM closeout_data.stripe_invoice_snapshots s
-JOIN closeout_data.invoices i ON i.invoice_id = s.invoice_id
-WHERE s.status IS DISTINCT FROM 'draft'
-  AND s.starting_balance_minor IS NOT NULL AND s.ending_balance_minor IS NOT NULL
-  AND s.ending_balance_minor <> s.starting_balance_minor;
+SELECT i.invoice_id, i.stripe_invoice_id, i.client_key, i.currency, i.status AS invoice_status,
+       b.starting_balance_minor, b.ending_balance_minor,
+       b.ending_balance_minor - b.starting_balance_minor AS applied_minor, b.source, b.seen_at
+FROM closeout_data.invoices i
+LEFT JOIN closeout_data.stripe_invoice_snapshots s
+       ON s.stripe_invoice_id = i.stripe_invoice_id AND s.status IS DISTINCT FROM 'draft'
+      AND s.starting_balance_minor IS NOT NULL AND s.ending_balance_minor IS NOT NULL
+LEFT JOIN LATERAL (
+    SELECT (e.body #>> '{data,object,starting_balance}')::bigint AS starting_balance_minor,
+           (e.body #>> '{data,object,ending_balance}')::bigint AS ending_balance_minor, e.created_at AS seen_at
+    FROM closeout_data.stripe_events e
+    WHERE s.stripe_invoice_id IS NULL AND e.object_id = i.stripe_invoice_id AND e.object_type = 'invoice'
+      AND e.body #>> '{data,object,status}' <> 'draft'
+      AND e.body #>> '{data,object,starting_balance}' IS NOT NULL
+      AND e.body #>> '{data,object,ending_balance}' IS NOT NULL
+    ORDER BY e.created_at DESC, e.event_id DESC
+    LIMIT 1
+) v ON true
+CROSS JOIN LATERAL (
+    SELECT coalesce(s.starting_balance_minor, v.starting_balance_minor) AS starting_balance_minor,
+           coalesce(s.ending_balance_minor, v.ending_balance_minor) AS ending_balance_minor,
+           CASE WHEN s.stripe_invoice_id IS NOT NULL THEN 'invoice_list' ELSE 'event' END AS source,
+           coalesce(s.seen_at, v.seen_at) AS seen_at
+) b
+WHERE i.stripe_invoice_id IS NOT NULL AND i.status IN ('open', 'paid', 'uncollectible', 'void')
+  AND b.ending_balance_minor <> b.starting_balance_minor;
 
 -- Invariant 5 with credit notes and customer balance: an open invoice owes its total less what was paid, less
 -- its issued credit notes' pre-payment part, less the customer balance Stripe applied to it at finalisation

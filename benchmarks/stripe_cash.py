@@ -13,6 +13,8 @@ daily Stripe fees and daily automatic payouts; no events) and a fresh, migrated 
 * ``rest``: the rest of a first full cash sync (charges, refunds, payouts, invoices, ...; every automatic
   payout's ``?payout=`` listing, which reads the carried transactions a second time; the balance; the links),
   reported, not budgeted.
+* ``cash_checks``: after the rest, the journals posted (setup), the four cash checks against Stripe
+  (``closeout.recon.cash.run_cash_checks``) over the synced warehouse. Budget: under 10 s (DESIGN.md).
 * ``incremental``: ``--incremental`` new transactions (Stripe fees) then the sync again: its balance
   transaction requests against ceil(K / 100) plus a constant (the overlap window's page).
 
@@ -148,6 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--incremental", type=int, default=1_000, help="new transactions for the incremental run")
     parser.add_argument("--no-rest", action="store_true", help="skip the rest of the full sync")
     parser.add_argument("--no-write", action="store_true", help="print only; write no results file")
+    parser.add_argument("--no-checks", action="store_true", help="skip timing the four cash checks")
     args, _ = parser.parse_known_args(argv)
     proc, url, seeded = start_seeded_sandbox(args.charges)
     try:
@@ -186,6 +189,8 @@ def run(args: argparse.Namespace, url: str, seeded: float) -> dict:
         results["rest"] = {"seconds": round(rest["wall_seconds"], 2), "listed": rest["listed"],
                            "payouts_linked": rest["payouts_linked"], "payout_txns": rest["payout_txns"],
                            "requests": rest["hook_requests"], "peak_rss_mb": round(rest["peak_rss_mb"])}  # fmt: skip
+    if not args.no_rest and not args.no_checks:
+        results["cash_checks"] = time_cash_checks()
     for i in range(args.incremental):
         control(url, "POST", "fees/stripe_fee", {"amount": 100 + i, "currency": "usd", "description": f"usage {i}"})
     incremental = run_child_sync(conn_json, url, "txns")
@@ -196,6 +201,40 @@ def run(args: argparse.Namespace, url: str, seeded: float) -> dict:
                               "budget": math.ceil(args.incremental / 100),
                               "overlap_rows": listed - args.incremental}  # fmt: skip
     return results
+
+
+CHECKS_TARGET_SECONDS = 10.0
+
+
+def time_cash_checks() -> dict:
+    """The four cash checks (closeout.recon.cash.run_cash_checks: stripe_objects, stripe_balance, stripe_fees,
+    stripe_payouts) over the synced warehouse, once the ledger has booked what it can (posting and importing Great
+    Expectations are setup, reported, not timed). Budget: under 10 s (DESIGN.md)."""
+    import tempfile
+    from pathlib import Path
+
+    from closeout.ledger import tasks as ledger_tasks
+    from closeout.recon.cash import run_cash_checks
+    from closeout.warehouse.db import connect
+
+    started = time.perf_counter()
+    ledger_tasks.post_journals("bench-cash")
+    posted = time.perf_counter() - started
+    started = time.perf_counter()
+    import great_expectations  # noqa: F401 - imported once per worker process; timed apart
+
+    gx_import = time.perf_counter() - started
+    with connect() as conn, tempfile.TemporaryDirectory() as docs:
+        started = time.perf_counter()
+        result = run_cash_checks(conn, data_docs_dir=Path(docs))
+        seconds = time.perf_counter() - started
+    return {"seconds": round(seconds, 2), "within_budget": seconds < CHECKS_TARGET_SECONDS,
+            "target_seconds": CHECKS_TARGET_SECONDS, "posting_seconds": round(posted, 1),
+            "gx_import_seconds": round(gx_import, 2),
+            "checks": {c.check_name: {"status": c.status, **result.timings["checks"][c.check_name]}
+                       for c in result.checks},
+            "gx_setup_seconds": result.timings.get("gx_setup_seconds"),
+            "data_docs_seconds": result.timings.get("data_docs_seconds")}  # fmt: skip
 
 
 def print_table(r: dict) -> None:
@@ -217,6 +256,11 @@ def print_table(r: dict) -> None:
     print(f"incremental: {i['new']:,} new transactions -> {i['requests']} requests (ceil(K/100) = {i['budget']}, "
           f"+{i['requests'] - i['budget']} for the overlap window's {i['overlap_rows']} rows), {i['seconds']:.2f} s")
     print(f"within budget: {c['within_budget']}")
+    if "cash_checks" in r:
+        k = r["cash_checks"]
+        each = ", ".join(f"{n} {v['status']} {v['sql_seconds']:.2f} s SQL" for n, v in k["checks"].items())
+        print(f"cash checks: {k['seconds']:.2f} s (budget {k['target_seconds']:.0f} s, within: {k['within_budget']}; "
+              f"GX import {k['gx_import_seconds']} s apart, posting {k['posting_seconds']} s setup): {each}")
 
 
 if __name__ == "__main__":

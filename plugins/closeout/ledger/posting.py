@@ -59,6 +59,7 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("void", "ledger/50_voids.sql"),
     ("writeoff", "ledger/60_writeoffs.sql"),
     ("payout_accrual", "ledger/70_payout_accruals.sql"),
+    ("payout_clawback", "ledger/75_payout_clawbacks.sql"),
     ("payout_transfer", "ledger/80_payout_transfers.sql"),
     ("fee", "ledger/85_fees.sql"),
     ("fx_conversion", "ledger/86_fx_conversions.sql"),

@@ -170,7 +170,9 @@ def main(argv: list[str] | None = None) -> dict:
 def run(args: argparse.Namespace, url: str, seeded: float) -> dict:
     results: dict = {"benchmark": "stripe_cash", "date": date.today().isoformat(), "machine": machine(),
                      "charges": args.charges, "seed_seconds": round(seeded, 1),
-                     "target_seconds": TARGET_SECONDS}  # fmt: skip
+                     "target_seconds": TARGET_SECONDS,
+                     # 2 cores shared with other work: the 1-minute load average says how quiet the run was
+                     "load_average_at_start": round(os.getloadavg()[0], 2)}  # fmt: skip
     conn_json = fresh_database("closeout_bench_cash")
     os.environ["AIRFLOW_CONN_CLOSEOUT_WAREHOUSE"] = conn_json
     _migrate()
@@ -200,6 +202,7 @@ def run(args: argparse.Namespace, url: str, seeded: float) -> dict:
                               "requests": incremental["requests"]["balance_transactions"],
                               "budget": math.ceil(args.incremental / 100),
                               "overlap_rows": listed - args.incremental}  # fmt: skip
+    results["load_average_at_end"] = round(os.getloadavg()[0], 2)
     return results
 
 
@@ -255,7 +258,8 @@ def print_table(r: dict) -> None:
     i = r["incremental"]
     print(f"incremental: {i['new']:,} new transactions -> {i['requests']} requests (ceil(K/100) = {i['budget']}, "
           f"+{i['requests'] - i['budget']} for the overlap window's {i['overlap_rows']} rows), {i['seconds']:.2f} s")
-    print(f"within budget: {c['within_budget']}")
+    print(f"within budget: {c['within_budget']} (load average {r.get('load_average_at_start')} at the start, "
+          f"{r.get('load_average_at_end')} at the end, on {r['machine']['cpus']} cores)")
     if "cash_checks" in r:
         k = r["cash_checks"]
         each = ", ".join(f"{n} {v['status']} {v['sql_seconds']:.2f} s SQL" for n, v in k["checks"].items())

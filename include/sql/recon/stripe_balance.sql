@@ -28,7 +28,7 @@ WITH listed AS (
     WHERE d.run_id = {run_id} AND d.check_name = 'stripe_objects'
       AND d.kind IN ('invoice_unknown', 'refund_unknown', 'dispute_unknown')
 ), stripe AS (
-    SELECT upper(t.currency) AS currency, sum(t.amount_minor) AS amount_minor
+    SELECT t.currency, sum(t.amount_minor) AS amount_minor  -- the cash sync stores currencies upper case
     FROM closeout_data.stripe_balance_transactions t
     CROSS JOIN listed w
     WHERE t.created_at <= w.until
@@ -40,7 +40,7 @@ WITH listed AS (
                                JOIN unknown u ON u.item = c.stripe_invoice_id
                                WHERE c.charge_id = coalesce(t.charge_id,
                                                             CASE WHEN t.source_type = 'charge' THEN t.source_id END))))
-    GROUP BY 1
+    GROUP BY t.currency
 ), transfers AS (  -- contractor transfers, placed at their Stripe balance transaction when it is listed
     SELECT j.journal_id, min(t.created_at) AS stripe_at
     FROM closeout_data.journals j
@@ -49,7 +49,7 @@ WITH listed AS (
     WHERE j.kind = 'payout_transfer'
     GROUP BY j.journal_id
 ), ledger AS (
-    SELECT upper(l.currency) AS currency, sum(l.debit_minor - l.credit_minor) AS amount_minor
+    SELECT l.currency, sum(l.debit_minor - l.credit_minor) AS amount_minor  -- journal currencies are upper case
     FROM closeout_data.journal_lines l
     JOIN closeout_data.journals j ON j.journal_id = l.journal_id
     LEFT JOIN transfers x ON x.journal_id = j.journal_id
@@ -58,7 +58,7 @@ WITH listed AS (
       AND j.kind NOT IN ('fee', 'stripe_payout', 'stripe_payout_failure')
       AND date_trunc('second', coalesce(x.stripe_at, j.occurred_at)) <= w.until
       AND ({period_end}::date IS NULL OR coalesce(x.stripe_at, j.occurred_at) < {period_end}::date)
-    GROUP BY 1
+    GROUP BY l.currency
 )
 SELECT 'balance' AS kind, coalesce(s.currency, l.currency) AS currency,
        coalesce(s.currency, l.currency) || ' Stripe balance (charges, refunds, disputes, transfers, adjustments)'

@@ -7,14 +7,20 @@ test allocates is counted.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 
 import psutil
 import pytest
 from closeout.webhooks.app import create_app
 from closeout.webhooks.settings import MAX_BODY_ENV, ReceiverSettings
 from receiver_support import (
+    Served,
+    free_port,
     request,
     serve_in_subprocess,
     serve_in_thread,
@@ -71,6 +77,67 @@ def test_a_60_mb_chunked_post_gets_413_and_costs_under_5_mb(http, path):
         # the server stopped reading at the limit: the client was told long before its 60 MB were out
         assert upload.sent_bytes < 16 * MB, upload.sent_bytes
         assert request(served, "GET", "/health").status == 200  # and it is still serving
+
+
+@pytest.fixture
+def airflow_api_server(airflow_db) -> Iterator[tuple[Served, int]]:
+    """``airflow api-server`` itself (one worker, so the serving process is the one started), with closeout's
+    plugin from the plugins folder, as a platform team runs it."""
+    port = free_port()
+    command = [sys.executable, "-m", "airflow", "api-server", "--port", str(port), "--host", "127.0.0.1",
+               "--workers", "1"]  # fmt: skip
+    process = subprocess.Popen(command, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    served = Served("127.0.0.1", port)
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                if request(served, "GET", "/closeout/webhooks/health").status == 200:
+                    break
+            except OSError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, "the API server did not come up"
+            time.sleep(0.5)
+        yield served, process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
+def test_the_airflow_api_server_itself_refuses_a_60_mb_chunked_post_for_under_5_mb(airflow_api_server):
+    served, pid = airflow_api_server
+    path = "/closeout/webhooks/stripe"
+    for _ in range(3):
+        assert request(served, "POST", path, body=b"{}").status == 401
+    server = psutil.Process(pid)
+
+    def resident() -> int:  # the server and any worker processes it may have
+        return sum(p.memory_info().rss for p in [server, *server.children(recursive=True)])
+
+    baseline = resident()
+    peak = baseline
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, resident())
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        upload = stream_chunked(served, path, 60 * MB, headers=stripe_headers(b"irrelevant"))
+    finally:
+        done.set()
+        sampler.join()
+    assert upload.response is not None and upload.response.status == 413
+    assert peak - baseline < 5 * MB, f"API server RSS grew {(peak - baseline) / MB:.1f} MB"
+    assert request(served, "GET", "/closeout/webhooks/health").status == 200
 
 
 def test_the_limit_comes_from_the_environment():

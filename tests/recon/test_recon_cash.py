@@ -183,17 +183,19 @@ def test_a_payout_whose_transactions_do_not_add_up_fails_stripe_payouts_only(war
 
 def test_an_invoice_made_in_the_dashboard_and_paid_fails_stripe_objects_only(warehouse, month, stripe_sandbox,
                                                                               tmp_path) -> None:  # fmt: skip
-    """Someone invoices a customer by hand in the Stripe Dashboard, the customer pays it and part is refunded:
-    closeout never made that invoice, so it knows neither it nor the refund. stripe_objects names both by their
-    Stripe ids; their money in the balance is left to it (stripe_balance stays green), and Stripe's fee on the
-    charge is booked like every fee."""
+    """Someone invoices a customer by hand in the Stripe Dashboard, credits 10.00 of it, the customer pays the rest
+    and part is refunded: closeout never made that invoice, so it knows neither it, the credit note nor the refund.
+    stripe_objects names all three by their Stripe ids; their money in the balance is left to it (stripe_balance
+    stays green), and Stripe's fee on the charge is booked like every fee."""
     invoice = stripe_sandbox.dashboard_invoice([("Rush job", 12_000)])
+    credit_note = stripe_sandbox.dashboard_credit_note(invoice["id"], amount=1_000)  # before payment: owes 110.00
     stripe_sandbox.pay_invoice(invoice["id"])
     [refund] = stripe_sandbox.refund(invoice["id"], 3_000)
     follow_cash()
     result = _run(tmp_path)
     assert _failed(result) == {"stripe_objects"}, _cash_statuses(result)
-    assert _rows(result, "stripe_objects") == [("invoice_unknown", invoice["id"], 12_000),
+    assert _rows(result, "stripe_objects") == [("credit_note_unknown", credit_note["id"], 1_000),
+                                               ("invoice_unknown", invoice["id"], 12_000),
                                                ("refund_unknown", refund["id"], 3_000)]
     alert_rows = result.by_name()["stripe_objects"].evidence["rows"]
     assert {r["currency"] for r in alert_rows} == {"USD"}
@@ -209,7 +211,7 @@ def test_an_invoice_made_in_the_dashboard_and_paid_fails_stripe_objects_only(war
         alone = run_reconciliation(conn, data_docs_dir=tmp_path / "docs",
                                    checks=tuple(c for c in _checks() if c.name == "stripe_balance"))  # fmt: skip
     assert alone.by_name()["stripe_balance"].status == "failed"
-    assert [r["difference_minor"] for r in alone.by_name()["stripe_balance"].evidence["rows"]] == [12_000 - 3_000]
+    assert [r["difference_minor"] for r in alone.by_name()["stripe_balance"].evidence["rows"]] == [11_000 - 3_000]
 
 
 def test_an_invoice_closeout_holds_that_stripe_does_not_list_fails_stripe_objects(warehouse, month, tmp_path) -> None:

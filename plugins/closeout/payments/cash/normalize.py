@@ -100,7 +100,7 @@ def credit_note(o: dict[str, Any], observed_at: datetime) -> Row:
     out_of_band = int(o.get("out_of_band_amount") or 0)
     credited = max(post - refunded - out_of_band, 0)
     return (o["id"], _id(o.get("invoice")), _id(o.get("customer")), o.get("number"), _upper(o["currency"]),
-            int(o.get("total", o.get("amount")) or 0), int(o.get("pre_payment_amount") or 0), post, refunded,
+            int(o.get("amount", o.get("total")) or 0), int(o.get("pre_payment_amount") or 0), post, refunded,
             credited, out_of_band, refund_ids, o.get("type"), o.get("status") or "issued", o.get("reason"),
             o.get("memo"), json.dumps(o.get("metadata") or {}), o["created"], o.get("voided_at"),
             observed_at)  # fmt: skip
@@ -111,7 +111,7 @@ def dispute(o: dict[str, Any], observed_at: datetime, closed_at: int | None = No
     balance transactions (a won dispute's reinstatement), else the read time. The upsert keeps the earliest."""
     if closed_at is None and o.get("status") in FINAL_DISPUTE:
         txns = [t.get("created") for t in (o.get("balance_transactions") or []) if isinstance(t, dict)]
-        closed_at = max(txns) if len(txns) > 1 else int(observed_at.timestamp())
+        closed_at = max(txns) if len(txns) > 1 else max(int(observed_at.timestamp()), o["created"])
     return (o["id"], _id(o.get("charge")), _id(o.get("payment_intent")), _upper(o["currency"]), o["amount"],
             o["status"], o.get("reason"), o["created"], closed_at, observed_at)  # fmt: skip
 

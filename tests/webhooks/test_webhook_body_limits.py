@@ -193,8 +193,9 @@ def test_signed_events_within_the_limit_are_still_stored_once(warehouse, monkeyp
         chunked = toggl_event(4242)  # a chunked body within the limit is read whole and verified
         upload = stream_chunked(served, "/toggl", 0, toggl_headers(chunked), chunk_bytes=50, body=chunked)
         assert (upload.response.status, upload.response.json()) == (200, {"status": "stored"})
-    assert warehouse.rows("SELECT vendor, event_id FROM closeout_data.webhook_inbox ORDER BY inbox_id") == [
-        ("stripe", "evt_limit_ok"), ("toggl", "4242")]  # fmt: skip
+    assert warehouse.rows(
+        "SELECT vendor, event_id, redeliveries FROM closeout_data.webhook_inbox ORDER BY inbox_id"
+    ) == [("stripe", "evt_limit_ok", 1), ("toggl", "4242", 0)]  # the redelivery is counted, not stored
 
 
 def _never(*_args):

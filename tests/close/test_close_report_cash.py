@@ -142,6 +142,8 @@ def test_collected_against_billed_per_client_by_name(warehouse, cash_month, tmp_
     html = Path(report.write_report(rep, str(tmp_path / "reports"))["html"]).read_text(encoding="utf-8")
     assert "Collected against billed, per client" in html
     assert "Tracked Ltd<br><code>harvest:t</code>" in html and "Client B<br><code>harvest:b</code>" in html
+    # wherever the page names a client: per client, collected against billed, the invoice list
+    assert html.count("Tracked Ltd<br><code>harvest:t</code>") == 3
 
 
 def test_a_failed_check_or_an_open_hold_is_the_headline(warehouse, cash_month, stripe_sandbox, tmp_path) -> None:

@@ -233,6 +233,12 @@ class CloseReport:
         return all(t.ties_out for t in self.totals) and all(c.ties_out for c in self.cash)
 
     @property
+    def client_names(self) -> dict[str, str]:
+        """Client key -> name (billing configuration, else tracker), for every list on the page that names a client
+        by its key: the name is shown beside it."""
+        return {c.client_key: c.client_name for c in (*self.clients, *self.collections) if c.client_name}
+
+    @property
     def failed_checks(self) -> list[str]:
         """Checks of the period's latest reconciliation run that failed or could not run."""
         return [c["check_name"] for c in (self.recon or {}).get("checks", []) if c["status"] in ("failed", "error")]

@@ -37,3 +37,23 @@ def test_a_malformed_value_names_its_variable(monkeypatch, name, value):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=name):
         ReceiverSettings.from_env()
+
+
+def test_refusals_are_logged_once_per_kind_per_interval_with_the_count_of_the_rest(caplog):
+    import logging
+
+    from closeout.webhooks.refusals import RefusalLog
+
+    now = [100.0]
+    refusals = RefusalLog(logging.getLogger("closeout.test.refusals"), interval_seconds=10, clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="closeout.test.refusals"):
+        for _ in range(1000):  # a flood of forged requests
+            refusals.warning("stripe:401", "stripe webhook rejected: %s", "signature does not match")
+        refusals.warning("toggl:401", "toggl webhook rejected: %s", "missing header")  # another kind: logged
+        now[0] += 11
+        refusals.warning("stripe:401", "stripe webhook rejected: %s", "signature does not match")
+    assert [r.getMessage() for r in caplog.records] == [
+        "stripe webhook rejected: signature does not match",
+        "toggl webhook rejected: missing header",
+        "stripe webhook rejected: signature does not match (and 999 more like it in the last 11 s, not logged)",
+    ]

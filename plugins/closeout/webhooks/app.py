@@ -31,6 +31,7 @@ from closeout.webhooks.identity import content_key
 from closeout.webhooks.inbox import InboxEvent, WarehouseInbox, WarehouseUnavailable
 from closeout.webhooks.limits import BodyLimitMiddleware
 from closeout.webhooks.offload import BlockingPool, Saturated
+from closeout.webhooks.refusals import RefusalLog
 from closeout.webhooks.secrets import NotConfigured, SecretCache, SecretsUnavailable, connection_secrets
 from closeout.webhooks.settings import ReceiverSettings
 from closeout.webhooks.verify import (
@@ -44,6 +45,7 @@ from closeout.webhooks.verify import (
 )
 
 log = logging.getLogger(__name__)
+refusals = RefusalLog(log)
 T = TypeVar("T")
 
 CLOCKIFY_EVENTS = frozenset({"NEW_TIME_ENTRY", "TIME_ENTRY_UPDATED", "TIME_ENTRY_DELETED", "TIMER_STOPPED",
@@ -110,10 +112,11 @@ def create_app(
         try:
             return await pool.run(func, *args)
         except Saturated:
-            log.warning("webhook deferred: all %d worker threads busy and %d waiting", pool.threads, pool.queue)
+            refusals.warning("busy", "webhook deferred: all %d worker threads busy and %d waiting", pool.threads,
+                             pool.queue)  # fmt: skip
             raise HTTPException(503, "receiver busy, retry later", headers=retry_after) from None
         except (WarehouseUnavailable, SecretsUnavailable) as exc:
-            log.warning("webhook deferred: %s", exc)
+            refusals.warning(type(exc).__name__, "webhook deferred: %s", exc)
             raise HTTPException(503, "storage unavailable, retry later", headers=retry_after) from None
 
     async def vendor_secrets(vendor: str, *, refresh: bool = False) -> list[str]:
@@ -125,7 +128,7 @@ def create_app(
             found = await blocking(secrets, conn_id, key)
         except NotConfigured as exc:
             cache.remember(conn_id, key, None)
-            log.warning("%s webhook refused: %s", vendor, exc)
+            refusals.warning(f"{vendor}:404", "%s webhook refused: %s", vendor, exc)
             raise HTTPException(404, f"{vendor} webhooks are not configured here") from None
         cache.remember(conn_id, key, found)
         return found
@@ -225,5 +228,5 @@ def create_app(
 
 
 def _refuse(vendor: str, exc: SignatureError) -> NoReturn:
-    log.warning("%s webhook rejected: %s", vendor, exc)
+    refusals.warning(f"{vendor}:401", "%s webhook rejected: %s", vendor, exc)
     raise HTTPException(401, "invalid signature") from None

@@ -23,7 +23,10 @@ from typing import Any
 import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from closeout.webhooks.refusals import RefusalLog
+
 log = logging.getLogger(__name__)
+refusals = RefusalLog(log)
 
 
 class BodyTooLarge(Exception):
@@ -45,18 +48,20 @@ class BodyLimitMiddleware:
             await _refuse(send, 400, "Content-Length is not one non-negative number")
             return
         if declared is not None and declared > self.max_body_bytes:
-            log.warning("webhook refused: Content-Length %d over the %d byte limit", declared, self.max_body_bytes)
+            refusals.warning("413", "webhook refused: Content-Length %d over the %d byte limit", declared,
+                             self.max_body_bytes)  # fmt: skip
             await _refuse(send, 413, f"body larger than {self.max_body_bytes} bytes")
             return
         try:
             with anyio.fail_after(self.timeout_seconds):
                 body, tail = await self._read(receive)
         except BodyTooLarge:
-            log.warning("webhook refused: body passed the %d byte limit while streaming", self.max_body_bytes)
+            refusals.warning("413", "webhook refused: body passed the %d byte limit while streaming",
+                             self.max_body_bytes)  # fmt: skip
             await _refuse(send, 413, f"body larger than {self.max_body_bytes} bytes")
             return
         except TimeoutError:
-            log.warning("webhook refused: body not complete within %s s", self.timeout_seconds)
+            refusals.warning("408", "webhook refused: body not complete within %s s", self.timeout_seconds)
             await _refuse(send, 408, f"body not received within {self.timeout_seconds:g} s")
             return
         if tail is not None:  # the client went away mid-body: nobody is left to answer

@@ -12,10 +12,15 @@ each exactly once. Paused at creation; one run at a time.
    paid invoice and currency (hours of the invoice's entries x cost rate, rounded once), in batches of at most
    `batch_size` (default 500, env `CLOSEOUT_PAYOUT_BATCH_SIZE`, hard cap 15,000) with deterministic ids.
    Work of users without a payee is reported in `closeout.payout_exceptions`, not paid.
-3. **approval_route** -> **approve** (Airflow's `ApprovalOperator`: a person approves or rejects in the UI's
-   Required Actions) -> **release**. Param `approval` (or env `CLOSEOUT_PAYOUTS_APPROVAL=off`) switches the
-   approval off; a rejection skips the release (the batches wait for the next run's approval).
-4. **release**: re-checks the gate, then one Stripe transfer per pending item of approved batches, with the
+3. **approval_route** -> **approve** (Airflow's `ApprovalOperator`, assigned at run time to the finance group in
+   env `CLOSEOUT_FINANCE_APPROVERS` less the person who triggered the run: one of them approves or rejects in
+   the UI's Required Actions; the request lists payees, amounts and totals per currency) -> **release**. Every
+   answer is recorded in `closeout.decisions`; an answer by the requester is refused and recorded, and nothing is
+   released. Only the deployment can switch the approval off (env `CLOSEOUT_PAYOUTS_APPROVAL=off`, recorded on
+   every run it affects); there is no trigger parameter for it. A rejection skips the release (the batches wait
+   for the next run's approval).
+4. **release**: re-checks the gate (and the open holds again before each transfer), then one Stripe transfer per
+   pending item of approved batches, with the
    item's own idempotency key recorded before the call; a transfer that failed for a reason that may pass (5xx,
    timeout, 429) stays pending and the task fails so Airflow retries it; one Stripe refuses for good (a 4xx
    such as `balance_insufficient`) stops that item with a row in `closeout.payout_exceptions` naming the
@@ -46,15 +51,12 @@ from closeout.dag_defaults import START_DATE, default_args, schedule
     tags=["closeout", "payouts", "stripe"],
     doc_md=__doc__,
     params={
-        "approval": Param(None, type=["null", "boolean"],
-                          description="Require approval before release; empty: env CLOSEOUT_PAYOUTS_APPROVAL "
-                                      "(default on)."),
         "batch_size": Param(None, type=["null", "integer"], minimum=1, maximum=15000,
                             description="Items per batch; empty: env CLOSEOUT_PAYOUT_BATCH_SIZE (default 500)."),
     },
 )  # fmt: skip
 def closeout_payouts():
-    from airflow.providers.standard.operators.hitl import ApprovalOperator
+    from closeout.payouts.approval_operator import FinanceApprovalOperator
 
     @task
     def gate() -> dict:
@@ -77,35 +79,23 @@ def closeout_payouts():
     def approval_route(planned: dict) -> str:
         from closeout.payouts import tasks
 
-        if planned["awaiting_approval"] and tasks.approval_required(get_current_context()["params"].get("approval")):
+        if planned["awaiting_approval"] and tasks.approval_required():
             return "approve"
         return "release"
 
-    approve = ApprovalOperator(
-        task_id="approve",
-        subject="closeout payouts: approve {{ ti.xcom_pull(task_ids='plan')['awaiting_approval'] | length }} batches",
-        body=(
-            "Batches awaiting approval: {{ ti.xcom_pull(task_ids='plan')['awaiting_approval'] }}.\n\n"
-            "Items and amounts: `SELECT * FROM closeout.payout_items WHERE batch_id = ANY(...)`; "
-            "batches: `closeout.payout_batches`. Approve releases one Stripe transfer per item; "
-            "Reject skips the release (the batches wait for the next run)."
-        ),
-    )
+    approve = FinanceApprovalOperator(task_id="approve", plan_task_id="plan")
 
     @task(trigger_rule="none_failed_min_one_success")
     def release(planned: dict) -> dict:
         from airflow.sdk.exceptions import AirflowFailException
         from closeout.payouts import tasks
+        from closeout.payouts.approval import requester
         from closeout.payouts.release import TransfersRefused
 
         context = get_current_context()
-        answer = context["ti"].xcom_pull(task_ids="approve")
-        if answer:
-            by = f"approval: {(answer.get('responded_by_user') or {}).get('name') or 'unknown user'}"
-        else:
-            by = "auto: approval switched off"
         try:
-            return tasks.release_batches(context["run_id"], planned["awaiting_approval"], by)
+            return tasks.release_batches(context["run_id"], planned["awaiting_approval"],
+                                         requested_by=requester(context["dag_run"]))  # fmt: skip
         except (tasks.PayoutsRefused, TransfersRefused) as exc:  # a person must act: no retry
             raise AirflowFailException(str(exc)) from exc
 

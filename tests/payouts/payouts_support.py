@@ -62,21 +62,24 @@ def pay(sandbox, invoices: dict[str, tuple], clients: list[str]) -> None:
     payment_tasks.apply_events("payouts-test")
 
 
-def green_recon(run_id: str = "recon-1", status: str = "passed") -> None:
-    """A finished reconciliation run whose checks have ``status`` (the first) and 'passed' (the second). Written
-    where the recon stage keeps its runs (migration 0010) or, before that stage exists, into a stand-in table."""
-    rows = [(run_id, "invoices_to_stripe", status), (run_id, "journals", "passed")]
+def green_recon(run_id: str = "recon-1", status: str = "passed", period: str | None = None) -> None:
+    """A finished reconciliation run whose checks have ``status`` (the first) and 'passed' (the second), for
+    ``period`` (default: last month, the billing period of the invoices seeded here; the gate wants the paid
+    work's period covered). Written where the recon stage keeps its runs (migration 0010) or, before that stage
+    exists, into a stand-in table."""
+    period = period or last_month().strftime("%Y-%m")
+    rows = [(run_id, period, "invoices_to_stripe", status), (run_id, period, "journals", "passed")]
     with connect() as conn:
         if conn.execute("SELECT to_regclass('closeout_data.recon_checks')").fetchone()[0]:
             conn.execute(
                 """INSERT INTO closeout_data.recon_runs (run_id, period, ledger_cutoff, external_cutoff, finished_at,
-                       status) VALUES (%s, '2026-10', now(), now(), clock_timestamp(), %s)""",
-                (run_id, "passed" if status == "passed" else "failed"),
+                       status) VALUES (%s, %s, now(), now(), clock_timestamp(), %s)""",
+                (run_id, period, "passed" if status == "passed" else "failed"),
             )
             for row in rows:
                 conn.execute(
                     """INSERT INTO closeout_data.recon_checks (run_id, period, check_name, suite, status)
-                       VALUES (%s, '2026-10', %s, 'test', %s)""",
+                       VALUES (%s, %s, %s, 'test', %s)""",
                     row,
                 )
         else:
@@ -87,8 +90,7 @@ def green_recon(run_id: str = "recon-1", status: str = "passed") -> None:
             )
             for row in rows:
                 conn.execute(
-                    "INSERT INTO closeout.recon_checks (run_id, period, check_name, status) "
-                    "VALUES (%s, '2026-10', %s, %s)",
+                    "INSERT INTO closeout.recon_checks (run_id, period, check_name, status) VALUES (%s, %s, %s, %s)",
                     row,
                 )
         conn.commit()

@@ -104,8 +104,8 @@ def test_payee_file_errors_are_caught_before_anything_is_written():
 
 
 def test_approval_precedes_release_unless_switched_off(monkeypatch):
-    """The wiring and the switch (param over env, default on). The approval answered through a real API server,
-    approve and reject: test_payout_approval.py."""
+    """The wiring and the switch (a deployment setting, default on; no trigger parameter). The approval answered
+    through a real API server, approve and reject: test_payout_approval.py; segregation: tests/controls."""
     from airflow.providers.standard.operators.hitl import ApprovalOperator
     from conftest import load_dag
 
@@ -115,8 +115,8 @@ def test_approval_precedes_release_unless_switched_off(monkeypatch):
     assert dag.get_task("release").upstream_task_ids == {"approval_route", "approve", "plan"}
     assert dag.get_task("release").trigger_rule == "none_failed_min_one_success"
     assert dag.get_task("gate").upstream_task_ids == set()
+    assert "approval" not in dag.params
     monkeypatch.delenv("CLOSEOUT_PAYOUTS_APPROVAL", raising=False)
-    assert tasks.approval_required(None) is True
+    assert tasks.approval_required() is True
     monkeypatch.setenv("CLOSEOUT_PAYOUTS_APPROVAL", "off")
-    assert tasks.approval_required(None) is False
-    assert tasks.approval_required(True) is True
+    assert tasks.approval_required() is False

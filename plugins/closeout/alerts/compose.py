@@ -127,7 +127,8 @@ def compose_hold_alert(
     units; ``report_url`` (the month-end close report, when the close breached) is linked under EVIDENCE."""
     period = facts.period or "all periods"
     currency = facts.observed.get("currency") if isinstance(facts.observed, Mapping) else None
-    release = f'python -m closeout.gate release --hold-id {hold_id} --by <your e-mail> --why "<what was checked>"'
+    release = (f'python -m closeout.gate release --hold-id {hold_id} --why "<what was checked>" '
+               "(signed in: your Airflow token in CLOSEOUT_AIRFLOW_TOKEN; docs/controls.md)")
     if paused:
         pause_line = f"The Airflow DAG {dag_id} has been paused."
     else:

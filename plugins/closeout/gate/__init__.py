@@ -65,6 +65,19 @@ def _secrets(*conn_ids: str) -> list[str]:
     return [s for s in found if s]
 
 
+def _triggering_user() -> str | None:
+    """The person who triggered the Airflow run this breach is found in (None when scheduled or outside a task):
+    they may not release the hold it opens (invariant 11)."""
+    try:
+        from airflow.sdk import get_current_context
+
+        dag_run = get_current_context()["dag_run"]
+    except Exception:  # not in a task: nobody to name
+        return None
+    name = getattr(dag_run, "triggering_user_name", None)
+    return str(name) if name else None
+
+
 def _exponents(conn: psycopg.Connection) -> dict[str, int]:
     """Currency -> decimals, so the alert shows major units; in its own transaction, like every step here."""
     with conn.transaction():
@@ -111,6 +124,7 @@ def breach(
     smtp_conn_id: str = FINANCE_SMTP_CONN_ID,
     webhook_conn_id: str = FINANCE_WEBHOOK_CONN_ID,
     report_url: str | None = None,
+    caused_by: str | None = None,
 ) -> BreachOutcome:
     """Pause payouts, hold them for this cause, tell finance once. Safe to retry.
 
@@ -132,7 +146,8 @@ def breach(
     reason = f"reconciliation check {check_name} out of tolerance for {period or 'no period'} (run {recon_run_id})"
     details = {"observed": observed, "tolerance": tolerance, "counts": dict(counts), "evidence": evidence}
     hold, created = open_hold(
-        conn, recon_run_id=recon_run_id, check_name=check_name, period=period, reason=reason, details=details
+        conn, recon_run_id=recon_run_id, check_name=check_name, period=period, reason=reason, details=details,
+        caused_by=caused_by or _triggering_user(),
     )
     log.info("payout hold %s %s for cause %s", hold.hold_id, "opened" if created else "already open", hold.cause_key)
 

@@ -1,4 +1,10 @@
-"""Payout holds: opened by a reconciliation breach, released only by a named person with a reason.
+"""Payout holds: opened by a reconciliation breach, released only by an identified person with a reason.
+
+The release goes through ``closeout_data.release_payout_hold`` (migration 0026): only the warehouse role
+``closeout_finance`` may execute it (the pipeline's role cannot release a hold, nor update the table), it refuses
+the person who caused the hold (the triggering user of the reconciliation run that opened it, ``caused_by``)
+and records the decision in ``closeout.decisions``. Who the person is comes from the Airflow API server, not
+from free text: see ``closeout.gate.identity`` and ``python -m closeout.gate release``.
 
 The hold table, not the DAG's paused state, is the payout lock (a paused DAG is unpaused by a trigger
 from the UI), so ``payouts_blocked`` is what the first task of ``closeout_payouts`` asks.
@@ -16,7 +22,7 @@ from psycopg.types.json import Jsonb
 
 _COLUMNS = (
     "hold_id, opened_at, reason, recon_run_id, check_name, period, cause_key, details, "
-    "released_at, released_by, release_reason"
+    "released_at, released_by, release_reason, caused_by"
 )
 
 
@@ -37,6 +43,7 @@ class Hold:
     released_at: datetime | None
     released_by: str | None
     release_reason: str | None
+    caused_by: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -64,6 +71,7 @@ def open_hold(
     reason: str,
     details: dict[str, Any] | None = None,
     key: str | None = None,
+    caused_by: str | None = None,
 ) -> tuple[Hold, bool]:
     """Open a hold for the cause, or return the one already open; ``(hold, created)``. Committed on return.
 
@@ -82,41 +90,56 @@ def open_hold(
         if existing is not None:
             return existing, False
         cur.execute(
-            f"""INSERT INTO closeout_data.payout_holds (reason, recon_run_id, check_name, period, cause_key, details)
-                VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}""",
-            (reason, recon_run_id, check_name, period, key, Jsonb(details or {})),
+            f"""INSERT INTO closeout_data.payout_holds (reason, recon_run_id, check_name, period, cause_key, details,
+                       caused_by)
+                VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}""",
+            (reason, recon_run_id, check_name, period, key, Jsonb(details or {}), caused_by),
         )
         created = cur.fetchone()
         assert created is not None
         return created, True
 
 
-def release_hold(conn: psycopg.Connection, hold_id: int, *, by: str, why: str) -> Hold:
-    """Record the release of an open hold: who, when (database clock) and why. Committed on return.
+def release_hold(
+    conn: psycopg.Connection, hold_id: int, *, by: str, why: str, ref: dict[str, Any] | None = None
+) -> Hold:
+    """Record the release of an open hold: who, when (database clock) and why, and the decision. Committed.
 
-    This is the only way a hold ends; a green reconcile does not call it.
+    This is the only way a hold ends; a green reconcile does not call it. ``by`` must be an identity the caller
+    verified (``closeout.gate.identity``); the database refuses the pipeline's role and the hold's causer.
     """
     if not by or not by.strip():
-        raise HoldError("releasing a payout hold needs --by: who releases it")
+        raise HoldError("releasing a payout hold needs who releases it")
     if not why or not why.strip():
         raise HoldError("releasing a payout hold needs --why: the reason it is safe to pay out")
     _idle(conn)
-    with conn.transaction(), conn.cursor(row_factory=class_row(Hold)) as cur:
-        cur.execute(f"SELECT {_COLUMNS} FROM closeout_data.payout_holds WHERE hold_id = %s FOR UPDATE", (hold_id,))
-        hold = cur.fetchone()
-        if hold is None:
-            raise HoldError(f"payout hold {hold_id} does not exist")
-        if not hold.is_open:
-            raise HoldError(f"payout hold {hold_id} was already released at {hold.released_at} by {hold.released_by}")
-        cur.execute(
-            f"""UPDATE closeout_data.payout_holds
-                   SET released_at = clock_timestamp(), released_by = %s, release_reason = %s
-                 WHERE hold_id = %s RETURNING {_COLUMNS}""",
-            (by.strip(), why.strip(), hold_id),
-        )
-        released = cur.fetchone()
-        assert released is not None
-        return released
+    hold = get_hold(conn, hold_id)
+    if hold is None:
+        conn.rollback()
+        raise HoldError(f"payout hold {hold_id} does not exist")
+    if not hold.is_open:
+        conn.rollback()
+        raise HoldError(f"payout hold {hold_id} was already released at {hold.released_at} by {hold.released_by}")
+    try:
+        (released_at,) = conn.execute(
+            "SELECT closeout_data.release_payout_hold(%s, %s, %s, %s)",
+            (hold_id, by.strip(), why.strip(), Jsonb(ref or {})),
+        ).fetchone()
+        conn.commit()
+    except psycopg.errors.InsufficientPrivilege as exc:
+        conn.rollback()
+        raise HoldError(f"payout hold {hold_id}: this database login may not release holds "
+                        f"(it needs the closeout_finance role): {exc.diag.message_primary}") from exc  # fmt: skip
+    except psycopg.errors.RaiseException as exc:
+        conn.rollback()
+        raise HoldError(str(exc.diag.message_primary)) from exc
+    if released_at is None:  # refused, and the refusal recorded as a decision
+        raise HoldError(f"payout hold {hold_id} was caused by {hold.caused_by}, who cannot release it; "
+                        "the refusal is recorded in closeout.decisions")  # fmt: skip
+    released = get_hold(conn, hold_id)
+    conn.rollback()
+    assert released is not None
+    return released
 
 
 def get_hold(conn: psycopg.Connection, hold_id: int) -> Hold | None:

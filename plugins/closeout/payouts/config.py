@@ -2,6 +2,11 @@
 
 The file (``include/payouts/payees.yaml``, or the one ``CLOSEOUT_PAYEES_CONFIG`` names; YAML or JSON) is
 validated whole before anything is written, then mirrored into ``closeout_data.payout_payees``.
+
+Cost rates are money: they are read as exact decimals. YAML's ``37.1`` would be a binary float under
+``yaml.safe_load`` (and ``33.333333333333333333`` would come back as ``33.333333333333336``), so the file is read
+with a loader that turns YAML floats into ``Decimal`` from their text, and JSON with ``parse_float=Decimal``; a
+float that reaches ``parse`` any other way is refused with a message.
 """
 
 from __future__ import annotations
@@ -22,6 +27,21 @@ from closeout.paths import PROJECT_ROOT
 CONFIG_ENV = "CLOSEOUT_PAYEES_CONFIG"
 _ACCOUNT = re.compile(r"^acct_[A-Za-z0-9_]+$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+class _DecimalLoader(yaml.SafeLoader):
+    """SafeLoader whose floats are Decimals built from the text in the file (never via a binary float)."""
+
+
+def _decimal_float(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal | str:
+    text = loader.construct_scalar(node)
+    try:
+        return Decimal(str(text).replace("_", ""))
+    except InvalidOperation:
+        return str(text)  # .inf, .nan: reported by parse as "not a number"
+
+
+_DecimalLoader.add_constructor("tag:yaml.org,2002:float", _decimal_float)
 
 
 class PayeeConfigError(ValueError):
@@ -58,6 +78,11 @@ def parse(raw: Any, source: str = "payees") -> list[Payee]:
             raise PayeeConfigError(f"{where}: user_key is required")
         if key in payees:
             raise PayeeConfigError(f"{where}: user_key {key!r} appears twice")
+        if isinstance(item.get("cost_rate"), float):
+            raise PayeeConfigError(
+                f"{where} ({key}): cost_rate {item.get('cost_rate')!r} was read as a binary float, which cannot "
+                "hold every decimal exactly; read the file with closeout.payouts.config.load or quote the rate"
+            )
         try:
             rate = Decimal(str(item.get("cost_rate")))
         except InvalidOperation as exc:
@@ -78,7 +103,7 @@ def load(path: Path | None = None) -> list[Payee]:
     path = path or config_path()
     text = path.read_text(encoding="utf-8")
     try:
-        raw = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        raw = json.loads(text, parse_float=Decimal) if path.suffix == ".json" else yaml.load(text, _DecimalLoader)  # noqa: S506 - a SafeLoader
     except (ValueError, yaml.YAMLError) as exc:
         raise PayeeConfigError(f"{path}: cannot be read: {exc}") from exc
     return parse(raw or {}, str(path))

@@ -1,4 +1,10 @@
-"""The payouts gate: no open payout hold, and the latest reconciliation all green.
+"""The payouts gate: no open payout hold, the latest reconciliation all green, and a green reconciliation
+covering the billing period of every invoice whose work is about to be paid.
+
+"The latest run of any period" is not enough: a green run for October says nothing about November's invoices.
+So, per billing period of the invoices of the pending items, the latest finished run that covers it (a run for
+that month, or a full run with a ledger cut-off after the period) must be green
+(``include/sql/payouts/05_recon_coverage.sql``).
 
 A paused DAG is no lock (a trigger from the UI unpauses it), so the first task of ``closeout_payouts`` asks
 the warehouse itself, on every run, and the release asks again right before the first transfer.
@@ -32,7 +38,8 @@ class GateVerdict:
         return not self.reasons
 
 
-def check(conn: psycopg.Connection) -> GateVerdict:
+def check(conn: psycopg.Connection, *, batch_ids: list[str] | None = None) -> GateVerdict:
+    """Holds, the latest reconciliation, and coverage of the pending items (of ``batch_ids``, or all)."""
     verdict = GateVerdict()
     for hold in payouts_blocked(conn):
         verdict.hold_ids.append(hold.hold_id)
@@ -41,7 +48,32 @@ def check(conn: psycopg.Connection) -> GateVerdict:
             f"({hold.check_name}, period {hold.period or '-'}): {hold.reason}"
         )
     _check_recon(conn, verdict)
+    if verdict.recon_run_id is not None and _is_table(conn, "closeout_data.recon_runs"):
+        _check_coverage(conn, verdict, batch_ids)
     return verdict
+
+
+def _is_table(conn: psycopg.Connection, name: str) -> bool:
+    (found,) = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+    return bool(found)
+
+
+def _check_coverage(conn: psycopg.Connection, verdict: GateVerdict, batch_ids: list[str] | None) -> None:
+    from closeout.paths import load_sql
+
+    rows = conn.execute(
+        load_sql("payouts/05_recon_coverage.sql"),
+        {"batch_ids": batch_ids, "green": list(GREEN_STATUSES), "not_blocking": list(NOT_BLOCKING)},
+    ).fetchall()
+    for start, end, run_id, period, green, failing in rows:
+        span = f"{start:%Y-%m-%d}..{end:%Y-%m-%d}"
+        if run_id is None:
+            verdict.reasons.append(f"no finished reconciliation covers the billing period {span} of work to be paid")
+        elif not green:
+            verdict.reasons.append(
+                f"the reconciliation covering the billing period {span} ({run_id}, period {period or 'full'}) "
+                f"is not green: {failing or 'no check passed'}"
+            )
 
 
 def _check_recon(conn: psycopg.Connection, verdict: GateVerdict) -> None:

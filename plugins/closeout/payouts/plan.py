@@ -28,6 +28,7 @@ from psycopg.types.json import Jsonb
 
 from closeout.paths import load_sql
 from closeout.payments.keys import _bounded
+from closeout.payments.publish import STRIPE_THREE_DECIMAL, STRIPE_ZERO_DECIMAL
 from closeout.payouts import config, netting
 
 DEFAULT_BATCH_SIZE = 500
@@ -95,7 +96,8 @@ def plan(
         # for many rows and met every payout item with every cause (16 s at 100k items); ANALYZE costs ms
         conn.execute("ANALYZE payout_work, payout_causes")
         conn.execute(load_sql("payouts/13_invoice_state.sql"))
-        conn.execute(load_sql("payouts/15_decisions.sql"))
+        conn.execute(load_sql("payouts/15_decisions.sql"), {
+            "stripe_zero_decimal": sorted(STRIPE_ZERO_DECIMAL), "stripe_three_decimal": sorted(STRIPE_THREE_DECIMAL)})
         rows = conn.execute(load_sql("payouts/20_new_items.sql")).fetchall()
         items = []
         for invoice_id, payee_key, currency, hours, rate, entries, account, amount in rows:

@@ -9,6 +9,10 @@ A failed item stays pending with its error; the others go on; the task fails at 
 A transfer Stripe refuses for good (a 4xx: trying again cannot help) stops its item with a transfer exception
 (``closeout.payouts.exceptions``) instead; the others go on and the release ends with ``TransfersRefused``, a
 failure for a person to act on, not for Airflow to retry.
+
+Batches are marked approved by the approval (``closeout.payouts.approval``), not here. The open holds are read
+again before EACH transfer (one index lookup): a hold a reconciliation opens while a release runs stops the rest
+of it (``ReleaseHeld``); what was not sent stays pending for the release after the hold is released.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ class ReleaseIncomplete(RuntimeError):
     """Some transfers failed; their items stay pending and the next attempt resumes them."""
 
 
+class ReleaseHeld(RuntimeError):
+    """A payout hold was opened while the release ran: the transfers not yet sent stay pending."""
+
+
 class TransfersRefused(RuntimeError):
     """Stripe refused some transfers for good: their items are stopped with an exception each; the rest went out."""
 
@@ -46,23 +54,14 @@ class ReleaseSummary:
     failed: int = 0
     stopped: int = 0
     refusals: list[str] = field(default_factory=list)
+    held_back: int = 0
+    held_by: list[int] = field(default_factory=list)
     amount_minor: dict[str, int] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k not in ("errors", "refusals")} | {
             "errors": self.errors[:20], "refusals": self.refusals[:20]}  # fmt: skip
-
-
-def approve(conn: psycopg.Connection, batch_ids: list[str], *, by: str) -> int:
-    """Record the approval of batches (once: an approved batch keeps its first approver). Committed."""
-    cur = conn.execute(
-        """UPDATE closeout_data.payout_batches SET approved_at = clock_timestamp(), approved_by = %s
-           WHERE batch_id = ANY(%s) AND approved_at IS NULL""",
-        (by, batch_ids),
-    )
-    conn.commit()
-    return cur.rowcount
 
 
 def release(conn: psycopg.Connection, hook: StripeHook) -> ReleaseSummary:
@@ -81,12 +80,21 @@ def release(conn: psycopg.Connection, hook: StripeHook) -> ReleaseSummary:
             ).fetchall()
         conn.commit()
         listed: dict[str, dict[str, dict[str, Any]]] = {}
-        for item in items:
+        for n, item in enumerate(items):
+            holds = open_hold_ids(conn)  # before EACH transfer: a hold opened mid-release stops the rest
+            if holds:
+                summary.held_back, summary.held_by = len(items) - n, holds
+                break
             _release_one(conn, hook, item, listed, summary)
     finally:
         conn.rollback()
         conn.execute("SELECT pg_advisory_unlock(hashtextextended('closeout_payouts_release', 8))")
         conn.commit()
+    if summary.held_back:
+        raise ReleaseHeld(
+            f"payout hold {', '.join(map(str, summary.held_by))} opened during the release: {summary.held_back} "
+            f"transfers not sent and left pending ({summary.transferred} made before it)"
+        )
     if summary.failed:
         raise ReleaseIncomplete(
             f"{summary.failed} transfers failed and stay pending for the retry ({summary.transferred} made); "
@@ -166,6 +174,14 @@ def _release_one(
     summary.found += found_by == "lookup"
     sent = int(item["request"]["amount"])  # the item's amount less what netting took from it
     summary.amount_minor[item["currency"]] = summary.amount_minor.get(item["currency"], 0) + sent
+
+
+def open_hold_ids(conn: psycopg.Connection) -> list[int]:
+    """The open payout holds, by an index-only look at the partial unique index's rows; its own transaction."""
+    ids = [h for (h,) in conn.execute(
+        "SELECT hold_id FROM closeout_data.payout_holds WHERE released_at IS NULL ORDER BY hold_id").fetchall()]
+    conn.commit()
+    return ids
 
 
 class TransferMismatch(RuntimeError):

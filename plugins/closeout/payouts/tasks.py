@@ -11,12 +11,12 @@ from typing import Any
 import psycopg
 
 from closeout.alerts.markers import FinanceAlerted
-from closeout.payouts import gate, plan, release
+from closeout.payouts import approval, gate, plan, release
 from closeout.warehouse.db import connect
 
 log = logging.getLogger(__name__)
 
-APPROVAL_ENV = "CLOSEOUT_PAYOUTS_APPROVAL"
+APPROVAL_ENV = approval.APPROVAL_ENV
 BATCH_SIZE_ENV = "CLOSEOUT_PAYOUT_BATCH_SIZE"
 
 
@@ -29,12 +29,9 @@ class PayoutsRefusedUnderHold(FinanceAlerted, PayoutsRefused):
     breach), so a trigger during the hold is news for the platform team only, not a second finance alert."""
 
 
-def approval_required(param: Any = None) -> bool:
-    """The DAG param wins when set (true/false); otherwise env CLOSEOUT_PAYOUTS_APPROVAL (default on)."""
-    if isinstance(param, bool):
-        return param
-    value = os.environ.get(APPROVAL_ENV, "on").strip().lower()
-    return value not in {"off", "false", "0", "no"}
+def approval_required() -> bool:
+    """The deployment's setting, env CLOSEOUT_PAYOUTS_APPROVAL (default on); never a trigger parameter."""
+    return approval.approval_required()
 
 
 def batch_size(param: Any = None) -> int:
@@ -60,8 +57,10 @@ def _finish(conn: psycopg.Connection, run_id: int, status: str, counts: dict, re
     conn.commit()
 
 
-def _refuse_if_closed(conn: psycopg.Connection, run_id: int, step: str) -> dict[str, Any]:
-    verdict = gate.check(conn)
+def _refuse_if_closed(
+    conn: psycopg.Connection, run_id: int, step: str, batch_ids: list[str] | None = None
+) -> dict[str, Any]:
+    verdict = gate.check(conn, batch_ids=batch_ids)
     counts = {"hold_ids": verdict.hold_ids, "recon_run_id": verdict.recon_run_id}
     if not verdict.open:
         reason = "; ".join(verdict.reasons)
@@ -103,22 +102,43 @@ def plan_payouts(airflow_run_id: str | None = None, size: int | None = None) -> 
     return summary.as_dict()
 
 
-def release_batches(airflow_run_id: str | None, batch_ids: list[str], approved_by: str) -> dict[str, Any]:
-    """Approve the batches the plan listed (by ``approved_by``), re-check the gate, transfer what is pending."""
+def release_batches(
+    airflow_run_id: str | None,
+    batch_ids: list[str],
+    approved_by: str | None = None,
+    *,
+    requested_by: str | None = None,
+) -> dict[str, Any]:
+    """Re-check the gate, then transfer what is pending in approved batches.
+
+    With the approval on, only batches approved in Airflow's Required Actions (recorded by the ``approve`` task)
+    go out. With it switched off by the deployment, the plan's batches are approved here and that is recorded on
+    the run (``counts.approval``) and as a ``not_required`` decision per batch, by ``approved_by`` (default
+    "auto: approval switched off").
+    """
     from closeout.payments.hook import StripeHook
 
     hook = StripeHook()
+    setting = approval.approval_setting()
     with connect() as conn:
         run_id = _start(conn, "release", airflow_run_id)
         _refuse_if_closed(conn, run_id, "release")
         try:
-            approved = release.approve(conn, batch_ids, by=approved_by)
+            approved = 0
+            if not approval.approval_required() and batch_ids:
+                approved = approval.record(
+                    conn, batch_ids, requested_by=requested_by or approval.SCHEDULE_REQUESTER,
+                    decided_by=approved_by or approval.SWITCHED_OFF_BY, outcome="not_required",
+                    reason=f"approval {setting}", ref={"run_id": airflow_run_id})  # fmt: skip
             summary = release.release(conn, hook)
             summary.batches_approved = approved
+        except release.ReleaseHeld as exc:
+            _finish(conn, run_id, "refused", {"requests": hook.requests, "approval": setting}, str(exc)[:2000])
+            raise PayoutsRefusedUnderHold(f"closeout_payouts refused at release: {exc}") from exc
         except Exception as exc:
-            _finish(conn, run_id, "failed", {"requests": hook.requests}, str(exc)[:2000])
+            _finish(conn, run_id, "failed", {"requests": hook.requests, "approval": setting}, str(exc)[:2000])
             raise
-        counts = {**summary.as_dict(), "requests": hook.requests}
+        counts = {**summary.as_dict(), "requests": hook.requests, "approval": setting}
         earlier = _refused_in_earlier_tries(conn, airflow_run_id, run_id)
         if earlier:
             reason = (f"{len(earlier)} transfers refused by Stripe and stopped in an earlier try of this run (the "

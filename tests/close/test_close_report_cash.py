@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
+from decimal import Decimal
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -120,6 +121,7 @@ def test_the_cash_section_shows_the_month_in_stripe_and_ties_it_out(warehouse, c
     html = Path(urls["html"]).read_text(encoding="utf-8")
     assert 'id="cash"' in html and "Cash in Stripe" in html and "Paid out to the bank" in html
     assert html.count('class="tieout cash-tieout"') == 3 and "DOES NOT TIE OUT" not in html
+    assert "Stripe balance in USD: opening to closing" in html and 'class="ledger"' in html  # the waterfall
     assert "Every currency ties out, Stripe&#39;s balance included" in html
     doc = json.loads(Path(urls["json"]).read_text(encoding="utf-8"))
     assert doc["cash"][0]["closing_minor"] == net_all and doc["cash"][0]["ties_out"] is True
@@ -190,3 +192,23 @@ def test_a_failed_check_or_an_open_hold_is_the_headline(warehouse, cash_month, s
     verdict = html.split('<div class="verdict', 1)[1].split("</div>", 1)[0]
     assert verdict.startswith(' bad">Payouts are on hold') and "ties out." not in verdict
     assert "DOES NOT TIE OUT" in html
+
+
+def test_the_cash_waterfall_floats_each_step_from_the_last_and_marks_the_ledger() -> None:
+    """Pure drawing: opening 100.00, +350.00 in, -10.00 fees, -50.00 refunds, -15.00 disputes, -5.00 other, -300.00
+    paid out = closing 70.00; the ledger's balance 72.50 is marked (dashed) beside the closing bar."""
+    from closeout.close import charts
+
+    cash = report.CashCurrency(currency="USD", exponent=2, opening_minor=10_000, gross_minor=35_000, fees_minor=1_000,
+                               refunds_minor=5_000, disputes_minor=1_500, other_minor=-500, net_minor=27_000,
+                               paid_out_minor=30_000, closing_minor=7_000, ledger_closing_minor=7_250,
+                               transactions=9, payouts=1, payouts_in_transit=0, as_of=None)  # fmt: skip
+    assert [t.difference_minor for t in cash.tie_outs] == [0, 0, 250]
+    svg = charts.cash_waterfall(cash)
+    assert svg.count("<rect") == 8 and "paid out: -300.00 USD" in svg and "closing: 70.00 USD" in svg
+    # the top of the chart is the highest level reached (100 + 350 = 450.00): gross's bar starts at 100.00 and
+    # reaches the top line (y = 34); the closing bar stands on the zero line
+    top, plot, span = 34, 180, 45_000
+    zero = top + Decimal(45_000) * plot / span
+    assert f'y="{charts._n(Decimal(top))}" width="70" height="{charts._n(Decimal(35_000) * plot / span)}"' in svg
+    assert f'y1="{charts._n(zero)}"' in svg and "ledger Stripe balance: 72.50 USD" in svg

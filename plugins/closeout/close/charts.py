@@ -12,9 +12,10 @@ from decimal import ROUND_HALF_UP, Decimal
 from html import escape
 
 from closeout.accounting.csv_safe import major_units
-from closeout.close.report_data import ClientFigures
+from closeout.close.report_data import CashCurrency, ClientFigures
 
 HOURS_COLOUR, BILLED_COLOUR, PAID_COLOUR, DRAFT_COLOUR = "#4c78a8", "#e45756", "#54a24b", "#a0a7b0"
+IN_COLOUR, OUT_COLOUR, BALANCE_COLOUR = "#54a24b", "#e45756", "#4c78a8"
 STATUS_STYLE = {  # status -> (fill, glyph, label); the glyph keeps the grid readable without colour
     "passed": ("#54a24b", "✓", "passed"),
     "failed": ("#e45756", "✗", "failed"),
@@ -169,5 +170,67 @@ def recon_status_grid(history: Sequence[dict]) -> str:
                    'stroke-width="0.5" class="cell"/>'
                    f'<text x="{x + 16}" y="{legend_y}" class="legend">{escape(label)}</text>')  # fmt: skip
         x += 30 + 7 * len(label)
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def cash_waterfall(cash: CashCurrency) -> str:
+    """One settlement currency's month in Stripe's balance as a waterfall, left to right: the opening balance, what
+    came in (gross), what went out (fees, refunds, disputes, paid out to the bank), other movements either way,
+    and the closing balance. Each step floats from where the previous one ended, so the bars read as the tie-out
+    ``opening + net - paid out = closing``; the ledger's Stripe balance is marked beside the closing bar."""
+    steps: list[tuple[str, int, str]] = [
+        ("opening", cash.opening_minor, "balance"),
+        ("gross collected", cash.gross_minor, "in"),
+        ("fees", -cash.fees_minor, "out"),
+        ("refunds", -cash.refunds_minor, "out"),
+        ("disputes", -cash.disputes_minor, "out"),
+        ("other", cash.other_minor, "in" if cash.other_minor >= 0 else "out"),
+        ("paid out", -cash.paid_out_minor, "out"),
+        ("closing", cash.closing_minor, "balance"),
+    ]
+    levels, running = [], 0
+    for label, amount, kind in steps:
+        start, end = (0, amount) if kind == "balance" else (running, running + amount)
+        running = end
+        levels.append((label, amount, kind, start, end))
+    top = max([0, cash.ledger_closing_minor, *(max(a, b) for *_, a, b in levels)])
+    bottom = min([0, cash.ledger_closing_minor, *(min(a, b) for *_, a, b in levels)])
+    span = (top - bottom) or 1
+    plot_h, top_y, left, bar_w, gap = 180, 34, 60, 70, 18
+    width = left + len(levels) * (bar_w + gap) + 20
+    height = top_y + plot_h + 46
+
+    def y(value: int) -> Decimal:
+        return top_y + Decimal(top - value) * plot_h / span
+
+    title = f"Stripe balance in {cash.currency}: opening to closing"
+    colours = {"in": IN_COLOUR, "out": OUT_COLOUR, "balance": BALANCE_COLOUR}
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{left}" y="16" class="panel">{escape(title)}</text>',
+        f'<line x1="{left - 6}" y1="{_n(y(0))}" x2="{width - 10}" y2="{_n(y(0))}" class="axis" stroke="#1f2328"/>',
+    ]
+    for i, (label, amount, kind, start, end) in enumerate(levels):
+        x = left + i * (bar_w + gap)
+        high, low = y(max(start, end)), y(min(start, end))
+        text = money_text(amount, cash.exponent)
+        out.append(f'<g><title>{escape(label)}: {escape(text)} {escape(cash.currency)}</title>'
+                   f'<rect x="{x}" y="{_n(high)}" width="{bar_w}" height="{_n(max(low - high, Decimal(1)))}" '
+                   f'fill="{colours[kind]}"/></g>')  # fmt: skip
+        out.append(f'<text x="{x + bar_w // 2}" y="{_n(high - 4)}" class="value" text-anchor="middle">'
+                   f"{escape(text)}</text>")  # fmt: skip
+        out.append(f'<text x="{x + bar_w // 2}" y="{top_y + plot_h + 18}" class="label" text-anchor="middle">'
+                   f"{escape(label)}</text>")  # fmt: skip
+    x = left + (len(levels) - 1) * (bar_w + gap)
+    ledger_y = _n(y(cash.ledger_closing_minor))
+    ledger = money_text(cash.ledger_closing_minor, cash.exponent)
+    out.append(f'<g><title>ledger Stripe balance: {escape(ledger)} {escape(cash.currency)}</title>'
+               f'<line x1="{x - 6}" y1="{ledger_y}" x2="{x + bar_w + 6}" y2="{ledger_y}" stroke="#1f2328" '
+               'stroke-width="2" stroke-dasharray="4 2" class="ledger"/></g>')  # fmt: skip
+    out.append(f'<text x="{left}" y="{height - 6}" class="legend">dashed: the ledger\'s Stripe balance '
+               f"({escape(ledger)})</text>")  # fmt: skip
     out.append("</svg>")
     return "\n".join(out)

@@ -64,5 +64,6 @@ def render_html(report: CloseReport, names: dict[str, str]) -> bytes:
         limit=LIST_LIMIT,
         figure_charts=[c for c in figure_charts if c],
         recon_chart=Markup(charts.recon_status_grid(report.recon_history)),  # noqa: S704
+        cash_charts=[Markup(charts.cash_waterfall(c)) for c in report.cash],  # noqa: S704
     )
     return text.encode("utf-8")

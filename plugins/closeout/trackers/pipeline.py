@@ -130,13 +130,17 @@ def drain(
                     state["max_updated_at"] = result.max_updated_at
                 if page.server_time and "server_time_first" not in state:
                     state["server_time_first"] = page.server_time.isoformat()
+                for counter in ("duplicates", "repaired"):  # reported with the run (checkpoint phase state)
+                    if getattr(result, counter):
+                        state[counter] = state.get(counter, 0) + getattr(result, counter)
                 state["pages"] = state.get("pages", 0) + 1
                 state["next"] = page.next
                 state["done"] = page.next is None
                 runs.save_progress(conn, run, phase, calls.drain(), records=result.records,
                                    versions=result.versions, quarantined=result.quarantined)  # fmt: skip
-            log.info("%s %s: page %d, %d records, %d new versions, %d quarantined", run.source, phase, page.number,
-                     result.records, result.versions, result.quarantined)  # fmt: skip
+            log.info("%s %s: page %d, %d records, %d new versions, %d quarantined, %d duplicate ids, %d repaired",
+                     run.source, phase, page.number, result.records, result.versions, result.quarantined,
+                     result.duplicates, result.repaired)  # fmt: skip
     except BudgetExhausted as exc:
         state["paused"] = str(exc)
         with conn.transaction():

@@ -13,6 +13,8 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
+from closeout.sanitize import number_problem, plausible_instant, text_problem
+
 MAX_HOURS_PER_ENTRY = Decimal(24)
 # ISO 4217 code -> minor-unit exponent (closeout_data.currencies)
 Currencies = Mapping[str, int]
@@ -84,6 +86,9 @@ def require_id(value: Any, field: str) -> str:
             raise Invalid(field, f"not a positive id: {value}")
         return str(value)
     if isinstance(value, str) and value.strip():
+        problem = text_problem(value)
+        if problem is not None:  # an identity is never altered: the record waits in quarantine
+            raise Invalid(field, problem)
         return value.strip()
     raise Invalid(field, f"not an id: {value!r}")
 
@@ -92,9 +97,13 @@ def require_date(value: Any, field: str) -> date:
     if not isinstance(value, str):
         raise Invalid(field, "missing" if value is None else f"not a date: {value!r}")
     try:
-        return date.fromisoformat(value)
+        parsed = date.fromisoformat(value)
     except ValueError:
         raise Invalid(field, f"not a date: {value!r}") from None
+    absurd = plausible_instant(parsed)
+    if absurd is not None:
+        raise Invalid(field, absurd)
+    return parsed
 
 
 def require_datetime(value: Any, field: str) -> datetime:
@@ -106,6 +115,9 @@ def require_datetime(value: Any, field: str) -> datetime:
         raise Invalid(field, f"not a timestamp: {value!r}") from None
     if parsed.tzinfo is None:
         raise Invalid(field, f"timestamp without a time zone: {value!r}")
+    absurd = plausible_instant(parsed)
+    if absurd is not None:
+        raise Invalid(field, absurd)
     return parsed
 
 
@@ -127,8 +139,9 @@ def require_decimal(value: Any, field: str) -> Decimal:
             raise Invalid(field, f"not a number: {value!r}") from None
     else:  # a float can only arrive from a caller that parsed JSON carelessly
         raise Invalid(field, f"not an exact number: {value!r}")
-    if not number.is_finite():
-        raise Invalid(field, f"not a finite number: {value!r}")
+    problem = number_problem(number)  # NaN, Infinity, 1e-100000, beyond bigint: Postgres or we cannot hold it
+    if problem is not None:
+        raise Invalid(field, problem)
     return number
 
 

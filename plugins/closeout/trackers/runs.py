@@ -233,10 +233,23 @@ def summary(run: SyncRun) -> dict[str, Any]:
                 "status": run.status,
                 "resumed": run.resumed,
                 **run.counters,
+                # duplicate ids resolved within pages, free-text fields cleaned: kept per listing in the checkpoint
+                "duplicates": _sum_of(run.checkpoint, "duplicates"),
+                "repaired": _sum_of(run.checkpoint, "repaired"),
             },
             default=str,
         )
     )
+
+
+def _sum_of(state: Any, key: str) -> int:
+    """The sum of every integer ``key`` anywhere in a checkpoint (phases nest listings and day ranges)."""
+    if isinstance(state, dict):
+        own = state.get(key)
+        return (own if isinstance(own, int) else 0) + sum(_sum_of(v, key) for k, v in state.items() if k != key)
+    if isinstance(state, list):
+        return sum(_sum_of(v, key) for v in state)
+    return 0
 
 
 def recent_calls(conn: psycopg.Connection, source: str, window_seconds: float) -> list[float]:

@@ -24,6 +24,8 @@ from typing import Any
 
 import psycopg
 
+from closeout.sanitize import escape_text, plausible_instant
+from closeout.sanitize.events import Verdict, quarantine_events
 from closeout.trackers import pipeline, runs, store
 from closeout.trackers.pipeline import Page
 from closeout.trackers.runs import SyncRun
@@ -252,23 +254,46 @@ def _plan_inbox(conn: psycopg.Connection, tracker: WindowedTracker, run: SyncRun
         (tracker.source,),
     ).fetchall()
     days: set[date] = set()
-    unreadable = 0
+    refused: list[tuple[int, str, str, str]] = []  # (inbox_id, event_type, body, reason)
     upto = 0
     for inbox_id, event_type, body, received_at in rows:
         upto = inbox_id
         if covered_before and received_at.isoformat() < covered_before:
             continue  # this run's window listing already read the tracker's state after this event
-        touched = tracker.event_days(event_type, body)
+        try:
+            touched = tracker.event_days(event_type, body)
+        except Exception as exc:  # one event's body must not stop the inbox
+            touched, why = [], f"unreadable: {type(exc).__name__}: {exc}"
+        else:
+            why = "names no day to re-list (no readable start within 2000..2100)"
+        absurd = next((d for d in touched if plausible_instant(d) is not None), None)
+        if absurd is not None:
+            touched, why = [], plausible_instant(absurd) or ""
         if not touched:
-            unreadable += 1
+            refused.append((inbox_id, event_type, body, why))
         days.update(touched)
     ranges: dict[str, list[str]] = {}
     for first, last in _contiguous(sorted(days)):
         ranges[f"{first}..{last}"] = [first.isoformat(), last.isoformat()]
-    if unreadable:
-        log.warning("%s inbox: %d events named no day; the next window listing covers them", tracker.source,
-                    unreadable)  # fmt: skip
-    return {"ranges": ranges, "upto": upto, "events": len(rows)}
+    if refused:
+        quarantine_inbox(conn, tracker.source, refused)
+        log.warning("%s inbox: %d events quarantined (closeout.event_quarantine); the next window listing "
+                    "covers their entries", tracker.source, len(refused))  # fmt: skip
+    return {"ranges": ranges, "upto": upto, "events": len(rows), "quarantined": len(refused)}
+
+
+def quarantine_inbox(conn: psycopg.Connection, vendor: str, refused: list[tuple[int, str, str, str]]) -> None:
+    """Quarantine tracker webhook events that name nothing to re-list, each with its reason, and mark them
+    processed so the inbox goes on (their entries are still caught by the next window listing)."""
+    verdicts = [Verdict(body, event_type=event_type, field="(body)", reason=why)
+                for _inbox_id, event_type, body, why in refused]  # fmt: skip
+    with conn.transaction():
+        quarantine_events(conn, vendor, verdicts, via="webhook", inbox_ids=[r[0] for r in refused])
+        conn.execute(
+            """UPDATE closeout_data.webhook_inbox i SET processed_at = clock_timestamp(), outcome = o.outcome
+               FROM unnest(%s::bigint[], %s::text[]) AS o(inbox_id, outcome) WHERE i.inbox_id = o.inbox_id""",
+            ([r[0] for r in refused], [escape_text(f"quarantined: {r[3]}")[:500] for r in refused]),
+        )
 
 
 def days_around(start: date) -> list[date]:

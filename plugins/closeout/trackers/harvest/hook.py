@@ -9,6 +9,7 @@ fraction (msgspec's float hook receives the number's text): hours and rates neve
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -41,8 +42,19 @@ _DECODER = msgspec.json.Decoder(float_hook=Decimal)
 
 
 def decode(body: bytes) -> Any:
-    """JSON with every fractional number as an exact Decimal."""
-    return _DECODER.decode(body)
+    """JSON with every fractional number as an exact Decimal.
+
+    msgspec refuses a whole body for one lone surrogate escape (``"\\ud800"``), one NaN or one byte that
+    is not UTF-8; the standard parser reads them (as the surrogate or ``Decimal('NaN')``) so the one record
+    holding it is cleaned or quarantined by the normaliser, and the page's other records are stored."""
+    try:
+        return _DECODER.decode(body)
+    except msgspec.DecodeError:
+        try:
+            return json.loads(body.decode("utf-8", errors="surrogateescape"), parse_float=Decimal,
+                              parse_constant=Decimal)  # fmt: skip
+        except (ValueError, RecursionError):
+            raise msgspec.DecodeError("JSON is malformed") from None
 
 
 class HarvestHook(BaseHook):

@@ -24,6 +24,7 @@ from closeout.trackers.pipeline import Page
 from closeout.trackers.records import Currencies, Problem
 from closeout.trackers.runs import SyncRun
 from closeout.trackers.settings import SyncSettings
+from closeout.trackers.vetting import valid_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -59,16 +60,16 @@ def sync_reference(sync_run_id: int, settings: SyncSettings) -> dict[str, Any]:
             for page in hook.iter_pages(resource, {"updated_since": since}):
                 rows, problems = _reference_rows(kind, page)
                 with conn.transaction():
-                    store.upsert_entities(conn, source=SOURCE, kind=kind, sync_run_id=run.sync_run_id, rows=rows)
+                    bad = store.upsert_entities(conn, source=SOURCE, kind=kind, sync_run_id=run.sync_run_id, rows=rows)
                     if problems:
                         store.quarantine(
                             conn, source=SOURCE, sync_run_id=run.sync_run_id, problems=problems, url=page.url
                         )
-                    for row in rows:
-                        if row["updated_at"] and (newest is None or row["updated_at"] > newest):
+                    for row in rows:  # only a timestamp the upsert took may move the cursor
+                        if valid_timestamp(row["updated_at"]) and (newest is None or row["updated_at"] > newest):
                             newest = row["updated_at"]
                     state["max_updated_at"] = newest
-                    runs.save_progress(conn, run, "reference", hook.calls.drain(), quarantined=len(problems))
+                    runs.save_progress(conn, run, "reference", hook.calls.drain(), quarantined=len(problems) + bad)
         state["done"] = True
         with conn.transaction():
             runs.save_progress(conn, run, "reference", hook.calls.drain())

@@ -21,6 +21,7 @@ from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from pathlib import Path
 
+from closeout.sanitize import number_problem
 from closeout.trackers.durations import hours_from_seconds
 from closeout.trackers.records import MAX_HOURS_PER_ENTRY, Invalid
 
@@ -66,9 +67,13 @@ def _decimal(value: str | None, field: str) -> Decimal | None:
     if value is None:
         return None
     try:
-        return Decimal(value.replace(",", ""))
+        number = Decimal(value.replace(",", ""))
     except InvalidOperation:
         raise Invalid(field, f"not a number: {value!r}") from None
+    problem = number_problem(number)  # NaN, 1e-100000, 1e400: the row is unreadable, named with its line
+    if problem is not None:
+        raise Invalid(field, problem)
+    return number
 
 
 def _hours(value: Decimal | None, field: str) -> Decimal:

@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from closeout.sanitize import escape_text
 from closeout.trackers import runs, store
 from closeout.trackers.history.exports import TRACKERS, HistoryRow, export_files, read_export
 from closeout.trackers.records import Currencies, EntryRow, Problem
@@ -294,8 +295,16 @@ def _record_unmapped(conn: psycopg.Connection, import_id: int, unmapped: list[tu
         cur.executemany(
             """INSERT INTO closeout_data.history_unmapped (import_id, file, line, field, value, reason, raw)
                VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING""",
-            [(import_id, f, line, fld, v, r, Jsonb(raw)) for f, line, fld, v, r, raw in unmapped],
+            [(import_id, _storable(f), line, _storable(fld), _storable(v), _storable(r), Jsonb(_storable(raw)))
+             for f, line, fld, v, r, raw in unmapped],
         )
+
+
+def _storable(raw: Any) -> Any:
+    """A CSV row as jsonb can hold it: a cell with a NUL or lone surrogate keeps its \\uXXXX escape."""
+    if isinstance(raw, dict):
+        return {escape_text(str(k)): _storable(v) for k, v in raw.items()}
+    return escape_text(raw) if isinstance(raw, str) else raw
 
 
 def _close(conn: psycopg.Connection, import_id: int, status: str, counts: dict, reason: str | None) -> None:

@@ -39,20 +39,33 @@ def test_a_malformed_value_names_its_variable(monkeypatch, name, value):
         ReceiverSettings.from_env()
 
 
-def test_refusals_are_logged_once_per_kind_per_interval_with_the_count_of_the_rest(caplog):
+def test_refusals_are_logged_once_per_kind_per_interval_with_the_count_of_the_rest():
     import logging
 
     from closeout.webhooks.refusals import RefusalLog
 
+    class Collect(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    logger = logging.getLogger("closeout.test.refusals")
+    collect = Collect()
+    logger.addHandler(collect)
     now = [100.0]
-    refusals = RefusalLog(logging.getLogger("closeout.test.refusals"), interval_seconds=10, clock=lambda: now[0])
-    with caplog.at_level(logging.WARNING, logger="closeout.test.refusals"):
+    refusals = RefusalLog(logger, interval_seconds=10, clock=lambda: now[0])
+    try:
         for _ in range(1000):  # a flood of forged requests
             refusals.warning("stripe:401", "stripe webhook rejected: %s", "signature does not match")
         refusals.warning("toggl:401", "toggl webhook rejected: %s", "missing header")  # another kind: logged
         now[0] += 11
         refusals.warning("stripe:401", "stripe webhook rejected: %s", "signature does not match")
-    assert [r.getMessage() for r in caplog.records] == [
+    finally:
+        logger.removeHandler(collect)
+    assert collect.messages == [
         "stripe webhook rejected: signature does not match",
         "toggl webhook rejected: missing header",
         "stripe webhook rejected: signature does not match (and 999 more like it in the last 11 s, not logged)",

@@ -43,6 +43,7 @@ from psycopg.rows import dict_row
 
 from closeout.accounting import quickbooks, xero
 from closeout.accounting.csv_safe import DirectorySink, FileEntry
+from closeout.masking import mask_secrets
 from closeout.paths import load_sql, state_dir
 
 _PERIOD = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -116,7 +117,7 @@ def export_period(
         conn.execute(
             """UPDATE closeout_data.accounting_export_runs SET status = 'failed', finished_at = clock_timestamp(),
                       error = %s WHERE export_run_id = %s""",
-            (str(exc)[:2000], run_id),
+            (mask_secrets(str(exc))[:2000], run_id),
         )
         conn.commit()
         raise

@@ -9,7 +9,6 @@ connections closeout uses (``secrets``), and anything shaped like a key or a cre
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,15 +17,10 @@ from closeout.alerts.compose import FinanceAlert, mask_text, mask_value, value_l
 from closeout.alerts.fingerprint import exception_type
 from closeout.alerts.markers import facts_of
 from closeout.alerts.routing import EVIDENCE
+from closeout.masking import SECRET_SHAPES as _SECRET_SHAPES  # noqa: F401 - re-exported for callers
+from closeout.masking import mask_shapes
 
 _MAX_MESSAGE = 1500
-_SECRET_SHAPES = (
-    re.compile(r"\b(?:sk|rk|pk)_(?:live|test)_[A-Za-z0-9]+"),  # Stripe keys
-    re.compile(r"\bwhsec_[A-Za-z0-9]+"),  # webhook signing secrets
-    re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]+"),
-    re.compile(r"(?i)\b(password|passwd|pwd|secret|token|api_key|apikey)(\s*[=:]\s*)[^\s,;&'\"]+"),
-    re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"),  # user:password@ in a URL
-)
 
 
 @dataclass(frozen=True)
@@ -83,12 +77,6 @@ def facts_from_context(context: Mapping[str, Any]) -> FailureFacts:
         log_url=log_url,
         facts=dict(facts_of(exception if isinstance(exception, BaseException) else None)),
     )
-
-
-def mask_shapes(text: str) -> str:
-    for pattern in _SECRET_SHAPES:
-        text = pattern.sub(lambda m: f"{m.group(1)}{m.group(2)}***" if m.re.groups == 2 else "***", text)
-    return text
 
 
 def _mask_all(value: Any, secrets: list[str]) -> Any:

@@ -19,27 +19,8 @@ from closeout.alerts.markers import finance_alerted
 
 log = logging.getLogger(__name__)
 
-# Connections whose secrets must never appear in an alert, whatever a message happens to contain.
-KNOWN_CONN_IDS = ("closeout_warehouse", "stripe_default", "harvest_default", "toggl_default", "clockify_default",
-                  "airflow_api", routing.FINANCE_SMTP, routing.FINANCE_WEBHOOK, routing.PLATFORM_WEBHOOK)  # fmt: skip
-_SECRET_EXTRA = ("secret", "token", "password", "key")
-
-
-def known_secrets() -> list[str]:
-    """Passwords and secret-looking extras of the connections closeout uses (missing ones skipped)."""
-    from closeout.connections import get_connection
-
-    found: list[str] = []
-    for conn_id in KNOWN_CONN_IDS:
-        try:
-            conn = get_connection(conn_id)
-        except Exception:  # noqa: S112 - an undefined connection has nothing to mask
-            continue
-        found.append(conn.password or "")
-        for key, value in conn.extra.items():
-            if any(word in key.lower() for word in _SECRET_EXTRA):
-                found += [value] if isinstance(value, str) else [v for v in value or [] if isinstance(v, str)]
-    return [s for s in found if s and len(s) >= 4]
+# The connections whose values are masked, and their lookup, live with the one masking (re-exported here).
+from closeout.masking import KNOWN_CONN_IDS, known_secrets  # noqa: E402,F401
 
 
 def _sender(channel: str) -> Callable[[Any], object]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from closeout.masking import mask_data, mask_secrets
 from closeout.paths import load_sql
 
 
@@ -31,7 +32,9 @@ def record_failure(conn: psycopg.Connection, cause: Cause, run_id: str | None) -
     """(cause_id, occurrences) after counting this failure; committed."""
     with conn.transaction():
         cause_id, occurrences = conn.execute(
-            load_sql("alerts/record_cause.sql"), {**cause.__dict__, "run_id": run_id}
+            load_sql("alerts/record_cause.sql"),
+            {**cause.__dict__, **mask_data({"normalised": cause.normalised, "message": cause.message}),
+             "run_id": run_id},
         ).fetchone()
     return cause_id, occurrences
 
@@ -56,11 +59,11 @@ def deliver_once(conn: psycopg.Connection, cause_id: int, channel: str, subject:
         try:
             send()
         except Exception as exc:  # a receiver down must not mask the task's own failure
-            error = f"{type(exc).__name__}: {exc}"[:1000]
+            error = mask_secrets(f"{type(exc).__name__}: {exc}")[:1000]
         status = "failed" if error else "sent"
         conn.execute(load_sql("alerts/record_delivery.sql"),
-                     {"cause_id": cause_id, "channel": channel, "status": status, "subject": subject,
-                      "error": error})  # fmt: skip
+                     {"cause_id": cause_id, "channel": channel, "status": status, "subject": mask_secrets(subject),
+                      "error": mask_secrets(error)})  # fmt: skip
     return status, error
 
 

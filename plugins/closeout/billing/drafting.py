@@ -37,6 +37,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from closeout.masking import mask_secrets
 from closeout.paths import sql_statements
 
 _WRITES = re.compile(
@@ -197,7 +198,7 @@ def record_failure(conn: psycopg.Connection, *, airflow_run_id: str | None, erro
     conn.execute(
         """INSERT INTO closeout_data.draft_runs (airflow_run_id, status, finished_at, error)
            VALUES (%s, 'failed', clock_timestamp(), %s)""",
-        (airflow_run_id, f"{type(error).__name__}: {error}"[:2000]),
+        (airflow_run_id, mask_secrets(f"{type(error).__name__}: {error}")[:2000]),
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from closeout.masking import mask_data, mask_secrets
 from closeout.paths import load_sql
 
 
@@ -112,6 +113,7 @@ def record_already_closed(conn: psycopg.Connection, period: str, airflow_run_id:
 
 def _write_step(conn: psycopg.Connection, run: CloseRun, name: str, state: dict[str, Any], status: str,
                 error: str | None = None) -> None:  # fmt: skip
+    state, error = mask_data(state), mask_secrets(error)  # what a failed step says is stored masked, once, here
     run.steps[name] = state
     try:
         conn.execute(load_sql("close/step.sql"), {"step": name, "state": json.dumps(state, default=str),
@@ -157,6 +159,7 @@ def finish(conn: psycopg.Connection, run: CloseRun, *, message: str, report_url:
 def abandon(conn: psycopg.Connection, close_run_id: int, reason: str) -> bool:
     """Fail a close whose worker died while it was 'running', so the next close may start. Returns False when
     that close was not running."""
-    cur = conn.execute(load_sql("close/abandon.sql"), {"error": f"abandoned: {reason}", "close_run_id": close_run_id})
+    cur = conn.execute(load_sql("close/abandon.sql"),
+                       {"error": mask_secrets(f"abandoned: {reason}"), "close_run_id": close_run_id})
     conn.commit()
     return cur.rowcount == 1

@@ -14,6 +14,7 @@ from typing import Any
 import psycopg
 
 from closeout.ledger import accounts, posting
+from closeout.masking import mask_secrets
 from closeout.warehouse.db import connect
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def post_journals(airflow_run_id: str | None = None) -> dict[str, Any]:
             conn.commit()
         except Exception as exc:
             conn.rollback()
-            _finish(conn, run_id, {}, error=str(exc)[:2000])
+            _finish(conn, run_id, {}, error=mask_secrets(str(exc))[:2000])
             conn.commit()
             raise
     log.info("post_journals: %s", counts)

@@ -31,6 +31,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from closeout.billing import lifecycle
+from closeout.masking import mask_secrets
 from closeout.payments import exceptions, keys
 from closeout.payments.hook import StripeCallError, StripeHook
 
@@ -587,7 +588,8 @@ def _complete(cur: psycopg.Cursor, outcomes: Iterable[Outcome], summary: Publish
         else:
             status, error = "failed", str(o.error) if o.error else (o.stop[1] if o.stop else None)
         rows.append({"status": status, "resolved_by": o.resolved_by, "object_id": o.obj["id"] if o.obj else None,
-                     "http": o.error.status if o.error else 200, "error": error, "key": o.op.key})  # fmt: skip
+                     "http": o.error.status if o.error else 200, "error": mask_secrets(error),
+                     "key": o.op.key})  # fmt: skip
         if o.error:
             log.warning("%s: %s", o.op.key, o.error)
     cur.executemany(

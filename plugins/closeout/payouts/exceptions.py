@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import psycopg
 
+from closeout.masking import mask_secrets
 from closeout.payments.hook import StripeCallError
 from closeout.payments.keys import _bounded
 
@@ -43,7 +44,7 @@ def stop_item(conn: psycopg.Connection, payout_id: str, error: StripeCallError) 
         conn.execute(
             """UPDATE closeout_data.payout_items SET status = 'stopped', last_error = %s
                WHERE payout_id = %s AND status = 'pending'""",
-            (str(error)[:2000], payout_id),
+            (mask_secrets(str(error))[:2000], payout_id),
         )
         row = conn.execute(
             """INSERT INTO closeout_data.payout_transfer_exceptions AS x (payout_id, batch_id, invoice_id, payee_key,
@@ -62,7 +63,7 @@ def stop_item(conn: psycopg.Connection, payout_id: str, error: StripeCallError) 
                WHERE i.payout_id = %(pid)s
                ON CONFLICT (payout_id) WHERE resolved_at IS NULL DO UPDATE SET message = EXCLUDED.message
                RETURNING x.exception_id, x.reason""",
-            {"pid": payout_id, "status": error.status, "code": error.code, "message": str(error)[:1000]},
+            {"pid": payout_id, "status": error.status, "code": error.code, "message": mask_secrets(str(error))[:1000]},
         ).fetchone()
         conn.commit()
     except Exception:

@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from closeout.masking import mask_secrets
 from closeout.payments.hook import StripeCallError, StripeHook
 from closeout.payouts import exceptions
 
@@ -154,7 +155,8 @@ def _release_one(
         _check(obj, item)
     except (StripeCallError, TransferMismatch) as exc:
         conn.execute(
-            "UPDATE closeout_data.payout_items SET last_error = %s WHERE payout_id = %s", (str(exc)[:2000], pid)
+            "UPDATE closeout_data.payout_items SET last_error = %s WHERE payout_id = %s",
+            (mask_secrets(str(exc))[:2000], pid),
         )
         conn.commit()
         summary.failed += 1

@@ -15,6 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from closeout.masking import mask_secrets
 from closeout.paths import load_sql, state_dir
 from closeout.recon import tolerances as tol
 from closeout.recon.checks import CHECKS, Check
@@ -261,7 +262,7 @@ def run_reconciliation(
         except psycopg.Error as exc:
             conn.rollback()
             log.exception("check %s could not run", check.name)
-            result.status, result.evidence = "error", {"error": str(exc).strip()[:2000]}
+            result.status, result.evidence = "error", {"error": mask_secrets(str(exc).strip())[:2000]}
         finally:
             timings["checks"][check.name] = {"sql_seconds": round(time.perf_counter() - started, 3),
                                              "difference_rows": result.observed.get("difference_rows", 0)}  # fmt: skip

@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from closeout.masking import mask_secrets, mask_shapes
 from closeout.trackers.transport import CallRecord
 
 _REQUEST_COLUMNS = "sync_run_id, seq, phase, method, url, status, outcome, duration_ms, records, requested_at"
@@ -160,7 +161,7 @@ def save_progress(
                         first_seq + offset,
                         phase,
                         call.method,
-                        call.url,
+                        mask_shapes(call.url),  # a credential in a query string is never stored
                         call.status,
                         call.outcome,
                         call.duration_ms,
@@ -196,7 +197,7 @@ def finish(
             (
                 status,
                 Jsonb(cursor) if cursor is not None else None,
-                error,
+                mask_secrets(error),
                 Jsonb(run.checkpoint),
                 sweep_completed,
                 run.sync_run_id,
@@ -211,7 +212,7 @@ def pause(conn: psycopg.Connection, run: SyncRun, reason: str) -> None:
         conn.execute(
             """UPDATE closeout_data.sync_runs SET status = 'paused', checkpoint = %s, error = %s
                WHERE sync_run_id = %s AND status = 'running'""",
-            (Jsonb(run.checkpoint), reason, run.sync_run_id),
+            (Jsonb(run.checkpoint), mask_secrets(reason), run.sync_run_id),
         )
     run.status = "paused"
 

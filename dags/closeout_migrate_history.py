@@ -12,9 +12,15 @@ does not reach. Manual only.
 * Rows dated on or after `cutoff` (default `auto`: the first day the API sync holds) are counted as covered
   by the sync and not imported, so nothing is billed twice. Re-running the same import creates nothing new.
 
-Params: `tracker` (`harvest`, `toggl`, `clockify`), `path` (a CSV file or a folder of them, readable by the
-worker), `accept_unmapped`, `reason`, `cutoff` (`auto`, `none` or `YYYY-MM-DD`).
-CLI: `airflow dags trigger closeout_migrate_history -c '{"tracker": "harvest", "path": "/data/harvest-2024.csv"}'`
+* Reads **only inside the import location** `CLOSEOUT_IMPORT_URL` (a folder or an object-storage prefix such as
+  `s3://bucket/imports`; default `$CLOSEOUT_ARTIFACTS_URL/imports`, else `.closeout/imports`). A `path` outside it
+  (`/etc/passwd`, `../x`, a link leading out, another bucket or scheme) is refused, naming the param.
+* A file that is not UTF-8 fails the import, naming the file, the line and the byte offset (a BOM is fine).
+
+Params: `tracker` (`harvest`, `toggl`, `clockify`), `path` (a CSV file or a folder of them, relative to the import
+location, or a full path/URL inside it), `accept_unmapped`, `reason`, `cutoff` (`auto`, `none` or `YYYY-MM-DD`).
+Bad params fail the run at once, without retries. See docs/security.md.
+CLI: `airflow dags trigger closeout_migrate_history -c '{"tracker": "harvest", "path": "harvest/2024.csv"}'`
 """
 
 from __future__ import annotations
@@ -34,7 +40,8 @@ from closeout.dag_defaults import START_DATE, default_args
     doc_md=__doc__,
     params={
         "tracker": Param("harvest", type="string", enum=["harvest", "toggl", "clockify"]),
-        "path": Param("", type="string", minLength=1, description="CSV file or folder of CSV exports"),
+        "path": Param("", type="string", minLength=1,
+                      description="CSV file or folder of exports inside the import location (CLOSEOUT_IMPORT_URL)"),
         "accept_unmapped": Param(False, type="boolean", description="Import although rows could not be mapped"),
         "reason": Param("", type="string", description="Why unmapped rows are accepted (required with it)"),
         "cutoff": Param(
@@ -48,13 +55,19 @@ from closeout.dag_defaults import START_DATE, default_args
 def closeout_migrate_history():
     @task
     def import_history() -> dict:
+        from airflow.sdk.exceptions import AirflowFailException
+        from closeout.params import ParamError
+        from closeout.trackers.history.exports import ExportUnreadable
         from closeout.trackers.history.importer import run_import
 
         context = get_current_context()
         params = context["params"]
-        return run_import(params["tracker"], params["path"], accept_unmapped=params["accept_unmapped"],
-                          reason=params["reason"] or None, cutoff=params["cutoff"],
-                          airflow_run_id=context["run_id"])  # fmt: skip
+        try:
+            return run_import(params["tracker"], params["path"], accept_unmapped=params["accept_unmapped"],
+                              reason=params["reason"] or None, cutoff=params["cutoff"],
+                              airflow_run_id=context["run_id"])  # fmt: skip
+        except (ParamError, ExportUnreadable) as exc:  # the same input fails the same way: no retry
+            raise AirflowFailException(str(exc)) from exc
 
     import_history()
 

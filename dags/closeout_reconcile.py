@@ -37,11 +37,14 @@ from closeout.dag_defaults import START_DATE, default_args, schedule
 def closeout_reconcile():
     @task
     def reconcile() -> dict:
+        from closeout.params import period_param, timestamp_param
         from closeout.recon import tasks
 
         context = get_current_context()
         p = context["params"]
-        return tasks.reconcile(context["run_id"], p.get("period"), p.get("ledger_cutoff"), p.get("external_cutoff"))
+        return tasks.reconcile(context["run_id"], period_param("period", p.get("period")),
+                               timestamp_param("ledger_cutoff", p.get("ledger_cutoff")),
+                               timestamp_param("external_cutoff", p.get("external_cutoff")))  # fmt: skip
 
     reconcile()
 

@@ -48,44 +48,39 @@ from closeout.dag_defaults import START_DATE, default_args, schedule
 def closeout_stripe_publish():
     @task
     def publish_drafts() -> dict:
-        from datetime import date
-
         from airflow.sdk.exceptions import AirflowFailException
+        from closeout.params import date_param
         from closeout.payments import tasks
         from closeout.payments.publish import PublicationsStopped
 
         context = get_current_context()
         as_of = context["params"].get("as_of")
         try:
-            return tasks.publish_drafts(context["run_id"], date.fromisoformat(as_of) if as_of else None)
+            return tasks.publish_drafts(context["run_id"], date_param("as_of", as_of))
         except PublicationsStopped as exc:  # a person must act; retrying would change nothing
             raise AirflowFailException(str(exc)) from exc
 
     @task
     def issue_corrections() -> dict:
-        from datetime import date
-
         from airflow.sdk.exceptions import AirflowFailException
+        from closeout.params import date_param
         from closeout.payments import credit_notes
 
         context = get_current_context()
         as_of = context["params"].get("as_of")
         try:
-            return credit_notes.issue_corrections(context["run_id"], date.fromisoformat(as_of) if as_of else None)
+            return credit_notes.issue_corrections(context["run_id"], date_param("as_of", as_of))
         except credit_notes.CorrectionsStopped as exc:  # Stripe refused: a person must act
             raise AirflowFailException(str(exc)) from exc
 
     @task
     def take_corrections_off_drafts() -> dict:
-        from datetime import date
-
+        from closeout.params import date_param
         from closeout.payments import credit_notes
 
         context = get_current_context()
         as_of = context["params"].get("as_of")
-        return credit_notes.take_corrections_off_drafts(
-            context["run_id"], date.fromisoformat(as_of) if as_of else None
-        )
+        return credit_notes.take_corrections_off_drafts(context["run_id"], date_param("as_of", as_of))
 
     # corrections credit invoices issued earlier, not the drafts publishing now: issuing them does not wait on
     # publishing (nor stop when an invoice is stopped), and each step's failure fails the run

@@ -31,6 +31,12 @@ def csv_rows(path) -> int:
         return sum(1 for _ in csv.DictReader(handle))
 
 
+@pytest.fixture(autouse=True)
+def import_location(monkeypatch, tmp_path):
+    """The import reads only inside CLOSEOUT_IMPORT_URL: these tests write their exports under tmp_path."""
+    monkeypatch.setenv("CLOSEOUT_IMPORT_URL", str(tmp_path))
+
+
 @pytest.fixture
 def harvest_history(warehouse, harvest, run_dag, tmp_path):
     harvest.load(harvest_dataset(150, seed=8, anchor=date.today(), days=30))

@@ -13,13 +13,14 @@ None of them carries an entry id; ``importer`` gives each row a deterministic on
 
 from __future__ import annotations
 
+import codecs
 import csv
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from pathlib import Path
+from typing import Any
 
 from closeout.sanitize import number_problem
 from closeout.trackers.durations import hours_from_seconds
@@ -169,11 +170,36 @@ def _clockify(raw: dict[str, str], headers: list[str]) -> dict:
 _PARSERS = {"harvest": _harvest, "toggl": _toggl, "clockify": _clockify}
 
 
-def read_export(tracker: str, path: Path) -> Iterator[HistoryRow | tuple[int, dict[str, str], Invalid]]:
-    """Rows of one export file; a row that cannot be read comes back as (line, raw, Invalid)."""
+class ExportUnreadable(ValueError):
+    """An export file that is not UTF-8 text: named with its file, line and byte offset, so it can be re-saved."""
+
+
+def decoded_lines(handle: Iterable[bytes], name: str) -> Iterator[str]:
+    """The file's lines as text, strictly UTF-8 (a leading BOM is dropped, as Excel writes one).
+
+    Decoded line by line, so the error names the physical line and the byte offset in the file of the first byte
+    that is not UTF-8 (a Latin-1 or Windows-1252 export is the usual cause)."""
+    offset = 0
+    for number, raw in enumerate(handle, start=1):
+        skip = len(codecs.BOM_UTF8) if number == 1 and raw.startswith(codecs.BOM_UTF8) else 0
+        try:
+            yield raw[skip:].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            at = offset + skip + exc.start
+            bad = raw[skip + exc.start : skip + exc.end].hex(" ")
+            raise ExportUnreadable(
+                f"{name}: line {number}, byte offset {at}: not UTF-8 (bytes {bad}); save the export as UTF-8 "
+                "(CSV UTF-8) and run the import again"
+            ) from None
+        offset += len(raw)
+
+
+def read_export(tracker: str, path: Any) -> Iterator[HistoryRow | tuple[int, dict[str, str], Invalid]]:
+    """Rows of one export file (a ``Path`` or an ``ObjectStoragePath``); a row that cannot be read comes back as
+    (line, raw, Invalid); a file that is not UTF-8 raises ExportUnreadable naming the file, line and byte."""
     parse = _PARSERS[tracker]
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
+    with path.open("rb") as handle:
+        reader = csv.DictReader(decoded_lines(handle, path.name))
         headers = [h.strip().lower() for h in reader.fieldnames or []]
         for line, row in enumerate(reader, start=2):
             raw = {k.strip().lower(): (v or "") for k, v in row.items() if k is not None}
@@ -181,17 +207,3 @@ def read_export(tracker: str, path: Path) -> Iterator[HistoryRow | tuple[int, di
                 yield HistoryRow(file=path.name, line=line, raw=raw, **parse(raw, headers))
             except Invalid as exc:
                 yield line, raw, exc
-
-
-def export_files(location: str) -> list[Path]:
-    """A CSV file, or every *.csv in a folder (sorted: the order is part of row identity)."""
-    path = Path(location)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".csv")
-    elif path.is_file():
-        files = [path]
-    else:
-        raise FileNotFoundError(f"no export file or folder at {location}")
-    if not files:
-        raise FileNotFoundError(f"no .csv files in {location}")
-    return files

@@ -21,15 +21,15 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from closeout.params import ParamError, confined_files, cutoff_param
 from closeout.sanitize import escape_text
 from closeout.trackers import runs, store
-from closeout.trackers.history.exports import TRACKERS, HistoryRow, export_files, read_export
+from closeout.trackers.history.exports import TRACKERS, ExportUnreadable, HistoryRow, read_export
 from closeout.trackers.records import Currencies, EntryRow, Problem
 from closeout.warehouse.db import connect
 from closeout.warehouse.migrations import apply_migrations
@@ -150,10 +150,11 @@ def run_import(
     airflow_run_id: str | None = None,
 ) -> dict[str, Any]:
     if source not in TRACKERS:
-        raise ValueError(f"tracker must be one of {TRACKERS}, not {source!r}")
+        raise ParamError("tracker", source, f"one of {', '.join(TRACKERS)}")
     if accept_unmapped and not (reason or "").strip():
-        raise ValueError("accept_unmapped needs a reason (it is recorded with the import)")
-    files = export_files(location)
+        raise ParamError("reason", reason, "accept_unmapped needs a reason (it is recorded with the import)")
+    cutoff = cutoff_param("cutoff", cutoff)
+    files = confined_files("path", location)  # only inside the import location (CLOSEOUT_IMPORT_URL)
     with connect(autocommit=True) as conn:
         apply_migrations(conn)
         runs.acquire_source_lock(conn, source)  # no sync of this tracker while its history goes in
@@ -167,7 +168,11 @@ def run_import(
             """INSERT INTO closeout_data.history_imports (source, files, status, cutoff, airflow_run_id)
                VALUES (%s, %s, 'running', %s, %s) RETURNING import_id""",
             (source, Jsonb([str(f) for f in files]), first_synced, airflow_run_id)).fetchone()  # fmt: skip
-        counts, unmapped = _survey(files, source, directory, currencies, first_synced)
+        try:
+            counts, unmapped = _survey(files, source, directory, currencies, first_synced)
+        except ExportUnreadable:  # not UTF-8: nothing is imported, the import is recorded as rejected
+            _close(conn, import_id, "rejected", {}, None)
+            raise
         _record_unmapped(conn, import_id, unmapped)
         ties_out = not unmapped
         if not ties_out and not accept_unmapped:
@@ -188,13 +193,13 @@ def run_import(
         return {"import_id": import_id, "status": "imported", "counts": counts, "unmapped": len(unmapped)}
 
 
-def _rows(files: Iterable[Path], source: str) -> Iterable[HistoryRow | tuple[str, int, dict, Any]]:
+def _rows(files: Iterable[Any], source: str) -> Iterable[HistoryRow | tuple[str, int, dict, Any]]:
     for path in files:
         for item in read_export(source, path):
             yield item if isinstance(item, HistoryRow) else (path.name, *item)
 
 
-def _survey(files: list[Path], source: str, directory: Directory, currencies: Currencies,
+def _survey(files: list[Any], source: str, directory: Directory, currencies: Currencies,
             cutoff: date | None) -> tuple[dict[str, Any], list[tuple]]:  # fmt: skip
     rows = users_seen = projects_seen = 0
     covered = to_import = 0
@@ -236,7 +241,7 @@ def _survey(files: list[Path], source: str, directory: Directory, currencies: Cu
     return counts, unmapped
 
 
-def _load(conn: psycopg.Connection, import_id: int, files: list[Path], source: str, directory: Directory,
+def _load(conn: psycopg.Connection, import_id: int, files: list[Any], source: str, directory: Directory,
           currencies: Currencies, cutoff: date | None) -> dict[str, Any]:  # fmt: skip
     run_id = _import_run(conn, source)
     conn.execute("UPDATE closeout_data.history_imports SET sync_run_id = %s WHERE import_id = %s", (run_id, import_id))

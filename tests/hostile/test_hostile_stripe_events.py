@@ -46,7 +46,8 @@ def plant_event(sandbox, event: dict, replacements: dict[str, str] | None = None
 
 
 def envelope(event_id: str, event_type: str, obj: dict, created: int | str | None = None) -> dict:
-    return {"id": event_id, "object": "event", "type": event_type, "created": created or int(time.time()),
+    when = int(time.time()) if created is None else created
+    return {"id": event_id, "object": "event", "type": event_type, "created": when,
             "api_version": "2025-01-27.acacia", "livemode": False, "data": {"object": obj}}  # fmt: skip
 
 
@@ -91,7 +92,7 @@ def test_poisoned_events_are_quarantined_while_the_rest_apply_and_the_backfill_c
 
     status = dict(warehouse.rows("SELECT invoice_id, status FROM closeout.invoices"))
     assert status[invoices["a"][0]] == "paid" and status[invoices["b"][0]] == "paid"
-    assert status[invoices["c"][0]] == "open", "the poisoned payment of c applied nothing"
+    assert status[invoices["c"][0]] == "open", "the poisoned payments of c applied nothing"
 
     quarantined = {r[0]: (r[1], r[2], r[3]) for r in warehouse.rows(
         "SELECT event_id, received_via, field, reason FROM closeout.event_quarantine")}  # fmt: skip
@@ -109,8 +110,11 @@ def test_poisoned_events_are_quarantined_while_the_rest_apply_and_the_backfill_c
     assert len(stored) == listed - 3 + 2, "every listed event but the three poisoned, plus two clean webhooks"
     assert not set(stored) & set(quarantined)
     assert stored["evt_breaks_apply"] == "quarantined"
-    reason = warehouse.scalar("SELECT reason FROM closeout.stripe_events WHERE event_id = 'evt_breaks_apply'")
+    reason, cash_outcome, cash_reason = warehouse.rows(
+        "SELECT reason, cash_outcome, cash_reason FROM closeout_data.stripe_events WHERE event_id = 'evt_breaks_apply'"
+    )[0]
     assert "AttributeError" in reason
+    assert cash_outcome == "quarantined" and "AttributeError" in cash_reason, "the cash step quarantines it too"
     assert stored["evt_clean_note"] == "ignored" and stored["evt_lone_surrogate"] == "ignored"
     repairs = dict(warehouse.rows(
         "SELECT source_id, change FROM closeout.input_repairs WHERE source = 'stripe'"))  # fmt: skip

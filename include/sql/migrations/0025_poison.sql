@@ -5,7 +5,8 @@
 --   as its \uXXXX escape, so nothing is lost and the quarantine itself can never fail to store it.
 -- * input_repairs: free text (notes, names, descriptions) stored with NUL characters or lone surrogates
 --   replaced by U+FFFD: which record, which field, what changed.
--- * stripe_events.outcome may be 'quarantined': an event whose application failed on its own data.
+-- * stripe_events.outcome and cash_outcome may be 'quarantined': an event whose application (invoice state,
+--   cash objects) failed on its own data, by itself, with the reason (reason, cash_reason).
 
 CREATE TABLE closeout_data.event_quarantine (
     quarantine_id  bigserial PRIMARY KEY,
@@ -46,6 +47,10 @@ CREATE UNIQUE INDEX input_repairs_once
 ALTER TABLE closeout_data.stripe_events DROP CONSTRAINT IF EXISTS stripe_events_outcome_check;
 ALTER TABLE closeout_data.stripe_events ADD CONSTRAINT stripe_events_outcome_check
     CHECK (outcome IN ('applied', 'no_change', 'stale', 'ignored', 'parked', 'quarantined'));
+ALTER TABLE closeout_data.stripe_events DROP CONSTRAINT IF EXISTS stripe_events_cash_outcome_check;
+ALTER TABLE closeout_data.stripe_events ADD CONSTRAINT stripe_events_cash_outcome_check
+    CHECK (cash_outcome IN ('applied', 'stale', 'ignored', 'quarantined'));
+ALTER TABLE closeout_data.stripe_events ADD COLUMN cash_reason text;
 
 CREATE VIEW closeout.event_quarantine AS
 SELECT quarantine_id, vendor, event_id, event_type, received_via, field, reason, raw, inbox_id,

@@ -26,6 +26,7 @@ from closeout.billing import lifecycle
 from closeout.payments import exceptions, transitions
 from closeout.payments.collections import fresh_link_expiry
 from closeout.payments.hook import StripeHook
+from closeout.sanitize.events import ingest_stripe_inbox, store_backfill_page
 
 log = logging.getLogger(__name__)
 
@@ -39,29 +40,9 @@ DISPUTE_TYPES = ("charge.dispute.created",)
 
 # -- arrival ----------------------------------------------------------------------------------------
 def ingest_webhooks(conn: psycopg.Connection) -> dict[str, int]:
-    """Move the Stripe events the receiver stored into ``stripe_events`` (set-based; duplicates vanish)."""
-    (last,) = conn.execute(
-        "SELECT max(inbox_id) FROM closeout_data.webhook_inbox WHERE vendor = 'stripe' AND processed_at IS NULL"
-    ).fetchone()
-    if last is None:
-        return {"inbox": 0, "new": 0}
-    new = conn.execute(
-        """INSERT INTO closeout_data.stripe_events (event_id, event_type, created_at, object_type, object_id, body,
-               received_via)
-           SELECT i.event_id, i.event_type, to_timestamp((b.body ->> 'created')::bigint),
-                  b.body -> 'data' -> 'object' ->> 'object', b.body -> 'data' -> 'object' ->> 'id', b.body, 'webhook'
-           FROM closeout_data.webhook_inbox i CROSS JOIN LATERAL (SELECT i.body::jsonb AS body) b
-           WHERE i.vendor = 'stripe' AND i.processed_at IS NULL AND i.inbox_id <= %s
-           ON CONFLICT (event_id) DO NOTHING""",
-        (last,),
-    ).rowcount
-    inbox = conn.execute(
-        """UPDATE closeout_data.webhook_inbox SET processed_at = clock_timestamp(), outcome = 'moved to stripe_events'
-           WHERE vendor = 'stripe' AND processed_at IS NULL AND inbox_id <= %s""",
-        (last,),
-    ).rowcount
-    conn.commit()
-    return {"inbox": inbox, "new": new}
+    """Move the Stripe events the receiver stored into ``stripe_events`` (set-based; duplicates vanish). An
+    event Postgres or closeout cannot take is quarantined by itself (``closeout.sanitize.events``)."""
+    return ingest_stripe_inbox(conn)
 
 
 def backfill(conn: psycopg.Connection, hook: StripeHook, *, account: str = "stripe_default") -> dict[str, int]:
@@ -76,18 +57,12 @@ def backfill(conn: psycopg.Connection, hook: StripeHook, *, account: str = "stri
     requests_before = hook.requests
     seen = new = 0
     newest = row[0] if row else since
+    quarantined = 0
     for page in hook.iter_events(since):
         seen += len(page.events)
-        newest = max(newest, max(event["created"] for event in page.events))
-        new += conn.execute(
-            """INSERT INTO closeout_data.stripe_events (event_id, event_type, created_at, object_type, object_id,
-                   body, received_via)
-               SELECT e ->> 'id', e ->> 'type', to_timestamp((e ->> 'created')::bigint),
-                      e -> 'data' -> 'object' ->> 'object', e -> 'data' -> 'object' ->> 'id', e, 'backfill'
-               FROM jsonb_array_elements(%s::jsonb -> 'data') AS e
-               ON CONFLICT (event_id) DO NOTHING""",
-            (page.body,),
-        ).rowcount
+        stored = store_backfill_page(conn, page.body)  # a poisoned event is quarantined, the page goes on
+        new, quarantined = new + stored.new, quarantined + stored.quarantined
+        newest = max(newest, stored.newest or newest)
     conn.execute(
         """INSERT INTO closeout_data.stripe_event_cursor (account, last_created) VALUES (%s, %s)
            ON CONFLICT (account) DO UPDATE SET last_created = greatest(stripe_event_cursor.last_created,
@@ -95,7 +70,8 @@ def backfill(conn: psycopg.Connection, hook: StripeHook, *, account: str = "stri
         (account, newest),
     )
     conn.commit()
-    return {"since": since, "seen": seen, "new": new, "requests": hook.requests - requests_before}
+    return {"since": since, "seen": seen, "new": new, "quarantined": quarantined,
+            "requests": hook.requests - requests_before}
 
 
 # -- applying ---------------------------------------------------------------------------------------
@@ -213,12 +189,25 @@ def apply(conn: psycopg.Connection, hook: StripeHook | None) -> dict[str, int]:
 
 def _apply_batch(conn: psycopg.Connection, hook: StripeHook | None, events: list[dict[str, Any]]) -> list[Result]:
     batch = _Batch(conn, events)
-    results = [_decide(batch, event) for event in events]
+    results = [_decide_alone(batch, event) for event in events]
     for event, invoice in batch.refetch:
         results = [r for r in results if r.event_id != event["event_id"]]
         results.append(_resolve_conflict(batch, hook, event, invoice))
     _write(conn, batch, results)
     return results
+
+
+def _decide_alone(batch: _Batch, event: dict[str, Any]) -> Result:
+    """``_decide``, but an event whose own data breaks it is quarantined and undone, not the batch's end."""
+    marks = (len(batch.payments), len(batch.exceptions), len(batch.refetch))
+    try:
+        result = _decide(batch, event)
+        if any(not -(2**63) <= p[3] < 2**63 for p in batch.payments[marks[0]:]):
+            raise OverflowError("amount beyond bigint")
+        return result
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, ArithmeticError) as exc:
+        del batch.payments[marks[0]:], batch.exceptions[marks[1]:], batch.refetch[marks[2]:]
+        return Result(event["event_id"], "quarantined", f"cannot be applied: {type(exc).__name__}: {exc}"[:500])
 
 
 def _decide(batch: _Batch, event: dict[str, Any]) -> Result:

@@ -56,29 +56,39 @@ def _apply_batch(conn: psycopg.Connection, store: Store, events: list[dict[str, 
     ids: dict[str, list[str]] = defaultdict(list)
     embedded: list[normalize.Row] = []
     balances: dict[str, tuple[int, int, datetime]] = {}
+    poisoned: dict[str, str] = {}  # event id -> why its object cannot be read (quarantined by itself)
     for event in events:
-        kind, obj, at, eid = event["object_type"], event["obj"], event["created_at"], event["event_id"]
-        if kind == "balance":
-            for currency, available, pending in _balance(obj):
-                if currency not in balances or balances[currency][2] <= at:
-                    balances[currency] = (available, pending, at)
-            continue
-        if kind not in normalize.NORMALIZERS:
-            continue  # recorded 'ignored' below
-        if kind == "dispute":
-            closed = int(at.timestamp()) if event["event_type"] == "charge.dispute.closed" else None
-            row = normalize.dispute(obj, at, closed)
-            embedded.extend(normalize.balance_transaction(t, at)
-                            for t in obj.get("balance_transactions") or [] if isinstance(t, dict))  # fmt: skip
-        else:
-            row = normalize.NORMALIZERS[kind](obj, at)
-        if kind == "charge":
-            listed = obj.get("refunds")
-            for refund in (listed.get("data") if isinstance(listed, dict) else None) or []:
-                rows["refund"].append(normalize.refund(refund, at))
-                ids["refund"].append(None)  # type: ignore[arg-type]  # the charge's event, recorded by the charge
-        rows[kind].append(row)
-        ids[kind].append(eid)
+        marks = ({k: len(v) for k, v in rows.items()}, {k: len(v) for k, v in ids.items()}, len(embedded))
+        try:
+            kind, obj, at, eid = event["object_type"], event["obj"], event["created_at"], event["event_id"]
+            if kind == "balance":
+                for currency, available, pending in _balance(obj):
+                    if currency not in balances or balances[currency][2] <= at:
+                        balances[currency] = (available, pending, at)
+                continue
+            if kind not in normalize.NORMALIZERS:
+                continue  # recorded 'ignored' below
+            if kind == "dispute":
+                closed = int(at.timestamp()) if event["event_type"] == "charge.dispute.closed" else None
+                row = normalize.dispute(obj, at, closed)
+                embedded.extend(normalize.balance_transaction(t, at)
+                                for t in obj.get("balance_transactions") or [] if isinstance(t, dict))  # fmt: skip
+            else:
+                row = normalize.NORMALIZERS[kind](obj, at)
+            if kind == "charge":
+                listed = obj.get("refunds")
+                for refund in (listed.get("data") if isinstance(listed, dict) else None) or []:
+                    rows["refund"].append(normalize.refund(refund, at))
+                    ids["refund"].append(None)  # type: ignore[arg-type]  # the charge's event, recorded by the charge
+            rows[kind].append(row)
+            ids[kind].append(eid)
+        except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+            for name, kind_rows in rows.items():
+                del kind_rows[marks[0].get(name, 0):]
+            for name, kind_ids in ids.items():
+                del kind_ids[marks[1].get(name, 0):]
+            del embedded[marks[2]:]
+            poisoned[event["event_id"]] = f"cannot be read: {type(exc).__name__}: {exc}"[:500]
     for kind, kind_rows in rows.items():
         store.upsert(kind, kind_rows, ids[kind])
     if embedded:
@@ -93,6 +103,13 @@ def _apply_batch(conn: psycopg.Connection, store: Store, events: list[dict[str, 
                 """UPDATE closeout_data.stripe_events SET cash_applied_at = clock_timestamp(), cash_outcome = 'applied'
                    WHERE event_id = ANY(%s) AND cash_applied_at IS NULL""",
                 ([e["event_id"] for e in events if e["object_type"] == "balance"],),
+            )
+        if poisoned:
+            cur.execute(
+                """UPDATE closeout_data.stripe_events e SET cash_applied_at = clock_timestamp(),
+                       cash_outcome = 'quarantined', cash_reason = p.reason
+                   FROM unnest(%s::text[], %s::text[]) AS p(event_id, reason) WHERE e.event_id = p.event_id""",
+                (list(poisoned), list(poisoned.values())),
             )
         cur.execute(
             """UPDATE closeout_data.stripe_events SET cash_applied_at = clock_timestamp(), cash_outcome = 'ignored'

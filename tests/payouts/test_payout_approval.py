@@ -96,7 +96,8 @@ class FinancePerson(threading.Thread):
 def books(warehouse, stripe_sandbox, tmp_path, monkeypatch):
     path = payees_file(tmp_path, {"u1": ("50.00", "USD", "acct_1U1Approve"), "u2": ("40.00", "EUR", "acct_1U2App")})
     monkeypatch.setenv("CLOSEOUT_PAYEES_CONFIG", str(path))
-    monkeypatch.setenv("CLOSEOUT_PAYOUTS_APPROVAL", "off")  # the run's param turns it on: the param wins
+    monkeypatch.delenv("CLOSEOUT_PAYOUTS_APPROVAL", raising=False)  # on: the deployment's setting, not a param
+    monkeypatch.setenv("CLOSEOUT_FINANCE_APPROVERS", API_USER)  # the approval is assigned to finance (tests/controls)
     invoices = seed_invoices(warehouse, WORK)
     pay(stripe_sandbox, invoices, list(WORK))
     green_recon()
@@ -106,7 +107,7 @@ def books(warehouse, stripe_sandbox, tmp_path, monkeypatch):
 def _run_answered(run_dag, api: ApiServer, choice: str, look: Any) -> tuple[Any, FinancePerson]:
     person = FinancePerson(api, choice, look)
     person.start()
-    result = run_dag(DAG_ID, {"approval": True})
+    result = run_dag(DAG_ID)
     person.join(60)
     if person.error is not None:
         raise person.error
@@ -135,7 +136,7 @@ def _when(value: str) -> datetime:
 def test_release_waits_for_the_approval_and_follows_it(warehouse, stripe_sandbox, run_dag, books, api_server):
     result, person = _run_answered(run_dag, api_server, "Approve", _looker(warehouse, stripe_sandbox))
 
-    assert "approve 1 batches" in person.request["subject"]
+    assert "approve 1 batches: 160.00 EUR (2 items), 100.00 USD (2 items)" in person.request["subject"]
     (batch,) = [r[0] for r in warehouse.rows("SELECT batch_id FROM closeout.payout_batches")]
     assert batch in person.request["body"]
     # while the approval was pending nothing went out, and the release had not started

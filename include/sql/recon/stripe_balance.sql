@@ -3,7 +3,7 @@
 -- cut-off: the external cut-off capped at where Stripe's balance transaction list was last completely read
 -- (closeout_data.stripe_listed_until), the ledger's lines posted by the ledger cut-off for movements up to that
 -- same moment. With a period, at the end of the period (the closing balance the close report shows). One row per
--- currency that differs. Signed: Stripe minus the ledger.
+-- currency that differs (kind 'balance', item: the currency). Signed: Stripe minus the ledger.
 --
 -- One cause, one check. Both balances are the sum of three parts, and each part has its own check, item by item:
 --   fees      the fee of every transaction and the fee-only ones (stripe_fee, stripe_fx_fee, tax_fee) | the
@@ -60,9 +60,7 @@ WITH listed AS (
       AND ({period_end}::date IS NULL OR coalesce(x.stripe_at, j.occurred_at) < {period_end}::date)
     GROUP BY l.currency
 )
-SELECT 'balance' AS kind, coalesce(s.currency, l.currency) AS currency,
-       coalesce(s.currency, l.currency) || ' Stripe balance (charges, refunds, disputes, transfers, adjustments)'
-           AS item,
+SELECT 'balance' AS kind, coalesce(s.currency, l.currency) AS currency, coalesce(s.currency, l.currency) AS item,
        coalesce(s.amount_minor, 0) - coalesce(l.amount_minor, 0) AS difference_minor, false AS hard
 FROM stripe s
 FULL JOIN ledger l ON l.currency = s.currency

@@ -10,7 +10,7 @@
 --   payout_transaction          its own balance transaction does not take its amount from the balance
 --   payout_not_booked           no 'stripe_payout' journal: the ledger's Stripe balance still holds it
 --   payout_booked_amount        booked out of the Stripe balance for another amount
---   payout_not_in_bank          paid, booked in transit, never booked to the bank
+--   payout_not_in_bank          paid, never booked to the bank (with payout_not_booked too when nothing is booked)
 --   payout_bank_amount          booked to the bank for another amount (twice, for one)
 --   payout_failure_not_booked   failed or canceled (its returning transaction listed), still booked as paid out
 --   journal_without_payout      a payout journal for a payout Stripe does not list
@@ -70,7 +70,7 @@ CROSS JOIN LATERAL (VALUES
     ('payout_not_booked', b.in_transit IS NOT TRUE, p.amount_minor, true),
     ('payout_booked_amount', b.in_transit AND b.out_of_balance <> p.amount_minor, p.amount_minor - b.out_of_balance,
         false),
-    ('payout_not_in_bank', p.status = 'paid' AND b.in_transit AND b.arrived IS NOT TRUE AND b.returned IS NOT TRUE,
+    ('payout_not_in_bank', p.status = 'paid' AND b.arrived IS NOT TRUE AND b.returned IS NOT TRUE,
         p.amount_minor, true),
     ('payout_bank_amount', p.status = 'paid' AND b.arrived AND b.to_bank <> p.amount_minor,
         p.amount_minor - b.to_bank, false),

@@ -20,10 +20,12 @@ _UNSAFE = re.compile("[\x00\ud800-\udfff]")
 REPLACEMENT = "\ufffd"  # what a reader sees where a refused character was: visible, never silent
 
 # Numbers: integers must fit bigint (amounts, timestamps and ids are cast to it); other numbers must be
-# finite, have at most MAX_DECIMAL_PLACES places (Postgres numeric stops at 16,383; nothing a vendor
-# means has more than 30) and at most MAX_INTEGER_DIGITS digits before the point.
+# finite, not smaller (in magnitude, zero apart) than 1e-MAX_DECIMAL_PLACES (nothing a vendor means is),
+# have fewer than MAX_INTEGER_DIGITS digits before the point and no more decimal places than Postgres
+# numeric holds.
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 MAX_DECIMAL_PLACES = 30
+POSTGRES_MAX_SCALE = 16383
 MAX_INTEGER_DIGITS = 18
 
 # Instants a vendor record or event may carry. Outside this the value is a bug or an attack (year 1,
@@ -96,10 +98,10 @@ def number_problem(value: Any) -> str | None:
         assert isinstance(exponent, int)
         if value != 0 and value.adjusted() >= MAX_INTEGER_DIGITS:
             return f"number out of range: {_short(value)} (more than {MAX_INTEGER_DIGITS} digits)"
-        if exponent < -MAX_DECIMAL_PLACES:
-            if value != 0 and value.adjusted() < -MAX_DECIMAL_PLACES:
-                return f"number out of range: {_short(value)} (smaller than 1e-{MAX_DECIMAL_PLACES})"
-            return f"number out of range: {_short(value)} (more than {MAX_DECIMAL_PLACES} decimal places)"
+        if value != 0 and value.adjusted() < -MAX_DECIMAL_PLACES:
+            return f"number out of range: {_short(value)} (smaller than 1e-{MAX_DECIMAL_PLACES})"
+        if exponent < -POSTGRES_MAX_SCALE:
+            return f"number out of range: {_short(value)} (more than {POSTGRES_MAX_SCALE} decimal places)"
         return None
     return None
 

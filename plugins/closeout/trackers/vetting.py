@@ -42,6 +42,7 @@ _NUMBER_FIELDS = ("hours", "rounded_hours", "billable_rate")
 _INSTANT_FIELDS = ("spent_date", "source_created_at", "source_updated_at")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MIN_EXPONENT = -30
+_FIRST_YEAR, _LAST_YEAR = 2000, 2100  # sanitize.values.EARLIEST / LATEST, read as years for speed
 
 
 @dataclass(frozen=True)
@@ -82,17 +83,19 @@ def vet_rows(rows: list[EntryRow]) -> Vetted:
 
 
 def _plain(row: EntryRow) -> bool:
-    """The common case, decided with one regex search and three exponent reads."""
-    text = "\x01".join(v for v in (row.source_id, row.client_source_id, row.project_source_id,
-                                   row.task_source_id, row.user_source_id, row.currency,
-                                   row.source_invoice_ref, row.notes) if v is not None)  # fmt: skip
-    if _UNSAFE.search(text) is not None:
+    """The common case, decided with C-speed string tests, two Decimal reads per number and year reads
+    (a million rows pass here in a full sync). Anything else goes to ``_careful``, which names the reason."""
+    text = "".join([row.source_id, row.client_source_id, row.project_source_id, row.task_source_id or "",
+                    row.user_source_id, row.currency, row.source_invoice_ref or "", row.notes or ""])  # fmt: skip
+    if "\x00" in text or (not text.isascii() and _UNSAFE.search(text) is not None):
         return False
     for number in (row.hours, row.rounded_hours, row.billable_rate):
-        if number is not None and (not number.is_finite() or number.as_tuple().exponent < _MIN_EXPONENT
-                                   or number.adjusted() >= 18):  # fmt: skip
+        if number is not None and not (number.is_finite() and _MIN_EXPONENT <= number.adjusted() < 18):
             return False
-    return all(plausible_instant(getattr(row, name)) is None for name in _INSTANT_FIELDS)
+    created, updated = row.source_created_at, row.source_updated_at
+    return (_FIRST_YEAR <= row.spent_date.year < _LAST_YEAR
+            and (created is None or _FIRST_YEAR <= created.year < _LAST_YEAR)
+            and (updated is None or _FIRST_YEAR <= updated.year < _LAST_YEAR))  # fmt: skip
 
 
 def _careful(row: EntryRow, repairs: list[Repair]) -> tuple[Problem | None, EntryRow]:

@@ -41,8 +41,10 @@ SECRET_SHAPES: tuple[re.Pattern[str], ...] = (
     re.compile(r"\b\d+\.pt\.[A-Za-z0-9_-]{8,}"),  # Harvest personal access tokens
     re.compile(r"(?i)\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]{4,}"),  # Authorization header values
     re.compile(r"(?i)\b(x-api-key|x-auth-token|authorization)(\s*[=:]\s*['\"]?)[^\s,;&'\"]+"),
-    # key=value / key: value / "key": "value" in query strings, DSNs, JSON and Python reprs
-    re.compile(rf"(?i)\b({_KEY_WORDS})(['\"]?\s*[=:]\s*['\"]?)[^\s,;&'\"}}]+"),
+    # key=value / key: value in query strings, DSNs, headers and logs
+    re.compile(rf"(?i)\b({_KEY_WORDS})(\s*[=:]\s*)[^\s,;&'\"}}]+"),
+    # "key": "value" / 'key': 'value' in JSON bodies and Python reprs
+    re.compile(rf"(?i)(['\"]{_KEY_WORDS})(['\"]\s*:\s*['\"]?)[^\s,;&'\"}}]+"),
     re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"),  # user:password@ in a URL
 )
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import psycopg
 
-from closeout.masking import mask_secrets
+from closeout.masking import mask_data, mask_secrets
 
 
 def start(conn: psycopg.Connection, step: str, airflow_run_id: str | None) -> int:
@@ -27,6 +27,7 @@ def finish(
     conn.execute(
         """UPDATE closeout_data.payment_runs SET finished_at = clock_timestamp(), status = %s, requests = %s,
                counts = %s, error = %s WHERE payment_run_id = %s""",
-        ("failed" if error else "success", requests, json.dumps(counts, default=str), mask_secrets(error), run_id),
+        ("failed" if error else "success", requests, json.dumps(mask_data(counts), default=str), mask_secrets(error),
+         run_id),
     )
     conn.commit()

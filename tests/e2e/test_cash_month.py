@@ -144,7 +144,9 @@ def _build_green_month(month: Month) -> None:
     inv = {c: v[1] for c, v in month.invoices.items()}
     for client in ("b", "c", "d", "e"):
         stripe.pay_invoice(inv[client])
-    [first] = stripe.run_payouts(now=stripe.state.now() + 3600)
+    # the payout schedule runs on Stripe's clock as it is: a clock moved past the real one would put the month's
+    # later movements beyond the reconciliation's cut-off (now), unjudged
+    [first] = stripe.run_payouts()
     stripe.settle_payout(first["id"])
     month.stripe["refund"] = stripe.refund(inv["b"])
     month.stripe["lost"] = stripe.dispute(inv["d"])
@@ -154,7 +156,7 @@ def _build_green_month(month: Month) -> None:
     month.stripe["later_fee"] = stripe.add_stripe_fee(LATER_FEE, "usd")
     for client in ("a", "f"):
         stripe.pay_invoice(inv[client])
-    [second] = stripe.run_payouts(now=stripe.state.now() + 86400)
+    [second] = stripe.run_payouts()
     stripe.settle_payout(second["id"])
     month.stripe["payouts"] = [first["id"], second["id"]]
 
@@ -195,7 +197,15 @@ def test_the_cash_month_closes_green_and_ties_stripe_out(month: Month, monkeypat
     assert month.checks["reconcile_month"] == {**dict.fromkeys(CHECKS, "passed"),
                                                **dict.fromkeys(accounting, "not_applicable")}, month.checks  # fmt: skip
 
-    # every movement the month promised happened in Stripe and is known to closeout
+    # every movement the month promised happened in Stripe and is known to closeout, and each was judged: no
+    # balance transaction lies beyond the cut-off of the reconciliation that passed
+    def cutoff(step: str) -> datetime:
+        return warehouse.scalar("SELECT external_cutoff FROM closeout.recon_runs WHERE airflow_run_id = %s",
+                                (month.runs[step].run_id,))  # fmt: skip
+
+    last = "SELECT max(created_at) FROM closeout.stripe_balance_transactions WHERE type <> 'transfer'"
+    assert warehouse.scalar(last) <= min(cutoff("reconcile"), cutoff("reconcile_month"))
+    assert warehouse.scalar(last.replace("<>", "=")) <= cutoff("reconcile_again")  # the contractors' transfers
     a, b, c, d, e, f = (month.invoices[k][0] for k in "abcdef")
     assert warehouse.rows("SELECT invoice_id, status, amount_minor FROM closeout.credit_notes") == [
         (c, "issued", 10000)]  # fmt: skip
@@ -249,23 +259,33 @@ class Injected:
     rows: list[tuple[str, str]]
 
 
+def _accounting_sees_the_books(month: Month, warehouse: Warehouse) -> None:
+    """A movement never booked by closeout never reaches the accounting system either (it imports closeout's
+    journals): the month's files are exported again and the accounting system's reports ingested again, so the
+    accounting checks judge the books as they now are and only the cash check can see the movement."""
+    cash.accounting_round_trip(month.root / f"accounting_{warehouse.name}", PERIOD)
+
+
 def _card_fee_unbooked(month: Month, warehouse: Warehouse) -> Injected:
     """The fee journal of a's card payment is missing: Stripe kept a fee the ledger never booked."""
     txn = warehouse.scalar("SELECT balance_transaction_id FROM closeout.stripe_balance_transactions WHERE "
                            "invoice_id = %s AND reporting_category = 'charge'", (month.invoices["a"][0],))  # fmt: skip
     cash.delete_journals(cash.journal_ids("fee", source_ref=txn))
+    _accounting_sees_the_books(month, warehouse)
     return Injected([("fee_not_booked", f"{txn} (charge)")])
 
 
 def _refund_unbooked(month: Month, warehouse: Warehouse) -> Injected:
     """The journal of b's refund is missing: the money went back to the customer, the books do not say so."""
     cash.delete_journals(cash.journal_ids("refund", invoice_id=month.invoices["b"][0]))
+    _accounting_sees_the_books(month, warehouse)
     return Injected([("balance", "USD")])
 
 
 def _dispute_unbooked(month: Month, warehouse: Warehouse) -> Injected:
     """The journal of d's lost dispute's withdrawal is missing (its dispute fee stays booked)."""
     cash.delete_journals(cash.journal_ids("dispute", invoice_id=month.invoices["d"][0]))
+    _accounting_sees_the_books(month, warehouse)
     return Injected([("balance", "USD")])
 
 
@@ -274,6 +294,7 @@ def _payout_unbooked(month: Month, warehouse: Warehouse) -> Injected:
     payout = month.stripe["payouts"][0]
     cash.delete_journals(cash.journal_ids("stripe_payout", source_ref=payout)
                          + cash.journal_ids("stripe_payout_paid", source_ref=payout))  # fmt: skip
+    _accounting_sees_the_books(month, warehouse)
     return Injected([("payout_not_booked", payout), ("payout_not_in_bank", payout)])
 
 

@@ -172,12 +172,15 @@ def publish(step: Step) -> dict[str, Any]:
 
 # -- 5-6. events and journals -------------------------------------------------------------------------------------
 def events(step: Step) -> dict[str, Any]:
-    """Stripe's events (reads only): the webhook inbox, the /v1/events backfill, hosted links."""
+    """Stripe's events and Stripe's own lists (reads only): the webhook inbox, the /v1/events backfill, hosted
+    links, then the cash sync (balance transactions, payouts, refunds, credit notes, disputes, invoices), so the
+    close's journals and cash checks see the month as Stripe lists it, not only as far as events reported it."""
     from closeout.payments import tasks
+    from closeout.payments.cash import tasks as cash_tasks
 
     run_id = step.run.airflow_run_id
     return {"collected": tasks.collect_events(run_id), "applied": tasks.apply_events(run_id),
-            "hosted_urls": tasks.refresh_hosted_urls(run_id)}  # fmt: skip
+            "hosted_urls": tasks.refresh_hosted_urls(run_id), "cash": cash_tasks.sync_cash(run_id)}  # fmt: skip
 
 
 def journals(step: Step) -> dict[str, Any]:

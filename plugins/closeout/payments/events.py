@@ -57,11 +57,12 @@ def backfill(conn: psycopg.Connection, hook: StripeHook, *, account: str = "stri
     requests_before = hook.requests
     seen = new = 0
     newest = row[0] if row else since
-    quarantined = 0
+    quarantined = duplicates = 0
     for page in hook.iter_events(since):
         seen += len(page.events)
         stored = store_backfill_page(conn, page.body)  # a poisoned event is quarantined, the page goes on
         new, quarantined = new + stored.new, quarantined + stored.quarantined
+        duplicates += stored.duplicates
         newest = max(newest, stored.newest or newest)
     conn.execute(
         """INSERT INTO closeout_data.stripe_event_cursor (account, last_created) VALUES (%s, %s)
@@ -70,7 +71,7 @@ def backfill(conn: psycopg.Connection, hook: StripeHook, *, account: str = "stri
         (account, newest),
     )
     conn.commit()
-    return {"since": since, "seen": seen, "new": new, "quarantined": quarantined,
+    return {"since": since, "seen": seen, "new": new, "quarantined": quarantined, "duplicates": duplicates,
             "requests": hook.requests - requests_before}
 
 

@@ -249,14 +249,14 @@ def _plan_inbox(conn: psycopg.Connection, tracker: WindowedTracker, run: SyncRun
     window = run.phase("window")
     covered_before = window.get("began_at") if window.get("marked") is not None else None
     rows = conn.execute(
-        """SELECT inbox_id, event_type, body, received_at FROM closeout_data.webhook_inbox
+        """SELECT inbox_id, event_type, body, received_at, event_id FROM closeout_data.webhook_inbox
            WHERE vendor = %s AND processed_at IS NULL ORDER BY inbox_id""",
         (tracker.source,),
     ).fetchall()
     days: set[date] = set()
-    refused: list[tuple[int, str, str, str]] = []  # (inbox_id, event_type, body, reason)
+    refused: list[tuple[int, str, str, str, str]] = []  # (inbox_id, event_type, body, reason, event_id)
     upto = 0
-    for inbox_id, event_type, body, received_at in rows:
+    for inbox_id, event_type, body, received_at, event_id in rows:
         upto = inbox_id
         if covered_before and received_at.isoformat() < covered_before:
             continue  # this run's window listing already read the tracker's state after this event
@@ -265,12 +265,12 @@ def _plan_inbox(conn: psycopg.Connection, tracker: WindowedTracker, run: SyncRun
         except Exception as exc:  # one event's body must not stop the inbox
             touched, why = [], f"unreadable: {type(exc).__name__}: {exc}"
         else:
-            why = "names no day to re-list (no readable start within 2000..2100)"
+            why = "names no day to re-list (no start, or one unreadable or outside 2000..2100)"
         absurd = next((d for d in touched if plausible_instant(d) is not None), None)
         if absurd is not None:
             touched, why = [], plausible_instant(absurd) or ""
         if not touched:
-            refused.append((inbox_id, event_type, body, why))
+            refused.append((inbox_id, event_type, body, why, event_id))
         days.update(touched)
     ranges: dict[str, list[str]] = {}
     for first, last in _contiguous(sorted(days)):
@@ -282,11 +282,11 @@ def _plan_inbox(conn: psycopg.Connection, tracker: WindowedTracker, run: SyncRun
     return {"ranges": ranges, "upto": upto, "events": len(rows), "quarantined": len(refused)}
 
 
-def quarantine_inbox(conn: psycopg.Connection, vendor: str, refused: list[tuple[int, str, str, str]]) -> None:
+def quarantine_inbox(conn: psycopg.Connection, vendor: str, refused: list[tuple[int, str, str, str, str]]) -> None:
     """Quarantine tracker webhook events that name nothing to re-list, each with its reason, and mark them
     processed so the inbox goes on (their entries are still caught by the next window listing)."""
-    verdicts = [Verdict(body, event_type=event_type, field="(body)", reason=why)
-                for _inbox_id, event_type, body, why in refused]  # fmt: skip
+    verdicts = [Verdict(body, event_id=event_id, event_type=event_type, field="(body)", reason=why)
+                for _inbox_id, event_type, body, why, event_id in refused]  # fmt: skip
     with conn.transaction():
         quarantine_events(conn, vendor, verdicts, via="webhook", inbox_ids=[r[0] for r in refused])
         conn.execute(

@@ -89,7 +89,10 @@ class PeopleApi:
         return {"Authorization": f"Bearer {self.token(user)}"}
 
 
-def _start(home: Path, timeout: float = 120.0) -> PeopleApi:
+def _start(home: Path, timeout: float = 120.0, *, all_admins: bool = False) -> PeopleApi:
+    """``all_admins``: the simple auth manager lets every signed-in user answer any human-in-the-loop task (the
+    kind of auth manager that lets admins answer anything), so closeout's own check of the answer is what stops
+    a self-approval."""
     passwords = home / "controls_passwords.json"
     passwords.write_text(json.dumps(PASSWORDS))
     env = {
@@ -97,12 +100,13 @@ def _start(home: Path, timeout: float = 120.0) -> PeopleApi:
         "AIRFLOW__CORE__AUTH_MANAGER": "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:user" for u in PASSWORDS),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": str(all_admins),
         "AIRFLOW__API_AUTH__JWT_SECRET": "closeout-controls-tests-jwt-secret-0123456789abcdef",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
     }
     airflow = [sys.executable, "-m", "airflow"]
-    subprocess.run([*airflow, "dags", "reserialize"], env=env, check=True, capture_output=True, timeout=300)
+    if not all_admins:
+        subprocess.run([*airflow, "dags", "reserialize"], env=env, check=True, capture_output=True, timeout=300)
     port = free_port()
     log_path = home / f"controls-api-server-{port}.log"
     with log_path.open("wb") as log:
@@ -136,10 +140,22 @@ def _stop(server: PeopleApi) -> None:
         server.process.kill()
 
 
-@pytest.fixture(scope="session")
-def people_api(airflow_db: Path) -> PeopleApi:
-    server = _SHARED.get("server")
+def _shared(home: Path, key: str, all_admins: bool) -> PeopleApi:
+    server = _SHARED.get(key)
     if server is None or server.process.poll() is not None:
-        server = _SHARED["server"] = _start(airflow_db)
+        if all_admins:
+            _shared(home, "server", False)  # serializes the DAGs first
+        server = _SHARED[key] = _start(home, all_admins=all_admins)
         atexit.register(_stop, server)
     return server
+
+
+@pytest.fixture(scope="session")
+def people_api(airflow_db: Path) -> PeopleApi:
+    return _shared(airflow_db, "server", False)
+
+
+@pytest.fixture(scope="session")
+def lenient_api(airflow_db: Path) -> PeopleApi:
+    """An API server whose auth manager lets any signed-in user answer any approval."""
+    return _shared(airflow_db, "lenient", True)

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import requests
-from controls_support import FINANCE, OUTSIDER, REQUESTER, PeopleApi, conn_json_as, login_in, people_api
+from controls_support import FINANCE, OUTSIDER, REQUESTER, PeopleApi, conn_json_as, lenient_api, login_in, people_api
 from payouts_support import check_invariant_6, green_recon, pay, payees_file, seed_invoices
 
 pytestmark = pytest.mark.integration
-people_api = people_api  # the fixture
+people_api, lenient_api = people_api, lenient_api  # the fixtures
 
 DAG_ID = "closeout_payouts"
 WORK = {c: [("u1", D("1.00")), ("u2", D("2.00"))] for c in "ab"}  # u1: 2 x 50.00 USD, u2: 2 x 80.00 EUR
@@ -162,3 +162,44 @@ def test_switching_the_approval_off_is_the_deployments_and_is_recorded(
     assert warehouse.rows("SELECT subject, requested_by, decided_by, outcome, reason FROM closeout.decisions") == [
         (batch, REQUESTER, "auto: approval switched off", "not_required",
          "approval off (CLOSEOUT_PAYOUTS_APPROVAL=off)")]  # fmt: skip
+
+
+def test_an_answer_the_auth_manager_lets_through_is_checked_again_refused_and_recorded(
+    warehouse, stripe_sandbox, run_dag, lenient_api, books
+):
+    """With an auth manager that lets anyone answer (simple auth manager, all admins: every request is its
+    anonymous admin), an Approve from outside the finance group reaches the task: closeout checks the answer
+    again, refuses it, records the refusal, fails the task and releases nothing."""
+    person = Finance(lenient_api, [(REQUESTER, "Approve")])
+    person.start()
+    result = run_dag(DAG_ID)
+    person.join(60)
+    if person.error is not None:
+        raise person.error
+    assert person.statuses == [(REQUESTER, 200)]  # the API server let it through
+    assert result.state == "failed", result
+    assert result.task_states["approve"] == "failed" and result.task_states["release"] == "upstream_failed", result
+    assert stripe_sandbox.count("transfer") == 0
+    assert warehouse.scalar("SELECT approved_at FROM closeout.payout_batches") is None
+    (batch,) = [r[0] for r in warehouse.rows("SELECT batch_id FROM closeout.payout_batches")]
+    assert warehouse.rows("SELECT subject, requested_by, decided_by, outcome, reason FROM closeout.decisions") == [
+        (batch, REQUESTER, "Anonymous", "refused", "Anonymous is not a finance approver (CLOSEOUT_FINANCE_APPROVERS)")
+    ]
+
+
+def test_the_answer_check_refuses_the_requester_and_outsiders(monkeypatch) -> None:
+    """The same check on the requester's own answer (what the task does when an auth manager lets it through)."""
+    from closeout.payouts import approval
+
+    monkeypatch.setenv("CLOSEOUT_FINANCE_APPROVERS", f"{REQUESTER}, {FINANCE[0]}")
+    with pytest.raises(approval.ApprovalRefused, match="triggered this run and cannot approve it"):
+        approval.check_answer(REQUESTER, REQUESTER.upper())
+    with pytest.raises(approval.ApprovalRefused, match="not a finance approver"):
+        approval.check_answer(REQUESTER, OUTSIDER)
+    with pytest.raises(approval.ApprovalRefused, match="names no user"):
+        approval.check_answer(REQUESTER, "")
+    approval.check_answer(REQUESTER, FINANCE[0])
+    assert approval.assignees(REQUESTER) == [FINANCE[0]]
+    monkeypatch.setenv("CLOSEOUT_FINANCE_APPROVERS", REQUESTER)
+    with pytest.raises(approval.ApprovalRefused, match="triggered this run and cannot approve it; add another"):
+        approval.assignees(REQUESTER)

@@ -30,7 +30,7 @@ def windowed_sync_dag(source: str, *, doc_md: str, schedule_env: str, default_sc
         start_date=START_DATE,
         catchup=False,
         max_active_runs=1,
-        default_args=default_args(),
+        default_args=default_args(f"closeout_sync_{source}"),
         tags=["closeout", "capture", source],
         doc_md=doc_md,
         params={

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import sys
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,7 +13,21 @@ from closeout.alerts.routing import MONEY_DAG_IDS
 OWNER = "closeout"
 START_DATE = datetime(2026, 1, 1)
 
-__all__ = ["MONEY_DAG_IDS", "OWNER", "START_DATE", "TIME_ENTRIES", "default_args", "failure_callbacks", "schedule"]
+__all__ = ["MONEY_DAG_IDS", "OWNER", "START_DATE", "TIME_ENTRIES", "default_args", "execution_timeout",
+           "failure_callbacks", "schedule"]
+
+# Minutes a task may run before Airflow kills it, by kind of DAG: a hung socket or a lock wait must end in a
+# failure (and a retry, and an alert), never in a task that runs forever. Tracker syncs pace themselves under
+# API budgets, the close re-lists whole months, the history import loads years; everything else is minutes.
+TIMEOUT_ENV = "CLOSEOUT_TASK_TIMEOUT_MINUTES"
+DEFAULT_TIMEOUT_MINUTES = 60
+TIMEOUT_MINUTES_BY_DAG: dict[str, int] = {
+    "closeout_sync_harvest": 120,
+    "closeout_sync_toggl": 120,
+    "closeout_sync_clockify": 120,
+    "closeout_month_end_close": 240,
+    "closeout_migrate_history": 360,
+}
 
 
 def failure_callbacks() -> dict[str, list[Any]]:
@@ -22,11 +38,64 @@ def failure_callbacks() -> dict[str, list[Any]]:
     return {"on_failure_callback": [FailureNotifier()], "on_success_callback": [CauseResolver()]}
 
 
-def default_args(**overrides: Any) -> dict[str, Any]:
-    """Retries and failure notifiers for every task; the retry delay is an environment setting so tests can
-    shorten it. A DAG that sets its own callbacks in ``overrides`` replaces these."""
+def _env_key(*parts: str) -> str:
+    return "__".join([TIMEOUT_ENV, *(re.sub(r"[^A-Za-z0-9]", "_", part).upper() for part in parts)])
+
+
+def _minutes(name: str) -> float | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: a number of minutes") from None
+    if value <= 0:
+        raise ValueError(f"{name}={raw!r}: must be more than 0 minutes (every task has a bound)")
+    return value
+
+
+def execution_timeout(dag_id: str | None, task_id: str | None = None) -> timedelta:
+    """A task's bound: ``CLOSEOUT_TASK_TIMEOUT_MINUTES__<DAG>__<TASK>``, else ``..._MINUTES__<DAG>``, else the
+    kind's default (``TIMEOUT_MINUTES_BY_DAG``), else ``CLOSEOUT_TASK_TIMEOUT_MINUTES``, else 60 minutes.
+    Ids are upper-cased with every non-alphanumeric character as ``_``."""
+    candidates = []
+    if dag_id and task_id:
+        candidates.append(_minutes(_env_key(dag_id, task_id)))
+    if dag_id:
+        candidates.append(_minutes(_env_key(dag_id)))
+        candidates.append(TIMEOUT_MINUTES_BY_DAG.get(dag_id))
+    candidates.append(_minutes(TIMEOUT_ENV))
+    minutes = next((value for value in candidates if value is not None), DEFAULT_TIMEOUT_MINUTES)
+    return timedelta(minutes=minutes)
+
+
+def _per_task_timeout(context: Any) -> None:
+    """Pre-execute hook: applies a per-task override in the worker, before Airflow starts the task's clock
+    (default_args cannot know the task id at parse time)."""
+    task = context["task"]
+    override = _minutes(_env_key(task.dag_id, task.task_id))
+    if override is not None:
+        task.execution_timeout = timedelta(minutes=override)
+
+
+def _calling_dag_id() -> str | None:
+    """The DAG id of the DAG file calling ``default_args``: one file per DAG id, named after it (the contract)."""
+    frame = sys._getframe(2)
+    filename = frame.f_globals.get("__file__") or ""
+    stem = os.path.splitext(os.path.basename(filename))[0]
+    return stem if stem.startswith("closeout_") else None
+
+
+def default_args(dag_id: str | None = None, **overrides: Any) -> dict[str, Any]:
+    """Retries, failure notifiers and an ``execution_timeout`` for every task; the retry delay is an environment
+    setting so tests can shorten it. ``dag_id`` defaults to the calling DAG file's name. A DAG that sets its own
+    callbacks or timeout in ``overrides`` replaces these."""
+    dag_id = dag_id or _calling_dag_id()
     args: dict[str, Any] = {
         **failure_callbacks(),
+        "execution_timeout": execution_timeout(dag_id),
+        "pre_execute": _per_task_timeout,
         "owner": OWNER,
         "retries": int(os.environ.get("CLOSEOUT_TASK_RETRIES", "3")),
         "retry_delay": timedelta(seconds=float(os.environ.get("CLOSEOUT_RETRY_DELAY_SECONDS", "120"))),

@@ -43,7 +43,7 @@ from typing import Any
 import psycopg
 import yaml
 
-from closeout.paths import PROJECT_ROOT
+from closeout.paths import resource
 
 CONFIG_ENV = "CLOSEOUT_BILLING_CONFIG"
 DEFAULTS_KEY = "*"
@@ -133,7 +133,7 @@ _DecimalLoader.add_constructor(
 
 def default_path() -> Path:
     override = os.environ.get(CONFIG_ENV)
-    return Path(override) if override else PROJECT_ROOT / "include" / "billing" / "clients.yaml"
+    return Path(override) if override else resource("billing", "clients.yaml")
 
 
 def read(path: Path | None = None) -> BillingConfig:

@@ -17,14 +17,14 @@ from markupsafe import Markup
 
 from closeout.close import charts
 from closeout.close.report_data import CloseReport
-from closeout.paths import PROJECT_ROOT
+from closeout.paths import resource
 
 SAFE_SCHEMES = ("http", "https", "file")
 LIST_LIMIT = 500  # rows per detail list on the page (exceptions, adjustments, invoices); the JSON has them all
 
 
 def template_dir() -> Path:
-    return PROJECT_ROOT / "include" / "close"
+    return resource("close")
 
 
 @cache

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import yaml
 
-from closeout.paths import PROJECT_ROOT
+from closeout.paths import resource
 
 CONFIG_ENV = "CLOSEOUT_LEDGER_ACCOUNTS"
 TYPES = ("asset", "liability", "equity", "revenue", "contra_revenue", "expense")
@@ -65,7 +65,7 @@ class Chart:
 
 def default_path() -> Path:
     override = os.environ.get(CONFIG_ENV)
-    return Path(override) if override else PROJECT_ROOT / "include" / "ledger" / "accounts.yaml"
+    return Path(override) if override else resource("ledger", "accounts.yaml")
 
 
 def read(path: Path | None = None) -> Chart:

@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 import yaml
 
-from closeout.paths import PROJECT_ROOT
+from closeout.paths import resource
 
 CONFIG_ENV = "CLOSEOUT_PAYEES_CONFIG"
 _ACCOUNT = re.compile(r"^acct_[A-Za-z0-9_]+$")
@@ -59,7 +59,7 @@ class Payee:
 
 def config_path() -> Path:
     override = os.environ.get(CONFIG_ENV)
-    return Path(override) if override else PROJECT_ROOT / "include" / "payouts" / "payees.yaml"
+    return Path(override) if override else resource("payouts", "payees.yaml")
 
 
 def parse(raw: Any, source: str = "payees") -> list[Payee]:

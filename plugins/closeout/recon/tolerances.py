@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from closeout.paths import PROJECT_ROOT
+from closeout.paths import resource
 
 ENV_VAR = "CLOSEOUT_RECON_TOLERANCES"
 # The invariants of DESIGN.md: zero tolerance, not configurable.
@@ -33,7 +33,7 @@ class Tolerance:
 
 
 def default_path() -> Path:
-    return Path(os.environ.get(ENV_VAR) or PROJECT_ROOT / "include" / "recon" / "tolerances.yaml")
+    return Path(os.environ.get(ENV_VAR) or resource("recon", "tolerances.yaml"))
 
 
 def _minor(value: Any, where: str) -> int:

@@ -43,7 +43,7 @@ for _folder in ("gate", "payouts"):
 import cash_month_support as cash  # noqa: E402
 import e2e_support as e2e  # noqa: E402
 import gate_support  # noqa: E402
-from payouts_support import check_invariant_6, items, payees_file  # noqa: E402
+from payouts_support import check_invariant_6, items, payees_file, user_key  # noqa: E402
 from test_break_matrix import CHECKS, PAYEES, PAYOUTS, recon_checks, statuses  # noqa: E402
 
 pytestmark = pytest.mark.integration
@@ -181,10 +181,16 @@ def _build_green_month(month: Month) -> None:
     month.runs["accounting"] = cash.accounting_round_trip(month.root / "accounting", PERIOD)
     _run(month, "reconcile", "closeout_reconcile")  # the books to date, as the daily schedule runs it
     _run(month, "payouts", PAYOUTS)
+    month.stripe["transfers"] = stripe.count("transfer")
+    # a's work is paid out, then a's invoice is refunded in full: the payees owe it back (a clawback)
+    month.stripe["late_refund"] = stripe.refund(inv["a"])
     # the contractor transfers are Stripe balance transactions too: read, booked and reconciled like the rest
     _run(month, "events_again", "closeout_stripe_events")
     month.runs["accounting_again"] = cash.accounting_round_trip(month.root / "accounting", PERIOD)
     _run(month, "reconcile_again", "closeout_reconcile")
+    _run(month, "payouts_again", PAYOUTS)
+    month.runs["accounting_final"] = cash.accounting_round_trip(month.root / "accounting", PERIOD)
+    _run(month, "reconcile_final", "closeout_reconcile")
 
 
 # -- the green month ----------------------------------------------------------------------------------------------
@@ -192,7 +198,8 @@ def test_the_cash_month_closes_green_and_ties_stripe_out(month: Month, monkeypat
     monkeypatch.setenv(ENV_VAR, e2e.warehouse_conn_json(month.server, month.database))
     warehouse = Warehouse(month.database)
     assert month.checks["reconcile"] == dict.fromkeys(CHECKS, "passed"), month.checks["reconcile"]
-    assert month.checks["reconcile_again"] == dict.fromkeys(CHECKS, "passed"), month.checks["reconcile_again"]
+    for step in ("reconcile_again", "reconcile_final"):
+        assert month.checks[step] == dict.fromkeys(CHECKS, "passed"), (step, month.checks[step])
     accounting = ("accounting_ledger", "accounting_invoices")
     assert month.checks["reconcile_month"] == {**dict.fromkeys(CHECKS, "passed"),
                                                **dict.fromkeys(accounting, "not_applicable")}, month.checks  # fmt: skip
@@ -203,14 +210,16 @@ def test_the_cash_month_closes_green_and_ties_stripe_out(month: Month, monkeypat
         return warehouse.scalar("SELECT external_cutoff FROM closeout.recon_runs WHERE airflow_run_id = %s",
                                 (month.runs[step].run_id,))  # fmt: skip
 
-    last = "SELECT max(created_at) FROM closeout.stripe_balance_transactions WHERE type <> 'transfer'"
-    assert warehouse.scalar(last) <= min(cutoff("reconcile"), cutoff("reconcile_month"))
-    assert warehouse.scalar(last.replace("<>", "=")) <= cutoff("reconcile_again")  # the contractors' transfers
+    last = "SELECT max(created_at) FROM closeout.stripe_balance_transactions"
+    late = [r["id"] for r in month.stripe["late_refund"]]  # made after the close, with the contractors' transfers
+    month_end = warehouse.scalar(f"{last} WHERE type <> 'transfer' AND source_id <> ALL(%s)", (late,))
+    assert month_end <= min(cutoff("reconcile"), cutoff("reconcile_month"))
+    assert warehouse.scalar(last) <= cutoff("reconcile_again") <= cutoff("reconcile_final")
     a, b, c, d, e, f = (month.invoices[k][0] for k in "abcdef")
     assert warehouse.rows("SELECT invoice_id, status, amount_minor FROM closeout.credit_notes") == [
         (c, "issued", 10000)]  # fmt: skip
-    assert warehouse.rows("SELECT invoice_id, status, amount_minor FROM closeout.refunds") == [
-        (b, "succeeded", month.invoices["b"][2])]  # fmt: skip
+    assert sorted(warehouse.rows("SELECT invoice_id, status, amount_minor FROM closeout.refunds")) == sorted(
+        [(b, "succeeded", month.invoices["b"][2]), (a, "succeeded", month.invoices["a"][2])])  # fmt: skip
     assert sorted(warehouse.rows("SELECT invoice_id, status FROM closeout.disputes")) == sorted(
         [(d, "lost"), (e, "won")])  # fmt: skip
     assert warehouse.rows("SELECT payout_id, status, automatic FROM closeout.stripe_payouts ORDER BY created_at, "
@@ -221,7 +230,7 @@ def test_the_cash_month_closes_green_and_ties_stripe_out(month: Month, monkeypat
     assert eur_settled == "USD"
     kinds = dict(warehouse.rows("SELECT kind, count(*) FROM closeout.ledger_journals GROUP BY kind"))
     assert kinds["payment"] == 6 and kinds["fee"] >= 7 and kinds["fx_conversion"] == 1, kinds
-    assert kinds["refund"] == 1 and kinds["credit_note"] == 1 and kinds["dispute_reinstatement"] == 1, kinds
+    assert kinds["refund"] == 2 and kinds["credit_note"] == 1 and kinds["dispute_reinstatement"] == 1, kinds
     assert kinds["stripe_payout"] == 2 and kinds["stripe_payout_paid"] == 2, kinds
 
     # the close report: Stripe's balance tied out against the ledger, and nothing wrong said above it
@@ -247,6 +256,14 @@ def test_the_cash_month_closes_green_and_ties_stripe_out(month: Month, monkeypat
     assert b not in transferred and d not in transferred, paid
     assert {a, c, e, f} <= transferred, paid
     assert month.runs["payouts"].task_states["release"] == "success"
+    # a was paid out before its refund: what u1 (2.00 h at 60.00) and u2 (1.50 h at 45.00) got is clawed back,
+    # outstanding until they have new work to net it from (never a negative transfer)
+    clawbacks = warehouse.rows("SELECT payee_key, amount_minor, status FROM closeout.payout_adjustments "
+                               "WHERE invoice_id = %s AND kind = 'clawback' ORDER BY 1", (a,))  # fmt: skip
+    assert clawbacks == [(user_key("u1"), -12000, "outstanding"), (user_key("u2"), -6750, "outstanding")], clawbacks
+    assert dict(warehouse.rows("SELECT payee_key, clawed_back_minor FROM closeout.outstanding_clawbacks")) == {
+        user_key("u1"): -12000, user_key("u2"): -6750}  # fmt: skip
+    assert month.sandbox.count("transfer") == month.stripe["transfers"], "the second run transferred nothing"
     check_invariant_6(warehouse, month.sandbox)
     assert warehouse.scalar("SELECT count(*) FROM closeout.payout_holds") == 0
 

@@ -213,8 +213,8 @@ def finish(started: float, report: str) -> None:
     print(f"    {_warehouse_env()}")
     if holds:
         print("Release the payout hold once the difference is explained (then unpause closeout_payouts):")
-        print(f"    PYTHONPATH=plugins .venv/bin/python -m closeout.gate release --hold-id {holds[0][0]} "
-              '--by you@finance --why "explained: ..."')  # fmt: skip
+        print(f"    CLOSEOUT_AIRFLOW_TOKEN=<your Airflow token> PYTHONPATH=plugins .venv/bin/python -m closeout.gate "
+              f'release --hold-id {holds[0][0]} --why "explained: ..."  (docs/controls.md)')  # fmt: skip
     print("Query it:")
     print(f"    {_psql()} -h {ROOT / '.closeout' / 'pgdata'} -U postgres {runtime.DATABASE}")
     print("    select * from closeout.invoices; select * from closeout.recon_checks; "

@@ -16,9 +16,10 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
+if TYPE_CHECKING:  # the DAG file imports this module at parse time: nothing heavy at import
+    import psycopg
 
 APPROVERS_ENV = "CLOSEOUT_FINANCE_APPROVERS"
 APPROVAL_ENV = "CLOSEOUT_PAYOUTS_APPROVAL"

@@ -18,7 +18,10 @@ ledger runs). It is idempotent: masking masked text changes nothing.
 
 from __future__ import annotations
 
+import os
 import re
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -63,11 +66,12 @@ def mask_values(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def known_secrets() -> list[str]:
-    """Passwords and secret-looking extras of the connections closeout uses (missing ones skipped).
+_cache: tuple[float, tuple[str | None, ...], list[str]] | None = None
+_cache_lock = threading.Lock()
+CACHE_SECONDS = 60.0
 
-    Read at every call, not cached: errors are rare, and a rotated key or a connection defined a moment ago must
-    be masked the first time it shows up."""
+
+def _lookup_secrets() -> list[str]:
     from closeout.connections import get_connection
 
     found: list[str] = []
@@ -81,6 +85,30 @@ def known_secrets() -> list[str]:
             if any(word in key.lower() for word in _SECRET_EXTRA):
                 found += [value] if isinstance(value, str) else [v for v in value or [] if isinstance(v, str)]
     return [s for s in found if s and len(s) >= 4]
+
+
+def known_secrets() -> list[str]:
+    """Passwords and secret-looking extras of the connections closeout uses (missing ones skipped).
+
+    Kept for at most a minute per process, and read again at once when an ``AIRFLOW_CONN_*`` variable of one of
+    them changes: a close writes its steps' state many times, and each lookup may cost a round trip to the API
+    server, but a connection defined or rotated a moment ago must be masked the first time it shows up."""
+    global _cache
+    env = tuple(os.environ.get(f"AIRFLOW_CONN_{conn_id.upper()}") for conn_id in KNOWN_CONN_IDS)
+    with _cache_lock:
+        if _cache is not None and _cache[1] == env and time.monotonic() - _cache[0] < CACHE_SECONDS:
+            return list(_cache[2])
+    found = _lookup_secrets()
+    with _cache_lock:
+        _cache = (time.monotonic(), env, found)
+    return list(found)
+
+
+def forget_known_secrets() -> None:
+    """Read the connections again at the next use (after a connection changed in a secrets backend)."""
+    global _cache
+    with _cache_lock:
+        _cache = None
 
 
 def mask_secrets(text: Any, secrets: Iterable[str] | None = None) -> Any:

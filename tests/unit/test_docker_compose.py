@@ -7,6 +7,7 @@ are resolved by ``yaml.safe_load``) and, when a compose CLI is installed, valida
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -24,10 +25,11 @@ AIRFLOW_SERVICES = (
     "airflow-apiserver",
     "airflow-scheduler",
     "airflow-dag-processor",
+    "airflow-worker",
     "airflow-triggerer",
     "airflow-init",
 )
-REQUIRED_SERVICES = (*AIRFLOW_SERVICES, "postgres", "warehouse")
+REQUIRED_SERVICES = (*AIRFLOW_SERVICES, "postgres", "warehouse", "redis", "flower", "object-store")
 CONNECTION_VARS = (
     "AIRFLOW_CONN_CLOSEOUT_WAREHOUSE",
     "AIRFLOW_CONN_HARVEST_DEFAULT",
@@ -41,9 +43,9 @@ CONNECTION_VARS = (
 )
 REPO_MOUNTS = {
     "/opt/airflow/dags": "dags",
-    "/opt/airflow/plugins": "plugins",
-    "/opt/airflow/include": "include",
 }
+# closeout comes from the wheel in the image; a mounted plugins/ would shadow it on sys.path
+NOT_MOUNTED = ("/opt/airflow/plugins", "/opt/airflow/include")
 # Host folders created at run time (by Docker / airflow-init), not required in the repo.
 RUNTIME_HOST_PATHS = {"logs", "config"}
 PG_DATA = "/var/lib/postgresql/data"
@@ -131,23 +133,80 @@ def test_required_services_exist(services: dict) -> None:
     assert not missing, f"missing services: {missing}"
 
 
-def test_no_celery_redis_or_flower(compose: dict, services: dict) -> None:
-    assert not {"redis", "flower", "airflow-worker"} & set(services)
-    assert "celery" not in yaml.safe_dump(compose).lower()  # comments are not part of the dump
+def test_celery_with_redis_worker_and_flower_profile(services: dict) -> None:
+    assert _command(services["airflow-worker"]) == "celery worker"
+    assert "celery" in " ".join(services["airflow-worker"]["healthcheck"]["test"])
+    assert _command(services["flower"]) == "celery flower"
+    assert services["flower"]["profiles"] == ["flower"]
+    assert str(services["redis"]["image"]).startswith("redis:")
+    assert "redis-cli" in " ".join(services["redis"]["healthcheck"]["test"])
 
 
-def test_airflow_services_share_one_3_3_image(services: dict) -> None:
-    images = {name: services[name]["image"] for name in AIRFLOW_SERVICES}
-    assert len(set(images.values())) == 1, images
-    image = next(iter(images.values()))
-    assert image.startswith("${AIRFLOW_IMAGE_NAME:-"), image
-    assert IMAGE_TAG_RE.match(_default(image)), image
+def test_airflow_services_share_one_image_built_from_the_dockerfile(services: dict) -> None:
+    builds = {name: json.dumps(services[name]["build"], sort_keys=True) for name in (*AIRFLOW_SERVICES, "flower")}
+    images = {name: services[name]["image"] for name in (*AIRFLOW_SERVICES, "flower")}
+    assert len(set(builds.values())) == 1 and len(set(images.values())) == 1, (builds, images)
+    build = services["airflow-apiserver"]["build"]
+    assert build["context"] == "." and (REPO_ROOT / build["dockerfile"]).is_file()
+    base = build["args"]["AIRFLOW_IMAGE_NAME"]
+    assert base.startswith("${AIRFLOW_IMAGE_NAME:-") and IMAGE_TAG_RE.match(_default(base)), base
+    # the built image gets its own tag, never the official image's name
+    assert not _default(images["airflow-apiserver"]).startswith("apache/airflow"), images
+
+
+def test_dockerfile_installs_the_wheel_under_airflow_constraints() -> None:
+    text = (REPO_ROOT / "Dockerfile").read_text()
+    froms = re.findall(r"^FROM\s+(\S+)", text, re.MULTILINE)
+    assert froms == ["${AIRFLOW_IMAGE_NAME}", "${AIRFLOW_IMAGE_NAME}"], froms
+    default = re.search(r"^ARG AIRFLOW_IMAGE_NAME=(\S+)$", text, re.MULTILINE).group(1)
+    assert IMAGE_TAG_RE.match(default) and default.startswith("apache/airflow:3.3.2-python3.11"), default
+    assert "AS builder" in text and "pip wheel" in text and "--from=builder" in text
+    version = re.search(r"^ARG AIRFLOW_VERSION=(\S+)$", text, re.MULTILINE).group(1)
+    python = re.search(r"^ARG PYTHON_VERSION=(\S+)$", text, re.MULTILINE).group(1)
+    assert version == default.split(":")[1].split("-")[0] and default.endswith(f"python{python}")
+    assert "https://raw.githubusercontent.com/apache/airflow/constraints-${AIRFLOW_VERSION}/" \
+        "constraints-${PYTHON_VERSION}.txt" in text
+    assert '--constraint "${AIRFLOW_CONSTRAINTS_URL}"' in text
+    assert '"apache-airflow==${AIRFLOW_VERSION}"' in text and "/tmp/dist/closeout-*.whl" in text
+    assert re.search(r"^COPY .*dags/ /opt/airflow/dags/$", text, re.MULTILINE)
+    assert "_PIP_ADDITIONAL_REQUIREMENTS" not in text
+    # every source the Dockerfile copies exists and is not excluded by .dockerignore
+    ignored = {line.strip() for line in (REPO_ROOT / ".dockerignore").read_text().splitlines()}
+    for source in re.findall(r"^COPY (?:--chown=\S+ )?(?!--from)(.+) \S+$", text, re.MULTILINE):
+        for item in source.split():
+            assert (REPO_ROOT / item).exists(), item
+            assert item.rstrip("/") not in ignored, item
+
+
+def test_object_store_holds_the_artifacts(services: dict) -> None:
+    store = services["object-store"]
+    assert str(store["image"]).startswith("minio/minio:")
+    assert store.get("healthcheck")
+    init = services["object-store-init"]
+    assert init["depends_on"]["object-store"]["condition"] == "service_healthy"
+    env = _environment(services["airflow-worker"])
+    url = urlsplit(_default(env["CLOSEOUT_ARTIFACTS_URL"]))
+    assert (url.scheme, url.hostname, url.path) == ("s3", "closeout", "/artifacts")
+    assert f"local/{url.hostname}" in _command(init)  # the bucket the URL names is created
+    conn = urlsplit(_default(env["AIRFLOW_CONN_CLOSEOUT_ARTIFACTS"]))
+    assert conn.scheme == "aws" and "endpoint_url=http%3A%2F%2Fobject-store%3A9000" in conn.query
+    store_env = _environment(store)
+    assert (conn.username, conn.password) == (store_env["MINIO_ROOT_USER"], store_env["MINIO_ROOT_PASSWORD"])
+
+
+def test_depends_on_targets_exist(services: dict) -> None:
+    for name, service in services.items():
+        for target in service.get("depends_on", {}):
+            assert target in services, f"{name} depends on unknown service {target}"
+            assert target != name
 
 
 @pytest.mark.parametrize("name", AIRFLOW_SERVICES)
-def test_airflow_service_uses_local_executor(services: dict, name: str) -> None:
+def test_airflow_service_uses_celery_executor(services: dict, name: str) -> None:
     env = _environment(services[name])
-    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    assert urlsplit(env["AIRFLOW__CELERY__BROKER_URL"]).hostname == "redis"
+    assert urlsplit(env["AIRFLOW__CELERY__RESULT_BACKEND"]).hostname == "postgres"
     assert _default(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).startswith("postgresql")
     assert urlsplit(env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]).hostname == "postgres"
     assert env["AIRFLOW__CORE__LOAD_EXAMPLES"].lower() == "false"
@@ -162,6 +221,8 @@ def test_airflow_service_mounts_repo_folders(services: dict, name: str) -> None:
     for container, host in REPO_MOUNTS.items():
         assert container in mounts, f"{name} does not mount {container}"
         assert Path(mounts[container]).name == host, (name, container, mounts[container])
+    for container in NOT_MOUNTED:
+        assert container not in mounts, f"{name} mounts {container}, shadowing the installed closeout"
 
 
 @pytest.mark.parametrize("name", AIRFLOW_SERVICES)
@@ -238,6 +299,7 @@ def test_init_migrates_creates_admin_and_imports_pools(services: dict) -> None:
     script = _command(init)
     assert "airflow db migrate" in script
     assert "airflow pools import /opt/airflow/pools.json" in script
+    assert "python -m closeout.warehouse migrate" in script  # closeout's migrations, from the installed package
     mounts = {container: host for host, container in _volumes(init)}
     assert Path(mounts["/opt/airflow/pools.json"]).name == "pools.json"
     env = _environment(init)
@@ -247,13 +309,8 @@ def test_init_migrates_creates_admin_and_imports_pools(services: dict) -> None:
     assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"].endswith(":admin")
 
 
-def test_requirements_installed_from_mounted_file(services: dict) -> None:
-    for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
-        service = services[name]
-        env = _environment(service)
-        assert "-r /opt/airflow/requirements.txt" in env["_PIP_ADDITIONAL_REQUIREMENTS"]
-        mounts = {container: host for host, container in _volumes(service)}
-        assert Path(mounts["/opt/airflow/requirements.txt"]).name == "requirements.txt"
+def test_no_pip_install_at_container_start(compose: dict) -> None:
+    assert "_PIP_ADDITIONAL_REQUIREMENTS" not in yaml.safe_dump(compose)
 
 
 def test_mounted_repo_paths_exist(services: dict) -> None:

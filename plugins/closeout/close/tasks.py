@@ -33,11 +33,11 @@ def _plain(value: Any) -> Any:
 def validate(airflow_run_id: str, raw_params: dict[str, Any]) -> dict[str, Any]:
     """Check the parameters and the period, then open the close run. ``proceed`` is False when the period already
     closed successfully: nothing else runs, and the log says by which run and where its report is."""
-    from closeout.warehouse.migrations import apply_migrations
+    from closeout.warehouse.migrations import ensure_schema
 
     params = read_params(raw_params)
     with connect() as conn:
-        apply_migrations(conn)
+        ensure_schema(conn)
         done = runs.closed(conn, params.period)
         if done:
             return _already_closed(conn, airflow_run_id, params, done)

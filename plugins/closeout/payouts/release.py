@@ -68,7 +68,9 @@ class ReleaseSummary:
 def release(conn: psycopg.Connection, hook: StripeHook) -> ReleaseSummary:
     """Transfer every pending item of the approved batches, batch by batch, item by item."""
     summary = ReleaseSummary()
-    conn.execute("SELECT pg_advisory_lock(hashtextextended('closeout_payouts_release', 8))")
+    from closeout import locks
+
+    locks.acquire(conn, locks.lock_key(conn, "closeout_payouts_release"), name="closeout_payouts_release")
     try:
         with conn.cursor(row_factory=dict_row) as cur:
             items = cur.execute(

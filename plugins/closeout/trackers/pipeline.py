@@ -26,7 +26,7 @@ from closeout.trackers.transport import BudgetExhausted, CallLog
 
 __all__ = ["BudgetExhausted", "Page", "begin", "drain", "open_run"]
 from closeout.warehouse.db import connect
-from closeout.warehouse.migrations import apply_migrations
+from closeout.warehouse.migrations import ensure_schema
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def begin(
     skipped for it, because there is nothing yet that could have been deleted.
     """
     with connect(autocommit=True) as conn:
-        apply_migrations(conn)  # idempotent and cheap when up to date: deployments migrate themselves
+        ensure_schema(conn)  # cached per process: refuses an older/newer schema (migrates only if auto-migrate)
         identity.apply_from_variable(conn)
         runs.acquire_source_lock(conn, source)
         run = runs.begin(conn, source, airflow_run_id, full_refresh=settings.full_refresh, cursor_key=cursor_key)

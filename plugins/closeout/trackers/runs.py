@@ -49,7 +49,11 @@ def _lock_key(source: str) -> int:
     return zlib.crc32(f"closeout.sync.{source}".encode())
 
 
-LOCK_WAIT = "20s"
+LOCK_WAIT = "20s"  # a Postgres-style duration: "20s" or "200ms"
+
+
+def _seconds(duration: str) -> float:
+    return float(duration[:-2]) / 1000 if duration.endswith("ms") else float(duration.rstrip("s"))
 
 
 def acquire_source_lock(conn: psycopg.Connection, source: str) -> None:
@@ -58,18 +62,16 @@ def acquire_source_lock(conn: psycopg.Connection, source: str) -> None:
     It waits a little instead of failing at once: a closed connection's lock is released only when
     the server has finished tearing its session down (seconds after a large sync), and the next
     phase of the same run must not mistake that for a concurrent sync. A real concurrent sync holds
-    the lock far longer than the wait and gets ``SyncBusy``.
+    the lock far longer than the wait and gets ``SyncBusy``, naming the holder (its DAG, task and run).
     """
-    conn.execute(f"SET lock_timeout = '{LOCK_WAIT}'")
+    from closeout import locks
+
     try:
-        conn.execute("SELECT pg_advisory_lock(%s)", (_lock_key(source),))
-    except (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled):
+        locks.acquire(conn, _lock_key(source), name=f"closeout.sync.{source}", wait=_seconds(LOCK_WAIT))
+    except locks.LockBusy as exc:
         if not conn.autocommit:
             conn.rollback()
-        raise SyncBusy(f"another {source} sync holds the lock; this one will retry later") from None
-    finally:
-        if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-            conn.execute("SET lock_timeout = 0")
+        raise SyncBusy(f"another {source} sync holds the lock; this one will retry later: {exc}") from None
     if not conn.autocommit:
         conn.commit()
 

@@ -159,7 +159,9 @@ class CashSync:
     def run(self, streams: tuple[str, ...] = STREAM_NAMES, *, link_payouts: bool = True,
             read_balance: bool = True) -> SyncResult:  # fmt: skip
         started = time.perf_counter()
-        self.conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+        from closeout import locks
+
+        locks.acquire(self.conn, LOCK_KEY, name="closeout.cash_sync")  # bounded: names the holder if busy
         self.conn.commit()
         try:
             for stream in STREAMS:

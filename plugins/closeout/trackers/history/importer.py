@@ -32,7 +32,7 @@ from closeout.trackers import runs, store
 from closeout.trackers.history.exports import TRACKERS, ExportUnreadable, HistoryRow, read_export
 from closeout.trackers.records import Currencies, EntryRow, Problem
 from closeout.warehouse.db import connect
-from closeout.warehouse.migrations import apply_migrations
+from closeout.warehouse.migrations import ensure_schema
 
 log = logging.getLogger(__name__)
 CHUNK = 2000
@@ -156,7 +156,7 @@ def run_import(
     cutoff = cutoff_param("cutoff", cutoff)
     files = confined_files("path", location)  # only inside the import location (CLOSEOUT_IMPORT_URL)
     with connect(autocommit=True) as conn:
-        apply_migrations(conn)
+        ensure_schema(conn)
         runs.acquire_source_lock(conn, source)  # no sync of this tracker while its history goes in
         directory = load_directory(conn, source)
         if directory.empty:

@@ -35,6 +35,7 @@ from closeout.paths import load_sql
 from closeout.sanitize.values import escape_text, plausible_epoch, printable_raw, text_problem, vet_json
 
 MAX_ID_CHARS = 255
+INBOX_BATCH = 5000
 _DECODER = msgspec.json.Decoder(float_hook=Decimal)
 _ENCODER = msgspec.json.Encoder(decimal_format="number")
 _IDENTITY_KEYS = frozenset({"id", "object", "type", "currency", "status", "customer", "invoice", "charge",
@@ -252,26 +253,33 @@ def _raw_id(raw: Any) -> str | None:
 # -- the two ways Stripe events arrive ------------------------------------------------------------------------
 def ingest_stripe_inbox(conn: psycopg.Connection) -> dict[str, int]:
     """Move the Stripe events the receiver stored into ``stripe_events``; quarantine the ones Postgres or
-    closeout cannot take, each by itself. Every inbox row ends processed with its outcome."""
-    rows = conn.execute(
-        """SELECT inbox_id, body FROM closeout_data.webhook_inbox
-           WHERE vendor = 'stripe' AND processed_at IS NULL ORDER BY inbox_id"""
-    ).fetchall()
-    if not rows:
-        return {"inbox": 0, "new": 0, "quarantined": 0, "duplicates": 0}
-    verdicts = [_judge_text(body) for _inbox_id, body in rows]
-    inbox_ids = [inbox_id for inbox_id, _body in rows]
-    stored = store_events(conn, verdicts, via="webhook", inbox_ids=inbox_ids)
-    outcomes = [f"quarantined: {stored.reasons[i]}"[:500] if i in stored.reasons else "moved to stripe_events"
-                for i in inbox_ids]  # fmt: skip
-    conn.execute(
-        """UPDATE closeout_data.webhook_inbox i SET processed_at = clock_timestamp(), outcome = o.outcome
-           FROM unnest(%s::bigint[], %s::text[]) AS o(inbox_id, outcome) WHERE i.inbox_id = o.inbox_id""",
-        (inbox_ids, [escape_text(o) for o in outcomes]),
-    )
-    conn.commit()
-    return {"inbox": len(rows), "new": stored.new, "quarantined": stored.quarantined,
-            "duplicates": stored.duplicates}  # fmt: skip
+    closeout cannot take, each by itself. Every inbox row ends processed with its outcome. Batches of
+    ``INBOX_BATCH`` rows, each committed: a backlog never has to fit in memory at once."""
+    totals = {"inbox": 0, "new": 0, "quarantined": 0, "duplicates": 0}
+    after = 0
+    while True:
+        rows = conn.execute(
+            """SELECT inbox_id, body FROM closeout_data.webhook_inbox
+               WHERE vendor = 'stripe' AND processed_at IS NULL AND inbox_id > %s ORDER BY inbox_id LIMIT %s""",
+            (after, INBOX_BATCH),
+        ).fetchall()
+        if not rows:
+            return totals
+        after = rows[-1][0]
+        verdicts = [_judge_text(body) for _inbox_id, body in rows]
+        inbox_ids = [inbox_id for inbox_id, _body in rows]
+        stored = store_events(conn, verdicts, via="webhook", inbox_ids=inbox_ids)
+        outcomes = [f"quarantined: {stored.reasons[i]}"[:500] if i in stored.reasons else "moved to stripe_events"
+                    for i in inbox_ids]  # fmt: skip
+        conn.execute(
+            """UPDATE closeout_data.webhook_inbox i SET processed_at = clock_timestamp(), outcome = o.outcome
+               FROM unnest(%s::bigint[], %s::text[]) AS o(inbox_id, outcome) WHERE i.inbox_id = o.inbox_id""",
+            (inbox_ids, [escape_text(o) for o in outcomes]),
+        )
+        conn.commit()
+        for key, value in (("inbox", len(rows)), ("new", stored.new), ("quarantined", stored.quarantined),
+                           ("duplicates", stored.duplicates)):  # fmt: skip
+            totals[key] += value
 
 
 def _judge_text(body: str) -> Verdict:

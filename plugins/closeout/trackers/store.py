@@ -82,7 +82,8 @@ def apply_entries(
     if vetted.repairs:
         record_repairs(conn, source=source, sync_run_id=sync_run_id, repairs=vetted.repairs)
         result.repaired = len(vetted.repairs)
-    seen = [source_id for source_id in seen if text_problem(source_id) is None]  # such an id is never stored
+    if track_seen:
+        seen = [source_id for source_id in seen if text_problem(source_id) is None]  # such an id is never stored
     if track_seen and seen:
         conn.execute(load_sql("sync/record_sweep_seen.sql"), {"sync_run_id": sync_run_id, "ids": seen})
     return result

@@ -21,6 +21,7 @@ import msgspec
 import requests
 from airflow.sdk import BaseHook
 
+from closeout.sanitize import text_problem
 from closeout.trackers.pipeline import Page
 from closeout.trackers.transport import (
     CallLog,
@@ -183,6 +184,8 @@ class HarvestHook(BaseHook):
                 next_url = links.get("next") if isinstance(links, dict) else None
                 if next_url is not None and not isinstance(next_url, str):
                     raise TypeError("links.next is not a string")
+                if next_url is not None and text_problem(next_url):  # it would be followed, logged, checkpointed
+                    raise ValueError(f"links.next {text_problem(next_url)}")
             except (msgspec.DecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
                 error = f"malformed page: {type(exc).__name__}: {exc}"[:500]
                 call.outcome = "malformed"

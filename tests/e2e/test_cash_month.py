@@ -7,10 +7,14 @@ credit note on c's open invoice (the corrections path). Then, in Stripe: custome
 default fee schedule (f in EUR, settled in USD at 1.10), the first automatic payout sweeps the balance and lands in
 the bank; b's invoice is refunded in full, d's charge is disputed and the dispute lost, e's disputed and won, Stripe
 charges a later usage fee, a and f pay, and a second automatic payout lands. ``closeout_stripe_events`` follows
-the events, reads Stripe's lists (cash sync) and posts the journals; ``closeout_reconcile`` is green on every check,
-the four cash checks included; the close report's cash section (re-rendered for the month the money moved in, as
-Stripe's clock is today's) ties Stripe's balance out against the ledger and its headline reports no problem;
-``closeout_payouts`` pays the contractors for a, c, e and f and nothing for the refunded b (nor the lost d).
+the events, reads Stripe's lists (cash sync) and posts the journals; finance closes the two disputes' payment
+exceptions once Stripe ruled; ``closeout_reconcile`` for the month the money moved in (Stripe's clock is today's)
+is green, the four cash checks included, and the close report rendered again from it ties Stripe's balance out
+against the ledger with a headline reporting no problem; with the accounting system's reports ingested (one
+General Ledger per currency) the books to date are green on every check. ``closeout_payouts`` pays the
+contractors for a, c, e and f and nothing for the refunded b (nor the lost d); a is then refunded in full after its
+work was paid out, and the next payouts run claws it back from both payees (outstanding, no transfer), the books
+still green on every check.
 
 Then, each on its own copy of the green warehouse (CREATE DATABASE ... TEMPLATE, the break matrix's harness): one
 movement left unbooked (its journal gone: a card fee, the refund, the lost dispute's withdrawal, the first payout),

@@ -53,11 +53,22 @@ class AirflowApiHook:
             self._token = self._fetch_token()
         return self._token
 
+    def _preissued_token(self) -> str | None:
+        """A token issued outside closeout (deployments without password login): extra ``token``, or the
+        password when the login is empty."""
+        conn = self.conn
+        token = conn.extra.get("token") or (conn.password if not conn.login else None)
+        return str(token).strip() or None if token else None
+
     def _fetch_token(self) -> str:
         conn = self.conn
+        preissued = self._preissued_token()
+        if preissued:
+            return preissued
         if not conn.login or not conn.password:
             raise AirflowApiAuthError(
-                f"connection {self.conn_id!r} needs a login and a password of a user allowed to pause DAGs"
+                f"connection {self.conn_id!r} needs a login and a password of a user allowed to pause DAGs, "
+                "or a pre-issued token (extra 'token', or the password with an empty login)"
             )
         url = f"{self.base_url}/auth/token"
         try:
@@ -86,13 +97,19 @@ class AirflowApiHook:
                 response = self._session.request(method, url, headers=headers, timeout=self.timeout, **kwargs)
             except requests.RequestException as exc:
                 raise AirflowApiError(f"cannot reach the Airflow API server at {url}: {type(exc).__name__}") from None
+            if response.status_code == 401 and self._preissued_token():
+                raise AirflowApiAuthError(
+                    f"{method} {path}: the Airflow API server refused the pre-issued token of connection "
+                    f"{self.conn_id!r} (HTTP 401: expired or revoked?): issue a new one"
+                )
             if response.status_code == 401 and attempt == 1:
                 self._token = None  # expired token: fetch a new one once
                 continue
             break
         if response.status_code == 403:
+            who = f"the user {self.conn.login!r}" if self.conn.login else "the holder of the pre-issued token"
             raise AirflowApiAuthError(
-                f"{method} {path}: the user {self.conn.login!r} of connection {self.conn_id!r} may not do this "
+                f"{method} {path}: {who} of connection {self.conn_id!r} may not do this (HTTP 403) "
                 "(the simple auth manager's 'user' role or higher may pause DAGs)"
             )
         if response.status_code == 404:

@@ -17,8 +17,9 @@ work was paid out, and the next payouts run claws it back from both payees (outs
 still green on every check.
 
 Then, each on its own copy of the green warehouse (CREATE DATABASE ... TEMPLATE, the break matrix's harness): one
-movement left unbooked (its journal gone: a card fee, the refund, the lost dispute's withdrawal, the first payout),
-and an invoice made in the Stripe Dashboard and read by the cash sync. Each fails exactly its own check
+movement left unbooked (its journal gone, from the ledger and so from the accounting system that imports it: a
+card fee, the later Stripe fee, the refund, the lost dispute's withdrawal, the won dispute's reinstatement, the
+first payout), and an invoice made in the Stripe Dashboard and read by the cash sync. Each fails exactly its own check
 (docs/reconciliation.md, "One cause, one failing check"), pauses ``closeout_payouts`` through the real Airflow API
 server, opens one hold, sends one e-mail and one webhook, and ``closeout_payouts`` triggered anyway is refused with
 no transfer reaching Stripe.
@@ -310,6 +311,23 @@ def _dispute_unbooked(month: Month, warehouse: Warehouse) -> Injected:
     return Injected([("balance", "USD")])
 
 
+def _later_stripe_fee_unbooked(month: Month, warehouse: Warehouse) -> Injected:
+    """The journal of Stripe's later usage fee (a fee-only balance transaction) is missing."""
+    txn = warehouse.scalar("SELECT balance_transaction_id FROM closeout.stripe_balance_transactions "
+                           "WHERE type = 'stripe_fee'")  # fmt: skip
+    assert txn == month.stripe["later_fee"]["id"], (txn, month.stripe["later_fee"])
+    cash.delete_journals(cash.journal_ids("fee", source_ref=txn))
+    _accounting_sees_the_books(month, warehouse)
+    return Injected([("fee_not_booked", txn)])
+
+
+def _reinstatement_unbooked(month: Month, warehouse: Warehouse) -> Injected:
+    """The journal of the funds Stripe reinstated when e's dispute was won is missing."""
+    cash.delete_journals(cash.journal_ids("dispute_reinstatement", invoice_id=month.invoices["e"][0]))
+    _accounting_sees_the_books(month, warehouse)
+    return Injected([("balance", "USD")])
+
+
 def _payout_unbooked(month: Month, warehouse: Warehouse) -> Injected:
     """The first automatic payout was never booked: neither leaving Stripe nor arriving in the bank."""
     payout = month.stripe["payouts"][0]
@@ -329,8 +347,10 @@ def _dashboard_invoice(month: Month, warehouse: Warehouse) -> Injected:
 
 BREAKS: dict[str, tuple[str, Callable[[Month, Warehouse], Injected]]] = {
     "card_fee_unbooked": ("stripe_fees", _card_fee_unbooked),
+    "later_stripe_fee_unbooked": ("stripe_fees", _later_stripe_fee_unbooked),
     "refund_unbooked": ("stripe_balance", _refund_unbooked),
     "dispute_unbooked": ("stripe_balance", _dispute_unbooked),
+    "reinstatement_unbooked": ("stripe_balance", _reinstatement_unbooked),
     "payout_unbooked": ("stripe_payouts", _payout_unbooked),
     "dashboard_invoice": ("stripe_objects", _dashboard_invoice),
 }

@@ -56,7 +56,12 @@ def facts_from_context(context: Mapping[str, Any]) -> FailureFacts:
     if isinstance(exception, BaseException):
         message, exc_type = str(exception), exception_type(exception)
     else:
-        message, exc_type = str(exception or "the task failed without an exception"), "unknown"
+        # No exception: Airflow ran this callback outside the worker (the dag-processor, for a task whose worker
+        # was killed, lost or stopped heartbeating); the worker's state is gone, the log holds what there is.
+        reason = exception or context.get("reason") or (
+            "the task ended without raising: its worker was killed or lost (out of memory, node gone, heartbeat "
+            "timeout) or Airflow marked it failed from outside; this alert comes from the dag-processor")
+        message, exc_type = str(reason), "WorkerLost" if not exception else "unknown"
     try:
         log_url = getattr(ti, "log_url", None)
     except Exception:  # the link is a convenience; the alert goes out without it

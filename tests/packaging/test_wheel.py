@@ -162,7 +162,9 @@ def test_installed_package_reads_every_resource_through_importlib(installed: Pat
     assert found["state"].startswith(clean_env["AIRFLOW_HOME"])
 
 
-def test_installed_package_migrates_a_fresh_warehouse(clean_env: dict, warehouse_server: dict, tmp_path) -> None:
+def test_installed_package_migrates_a_fresh_warehouse(
+    installed: Path, clean_env: dict, warehouse_server: dict, tmp_path
+) -> None:
     import psycopg
 
     name = f"closeout_pkg_{os.getpid()}"
@@ -174,7 +176,8 @@ def test_installed_package_migrates_a_fresh_warehouse(clean_env: dict, warehouse
     try:
         env = {**clean_env, "AIRFLOW_CONN_CLOSEOUT_WAREHOUSE": json.dumps({**warehouse_server, "schema": name})}
         first = _run(env, tmp_path, sys.executable, "-m", "closeout.warehouse", "migrate").stdout
-        again = _run(env, tmp_path, sys.executable, "-m", "closeout.warehouse", "migrate").stdout
+        # the console script the wheel installs: `closeout migrate`, as the messages ask
+        again = _run(env, tmp_path, str(installed / "bin" / "closeout"), "migrate").stdout
         with psycopg.connect(**admin, dbname=name) as conn:
             applied = [r[0] for r in conn.execute("SELECT version FROM closeout_data.schema_migrations ORDER BY 1")]
         expected = sorted(p.name[:4] for p in (INCLUDE / "sql" / "migrations").glob("*.sql"))
@@ -191,22 +194,33 @@ def test_airflow_lists_closeout_provider_connection_types_and_notifiers(clean_en
                                 "-o", "json").stdout)
     closeout = [p for p in providers if p["package_name"] == "closeout"]
     assert closeout and closeout[0]["version"] == "0.1.0", providers
-    hooks = json.loads(_run(clean_env, tmp_path, sys.executable, "-m", "airflow", "providers", "hooks",
-                            "-o", "json").stdout)
-    types = {h["connection_type"]: h for h in hooks if h.get("package_name") == "closeout"}
-    assert set(types) == {"harvest", "toggl", "clockify", "stripe"}, hooks
-    assert types["harvest"]["class"] == "closeout.provider_hooks.HarvestConnectionHook"
-    assert any(h["connection_type"] == "http" for h in hooks)  # the existing http connections keep their type
-    notifications = json.loads(_run(clean_env, tmp_path, sys.executable, "-m", "airflow", "providers",
-                                    "notifications", "-o", "json").stdout)
-    assert {"closeout.alerts.notifier.FailureNotifier", "closeout.alerts.notifier.CauseResolver"} <= {
-        n["notification_class_name"] for n in notifications}, notifications
-    widgets = json.loads(_run(clean_env, tmp_path, sys.executable, "-m", "airflow", "providers", "widgets",
-                              "-o", "json").stdout)
-    names = {w["connection_parameter_name"] for w in widgets if w.get("package_name") == "closeout"}
+    # what `airflow providers hooks/widgets/notifications` print, read in one process (each CLI call costs ~8 s)
+    registry = json.loads(_python(clean_env, tmp_path, """
+        import json
+        from airflow.providers_manager import ProvidersManager
+
+        manager = ProvidersManager()
+        hooks = {t: h._asdict() for t, h in manager.hooks.items() if h is not None}
+        print(json.dumps({
+            "hooks": {t: h for t, h in hooks.items() if h["package_name"] == "closeout" or t == "http"},
+            "widgets": sorted(n for n, w in manager.connection_form_widgets.items() if w.package_name == "closeout"),
+            "secret": sorted(n for n, w in manager.connection_form_widgets.items() if w.is_sensitive),
+            "behaviours": {t: manager.field_behaviours.get(t) for t in ("harvest", "toggl", "clockify", "stripe")},
+            "notifications": [str(getattr(n, "notification_class_name", n)) for n in manager.notification],
+        }))
+    """).strip().splitlines()[-1])
+    types = {t for t, h in registry["hooks"].items() if h["package_name"] == "closeout"}
+    assert types == {"harvest", "toggl", "clockify", "stripe"}, registry["hooks"]
+    assert registry["hooks"]["harvest"]["hook_class_name"] == "closeout.provider_hooks.HarvestConnectionHook"
+    assert registry["hooks"]["stripe"]["hook_name"] == "Stripe (closeout)"
+    assert "http" in registry["hooks"]  # the existing http connections keep their type
     for field in ("extra__harvest__account_id", "extra__toggl__workspace_id", "extra__toggl__requests_per_hour",
                   "extra__clockify__reports_url", "extra__stripe__webhook_secret"):
-        assert field in names, sorted(names)
+        assert field in registry["widgets"], registry["widgets"]
+    assert "extra__stripe__webhook_secret" in registry["secret"]
+    assert registry["behaviours"]["stripe"]["relabeling"]["password"] == "Secret key"
+    assert {n for n in registry["notifications"] if n.startswith("closeout.")} == {
+        "closeout.alerts.notifier.FailureNotifier", "closeout.alerts.notifier.CauseResolver"}
 
 
 def test_dag_files_import_against_the_installed_package(clean_env: dict, installed: Path, tmp_path) -> None:

@@ -7,7 +7,9 @@ running close, `closeout.period_closes`).
 1. **validate**: the period (`YYYY-MM`, over), no other close running, not locked by anyone but a close of it that
    failed. A period that already closed successfully ends here: "period 2026-10 was closed by run X at Y; nothing
    changed; report: URL" - every other task is skipped.
-2. **final_sync**: each tracker in `trackers`, re-listing the whole period with a deletion sweep.
+2. **final_sync_harvest** -> **final_sync_toggl** -> **final_sync_clockify** -> **final_sync**: each tracker in
+   `trackers`, re-listing the whole period with a deletion sweep, in that tracker's pool (`<tracker>_api`, as
+   its sync DAG); a sync run another DAG run started and has not finished is never joined: the task retries.
 3. **lock_period**: later edits to the period become adjustments in the next one.
 4. **drafts** -> 5. **publish** (as of the first day after the period; `publish_policy`: `as_configured`, `auto`
    approves the period's held drafts as "close run N", `hold` publishes nothing) -> 6. **events** -> 7. **journals**
@@ -38,14 +40,17 @@ def _previous_month() -> str:
     return (first - timedelta(days=1)).strftime("%Y-%m")
 
 
-def _step(name: str) -> dict:
-    """Run one recorded step; a refusal (a person must act) fails without retries."""
+def _step(name: str, tracker: str | None = None) -> dict:
+    """Run one recorded step (``tracker``: that tracker's part of the final sync); a refusal (a person must act)
+    fails without retries."""
     from airflow.sdk.exceptions import AirflowFailException
     from closeout.close import tasks
     from closeout.close.runs import CloseRefused
     from closeout.payments.publish import PublicationsStopped
 
     try:
+        if tracker is not None:
+            return tasks.run_final_sync_tracker(tracker, get_current_context()["run_id"])
         return tasks.run_step(name, get_current_context()["run_id"])
     except (CloseRefused, PublicationsStopped) as exc:
         raise AirflowFailException(str(exc)) from exc
@@ -86,6 +91,13 @@ def closeout_month_end_close():
             raise AirflowFailException(str(exc)) from exc
         return result if result["proceed"] else False
 
+    def final_sync_of(tracker: str):
+        @task(task_id=f"final_sync_{tracker}", pool=f"{tracker}_api")
+        def final_sync_tracker() -> dict:
+            return _step("final_sync", tracker)
+
+        return final_sync_tracker()
+
     @task
     def final_sync() -> dict:
         return _step("final_sync")
@@ -124,8 +136,8 @@ def closeout_month_end_close():
 
         return tasks.close_report(get_current_context()["run_id"])
 
-    chain = [validate(), final_sync(), lock_period(), drafts(), publish(), events(), journals(), accounting_export(),
-             reconcile(), close_report()]  # fmt: skip
+    chain = [validate(), *[final_sync_of(tracker) for tracker in TRACKERS], final_sync(), lock_period(), drafts(),
+             publish(), events(), journals(), accounting_export(), reconcile(), close_report()]  # fmt: skip
     chain_linear(*chain)
 
 

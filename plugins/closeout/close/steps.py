@@ -70,15 +70,44 @@ def _sync_tracker(tracker: str, airflow_run_id: str, settings: SyncSettings) -> 
     return windowed.run_all(module.TRACKER, airflow_run_id, settings)
 
 
-def final_sync(step: Step) -> dict[str, Any]:
-    """Each included tracker in turn, whole period plus deletion sweep; a retry skips trackers already done."""
+class SyncOfAnotherRun(RuntimeError):
+    """Another DAG run's sync of this tracker is unfinished; retryable (the close waits for it, never joins it)."""
+
+
+def refuse_other_runs_sync(conn: psycopg.Connection, tracker: str, airflow_run_id: str) -> None:
+    """The final sync never continues a sync run another DAG run started: that run's window, settings and
+    checkpoint are not the close's, and its own DAG run may still be working on it. Its tracker task runs in the
+    tracker's pool (one tracker-calling task at a time), so no sync task of this tracker starts between this check
+    and the close's own ``begin``."""
+    row = conn.execute(
+        """SELECT sync_run_id, status, airflow_run_ids, started_at FROM closeout_data.sync_runs
+           WHERE source = %s AND status IN ('running', 'paused') AND NOT (%s = ANY(airflow_run_ids))""",
+        (tracker, airflow_run_id),
+    ).fetchone()
+    if not conn.autocommit:
+        conn.rollback()
+    if row:
+        started_by = ", ".join(row[2] or []) or "an unknown run"
+        raise SyncOfAnotherRun(
+            f"final sync of {tracker}: sync run {row[0]} ({row[1]}, started {row[3]:%Y-%m-%d %H:%M} UTC by DAG run "
+            f"{started_by}) is unfinished; the close never joins another run's sync. This task fails and Airflow "
+            f"retries it; closeout_sync_{tracker} finishes (or adopts) that run on its next run"
+        )
+
+
+def final_sync(step: Step, only: str | None = None) -> dict[str, Any]:
+    """Each included tracker in turn (or ``only`` that one), whole period plus deletion sweep; a retry skips
+    trackers already done."""
     done: dict[str, Any] = dict(step.run.step("final_sync").get("progress") or {})
     for tracker in step.params.trackers:
+        if only is not None and tracker != only:
+            continue
         if tracker in done:
             log.info("final sync: %s already synced by this close (sync run %s), not repeated", tracker,
                      done[tracker].get("sync_run_id"))  # fmt: skip
             continue
         settings = final_sync_settings(tracker, step.params)
+        refuse_other_runs_sync(step.conn, tracker, step.run.airflow_run_id)
         log.info("final sync: %s, re-listing %d days back to %s with a deletion sweep", tracker, settings.sweep_days,
                  step.params.start)  # fmt: skip
         summary = _sync_tracker(tracker, step.run.airflow_run_id, settings)

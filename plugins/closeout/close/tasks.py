@@ -94,6 +94,28 @@ def _params(run: CloseRun) -> CloseParams:
     return read_params(run.params)
 
 
+def run_final_sync_tracker(tracker: str, airflow_run_id: str) -> dict[str, Any]:
+    """One tracker's part of the final sync, in that tracker's pool (its DAG task is ``final_sync_<tracker>``);
+    recorded as progress of the ``final_sync`` step, which then finds it done. A tracker the close does not
+    include is nothing to do."""
+    with connect() as conn:
+        run = runs.load(conn, airflow_run_id)
+        recorded = run.step("final_sync")
+        params = _params(run)
+        if recorded.get("status") == "succeeded" or tracker not in params.trackers:
+            return {"tracker": tracker, "included": tracker in params.trackers, "done_before": True}
+        if recorded.get("status") != "running":
+            runs.step_started(conn, run, "final_sync")
+            run = runs.load(conn, airflow_run_id)
+        try:
+            summary = steps.final_sync(steps.Step(conn, run, params), only=tracker)
+        except Exception as exc:
+            _record_failure(run, "final_sync", exc)
+            _with_facts(exc, run, params, "final_sync")
+            raise
+    return _plain(summary)
+
+
 def run_step(name: str, airflow_run_id: str) -> dict[str, Any]:
     """One step of the close, recorded; a step this close already completed returns its recorded summary."""
     with connect() as conn:

@@ -63,3 +63,23 @@ def test_the_migration_lock_is_bounded_too(warehouse, monkeypatch) -> None:
         locks.acquire(holder, migrations._LOCK_KEY, name="closeout.migrations")
         with connect() as waiter, pytest.raises(locks.LockBusy, match="closeout:migrate-elsewhere"):
             migrations.apply_migrations(waiter)
+
+
+def test_a_drafting_waiting_on_the_billing_lock_fails_naming_the_holder(warehouse, monkeypatch) -> None:
+    """A 48-bit key: the holder is found through pg_locks' classid/objid halves."""
+    from closeout import locks
+    from closeout.billing import drafting
+    from closeout.warehouse.db import connect
+
+    monkeypatch.setenv("CLOSEOUT_LOCK_WAIT_SECONDS", "0.5")
+    task_context(monkeypatch, "closeout_month_end_close", "lock_period", "manual__close")
+    with connect() as holder:
+        drafting.lock_billing(holder)  # held until holder's transaction ends
+        task_context(monkeypatch, "closeout_invoice_drafts", "refresh_drafts", "asset_triggered__1")
+        with connect() as waiter, pytest.raises(locks.LockBusy) as caught:
+            drafting.lock_billing(waiter)
+        assert "'closeout.billing'" in str(caught.value)
+        assert "closeout:month_end_close/lock_period/manual__close" in str(caught.value)
+        holder.rollback()
+        with connect() as waiter:
+            drafting.lock_billing(waiter)

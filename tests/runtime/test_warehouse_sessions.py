@@ -85,3 +85,22 @@ def test_application_name_names_dag_task_and_run(warehouse, monkeypatch) -> None
     monkeypatch.delenv("AIRFLOW_CTX_DAG_ID")
     with connect() as conn:
         assert _show(conn, "application_name") == "closeout"
+
+
+def test_great_expectations_sessions_get_the_same_bounds_and_name(warehouse, monkeypatch) -> None:
+    """The reconciliation hands GX a SQLAlchemy URL made from closeout's connection: its sessions are bounded too."""
+    from closeout.recon.runner import _sqlalchemy_url
+    from closeout.warehouse.db import connect
+    from sqlalchemy import create_engine, text
+
+    set_warehouse_extra(monkeypatch, statement_timeout="7min", lock_timeout="9s")
+    task_context(monkeypatch, "closeout_reconcile", "reconcile", "manual__gx")
+    with connect() as conn:
+        engine = create_engine(_sqlalchemy_url(conn))
+    try:
+        with engine.connect() as gx:
+            assert gx.execute(text("SHOW statement_timeout")).scalar() == "7min"
+            assert gx.execute(text("SHOW lock_timeout")).scalar() == "9s"
+            assert gx.execute(text("SHOW application_name")).scalar() == "closeout:reconcile/reconcile/manual__gx"
+    finally:
+        engine.dispose()

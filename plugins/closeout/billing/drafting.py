@@ -90,7 +90,9 @@ class DraftSummary:
 
 def lock_billing(conn: psycopg.Connection) -> None:
     """Serialise every writer of drafts until the caller's transaction ends."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (BILLING_LOCK,))
+    from closeout import locks
+
+    locks.acquire(conn, BILLING_LOCK, name="closeout.billing", transaction=True)  # bounded, names the holder
 
 
 def refresh_drafts(conn: psycopg.Connection, *, airflow_run_id: str | None = None) -> DraftSummary:

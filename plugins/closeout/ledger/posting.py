@@ -87,7 +87,9 @@ def post(conn: psycopg.Connection, chart: Chart, ledger_run_id: int | None) -> P
 
     The lines checked by the deferred balance trigger are judged at the caller's COMMIT; ``SET CONSTRAINTS ALL
     IMMEDIATE`` at the end makes a failure surface here, naming the journal, rather than at COMMIT."""
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+    from closeout import locks
+
+    locks.acquire(conn, _LOCK_KEY, name="closeout.ledger_posting", transaction=True)  # bounded, names the holder
     params = {**chart.codes, "run": ledger_run_id}
     lines = 0
     for _, path in STEPS:

@@ -86,7 +86,10 @@ def plan(
     summary = PlanSummary()
     payees = config.load() if payees is None else payees
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtextextended('closeout_payouts_plan', 8))")
+        from closeout import locks
+
+        locks.acquire(conn, locks.lock_key(conn, "closeout_payouts_plan"), name="closeout_payouts_plan",
+                      transaction=True)  # fmt: skip
         summary.payees = config.mirror(conn, payees)
         _temp_tables(conn)
         summary.work_rows = conn.execute(load_sql("payouts/10_work.sql")).rowcount

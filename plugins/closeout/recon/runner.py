@@ -85,6 +85,10 @@ def _sqlalchemy_url(conn: psycopg.Connection) -> str:
     query = {}
     if host.startswith("/"):
         query, host = {"host": host}, None
+    # GX's own sessions get the same bounds and name as closeout's (closeout.warehouse.db: timeouts, keepalives)
+    params = info.get_parameters()
+    query.update({k: params[k] for k in ("options", "application_name", "keepalives", "keepalives_idle",
+                                          "keepalives_interval", "keepalives_count") if params.get(k)})  # fmt: skip
     url = URL.create("postgresql+psycopg", username=info.user, password=info.password or None, host=host,
                      port=info.port, database=info.dbname, query=query)  # fmt: skip
     return url.render_as_string(hide_password=False).replace("$", r"\$")

@@ -166,17 +166,15 @@ def _build_green_month(month: Month) -> None:
     month.stripe["payouts"] = [first["id"], second["id"]]
 
     _run(month, "events", "closeout_stripe_events")
-    # a dispute is a payment exception for a person to answer; once Stripe ruled, finance closes both
-    from closeout.payments import exceptions
+    # a dispute is a payment exception for a person to answer while it is open; once Stripe's dispute list shows it
+    # won or lost, the cash sync resolves it with Stripe's ruling, so a closed case holds no payout
     from closeout.warehouse.db import connect
 
-    disputes = warehouse.rows("SELECT exception_id, invoice_id FROM closeout.payment_exceptions WHERE kind = "
-                              "'dispute' AND resolved_at IS NULL ORDER BY invoice_id")  # fmt: skip
-    assert [iid for _, iid in disputes] == sorted([month.invoices["d"][0], month.invoices["e"][0]]), disputes
-    with connect() as conn:
-        for exception_id, _ in disputes:
-            exceptions.resolve(conn, exception_id, resolved_by="finance@e2e", resolution="Stripe ruled on it")
-        conn.commit()
+    disputes = warehouse.rows("SELECT invoice_id, resolved_by, resolution FROM closeout.payment_exceptions "
+                              "WHERE kind = 'dispute' ORDER BY invoice_id")  # fmt: skip
+    assert [iid for iid, _, _ in disputes] == sorted([month.invoices["d"][0], month.invoices["e"][0]]), disputes
+    assert {by for _, by, _ in disputes} == {"stripe"}, disputes
+    assert sorted(r.split()[2] for _, _, r in disputes) == ["lost", "won"], disputes
     # the month the money moved in, reconciled and reported as its close does (before any accounting export of
     # it is ingested, so the accounting checks are not applicable yet), the report rendered again from the run
     _run(month, "reconcile_month", "closeout_reconcile", {"period": NOW})

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from closeout.paths import load_sql
 from closeout.payments.cash import events
 from closeout.payments.cash.store import Store
 from closeout.payments.cash.sync import CashSync
@@ -24,7 +25,9 @@ def sync_cash(airflow_run_id: str | None = None) -> dict[str, Any]:
         try:
             applied = events.apply(conn, Store(conn))
             result = CashSync(conn, hook).run()
-            counts = {"events": applied, **result.as_dict()}
+            ended = conn.execute(load_sql("cash/resolve_dispute_exceptions.sql")).rowcount
+            conn.commit()
+            counts = {"events": applied, **result.as_dict(), "dispute_exceptions_resolved": ended}
         except Exception as exc:
             finish(conn, run_id, requests=hook.requests, counts={}, error=str(exc)[:2000])
             raise

@@ -15,7 +15,8 @@ from closeout.warehouse.migrations import MigrationError, apply_migrations, disc
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m closeout.warehouse", description=__doc__.splitlines()[0])
+    prog = "closeout" if sys.argv[0].endswith("closeout") else "python -m closeout.warehouse"  # console script or -m
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     migrate = commands.add_parser("migrate", help="apply the migrations that have not run yet")
     migrate.add_argument("--conn-id", default=WAREHOUSE_CONN_ID, help="Airflow connection id of the warehouse")

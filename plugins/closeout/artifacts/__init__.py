@@ -8,6 +8,7 @@ from closeout.artifacts.store import (
     base,
     exists,
     filesystem,
+    link,
     listing,
     path,
     read,
@@ -18,5 +19,5 @@ from closeout.artifacts.store import (
     write,
 )
 
-__all__ = ["CONN_ID", "PUBLIC_URL_ENV", "URL_ENV", "ArtifactError", "base", "exists", "filesystem", "listing",
+__all__ = ["CONN_ID", "PUBLIC_URL_ENV", "URL_ENV", "ArtifactError", "base", "exists", "filesystem", "link", "listing",
            "path", "read", "remove", "storage_options", "upload_folder", "url", "write"]  # fmt: skip

@@ -226,3 +226,18 @@ def url(artifact: str) -> str:
         raise ArtifactError(
             f"the store of {artifact} gives no presigned links: set {PUBLIC_URL_ENV} to an https base serving it"
         ) from exc
+
+
+def link(value: str | None) -> str | None:
+    """``value`` as a link for people when it names an artifact under the base (:func:`url`), else unchanged:
+    locations are recorded (run rows, evidence) and turned into links where they are shown, so a presigned
+    link is fresh when an alert or report is made."""
+    if not value:
+        return value
+    root = base()
+    text = str(value)
+    if _is_local(root) and text.startswith("file://"):
+        text = text[len("file://") :]
+    if text == root or text.startswith(root + "/"):
+        return url(text)
+    return value

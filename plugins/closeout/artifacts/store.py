@@ -71,12 +71,14 @@ def storage_options(url: str | None = None) -> dict[str, Any]:
     if _is_local(url):
         return {}
     conn = _connection()
+    is_s3 = url.startswith(("s3://", "s3a://"))
+    # SigV4 presigned links: a lifetime in seconds (X-Amz-Expires) and accepted in every region
+    sigv4: dict[str, Any] = {"config_kwargs": {"signature_version": "s3v4"}} if is_s3 else {}
     if conn is None:
-        return {}
+        return sigv4
     extra = conn.extra
-    if url.startswith(("s3://", "s3a://")):
-        # SigV4 presigned links: a lifetime in seconds (X-Amz-Expires) and accepted in every region
-        opts: dict[str, Any] = {"config_kwargs": {"signature_version": "s3v4"}}
+    if is_s3:
+        opts: dict[str, Any] = dict(sigv4)
         if conn.login:
             opts["key"] = conn.login
         if conn.password:

@@ -31,6 +31,7 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
     serve: Serve
     internal_error: Callable[[Exception], Response]
+    clock: Callable[[], float] | None = None
 
     def server_bind(self) -> None:
         # HTTPServer.server_bind does a reverse DNS lookup (getfqdn) that can stall; we don't need it.
@@ -70,6 +71,13 @@ class _Handler(BaseHTTPRequestHandler):
             super().finish()
         finally:
             self.server.track(self.connection, False)
+
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header on the sandbox's clock, as the vendor's servers stamp it on theirs (a sandbox run
+        ahead says so, and a client that reads the vendor's time from ``Date`` sees the same time as ``created``)."""
+        if timestamp is None and self.server.clock is not None:
+            timestamp = self.server.clock()
+        return super().date_time_string(timestamp)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence per-request logging; each sandbox's stats() has the counters."""
@@ -115,8 +123,10 @@ class _Handler(BaseHTTPRequestHandler):
 class BackgroundServer:
     """One sandbox served on a daemon thread."""
 
-    def __init__(self, name: str, serve: Serve, internal_error: Callable[[Exception], Response]) -> None:
+    def __init__(self, name: str, serve: Serve, internal_error: Callable[[Exception], Response],
+                 clock: Callable[[], float] | None = None) -> None:  # fmt: skip
         self.name = name
+        self._clock = clock
         self._serve = serve
         self._internal_error = internal_error
         self._httpd: _Server | None = None
@@ -132,7 +142,7 @@ class BackgroundServer:
             raise RuntimeError("sandbox already started")
         handler = type(f"{self.name}Handler", (_Handler,), {"server_version": f"{self.name}/1.0"})
         httpd = _Server((host, port), handler)
-        httpd.serve, httpd.internal_error = self._serve, self._internal_error
+        httpd.serve, httpd.internal_error, httpd.clock = self._serve, self._internal_error, self._clock
         self._httpd = httpd
         self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=self.name, daemon=True)  # fmt: skip

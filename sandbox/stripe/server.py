@@ -102,7 +102,7 @@ class StripeSandbox:
         )
         self.traffic = Traffic(LOG_SIZE, counters=COUNTERS)
         self.faults = FaultPlan(FAULT_KINDS)
-        self._server = BackgroundServer("StripeSandbox", self._serve, self._internal_error)
+        self._server = BackgroundServer("StripeSandbox", self._serve, self._internal_error, clock=self.now)
         self._request_ids = itertools.count(1)
         self._request_tag = secrets.token_hex(4)
         if webhook_url:

@@ -256,3 +256,23 @@ def test_a_foreign_payment_disputes_won_and_lost_stay_green_on_the_cash_checks(w
         result = run_cash_checks(conn, data_docs_dir=tmp_path / "docs")
     assert _cash_statuses(result) == dict.fromkeys(CASH_CHECKS, "passed"), [
         (c.check_name, c.evidence) for c in result.checks]  # fmt: skip
+
+
+def test_a_list_is_complete_through_stripes_clock_at_the_pass_not_only_its_newest_object(
+        warehouse, books, stripe_sandbox, tmp_path) -> None:  # fmt: skip
+    """The last invoice of a month is finalized after the newest invoice Stripe will ever list was created (here:
+    ten seconds of Stripe's clock pass before the sync); Stripe's ``Date`` on the pass says the list covers it,
+    so a missing invoice is judged at once and not only when some later invoice comes along."""
+    newest = warehouse.scalar("SELECT max(created_at) FROM closeout_data.stripe_invoice_snapshots")
+    stripe_sandbox.advance_clock(10)
+    before = stripe_sandbox.now()
+    follow_cash()
+    until = warehouse.scalar("SELECT listed_until FROM closeout.stripe_listed WHERE stream = 'invoices'")
+    assert until >= datetime.fromtimestamp(before - 1, UTC), (until, before)
+    assert newest is None or until > newest
+    iid, sid, total = books["c"]
+    with connect() as conn:
+        conn.execute("DELETE FROM closeout_data.stripe_invoice_snapshots WHERE stripe_invoice_id = %s", (sid,))
+        conn.commit()
+    result = _run(tmp_path)
+    assert ("invoice_missing_in_stripe", f"{iid} ({sid})", -total) in _rows(result, "stripe_objects")

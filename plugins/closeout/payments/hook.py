@@ -11,6 +11,7 @@ all the publish and events code needs to decide between "leave it pending" and "
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import threading
 from collections.abc import Iterator, Mapping
@@ -233,11 +234,15 @@ class StripeHook(BaseHook):
             params["starting_after"] = events[-1]["id"]
 
     # -- list endpoints (cash) ----------------------------------------------------------------------
-    def list_page(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+    def list_page(self, path: str, params: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
         """One page of a ``GET`` list endpoint (``/v1/balance_transactions``, ``/v1/refunds``, ...) as plain
         JSON, read raw like ``iter_events``: a million balance transactions as SDK objects cost more than
-        the API calls. Paging, pacing and 429 waits are the caller's (``closeout.payments.cash.listing``)."""
-        return self._call(lambda: self._client.raw_request("get", path, **params)).data
+        the API calls. Paging, pacing and 429 waits are the caller's (``closeout.payments.cash.listing``).
+
+        With it, Stripe's own time when it served the page (its ``Date`` header, unix seconds; ``None`` if
+        absent): a list is complete for everything Stripe stamped before that second, whatever our clock says."""
+        response = self._call(lambda: self._client.raw_request("get", path, **params))
+        return response.data, _served_at(getattr(response, "headers", None))
 
     # -- plumbing -------------------------------------------------------------------------------
     def _mutate(self, call: Any, idempotency_key: str) -> StripeResult:
@@ -252,6 +257,16 @@ class StripeHook(BaseHook):
             return call()
         except stripe.StripeError as exc:
             raise _translate(exc) from exc
+
+
+def _served_at(headers: Any) -> int | None:
+    value = (headers or {}).get("Date") or (headers or {}).get("date")
+    if not value:
+        return None
+    try:
+        return int(email.utils.parsedate_to_datetime(value).timestamp())
+    except (TypeError, ValueError):
+        return None
 
 
 def _all(page: Any) -> list[dict[str, Any]]:

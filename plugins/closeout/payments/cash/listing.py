@@ -49,7 +49,7 @@ class Pacer:
         if start > now:
             time.sleep(start - now)
 
-    def call(self, hook: StripeHook, path: str, params: dict[str, Any]) -> dict[str, Any]:
+    def call(self, hook: StripeHook, path: str, params: dict[str, Any]) -> tuple[dict[str, Any], int | None]:
         """One GET, paced; a 429 waits and retries for as long as Stripe keeps saying so."""
         attempt = 0
         while True:
@@ -78,11 +78,13 @@ def _retry_after(exc: StripeCallError) -> float | None:
 
 @dataclass(frozen=True)
 class Page:
-    """One page: its objects, and the id to resume after (the last object's)."""
+    """One page: its objects, the id to resume after (the last object's), and Stripe's time when it served the
+    page (``Date``; ``None`` if it did not say)."""
 
     objects: list[dict[str, Any]]
     last_id: str | None
     has_more: bool
+    served_at: int | None = None
 
 
 def pages(hook: StripeHook, pacer: Pacer, path: str, params: dict[str, Any],
@@ -98,10 +100,10 @@ def pages(hook: StripeHook, pacer: Pacer, path: str, params: dict[str, Any],
         try:
             while not stop.is_set():
                 query = {**params, "limit": LIST_PAGE, **({"starting_after": after} if after else {})}
-                body = pacer.call(hook, path, query)
+                body, served_at = pacer.call(hook, path, query)
                 objects = body.get("data") or []
                 has_more = bool(body.get("has_more")) and bool(objects)
-                page = Page(objects, objects[-1]["id"] if objects else after, has_more)
+                page = Page(objects, objects[-1]["id"] if objects else after, has_more, served_at)
                 _put(out, page, stop)
                 if not has_more:
                     break

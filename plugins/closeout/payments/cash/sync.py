@@ -4,7 +4,10 @@ Per stream (``closeout.stripe_cash_cursors``):
 
 * an **incremental pass** lists ``created`` in ``[last_created - overlap, start of this pass]`` newest first; the
   cursor (``state.incremental``: bounds and the last id stored) is committed with every flush, so a sync killed
-  mid-way goes on from the last stored page; ``last_created`` moves only when the pass is complete;
+  mid-way goes on from the last stored page; ``last_created`` moves only when the pass is complete, and so does
+  ``state.listed_through``: one second before Stripe served the pass's first page (its ``Date``). The list is
+  complete through the later of the two (``closeout_data.stripe_listed_until``): the newest object seen says
+  nothing about an invoice finalized after it and before the pass, Stripe's clock at the pass does;
 * a **refresh pass** re-reads objects closeout holds in a state Stripe will still move (a pending balance
   transaction whose ``available_on`` has passed, a payout on its way, a pending refund, an open dispute, an
   unsettled invoice): it lists only the ``created`` range those objects span, so a steady state costs a
@@ -211,8 +214,12 @@ class CashSync:
         for slot in ("refresh", "incremental"):
             if state.get(slot) is not None:
                 newest = self._walk(stream, state, slot, last_created)
-                if slot == "incremental" and newest is not None:
-                    last_created = max(newest, last_created or newest)
+                if slot == "incremental":
+                    if newest is not None:
+                        last_created = max(newest, last_created or newest)
+                    served = state[slot].get("served_at")
+                    if served is not None:  # complete for all Stripe stamped before the pass's first page
+                        state["listed_through"] = max(served - 1, int(state.get("listed_through") or 0))
                 state[slot] = None
                 self._save(stream.name, last_created, state)
         self.result.requests[stream.name] = self.result.requests.get(stream.name, 0) + self.hook.requests - before
@@ -229,6 +236,8 @@ class CashSync:
         params = {"created": created} if created else {}
         for page in pages(self.hook, self.pacer, stream.path, params, listing.get("starting_after")):
             observed = datetime.now(UTC)
+            if listing.get("served_at") is None and page.served_at is not None:
+                listing["served_at"] = page.served_at  # kept across a resume: the pass began listing then
             for obj in page.objects:
                 buffer.append(make(obj, observed))
                 if stream.kind == "dispute":
@@ -320,7 +329,7 @@ class CashSync:
     def read_balance(self) -> None:
         """``GET /v1/balance``: available and pending per settlement currency (one request)."""
         before = self.hook.requests
-        body = self.pacer.call(self.hook, "/v1/balance", {})
+        body, _ = self.pacer.call(self.hook, "/v1/balance", {})
         amounts: dict[str, list[int]] = {}
         for slot, index in (("available", 0), ("pending", 1)):
             for entry in body.get(slot) or []:

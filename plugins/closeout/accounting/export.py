@@ -102,6 +102,8 @@ def export_period(
     """Write the period's files and return the manifest (options default to the chart's, ``chart_options``)."""
     options = options or chart_options()
     start, end = period_bounds(period)
+    if root is None and not os.environ.get("CLOSEOUT_EXPORT_DIR"):
+        return _export_to_artifacts(conn, period, options=options, airflow_run_id=airflow_run_id)
     folder = (root or export_root()) / period
     run_id = conn.execute(
         """INSERT INTO closeout_data.accounting_export_runs (period, airflow_run_id, folder, status)
@@ -124,6 +126,29 @@ def export_period(
     _record(conn, run_id, manifest)
     conn.commit()
     return {**manifest, "export_run_id": run_id, "folder": str(folder)}
+
+
+def _export_to_artifacts(conn: psycopg.Connection, period: str, *, options: ExportOptions,
+                         airflow_run_id: str | None) -> dict[str, Any]:
+    """The export written where every worker and person finds it: the CSV writers need a local folder, so the
+    files are written to a temporary one and copied to ``exports/<period>/`` under the artifacts location
+    (``CLOSEOUT_ARTIFACTS_URL``); parts an earlier run wrote there and this one did not are removed."""
+    import tempfile
+
+    from closeout import artifacts
+
+    target = artifacts.path("exports", period)
+    with tempfile.TemporaryDirectory(prefix="closeout-export-") as tmp:
+        manifest = export_period(conn, period, Path(tmp), options=options, airflow_run_id=airflow_run_id)
+        written = artifacts.upload_folder(Path(tmp) / period, target)
+    for stale in artifacts.listing(target):
+        name = stale.rsplit("/", 1)[-1]
+        if _OWN_FILES.match(name) and stale not in written:
+            artifacts.remove(stale)
+    conn.execute("UPDATE closeout_data.accounting_export_runs SET folder = %s WHERE export_run_id = %s",
+                 (target, manifest["export_run_id"]))  # fmt: skip
+    conn.commit()
+    return {**manifest, "folder": target, "manifest_url": artifacts.url(f"{target}/manifest.json")}
 
 
 def _write(conn: psycopg.Connection, period: str, folder: Path, params: dict, options: ExportOptions) -> dict:
@@ -190,7 +215,8 @@ def _record(conn: psycopg.Connection, run_id: int, manifest: dict) -> None:
 
 def run_export(period: str, airflow_run_id: str | None = None) -> dict[str, Any]:
     """The entry point for a task (the month-end close): export ``period`` (``YYYY-MM``) with its own warehouse
-    connection, to ``$CLOSEOUT_EXPORT_DIR/<period>/`` (default ``.closeout/exports/``), with the chart's account
+    connection, to ``exports/<period>/`` under the artifacts location (``CLOSEOUT_ARTIFACTS_URL``; a local
+    ``$CLOSEOUT_EXPORT_DIR/<period>/`` when that is set), with the chart's account
     names, and return the manifest (plus ``export_run_id`` and ``folder``).
 
     Idempotent: the files are a function of the warehouse's data, so a re-run (an Airflow retry, a second close)

@@ -11,7 +11,7 @@ the currency of what it holds. Known secret values are masked as a last line of 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -125,6 +125,11 @@ def compose_hold_alert(
 
     ``exponents`` (currency -> decimals, from ``closeout_data.currencies``) turns minor units into major
     units; ``report_url`` (the month-end close report, when the close breached) is linked under EVIDENCE."""
+    from closeout.artifacts import link
+
+    # recorded locations under the artifacts store become links a person can open (presigned or public)
+    facts = replace(facts, evidence=link(facts.evidence) or facts.evidence)
+    report_url = link(report_url)
     period = facts.period or "all periods"
     currency = facts.observed.get("currency") if isinstance(facts.observed, Mapping) else None
     release = (f'python -m closeout.gate release --hold-id {hold_id} --why "<what was checked>" '

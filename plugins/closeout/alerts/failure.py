@@ -125,12 +125,14 @@ def compose_failure_alert(
     where = f"{failure.dag_id}.{failure.step}"
     subject = f"[closeout] {where} failed{f' for {period}' if period else ''}: {failure.exception_type}"
     evidence = [f"  Task log:  {failure.log_url}"] if failure.log_url else []
+    from closeout.artifacts import link
+
     if failure.facts.get("evidence"):
-        evidence.append(f"  Evidence:  {failure.facts['evidence']}")
+        evidence.append(f"  Evidence:  {link(str(failure.facts['evidence']))}")
     if EVIDENCE.get(failure.dag_id):
         evidence.append(f"  Records:   {EVIDENCE[failure.dag_id]}")
     if failure.facts.get("report_url"):
-        evidence.append(f"  Report:    {failure.facts['report_url']}")
+        evidence.append(f"  Report:    {link(str(failure.facts['report_url']))}")
     if audience == "finance":
         intro = [f"A closeout step that moves or books money failed: {where}.",
                  "Until it is fixed and run again, the figures it produces for the period may be incomplete."]

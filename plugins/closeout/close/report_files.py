@@ -22,7 +22,6 @@ from typing import Any
 
 from closeout.accounting.csv_safe import Number, decimal_number, encode_row, major_units
 from closeout.close.report_data import CloseReport, parse_period
-from closeout.paths import state_dir
 
 LOCATION_ENV = "CLOSEOUT_REPORTS_URL"
 HTML_NAME = "index.html"
@@ -30,8 +29,11 @@ DRY_RUN_DIR = "dry-run"
 
 
 def reports_location() -> str:
-    """``CLOSEOUT_REPORTS_URL`` (a path, ``file://...`` or an object-storage URL), else ``.closeout/reports``."""
-    return os.environ.get(LOCATION_ENV) or str(state_dir() / "reports")
+    """``CLOSEOUT_REPORTS_URL`` (a path, ``file://...`` or an object-storage URL) as an override, else
+    ``reports/`` under the artifacts location (``CLOSEOUT_ARTIFACTS_URL``, docs/artifacts.md)."""
+    from closeout import artifacts
+
+    return os.environ.get(LOCATION_ENV) or artifacts.path("reports")
 
 
 def _base(location: str | None):
@@ -173,7 +175,13 @@ def report_csv(report: CloseReport) -> bytes:
 # -- writing ------------------------------------------------------------------------------------------------------
 def _put(target, data: bytes) -> None:
     """Write one file whole. Local files go to a temporary name first and are renamed into place, so a reader
-    never sees half a page; object stores replace an object whole on their own."""
+    never sees half a page; object stores replace an object whole on their own. Under the artifacts location
+    the artifact store writes, with the ``closeout_artifacts`` connection's credentials."""
+    from closeout import artifacts
+
+    if str(target).startswith(artifacts.base() + "/"):
+        artifacts.write(str(target), data)
+        return
     if target.protocol in ("", "file"):
         path = Path(target.path)
         path.parent.mkdir(parents=True, exist_ok=True)

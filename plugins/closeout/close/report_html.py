@@ -42,7 +42,9 @@ def safe_link(target: str | None) -> str | None:
     """A URL fit for an href, or None. Absolute local paths (GX Data Docs are files) become file URLs."""
     if not target:
         return None
-    target = str(target)
+    from closeout.artifacts import link
+
+    target = str(link(str(target)))  # artifacts (Data Docs, exports) become presigned or public links
     if target.startswith("/"):
         return PurePosixPath(target).as_uri()
     scheme = urlsplit(target).scheme.lower()

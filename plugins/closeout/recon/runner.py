@@ -213,6 +213,26 @@ def _gx_validate(
     return out
 
 
+def _publish_docs(folder: Path, verdicts: dict[str, Any]) -> dict[str, Any]:
+    """Copy the Data Docs GX built in ``folder`` to ``data_docs/`` under the artifacts location
+    (``CLOSEOUT_ARTIFACTS_URL``) and point every verdict's link there instead of at this worker's disk."""
+    from closeout import artifacts
+
+    target = artifacts.path("data_docs")
+    artifacts.upload_folder(folder, target)
+
+    def moved(link: Any) -> Any:
+        for local in (folder.as_uri(), str(folder)):
+            if isinstance(link, str) and link.startswith(local + "/"):
+                return target + link[len(local) :]
+        return link
+
+    out: dict[str, Any] = {}
+    for name, verdict in verdicts.items():
+        out[name] = moved(verdict) if name == "__index__" else (*verdict[:2], moved(verdict[2]))
+    return out
+
+
 def run_reconciliation(
     conn: psycopg.Connection,
     *,
@@ -271,7 +291,19 @@ def run_reconciliation(
             timings["checks"][check.name] = {"sql_seconds": round(time.perf_counter() - started, 3),
                                              "difference_rows": result.observed.get("difference_rows", 0)}  # fmt: skip
 
-    verdicts = _gx_validate(conn, run_id, queries, folder, timings) if queries else {}
+    to_store = data_docs_dir is None and not os.environ.get(DOCS_ENV)
+    if to_store:  # GX builds into a local temporary folder; the site then goes to the artifacts location
+        import tempfile
+
+        built = tempfile.TemporaryDirectory(prefix="closeout-data-docs-")
+        folder = Path(built.name)
+    try:
+        verdicts = _gx_validate(conn, run_id, queries, folder, timings) if queries else {}
+        if to_store and verdicts:
+            verdicts = _publish_docs(folder, verdicts)
+    finally:
+        if to_store:
+            built.cleanup()
     started = time.perf_counter()
     for check in queries:
         result = results[check.name]

@@ -41,6 +41,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from closeout import faults
 from closeout.accounting import quickbooks, xero
 from closeout.accounting.csv_safe import DirectorySink, FileEntry
 from closeout.masking import mask_secrets
@@ -140,7 +141,9 @@ def _export_to_artifacts(conn: psycopg.Connection, period: str, *, options: Expo
     target = artifacts.path("exports", period)
     with tempfile.TemporaryDirectory(prefix="closeout-export-") as tmp:
         manifest = export_period(conn, period, Path(tmp), options=options, airflow_run_id=airflow_run_id)
+        faults.point("export.before_upload")
         written = artifacts.upload_folder(Path(tmp) / period, target)
+        faults.point("export.after_upload")
     for stale in artifacts.listing(target):
         name = stale.rsplit("/", 1)[-1]
         if _OWN_FILES.match(name) and stale not in written:

@@ -11,6 +11,7 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
+from closeout import faults
 from closeout.alerts.compose import FinanceAlert
 from closeout.connections import ConnectionInfo, get_connection
 
@@ -61,6 +62,7 @@ def send_email(alert: FinanceAlert, conn_id: str = FINANCE_SMTP_CONN_ID) -> list
     use_ssl = _truthy(conn.extra.get("ssl", False))
     port = conn.port or (465 if use_ssl else 25)
     message = build_message(alert, sender, recipients)
+    faults.point("alert.email.before_send")
     try:
         smtp_cls = smtplib.SMTP_SSL if use_ssl else smtplib.SMTP
         with smtp_cls(conn.host, port, timeout=timeout) as smtp:
@@ -75,4 +77,5 @@ def send_email(alert: FinanceAlert, conn_id: str = FINANCE_SMTP_CONN_ID) -> list
         ) from None
     except (smtplib.SMTPException, OSError) as exc:
         raise AlertDeliveryError(f"e-mail via {conn.host}:{port} failed: {type(exc).__name__}: {exc}") from None
+    faults.point("alert.email.after_send")
     return [r for r in recipients if r not in refused]

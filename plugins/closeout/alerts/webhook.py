@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import requests
 
+from closeout import faults
 from closeout.alerts.compose import FinanceAlert
 from closeout.alerts.mail import AlertDeliveryError
 from closeout.connections import get_connection
@@ -19,10 +20,12 @@ def post_webhook(alert: FinanceAlert, conn_id: str = FINANCE_WEBHOOK_CONN_ID, *,
     headers = {"Content-Type": "application/json", "User-Agent": "closeout-alerts"}
     if conn.password:
         headers["Authorization"] = f"Bearer {conn.password}"
+    faults.point("alert.webhook.before_send")
     try:
         response = requests.post(url, json=alert.payload, headers=headers, timeout=timeout)
     except requests.RequestException as exc:
         raise AlertDeliveryError(f"webhook {conn_id!r} unreachable: {type(exc).__name__}") from None
     if not response.ok:
         raise AlertDeliveryError(f"webhook {conn_id!r} answered HTTP {response.status_code}")
+    faults.point("alert.webhook.after_send")
     return response.status_code

@@ -32,6 +32,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from closeout import faults
 from closeout.payments import exceptions, keys
 from closeout.payments.corrections import record_corrections
 from closeout.payments.hook import StripeCallError, StripeHook
@@ -119,7 +120,9 @@ def issue(conn: psycopg.Connection, hook: StripeHook) -> IssueSummary:
         if op is None:
             continue
         (op,) = _record(conn, [op])
+        faults.point(f"stripe.{op.operation}.before_call")
         outcome = _guarded(lambda o, c=correction: _execute(conn, hook, o, c), op)
+        faults.point(f"stripe.{op.operation}.after_call")
         with conn.cursor() as cur:
             _complete(cur, [outcome], counts)
             if outcome.obj:

@@ -30,6 +30,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from closeout import faults
 from closeout.billing import lifecycle
 from closeout.masking import mask_secrets
 from closeout.payments import exceptions, keys
@@ -522,8 +523,10 @@ def _run_stage(
     progressed = False
     for start in range(0, len(ops), BATCH):
         batch = _record(conn, ops[start : start + BATCH])
+        faults.point(f"stripe.{batch[0].operation}.before_call")
         with ThreadPoolExecutor(max_workers=hook.settings.concurrency) as pool:
             outcomes = list(pool.map(lambda op: _guarded(execute, op), batch))
+        faults.point(f"stripe.{batch[0].operation}.after_call")
         with conn.cursor() as cur:
             _complete(cur, outcomes, summary)
             apply(cur, outcomes)

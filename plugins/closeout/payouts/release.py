@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from closeout import faults
 from closeout.masking import mask_secrets
 from closeout.payments.hook import StripeCallError, StripeHook
 from closeout.payouts import exceptions
@@ -130,6 +131,7 @@ def _release_one(
         (pid,),
     )
     conn.commit()
+    faults.point("stripe.transfer.create.before_call")
     # 2. call (or find, when the key may be gone)
     try:
         found_by = "create"
@@ -165,6 +167,7 @@ def _release_one(
         summary.errors.append(f"{pid}: {exc}")
         log.warning("payout %s not transferred: %s", pid, exc)
         return
+    faults.point("stripe.transfer.create.after_call")
     # 3. record the result
     conn.execute(
         """UPDATE closeout_data.payout_items SET status = 'transferred', external_id = %s, found_by = %s,

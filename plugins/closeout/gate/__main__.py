@@ -44,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --by is not accepted: who releases comes from your Airflow token in {TOKEN_ENV}",
                   file=sys.stderr)  # fmt: skip
             return 2
+        from closeout.evidence.incident import incident_pack_problem
+
+        missing = incident_pack_problem(conn, args.hold_id)  # no release without the hold's incident pack
+        conn.rollback()
+        if missing:
+            print(f"error: {missing}", file=sys.stderr)
+            return 2
         try:
             url = api_url()
             person = finance_person(os.environ.get(TOKEN_ENV, ""), url)

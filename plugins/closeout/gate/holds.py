@@ -22,7 +22,7 @@ from psycopg.types.json import Jsonb
 
 _COLUMNS = (
     "hold_id, opened_at, reason, recon_run_id, check_name, period, cause_key, details, "
-    "released_at, released_by, release_reason, caused_by"
+    "released_at, released_by, release_reason, caused_by, evidence_pack"
 )
 
 
@@ -44,6 +44,7 @@ class Hold:
     released_by: str | None
     release_reason: str | None
     caused_by: str | None = None
+    evidence_pack: str | None = None  # the incident pack's index.json (closeout.evidence.incident, 0029)
 
     @property
     def is_open(self) -> bool:
@@ -76,8 +77,32 @@ def open_hold(
     """Open a hold for the cause, or return the one already open; ``(hold, created)``. Committed on return.
 
     An advisory lock on the cause serialises concurrent breaches of it; the partial unique index is the
-    backstop that keeps a second open hold out whatever the caller does.
+    backstop that keeps a second open hold out whatever the caller does. A hold without its incident pack gets
+    it here, once the hold is committed (closeout.evidence.incident): a pack that cannot be written is logged and
+    stops nothing, and the release then names the command that builds it late.
     """
+    hold, created = _open_hold(conn, recon_run_id=recon_run_id, check_name=check_name, period=period,
+                               reason=reason, details=details, key=key, caused_by=caused_by)  # fmt: skip
+    if hold.evidence_pack is None:
+        from closeout.evidence.incident import write_incident_pack_safely
+
+        if write_incident_pack_safely(conn, hold.hold_id):
+            hold = get_hold(conn, hold.hold_id) or hold
+            conn.rollback()
+    return hold, created
+
+
+def _open_hold(
+    conn: psycopg.Connection,
+    *,
+    recon_run_id: str,
+    check_name: str,
+    period: str | None,
+    reason: str,
+    details: dict[str, Any] | None,
+    key: str | None,
+    caused_by: str | None,
+) -> tuple[Hold, bool]:
     key = key or cause_key(check_name, period)
     _idle(conn)
     with conn.transaction(), conn.cursor(row_factory=class_row(Hold)) as cur:

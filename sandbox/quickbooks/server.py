@@ -24,7 +24,7 @@ What it implements (shapes from Intuit's docs, ``/work/shared/reference/accounti
   requests that were let through count.
 * Faults (``faults.add(kind, ...)``): ``timeout_after_commit`` (the request is processed and stored, then the
   connection is dropped after ``delay`` seconds: the client never sees the answer), ``drop`` (dropped before
-  processing), ``500``, ``slow`` (sleeps ``delay`` before processing; lets requests overlap).
+  processing), ``500``, ``slow`` (an admitted request takes ``delay`` seconds, holding its concurrency slot).
 """
 
 from __future__ import annotations
@@ -80,7 +80,9 @@ class _RefreshToken:
     client_id: str
     issued_at: float
     expires_at: float
+    serial: int = 0
     retired_at: float | None = None
+    revoked: bool = False  # superseded by a grace use of an older token: no grace of its own
 
 
 @dataclass
@@ -150,6 +152,7 @@ class QuickBooksSandbox:
         self._companies: dict[str, _Company] = {}
         self._refresh: dict[str, _RefreshToken] = {}
         self._access: dict[str, _AccessToken] = {}
+        self._serials = itertools.count(1)
         self._issued: list[str] = []  # every token ever handed out (tests look for leaks of any of them)
         self._windows: dict[tuple[str, str], deque[float]] = {}
         self._in_flight: dict[str, int] = {}
@@ -241,14 +244,14 @@ class QuickBooksSandbox:
         if kind == "500":
             self.traffic.record(method, target, 500)
             return self._internal_error(RuntimeError("injected by the sandbox"))
-        if kind == "slow" and fault is not None:
-            time.sleep(fault.delay)
+        delay = fault.delay if kind == "slow" and fault is not None else 0.0
         if path == TOKEN_PATH:
+            time.sleep(delay)
             response = self._token_endpoint(method, headers, body)
             counter = "token_refreshes" if response[0] == 200 else "token_refusals"
             self.traffic.record(method, "TOKEN", response[0], counter=counter)  # never log the form (tokens)
         else:
-            response = self._api(method, path, query, headers, body)
+            response = self._api(method, path, query, headers, body, delay)
             counter = {429: "throttled"}.get(response[0])
             if any(name == "X-Sandbox-Replayed" for name, _ in response[2]):
                 counter = "replays"
@@ -266,7 +269,7 @@ class QuickBooksSandbox:
             if token.realm == realm and token.client_id == client_id and token.retired_at is None:
                 token.retired_at = now
         value = "RT1-" + secrets.token_urlsafe(24)
-        self._refresh[value] = _RefreshToken(realm, client_id, now, now + REFRESH_TOKEN_SECONDS)
+        self._refresh[value] = _RefreshToken(realm, client_id, now, now + REFRESH_TOKEN_SECONDS, next(self._serials))
         self._issued.append(value)
         return value, REFRESH_TOKEN_SECONDS
 
@@ -287,10 +290,15 @@ class QuickBooksSandbox:
                 token is not None
                 and token.client_id == client_id
                 and token.expires_at > now
+                and not token.revoked
                 and (token.retired_at is None or now - token.retired_at <= self.refresh_grace_seconds)
             )
             if not usable or token is None:
                 return 400, _dumps({"error": "invalid_grant"}), []
+            if token.retired_at is not None:  # a grace use: whatever came after this token is void
+                for later in self._refresh.values():
+                    if (later.realm, later.client_id) == (token.realm, client_id) and later.serial > token.serial:
+                        later.revoked = True
             refresh, refresh_expires = self._issue_refresh(token.realm, client_id)
             if token.retired_at is None:
                 token.retired_at = now
@@ -351,7 +359,7 @@ class QuickBooksSandbox:
             self._in_flight[realm] -= 1
 
     # ------------------------------------------------------------------ API
-    def _api(self, method: str, path: str, query: str, headers: Any, body: bytes) -> Response:
+    def _api(self, method: str, path: str, query: str, headers: Any, body: bytes, delay: float = 0.0) -> Response:
         match = _API_PATH.match(path)
         if match is None:
             return _fault(Fault(404, "610", "Object Not Found", f"no such resource {path}"))
@@ -385,6 +393,7 @@ class QuickBooksSandbox:
         if throttled is not None:
             return _fault(throttled)
         try:
+            time.sleep(delay)  # a slow answer holds its concurrency slot, as a slow server's would
             with self._lock:
                 if writes and request_id is not None and request_id in company.answers:  # raced a twin request
                     status, payload, extra = company.answers[request_id]

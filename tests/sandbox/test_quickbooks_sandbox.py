@@ -1,0 +1,202 @@
+"""The QuickBooks Online sandbox's own behaviour, spoken to over HTTP with plain ``requests`` (no closeout code):
+token rotation and expiry, minorversion, requestid replay, duplicate names, SyncToken conflicts, batch limits,
+rate limits and the timeout-after-commit fault."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from decimal import Decimal
+
+import pytest
+import requests
+
+from sandbox.quickbooks import QuickBooksSandbox
+
+
+@pytest.fixture
+def qbo() -> Iterator[QuickBooksSandbox]:
+    sandbox = QuickBooksSandbox(requests_per_minute=None, batch_per_minute=None, max_concurrent=None)
+    sandbox.start()
+    yield sandbox
+    sandbox.stop()
+
+
+def refresh(sandbox: QuickBooksSandbox, token: str, secret: str | None = None) -> requests.Response:
+    return requests.post(sandbox.token_url, auth=(sandbox.client_id, secret or sandbox.client_secret),
+                         data={"grant_type": "refresh_token", "refresh_token": token}, timeout=10)  # fmt: skip
+
+
+class Api:
+    def __init__(self, sandbox: QuickBooksSandbox) -> None:
+        self.sandbox = sandbox
+        self.session = requests.Session()
+        self.refresh_token = sandbox.first_refresh_token
+        self.renew()
+
+    def renew(self) -> None:
+        answer = refresh(self.sandbox, self.refresh_token)
+        assert answer.status_code == 200, answer.text
+        self.access = answer.json()["access_token"]
+        self.refresh_token = answer.json()["refresh_token"]
+
+    def call(self, method: str, path: str, body: dict | None = None, **params) -> requests.Response:
+        params.setdefault("minorversion", 75)
+        return self.session.request(method, f"{self.sandbox.base_url}/v3/company/{self.sandbox.realm_id}/{path}",
+                                    params=params, json=body, timeout=10,
+                                    headers={"Authorization": f"Bearer {self.access}"})  # fmt: skip
+
+
+def fault_code(response: requests.Response) -> str:
+    return response.json()["Fault"]["Error"][0]["code"]
+
+
+def test_every_refresh_rotates_the_refresh_token_and_the_old_one_is_refused_without_grace(qbo) -> None:
+    first = refresh(qbo, qbo.first_refresh_token)
+    assert first.status_code == 200
+    body = first.json()
+    assert body["expires_in"] == 3600 and body["token_type"] == "bearer"
+    assert body["refresh_token"] != qbo.first_refresh_token
+    second = refresh(qbo, body["refresh_token"])
+    assert second.status_code == 200 and second.json()["refresh_token"] != body["refresh_token"]
+    # both earlier tokens are retired (Intuit documents no grace; the sandbox default is none)
+    for old in (qbo.first_refresh_token, body["refresh_token"]):
+        refused = refresh(qbo, old)
+        assert refused.status_code == 400 and refused.json() == {"error": "invalid_grant"}
+    assert refresh(qbo, second.json()["refresh_token"], secret="wrong").status_code == 401
+    assert qbo.stats()["token_refreshes"] == 2
+
+
+def test_a_retired_token_within_the_grace_continues_the_chain_and_retires_its_lost_successor() -> None:
+    sandbox = QuickBooksSandbox(refresh_grace_seconds=1800)
+    sandbox.start()
+    try:
+        lost = refresh(sandbox, sandbox.first_refresh_token).json()["refresh_token"]  # answer "lost"
+        again = refresh(sandbox, sandbox.first_refresh_token)  # the old one, inside the grace
+        assert again.status_code == 200
+        assert refresh(sandbox, lost).status_code == 400  # the lost successor no longer counts
+        sandbox.advance_clock(1801)
+        assert refresh(sandbox, sandbox.first_refresh_token).status_code == 400  # grace over
+        assert refresh(sandbox, again.json()["refresh_token"]).status_code == 200
+    finally:
+        sandbox.stop()
+
+
+def test_access_tokens_expire_after_an_hour_on_the_sandbox_clock(qbo) -> None:
+    api = Api(qbo)
+    assert api.call("GET", "query", query="select * from Customer").status_code == 200
+    qbo.advance_clock(3599)
+    assert api.call("GET", "query", query="select * from Customer").status_code == 200
+    qbo.advance_clock(2)
+    expired = api.call("GET", "query", query="select * from Customer")
+    assert expired.status_code == 401 and fault_code(expired) == "3200"
+    assert api.access not in expired.text
+    api.renew()
+    assert api.call("GET", "query", query="select * from Customer").status_code == 200
+
+
+def test_minorversion_75_or_later_is_required(qbo) -> None:
+    api = Api(qbo)
+    for version in (None, 74, "x"):
+        params = {} if version is None else {"minorversion": version}
+        response = api.session.get(f"{qbo.base_url}/v3/company/{qbo.realm_id}/query", timeout=10, params={
+            "query": "select * from Customer", **params}, headers={"Authorization": f"Bearer {api.access}"})
+        assert response.status_code == 400 and "minorversion" in response.text
+    assert api.call("GET", "query", query="select * from Customer", minorversion=75).status_code == 200
+
+
+def test_a_repeated_requestid_replays_the_first_answer_and_creates_nothing(qbo) -> None:
+    api = Api(qbo)
+    first = api.call("POST", "customer", {"DisplayName": "Acme Ltd"}, requestid="client-acme-1")
+    again = api.call("POST", "customer", {"DisplayName": "Acme Ltd"}, requestid="client-acme-1")
+    assert first.status_code == again.status_code == 200
+    assert first.content == again.content and again.headers["X-Sandbox-Replayed"] == "true"
+    assert qbo.create_counts()["Customer"] == 1
+    # a failed write is replayed too: the same refusal, not a second try
+    clash = api.call("POST", "customer", {"DisplayName": "ACME LTD"}, requestid="client-acme-2")
+    assert clash.status_code == 400 and fault_code(clash) == "6240"
+    assert api.call("POST", "customer", {"DisplayName": "Other"}, requestid="client-acme-2").content == clash.content
+    too_long = api.call("POST", "customer", {"DisplayName": "X"}, requestid="r" * 51)
+    assert too_long.status_code == 400 and qbo.create_counts()["Customer"] == 1
+
+
+def test_invoice_updates_need_the_current_sync_token(qbo) -> None:
+    api = Api(qbo)
+    customer = api.call("POST", "customer", {"DisplayName": "Beta"}).json()["Customer"]
+    created = api.call("POST", "invoice", {"CustomerRef": {"value": customer["Id"]}, "DocNumber": "1001",
+                                           "Line": [{"Amount": 150.25, "DetailType": "SalesItemLineDetail"},
+                                                    {"Amount": 49.75, "DetailType": "SalesItemLineDetail"}]})
+    invoice = created.json(parse_float=Decimal)["Invoice"]
+    assert invoice["TotalAmt"] == Decimal("200.00") and invoice["SyncToken"] == "0"
+    update = {"Id": invoice["Id"], "SyncToken": "0", "sparse": True, "PrivateNote": "checked"}
+    assert api.call("POST", "invoice", update).json()["Invoice"]["SyncToken"] == "1"
+    stale = api.call("POST", "invoice", update)
+    assert stale.status_code == 400 and fault_code(stale) == "5010"
+    qbo.edit("Invoice", invoice["Id"], {"PrivateNote": "edited by the accountant"})
+    assert fault_code(api.call("POST", "invoice", {**update, "SyncToken": "1"})) == "5010"
+    bad_ref = api.call("POST", "invoice", {"CustomerRef": {"value": "999"}, "Line": [{"Amount": 1}]})
+    assert bad_ref.status_code == 400 and fault_code(bad_ref) == "2500"
+    found = api.call("GET", "query", query="select * from Invoice where DocNumber = '1001'").json()
+    assert [i["Id"] for i in found["QueryResponse"]["Invoice"]] == [invoice["Id"]]
+
+
+def test_batch_answers_item_by_item_and_refuses_more_than_30(qbo) -> None:
+    api = Api(qbo)
+    items = [{"bId": str(n), "operation": "create", "Customer": {"DisplayName": f"Client {n}"}} for n in range(30)]
+    items[5]["Customer"]["DisplayName"] = "Client 4"  # a duplicate inside the batch fails alone
+    answer = api.call("POST", "batch", {"BatchItemRequest": items})
+    assert answer.status_code == 200
+    results = {r["bId"]: r for r in answer.json()["BatchItemResponse"]}
+    assert results["5"]["Fault"]["Error"][0]["code"] == "6240"
+    assert sum("Customer" in r for r in results.values()) == 29
+    more = [{"bId": str(n), "operation": "create", "Customer": {"DisplayName": f"More {n}"}} for n in range(31)]
+    refused = api.call("POST", "batch", {"BatchItemRequest": more})
+    assert refused.status_code == 400 and "30" in refused.text
+    assert qbo.create_counts()["Customer"] == 29
+    page = api.call("GET", "query", query="select * from Customer STARTPOSITION 11 MAXRESULTS 10").json()
+    names = [c["DisplayName"] for c in page["QueryResponse"]["Customer"]]
+    assert len(names) == 10 and names[0] == "Client 11"  # positions count stored rows; Client 5 failed
+
+
+def test_rate_limits_answer_429_per_minute_per_batch_and_per_concurrency() -> None:
+    sandbox = QuickBooksSandbox(requests_per_minute=5, batch_per_minute=2, max_concurrent=2, window_seconds=60)
+    sandbox.start()
+    try:
+        api = Api(sandbox)
+        statuses = [api.call("GET", "query", query="select * from Customer").status_code for _ in range(6)]
+        assert statuses == [200] * 5 + [429]
+        throttled = api.call("GET", "query", query="select * from Customer")
+        assert fault_code(throttled) == "3001" and "ThrottleExceeded" in throttled.text
+    finally:
+        sandbox.stop()
+
+    sandbox = QuickBooksSandbox(requests_per_minute=100, batch_per_minute=2, max_concurrent=2)
+    sandbox.start()
+    try:
+        api = Api(sandbox)
+        batch = {"BatchItemRequest": [{"bId": "1", "Query": "select * from Customer"}]}
+        assert [api.call("POST", "batch", batch).status_code for _ in range(3)] == [200, 200, 429]
+        assert api.call("GET", "query", query="select * from Customer").status_code == 200  # others still go
+        # concurrency: three requests held in flight at once, the third refused
+        sandbox.faults.add("slow", times=3, path_prefix="/v3/", after=0, delay=1.0)
+        codes: list[int] = []
+        threads = [threading.Thread(target=lambda: codes.append(
+            api.call("GET", "query", query="select * from Customer").status_code)) for _ in range(3)]  # fmt: skip
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(codes) == [200, 200, 429]
+    finally:
+        sandbox.stop()
+
+
+def test_timeout_after_commit_drops_the_answer_but_keeps_the_object_for_the_replay(qbo) -> None:
+    api = Api(qbo)
+    qbo.faults.add("timeout_after_commit", times=1, path_prefix="/v3/", after=0, delay=0.0)
+    with pytest.raises(requests.ConnectionError):
+        api.call("POST", "customer", {"DisplayName": "Gamma"}, requestid="client-gamma")
+    assert qbo.create_counts()["Customer"] == 1
+    replay = api.call("POST", "customer", {"DisplayName": "Gamma"}, requestid="client-gamma")
+    assert replay.status_code == 200 and replay.headers["X-Sandbox-Replayed"] == "true"
+    assert qbo.create_counts()["Customer"] == 1

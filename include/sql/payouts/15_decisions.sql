@@ -5,6 +5,7 @@
 --                  customer still pays for, (total - refunded - credited - lost in disputes) / total, rounded
 --                  down to the minor unit (pro rata, the same share for every payee on the invoice)
 --   verdict        payable | no_payee_config | non_positive_amount | dispute_open (held until the dispute ends)
+--                  | pilot_shadow (the invoice's client or period is outside the pilot cohort: docs/pilot.md)
 --                  | not_payable (nothing left payable: refunded, credited or lost)
 --                  | currency_minor_unit (Stripe reads the payee currency's minor unit differently from ISO 4217:
 --                  ISK, IQD and the like; a transfer would move 100 times, or a tenth of, the amount)
@@ -15,7 +16,8 @@ INSERT INTO payout_decisions (invoice_id, payee_key, currency, hours, cost_rate,
                               amount_minor, payable_minor, verdict, detail)
 SELECT w.invoice_id, w.payee_key, p.currency, w.hours, p.cost_rate, w.entry_count, p.account_id, a.amount_minor,
        pay.payable_minor,
-       CASE WHEN p.payee_key IS NULL THEN 'no_payee_config'
+       CASE WHEN NOT closeout_data.pilot_live(w.invoice_id) THEN 'pilot_shadow'  -- not in the pilot cohort
+            WHEN p.payee_key IS NULL THEN 'no_payee_config'
             WHEN c.exponent <> st.exponent THEN 'currency_minor_unit'
             WHEN a.amount_minor <= 0 THEN 'non_positive_amount'
             WHEN s.held THEN 'dispute_open'

@@ -139,7 +139,9 @@ def publish(conn: psycopg.Connection, hook: StripeHook, *, as_of: date) -> Publi
 def freeze_publishable(conn: psycopg.Connection, as_of: date) -> int:
     """Freeze, in one transaction, every draft policy lets go out: from here its content is final."""
     frozen = 0
-    for invoice_id in lifecycle.publishable(conn, as_of):
+    from closeout.pilot import shadow  # pilot mode: only the cohort's drafts go out (docs/pilot.md)
+
+    for invoice_id in shadow.admit(conn, lifecycle.publishable(conn, as_of)):
         lifecycle.freeze(conn, invoice_id)
         frozen += 1
     conn.commit()

@@ -85,6 +85,9 @@ def plan(
     size = bounded_size(batch_size)
     summary = PlanSummary()
     payees = config.load() if payees is None else payees
+    from closeout.pilot import config as pilot_config  # the cohort the decisions read (docs/pilot.md)
+
+    pilot_config.load_and_apply(conn)
     with conn.transaction():
         from closeout import locks
 

@@ -13,7 +13,8 @@ does not reach. Manual only.
   by the sync and not imported, so nothing is billed twice. Re-running the same import creates nothing new.
 
 * Reads **only inside the import location** `CLOSEOUT_IMPORT_URL` (a folder or an object-storage prefix such as
-  `s3://bucket/imports`; default `$CLOSEOUT_ARTIFACTS_URL/imports`, else `.closeout/imports`). A `path` outside it
+  `s3://bucket/imports`, read with the `closeout_artifacts` connection's credentials; default `imports/` under the
+  artifacts location `CLOSEOUT_ARTIFACTS_URL`, see docs/artifacts.md). A `path` outside it
   (`/etc/passwd`, `../x`, a link leading out, another bucket or scheme) is refused, naming the param.
 * A file that is not UTF-8 fails the import, naming the file, the line and the byte offset (a BOM is fine).
 

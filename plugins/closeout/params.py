@@ -8,8 +8,9 @@ retries (a retry would fail the same way). The month-end close has its own, rich
 ``closeout.close.params`` (it also decides "the month is not over yet"); this module follows the same pattern.
 
 The import location (``CLOSEOUT_IMPORT_URL``) confines ``closeout_migrate_history``: the worker reads exports only
-under it, never an arbitrary file on the worker. A folder or an fsspec/``ObjectStoragePath`` URL
-(``s3://bucket/prefix``); default ``<CLOSEOUT_ARTIFACTS_URL>/imports``, else ``.closeout/imports``.
+under it, never an arbitrary file on the worker. A folder or an fsspec URL
+(``s3://bucket/prefix``), read through the artifact store (``closeout.artifacts``: the ``closeout_artifacts``
+connection's credentials); default ``imports/`` under the artifacts location (``CLOSEOUT_ARTIFACTS_URL``).
 """
 
 from __future__ import annotations
@@ -129,12 +130,9 @@ def import_location() -> str:
     configured = os.environ.get(IMPORT_ENV, "").strip()
     if configured:
         return configured
-    artifacts = os.environ.get(ARTIFACTS_ENV, "").strip()
-    if artifacts:
-        return artifacts.rstrip("/") + "/" + IMPORTS_FOLDER
-    from closeout.paths import state_dir
+    from closeout import artifacts  # under the artifact store (CLOSEOUT_ARTIFACTS_URL, local default for the demo)
 
-    return str(state_dir() / IMPORTS_FOLDER)
+    return artifacts.path(IMPORTS_FOLDER)
 
 
 def _is_url(text: str) -> bool:
@@ -151,8 +149,8 @@ def confined_path(name: str, value: Any, *, location: str | None = None) -> Path
 
     ``value`` is relative to the location (``harvest/2024.csv``), or absolute / a URL that starts with it. Refused:
     ``..`` segments, NUL and control characters, another scheme or bucket, an absolute path outside, and (local)
-    a symlink whose target is outside. Returns a ``pathlib.Path`` for a local location, else an
-    ``ObjectStoragePath``."""
+    a symlink whose target is outside. Returns a ``pathlib.Path`` for a local location, else a
+    ``closeout.artifacts.StoredPath`` (read through the artifact store's filesystem)."""
     base_text = (location or import_location()).strip()
     if not isinstance(value, str) or not value.strip():
         raise ParamError(name, value, f"name a CSV file or folder inside the import location {base_text}")
@@ -184,7 +182,8 @@ def _within(path: Path, base: Path) -> bool:
 
 
 def _confined_remote(name: str, value: Any, text: str, base_text: str) -> Any:
-    from airflow.sdk import ObjectStoragePath
+    # read through the artifact store's filesystem (closeout_artifacts credentials; s3:// without Amazon provider)
+    from closeout.artifacts import stored_path
 
     base = base_text.rstrip("/")
     scheme, _, rest = base.partition("://")
@@ -196,11 +195,11 @@ def _confined_remote(name: str, value: Any, text: str, base_text: str) -> Any:
         prefix = posixpath.normpath("/" + rest)
         if not (key == prefix or key.startswith(prefix.rstrip("/") + "/")):
             raise ParamError(name, value, f"outside the import location {base}")
-        return ObjectStoragePath(f"{scheme}://{key.lstrip('/')}")
+        return stored_path(f"{scheme}://{key.lstrip('/')}")
     if text.startswith(("/", "\\")):
         raise ParamError(name, value, f"an absolute path on the worker; name a file inside the import location {base}")
     key = posixpath.normpath(text)
-    return ObjectStoragePath(f"{base}/{key}")
+    return stored_path(f"{base}/{key}")
 
 
 def confined_files(name: str, value: Any, *, location: str | None = None) -> list[Any]:

@@ -95,16 +95,25 @@ def _stream(conn: psycopg.Connection, sql_file: str, params: dict) -> Iterator[d
 def export_period(
     conn: psycopg.Connection,
     period: str,
-    root: Path | None = None,
+    root: Path | str | None = None,
     *,
     options: ExportOptions | None = None,
     airflow_run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Write the period's files and return the manifest (options default to the chart's, ``chart_options``)."""
+    """Write the period's files and return the manifest (options default to the chart's, ``chart_options``).
+
+    ``root``: None for ``exports/`` under the artifacts location (or the local ``CLOSEOUT_EXPORT_DIR`` when set);
+    a ``str`` names a folder in the artifact store (the dry run's ``exports/dry-run``); a ``Path`` a local folder.
+    The files go to ``<root>/<period>/``."""
     options = options or chart_options()
     start, end = period_bounds(period)
     if root is None and not os.environ.get("CLOSEOUT_EXPORT_DIR"):
-        return _export_to_artifacts(conn, period, options=options, airflow_run_id=airflow_run_id)
+        from closeout import artifacts
+
+        root = artifacts.path("exports")
+    if isinstance(root, str):
+        return _export_to_artifacts(conn, period, f"{root.rstrip('/')}/{period}", options=options,
+                                    airflow_run_id=airflow_run_id)  # fmt: skip
     folder = (root or export_root()) / period
     run_id = conn.execute(
         """INSERT INTO closeout_data.accounting_export_runs (period, airflow_run_id, folder, status)
@@ -129,16 +138,14 @@ def export_period(
     return {**manifest, "export_run_id": run_id, "folder": str(folder)}
 
 
-def _export_to_artifacts(conn: psycopg.Connection, period: str, *, options: ExportOptions,
+def _export_to_artifacts(conn: psycopg.Connection, period: str, target: str, *, options: ExportOptions,
                          airflow_run_id: str | None) -> dict[str, Any]:
     """The export written where every worker and person finds it: the CSV writers need a local folder, so the
-    files are written to a temporary one and copied to ``exports/<period>/`` under the artifacts location
-    (``CLOSEOUT_ARTIFACTS_URL``); parts an earlier run wrote there and this one did not are removed."""
+    files are written to a temporary one and copied to ``target`` (``exports/<period>/`` under the artifacts
+    location, ``CLOSEOUT_ARTIFACTS_URL``); parts an earlier run wrote there and this one did not are removed."""
     import tempfile
 
     from closeout import artifacts
-
-    target = artifacts.path("exports", period)
     with tempfile.TemporaryDirectory(prefix="closeout-export-") as tmp:
         manifest = export_period(conn, period, Path(tmp), options=options, airflow_run_id=airflow_run_id)
         faults.point("export.before_upload")

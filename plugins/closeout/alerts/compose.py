@@ -10,11 +10,14 @@ the currency of what it holds. Known secret values are masked as a last line of 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 # ISO 4217 exponents that are not 2; everything else is shown with 2 decimals.
 _EXPONENTS = {"BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
@@ -93,6 +96,21 @@ def tolerance_summary(tolerance: Any, observed: Any, exponents: Mapping[str, int
     return lines
 
 
+def artifact_link(value: Any) -> str | None:
+    """A recorded location as the link a person opens (``closeout.artifacts.link``: public https base, presigned
+    URL, ``file://`` for a local base); anything else as text. An alert must go out even when the store cannot
+    make a link (no presigning, unreachable credentials): then it names the location and logs why."""
+    if value is None or value == "":
+        return None
+    from closeout.artifacts import link
+
+    try:
+        return link(str(value))
+    except Exception as exc:  # the alert is the news: the location still says where the file is
+        log.warning("no link for artifact %s: %s: %s", value, type(exc).__name__, exc)
+        return str(value)
+
+
 def mask_text(text: str, secrets: Iterable[str]) -> str:
     for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
         text = text.replace(secret, MASK)
@@ -125,11 +143,9 @@ def compose_hold_alert(
 
     ``exponents`` (currency -> decimals, from ``closeout_data.currencies``) turns minor units into major
     units; ``report_url`` (the month-end close report, when the close breached) is linked under EVIDENCE."""
-    from closeout.artifacts import link
-
     # recorded locations under the artifacts store become links a person can open (presigned or public)
-    facts = replace(facts, evidence=link(facts.evidence) or facts.evidence)
-    report_url = link(report_url)
+    facts = replace(facts, evidence=artifact_link(facts.evidence) or facts.evidence)
+    report_url = artifact_link(report_url)
     period = facts.period or "all periods"
     currency = facts.observed.get("currency") if isinstance(facts.observed, Mapping) else None
     release = (f'python -m closeout.gate release --hold-id {hold_id} --why "<what was checked>" '

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from closeout.alerts.compose import FinanceAlert, mask_text, mask_value, value_lines
+from closeout.alerts.compose import FinanceAlert, artifact_link, mask_text, mask_value, value_lines
 from closeout.alerts.fingerprint import exception_type
 from closeout.alerts.markers import facts_of
 from closeout.alerts.routing import EVIDENCE
@@ -125,14 +125,25 @@ def compose_failure_alert(
     where = f"{failure.dag_id}.{failure.step}"
     subject = f"[closeout] {where} failed{f' for {period}' if period else ''}: {failure.exception_type}"
     evidence = [f"  Task log:  {failure.log_url}"] if failure.log_url else []
-    from closeout.artifacts import link
+    # Artifact links (presigned URLs carry X-Amz-Signature=..., which the credential masking would blank) go in
+    # after masking, through placeholders; a value that is no artifact link stays in the text and is masked.
+    links: dict[str, str] = {}
 
+    def linked(value: Any) -> str | None:
+        shown = artifact_link(value)
+        if shown is None or shown == str(value):
+            return shown
+        token = f"<<artifact-link-{len(links)}>>"
+        links[token] = shown
+        return token
+
+    report_link = linked(failure.facts.get("report_url"))
     if failure.facts.get("evidence"):
-        evidence.append(f"  Evidence:  {link(str(failure.facts['evidence']))}")
+        evidence.append(f"  Evidence:  {linked(failure.facts['evidence'])}")
     if EVIDENCE.get(failure.dag_id):
         evidence.append(f"  Records:   {EVIDENCE[failure.dag_id]}")
-    if failure.facts.get("report_url"):
-        evidence.append(f"  Report:    {link(str(failure.facts['report_url']))}")
+    if report_link:
+        evidence.append(f"  Report:    {report_link}")
     if audience == "finance":
         intro = [f"A closeout step that moves or books money failed: {where}.",
                  "Until it is fixed and run again, the figures it produces for the period may be incomplete."]
@@ -188,7 +199,7 @@ def compose_failure_alert(
         "facts": dict(failure.facts),
         "evidence": EVIDENCE.get(failure.dag_id),
         "log_url": failure.log_url,
-        "report_url": failure.facts.get("report_url"),
+        "report_url": report_link,
         "money": money,
         "cause_id": cause_id,
         "occurrences": occurrences,
@@ -196,6 +207,21 @@ def compose_failure_alert(
     secret_list = [s for s in secrets if s]
     return FinanceAlert(
         subject=_mask_all(subject, secret_list),
-        text=_mask_all("\n".join(lines) + "\n", secret_list),
-        payload=_mask_all(payload, secret_list),
+        text=_with_links(_mask_all("\n".join(lines) + "\n", secret_list), links),
+        payload=_with_links(_mask_all(payload, secret_list), links),
     )
+
+
+def _with_links(value: Any, links: Mapping[str, str]) -> Any:
+    """``value`` (masked text or payload) with the artifact-link placeholders replaced by the links."""
+    if not links:
+        return value
+    if isinstance(value, str):
+        for token, shown in links.items():
+            value = value.replace(token, shown)
+        return value
+    if isinstance(value, Mapping):
+        return {k: _with_links(v, links) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_links(v, links) for v in value]
+    return value

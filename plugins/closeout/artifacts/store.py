@@ -12,12 +12,33 @@ presigned URL where the store offers one (S3: ``CLOSEOUT_ARTIFACTS_LINK_SECONDS`
 
 Plain fsspec (s3fs for S3) is used rather than ``ObjectStoragePath``: for ``s3://`` the latter needs the Amazon
 provider, which closeout does not otherwise require.
+
+Public API (``from closeout import artifacts``; other modules, the evidence packs and the deployment test rely on
+these names and signatures, keep them stable):
+
+- ``base() -> str``: the base location (an absolute local path, or a URL such as ``s3://bucket/prefix``).
+- ``path(*parts) -> str``: the location of one artifact under the base (``..`` refused).
+- ``write(location, data: bytes) -> str``, ``read(location) -> bytes``, ``exists(location) -> bool``,
+  ``listing(folder) -> list[str]`` (files directly below, sorted), ``remove(location)``,
+  ``upload_folder(local: Path, folder) -> list[str]`` (a tool's local output copied to the store).
+- ``url(location) -> str``: the link a person opens (public https base, else presigned, else ``file://``).
+- ``link(value) -> value``: ``url`` when ``value`` names an artifact under the base, else ``value`` unchanged;
+  ``link_text(text) -> str``: the same for every location inside a sentence (run notes, messages).
+- ``stored_path(location) -> StoredPath``: a read-only path object (``name``, ``is_file``, ``is_dir``,
+  ``iterdir``, ``open("rb")``) over the store's filesystem, for readers written against ``pathlib``.
+- ``filesystem(location=None)``, ``storage_options(location=None)``: the fsspec filesystem and its options, with
+  the ``closeout_artifacts`` connection's credentials.
+- ``URL_ENV``, ``PUBLIC_URL_ENV``, ``LINK_SECONDS_ENV``, ``CONN_ID``; ``ArtifactError``.
+
+What the warehouse records is always the *location*; it becomes a link only where it is shown (alerts, run notes,
+the close report), so a presigned link is fresh when it is handed out.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -243,3 +264,72 @@ def link(value: str | None) -> str | None:
     if text == root or text.startswith(root + "/"):
         return url(text)
     return value
+
+
+def link_text(text: str) -> str:
+    """``text`` with every artifact location in it (a whitespace-separated word under the base, trailing
+    punctuation kept outside) replaced by its link (:func:`link`): for sentences such as a run's note."""
+    if not text:
+        return text
+
+    def one(word: str) -> str:
+        core = word.rstrip(".,;:)")
+        linked = link(core)
+        return word if linked == core else f"{linked}{word[len(core):]}"
+
+    return "".join(one(part) if part and not part.isspace() else part for part in re.split(r"(\s+)", text))
+
+
+class StoredPath:
+    """A read-only path into the store (any fsspec URL, with the ``closeout_artifacts`` connection's credentials):
+    what a ``pathlib``-style reader needs (the history import's CSV reader), without the Amazon provider that
+    ``ObjectStoragePath`` needs for ``s3://``."""
+
+    def __init__(self, location: str) -> None:
+        self.location = location.rstrip("/")
+
+    def __str__(self) -> str:
+        return self.location
+
+    def __repr__(self) -> str:
+        return f"StoredPath({self.location!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StoredPath) and other.location == self.location
+
+    def __hash__(self) -> int:
+        return hash(self.location)
+
+    @property
+    def name(self) -> str:
+        return self.location.rsplit("/", 1)[-1]
+
+    def _fs(self):
+        return filesystem(self.location)
+
+    def is_file(self) -> bool:
+        return bool(self._fs().isfile(self.location))
+
+    def is_dir(self) -> bool:
+        return bool(self._fs().isdir(self.location))
+
+    def iterdir(self) -> Iterator[StoredPath]:
+        scheme = "" if _is_local(self.location) else self.location.split("://", 1)[0] + "://"
+        for entry in self._fs().ls(self.location, detail=False):
+            name = str(entry)
+            if scheme and "://" not in name:  # fsspec lists paths without the scheme (memory: with a leading /)
+                name = scheme + name.lstrip("/")
+            yield StoredPath(name)
+
+    def open(self, mode: str = "rb"):
+        if mode != "rb":
+            raise ArtifactError(f"{self.location}: stored paths are opened for reading only")
+        return self._fs().open(self.location, "rb")
+
+    def read_bytes(self) -> bytes:
+        return read(self.location)
+
+
+def stored_path(location: str) -> StoredPath:
+    """A read-only :class:`StoredPath` for ``location`` (a URL or local path)."""
+    return StoredPath(location)

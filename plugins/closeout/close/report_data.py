@@ -227,6 +227,9 @@ class CloseReport:
     collections: tuple[ClientCollections, ...] = ()
     cash_listed: bool = False  # Stripe's balance transactions have been read from Stripe's list: the cash section
     dead_links: tuple[dict[str, Any], ...] = ()  # owed invoices whose customer holds an expired payment link
+    # files this close wrote to the artifact store (export, a dry run's Data Docs): label and *location*; the page
+    # links them through closeout.artifacts (presigned or public), the JSON keeps the location
+    artifacts: tuple[dict[str, str], ...] = ()
 
     @property
     def ties_out(self) -> bool:
@@ -429,6 +432,31 @@ def _period_state(conn: psycopg.Connection, period: str) -> dict[str, list[dict[
     return out
 
 
+def close_artifacts(period_state: dict[str, list[dict[str, Any]]], close_run_id: str | None,
+                    recon: dict[str, Any] | None) -> tuple[dict[str, str], ...]:  # fmt: skip
+    """The files the close run ``close_run_id`` recorded in its steps (``closeout.period_closes.steps``): the
+    accounting export's manifest and files, and the reconcile's Data Docs when the reconciliation section does
+    not already link them (a dry run forgets its reconcile run, so only its step knows where its pages are)."""
+    if close_run_id is None:
+        return ()
+    run = next((r for r in period_state.get("period_closes", []) if str(r.get("close_run_id")) == str(close_run_id)),
+               None)  # fmt: skip
+    steps = (run or {}).get("steps") or {}
+    out: list[dict[str, str]] = []
+    export = (steps.get("accounting_export") or {}).get("summary") or {}
+    folder = export.get("folder")
+    if isinstance(folder, str) and folder:
+        names = ["manifest.json", *(f["name"] for f in export.get("files") or []
+                                    if isinstance(f, dict) and isinstance(f.get("name"), str))]  # fmt: skip
+        out.extend({"label": f"Accounting export: {name}", "location": f"{folder.rstrip('/')}/{name}"}
+                   for name in names)  # fmt: skip
+    docs = ((steps.get("reconcile") or {}).get("summary") or {}).get("data_docs")
+    if isinstance(docs, str) and docs and docs != (recon or {}).get("data_docs"):
+        out.append({"label": "Reconciliation Data Docs" + (" (dry run)" if run and run.get("dry_run") else ""),
+                    "location": docs})  # fmt: skip
+    return tuple(out)
+
+
 def _steps(steps: list[dict[str, Any]] | None) -> tuple[dict[str, Any], ...]:
     out = []
     for i, step in enumerate(steps or []):
@@ -474,5 +502,5 @@ def build_report(
         totals=currency_totals(clients, receivable), invoices=invoices, adjustments=adjustments, exceptions=exceptions,
         recon=recon, recon_history=recon_history, payouts=payouts, steps=_steps(steps), period_state=period_state,
         earlier_open=earlier_open, cash=cash, collections=collections, cash_listed=listed is not None,
-        dead_links=dead_links,
+        dead_links=dead_links, artifacts=close_artifacts(period_state, close_run_id, recon),
     )  # fmt: skip

@@ -121,6 +121,7 @@ def report_document(report: CloseReport) -> dict[str, Any]:
         "collections": [with_major({**asdict(k), "uncollected_minor": k.uncollected_minor})
                         for k in report.collections],
         "dead_payment_links": [with_major(r) for r in report.dead_links],
+        "artifacts": [dict(a) for a in report.artifacts],
     }
 
 

@@ -213,12 +213,11 @@ def _gx_validate(
     return out
 
 
-def _publish_docs(folder: Path, verdicts: dict[str, Any]) -> dict[str, Any]:
-    """Copy the Data Docs GX built in ``folder`` to ``data_docs/`` under the artifacts location
-    (``CLOSEOUT_ARTIFACTS_URL``) and point every verdict's link there instead of at this worker's disk."""
+def _publish_docs(folder: Path, verdicts: dict[str, Any], target: str) -> dict[str, Any]:
+    """Copy the Data Docs GX built in ``folder`` to ``target`` in the artifact store (``data_docs/`` under
+    ``CLOSEOUT_ARTIFACTS_URL`` by default) and point every verdict's link there instead of at this worker's disk."""
     from closeout import artifacts
 
-    target = artifacts.path("data_docs")
     artifacts.upload_folder(folder, target)
 
     def moved(link: Any) -> Any:
@@ -244,8 +243,13 @@ def run_reconciliation(
     tolerance_overrides: dict[str, Any] | None = None,
     data_docs_dir: Path | None = None,
     checks: tuple[Check, ...] = CHECKS,
+    docs_location: str | None = None,
 ) -> ReconResult:
-    """Run every check, record the run, its differences and its verdicts (committed), return them."""
+    """Run every check, record the run, its differences and its verdicts (committed), return them.
+
+    Data Docs go to the artifact store: ``docs_location`` (a folder there; default ``data_docs/`` under the
+    artifacts location). ``data_docs_dir`` or ``CLOSEOUT_DATA_DOCS_DIR`` keep them in a local folder instead (one
+    machine only)."""
     now = datetime.now(UTC)
     ledger_cutoff = ledger_cutoff or now
     external_cutoff = external_cutoff or now
@@ -291,16 +295,19 @@ def run_reconciliation(
             timings["checks"][check.name] = {"sql_seconds": round(time.perf_counter() - started, 3),
                                              "difference_rows": result.observed.get("difference_rows", 0)}  # fmt: skip
 
-    to_store = data_docs_dir is None and not os.environ.get(DOCS_ENV)
+    to_store = docs_location is not None or (data_docs_dir is None and not os.environ.get(DOCS_ENV))
     if to_store:  # GX builds into a local temporary folder; the site then goes to the artifacts location
         import tempfile
 
+        from closeout import artifacts
+
         built = tempfile.TemporaryDirectory(prefix="closeout-data-docs-")
         folder = Path(built.name)
+        target = docs_location or artifacts.path("data_docs")
     try:
         verdicts = _gx_validate(conn, run_id, queries, folder, timings) if queries else {}
         if to_store and verdicts:
-            verdicts = _publish_docs(folder, verdicts)
+            verdicts = _publish_docs(folder, verdicts, target)
     finally:
         if to_store:
             built.cleanup()

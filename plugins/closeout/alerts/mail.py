@@ -38,19 +38,25 @@ def _truthy(value: object) -> bool:
     return value is True or str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
-def build_message(alert: FinanceAlert, sender: str, recipients: list[str]) -> EmailMessage:
+def build_message(alert: FinanceAlert, sender: str, recipients: list[str], message_id: str | None = None
+                  ) -> EmailMessage:  # fmt: skip
+    """The e-mail; ``message_id`` (without the angle brackets) makes a resent alert recognisably the same one."""
     message = EmailMessage()
     message["Subject"] = alert.subject
     message["From"] = sender
     message["To"] = ", ".join(recipients)
     message["Date"] = formatdate(localtime=False)
-    message["Message-ID"] = make_msgid(domain="closeout")
+    message["Message-ID"] = f"<{message_id}>" if message_id else make_msgid(domain="closeout")
     message.set_content(alert.text)  # text/plain, utf-8
     return message
 
 
-def send_email(alert: FinanceAlert, conn_id: str = FINANCE_SMTP_CONN_ID) -> list[str]:
-    """Deliver the alert; return the recipients the server accepted. Raises AlertDeliveryError."""
+def send_email(alert: FinanceAlert, conn_id: str = FINANCE_SMTP_CONN_ID, *, message_id: str | None = None) -> list[str]:
+    """Deliver the alert; return the recipients the server accepted. Raises AlertDeliveryError.
+
+    ``message_id`` is the delivery's identity (``closeout.alerts.notify.delivery_id``): a worker that dies after the
+    server accepted the mail and before the delivery is recorded sends it again on the retry, under the same
+    Message-ID, so mail systems that drop a Message-ID they already hold (and people) see one alert."""
     conn = get_connection(conn_id)
     if not conn.host:
         raise AlertDeliveryError(f"connection {conn_id!r} has no host")
@@ -61,7 +67,7 @@ def send_email(alert: FinanceAlert, conn_id: str = FINANCE_SMTP_CONN_ID) -> list
     timeout = float(conn.extra.get("timeout", 30))
     use_ssl = _truthy(conn.extra.get("ssl", False))
     port = conn.port or (465 if use_ssl else 25)
-    message = build_message(alert, sender, recipients)
+    message = build_message(alert, sender, recipients, message_id)
     faults.point("alert.email.before_send")
     try:
         smtp_cls = smtplib.SMTP_SSL if use_ssl else smtplib.SMTP

@@ -23,13 +23,22 @@ log = logging.getLogger(__name__)
 from closeout.masking import KNOWN_CONN_IDS, known_secrets  # noqa: E402,F401
 
 
-def _sender(channel: str) -> Callable[[Any], object]:
+def _sender(channel: str, delivery: str | None = None) -> Callable[[Any], object]:
     from closeout.alerts.mail import send_email
     from closeout.alerts.webhook import post_webhook
 
     if channel == routing.FINANCE_SMTP:
-        return lambda alert: send_email(alert, channel)
-    return lambda alert: post_webhook(alert, channel)
+        return lambda alert: send_email(alert, channel, message_id=delivery)
+    return lambda alert: post_webhook(alert, channel, idempotency_key=delivery)
+
+
+def delivery_id(cause_id: int, fingerprint: str, channel: str) -> str:
+    """One alert's identity: its cause (a new cause after a resolution has a new id) and channel, plus part of
+    the fingerprint so two warehouses' cause numbers do not collide in one mailbox. Sent as the e-mail's
+    Message-ID and the webhook's Idempotency-Key: delivery is at least once (a worker killed after the send and
+    before its record sends again, ``closeout.faults`` point ``alert.*.after_send``), and the repeat carries the
+    same identity, so receivers that drop a known Message-ID or key deliver the alert once."""
+    return f"closeout-alert-{cause_id}-{fingerprint[:16]}-{channel.replace('_', '-')}@closeout"
 
 
 def notify_failure(context: Mapping[str, Any]) -> dict[str, Any]:
@@ -73,8 +82,9 @@ def _notify(failure: FailureFacts, channels: tuple[str, ...]) -> dict[str, Any]:
         exponents = record.exponents(conn)
         for channel in channels:
             alert = _compose(failure, channel, cause_id, occurrences, secrets, exponents, None)
+            delivery = delivery_id(cause_id, cause.fingerprint, channel)
             status, error = record.deliver_once(conn, cause_id, channel, alert.subject,
-                                                lambda a=alert, c=channel: _sender(c)(a))  # fmt: skip
+                                                lambda a=alert, c=channel, d=delivery: _sender(c, d)(a))  # fmt: skip
             if error:
                 log.error("failure alert on channel %s for %s.%s (cause %s) failed: %s", channel, failure.dag_id,
                           failure.task_id, cause_id, mask_shapes(error))  # fmt: skip

@@ -11,10 +11,20 @@ running close, `closeout.period_closes`).
    `trackers`, re-listing the whole period with a deletion sweep, in that tracker's pool (`<tracker>_api`, as
    its sync DAG); a sync run another DAG run started and has not finished is never joined: the task retries.
 3. **lock_period**: later edits to the period become adjustments in the next one.
-4. **drafts** -> 5. **publish** (as of the first day after the period; `publish_policy`: `as_configured`, `auto`
-   approves the period's held drafts as "close run N", `hold` publishes nothing) -> 6. **events** -> 7. **journals**
-   -> 8. **accounting_export** -> 9. **reconcile** (a breach pauses payouts, opens a hold, alerts finance and fails
-   the close) -> 10. **close_report** (HTML, CSV, JSON; linked from this run's note).
+4. **drafts** -> 5. **approve_held_drafts** -> 6. **publish** (as of the first day after the period;
+   `publish_policy`: `as_configured` each client's policy, held drafts stay held; `auto` also publishes the period's
+   held drafts once finance approves them; `hold` publishes nothing) -> 7. **events** -> 8. **journals** ->
+   9. **accounting_export** -> 10. **reconcile** (a breach pauses payouts, opens a hold, alerts finance and fails
+   the close) -> 11. **close_report** (HTML, CSV, JSON; linked from this run's note).
+
+**approve_held_drafts** (with `publish_policy: auto` and held drafts in the period): Airflow's `ApprovalOperator`,
+assigned at run time to the finance group in env `CLOSEOUT_FINANCE_APPROVERS` less the person who triggered the
+close; the request lists each held draft (client, period, amount, why held) and totals per currency. The close
+never approves anything itself: Approve publishes those drafts, Reject keeps them held (the close goes on), and
+every answer is one row per draft in `closeout.decisions` with `requested_by` and `decided_by`; an answer by the
+requester is refused, recorded, and fails the close. Only the deployment can switch the approval off (env
+`CLOSEOUT_HELD_DRAFTS_APPROVAL=off`, recorded on the close run); there is no trigger parameter for it. A close
+with no held drafts does not wait.
 
 **dry_run**: everything except Stripe mutations (publish is a preview of invoices and totals), the lock and the
 payout gate (breaches are reported only); the export goes to `dry-run/`, the report is marked DRY RUN.
@@ -73,11 +83,14 @@ def _step(name: str, tracker: str | None = None) -> dict:
         "trackers": Param(TRACKERS, type="array", items={"type": "string", "enum": TRACKERS}, minItems=1,
                           uniqueItems=True, title="Trackers", description="Trackers the final sync includes."),
         "publish_policy": Param("as_configured", type="string", enum=PUBLISH_POLICIES, title="Publish policy",
-                                description="as_configured: each client's policy; auto: approve the period's held "
-                                            "drafts (recorded as approved by this close run); hold: publish nothing."),
+                                description="as_configured: each client's policy (held drafts stay held); auto: also "
+                                            "publish the period's held drafts once someone in finance other than "
+                                            "you approves them (approve_held_drafts); hold: publish nothing."),
     },
 )  # fmt: skip
 def closeout_month_end_close():
+    from closeout.close.approval_operator import HeldDraftsApprovalOperator
+
     @task.short_circuit
     def validate() -> dict | bool:
         from airflow.sdk.exceptions import AirflowFailException
@@ -136,8 +149,11 @@ def closeout_month_end_close():
 
         return tasks.close_report(get_current_context()["run_id"])
 
+    approve_held_drafts = HeldDraftsApprovalOperator(task_id="approve_held_drafts")
+
     chain = [validate(), *[final_sync_of(tracker) for tracker in TRACKERS], final_sync(), lock_period(), drafts(),
-             publish(), events(), journals(), accounting_export(), reconcile(), close_report()]  # fmt: skip
+             approve_held_drafts, publish(), events(), journals(), accounting_export(), reconcile(),
+             close_report()]  # fmt: skip
     chain_linear(*chain)
 
 

@@ -3,8 +3,8 @@ sandboxes: a period closed end to end; a re-run that changes nothing (sandbox re
 counts) and says so; a dry run with no Stripe mutation, no lock and no hold; a failing step retried alone without
 repeating a side effect, and a new run taking over a failed close; a late edit to the locked period billed as an
 adjustment in the next one; a breach acting through the real gate with the report linked from finance's alert and the
-run's note; the 'auto' publish-policy override recorded as approvals by the close run; clear refusals for a
-malformed, unfinished, already-locked period and for a second close while one runs."""
+run's note; the 'auto' publish-policy override publishing held drafts only once finance approves them; clear
+refusals for a malformed, unfinished, already-locked period and for a second close while one runs."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from sandbox.harvest import generate_dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ledger"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gate"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gate_support
 from ledger_support import check_invariants
 
@@ -374,20 +375,37 @@ def _report_url(period: str) -> str:
 
 
 # -- the publish-policy override -----------------------------------------------------------------------------------
-def test_policy_override_auto_approves_held_drafts_as_the_close_run(
-    warehouse, books, stripe_sandbox, airflow_db
+def test_policy_override_auto_asks_finance_and_publishes_held_drafts_only_once_approved(
+    warehouse, books, stripe_sandbox, airflow_db, api_server, monkeypatch
 ) -> None:
+    """'auto' no longer approves held drafts as "close run N": the close waits in approve_held_drafts until
+    someone in finance other than the requester approves; then the drafts are published, approved by that person,
+    and each has its decision in closeout.decisions."""
+    from close_approval_support import Answerer
+
     (books / "clients.yaml").write_text("defaults:\n  require_approval: false\n  publish_policy: hold\nclients: []\n")
+    monkeypatch.setenv("CLOSEOUT_FINANCE_APPROVERS", gate_support.API_USER)
+    monkeypatch.delenv("CLOSEOUT_HELD_DRAFTS_APPROVAL", raising=False)
     conf = {**CONF, "publish_policy": "auto"}
 
-    preview = close({**conf, "dry_run": True})
+    preview = close({**conf, "dry_run": True})  # a dry run asks nobody and approves nothing
     assert preview.state == "success", preview
+    assert preview.task_states["approve_held_drafts"] == "success", preview
     would = close_row(warehouse, preview.run_id)["steps"]["publish"]["summary"]["would_publish"]
     assert would["count"] > 0 and set(would["by_action"]) == {"approve_and_publish"}, would
     assert warehouse.scalar("SELECT count(*) FROM closeout.invoices WHERE approved_by IS NOT NULL") == 0
+    assert warehouse.scalar("SELECT count(*) FROM closeout.decisions") == 0
     assert stripe_sandbox.count("invoice") == 0
 
+    person = Answerer(api_server.url, lambda user: {"Authorization": f"Bearer {api_server.token()}"},
+                      gate_support.API_USER, [(gate_support.API_USER, "Approve")],
+                      look=lambda: (stripe_sandbox.count("invoice"), warehouse.scalar(
+                          "SELECT count(*) FROM closeout.invoices WHERE approved_by IS NOT NULL")))  # fmt: skip
+    person.start()
     result = close(conf)
+    person.finish()
+    assert person.seen == (0, 0), "it waited: nothing approved or published before the answer"
+    assert person.statuses == [(gate_support.API_USER, 200)]
     assert result.state == "success", result
     close_run_id = close_row(warehouse, result.run_id)["close_run_id"]
     rows = warehouse.rows(
@@ -396,7 +414,12 @@ def test_policy_override_auto_approves_held_drafts_as_the_close_run(
         (PERIOD_START, NEXT_START),
     )
     assert sorted(r[0] for r in rows) == sorted(i["invoice_id"] for i in would["invoices"])
-    assert {(status, by, same) for _, status, by, same in rows} == {("open", f"close run {close_run_id}", True)}, rows
+    assert {(status, by, same) for _, status, by, same in rows} == {
+        ("open", f"approval: {gate_support.API_USER}", True)}, rows  # fmt: skip
+    assert f"close run {close_run_id}" not in {by for _, _, by, _ in rows}
+    decisions = warehouse.rows("SELECT kind, subject, requested_by, decided_by, outcome FROM closeout.decisions")
+    assert sorted(decisions) == sorted(("held_drafts", r[0], "dag_test", gate_support.API_USER, "approved")
+                                       for r in rows)  # fmt: skip
     check_invariant_3(warehouse, stripe_sandbox)
 
 

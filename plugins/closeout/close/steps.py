@@ -4,7 +4,8 @@ Every stage is already idempotent and safe to retry (outbox keys for Stripe, ver
 once, export files rewritten byte-identically), so a step re-run after a failure repeats no side effect. What
 the close adds: the period's scope (the final sync covers the whole period and sweeps it for deletions, publish
 runs "as of" the first day after it), the publish-policy override, and the dry run (no external mutation, no
-lock, no payout gate). Each step returns a summary with counts; ``closeout.close.tasks`` records it.
+lock, no payout gate). Held drafts are approved by finance in the close's approve_held_drafts task, never here.
+Each step returns a summary with counts; ``closeout.close.tasks`` records it.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ import psycopg
 from closeout.close import dry_run
 from closeout.close.params import CloseParams
 from closeout.close.runs import CloseRefused, CloseRun, step_progress
-from closeout.paths import load_sql
 from closeout.trackers.settings import SyncSettings
 
 log = logging.getLogger(__name__)
 
-ORDER = ("final_sync", "lock_period", "drafts", "publish", "events", "journals", "accounting_export", "reconcile",
-         "close_report")  # fmt: skip
+# approve_held_drafts is the close's human-in-the-loop task (closeout.close.approval_operator), recorded like a step
+ORDER = ("final_sync", "lock_period", "drafts", "approve_held_drafts", "publish", "events", "journals",
+         "accounting_export", "reconcile", "close_report")  # fmt: skip
 WINDOWED_MAX_DAYS = 366  # Toggl's and Clockify's reports span at most a year (closeout.trackers.windowed)
 
 
@@ -154,26 +155,10 @@ def drafts(step: Step) -> dict[str, Any]:
 
 
 # -- 4. publish ---------------------------------------------------------------------------------------------------
-def approve_held(step: Step) -> list[dict[str, Any]]:
-    """The 'auto' override: approve the period's held drafts, each recorded as an approval by this close run."""
-    from closeout.billing import lifecycle
-
-    rows = step.conn.execute(load_sql("close/held_drafts.sql"),
-                             {"start": step.params.start, "next_start": step.params.next_start}).fetchall()  # fmt: skip
-    approved = []
-    note = f"publish policy override 'auto' in closeout_month_end_close ({step.params.period})"
-    for invoice_id, version, client_key, currency, total in rows:
-        lifecycle.approve(step.conn, invoice_id, version=version, approved_by=step.closed_by, note=note)
-        approved.append({"invoice_id": invoice_id, "version": version, "client_key": client_key,
-                         "currency": currency, "total_minor": total})  # fmt: skip
-    step.conn.commit()
-    if approved:
-        log.info("publish policy override 'auto': %d held drafts approved by %s: %s", len(approved), step.closed_by,
-                 ", ".join(a["invoice_id"] for a in approved))  # fmt: skip
-    return approved
-
-
 def publish(step: Step) -> dict[str, Any]:
+    """Publishes what policy allows as of the first day after the period. Held drafts go out only once approved:
+    with ``publish_policy: auto`` the approve_held_drafts task before this step asked finance (the close itself
+    approves nothing); the dry run's preview lists them as ``approve_and_publish``."""
     from closeout.payments import preview
 
     policy = step.params.publish_policy
@@ -187,7 +172,6 @@ def publish(step: Step) -> dict[str, Any]:
                                         else None)  # fmt: skip
         log.info("dry run: publish would send %d invoices to Stripe, totals %s", would["count"], would["totals_minor"])
         return {"dry_run": True, "would_publish": would}
-    approved = approve_held(step) if policy == "auto" else []
     from closeout.payments import credit_notes, tasks
 
     # decreases of issued invoices leave the drafts before they are frozen, and are credited on their own
@@ -195,7 +179,8 @@ def publish(step: Step) -> dict[str, Any]:
     taken = credit_notes.take_corrections_off_drafts(step.run.airflow_run_id, as_of)
     summary = tasks.publish_drafts(step.run.airflow_run_id, as_of)
     corrections = credit_notes.issue_corrections(step.run.airflow_run_id, as_of)
-    return {"as_of": as_of.isoformat(), "approved_by_override": approved, **summary,
+    held = step.run.step("approve_held_drafts").get("summary") or {}
+    return {"as_of": as_of.isoformat(), "held_drafts_approved": held.get("approved", 0), **summary,
             "corrections": {"taken_off_drafts": taken, **corrections}}  # fmt: skip
 
 

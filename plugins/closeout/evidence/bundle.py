@@ -89,7 +89,9 @@ def csv_cell(value: Any) -> Cell:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int) or (isinstance(value, Decimal) and value.is_finite()):
+    if isinstance(value, int):  # through Decimal: format(int, "f") would go through a float
+        return Number(Decimal(value))
+    if isinstance(value, Decimal) and value.is_finite():
         return Number(value)
     if isinstance(value, dict | list | tuple):
         return json.dumps(json_value(value), sort_keys=True, ensure_ascii=False)

@@ -113,19 +113,12 @@ class TokenStore:
         params = {"conn_id": client.conn_id, "system": client.system, "company_id": client.company_id,
                   "refresh_token": client.seed_refresh_token, "seed_sha256": self._seed_sha,
                   "margin_seconds": self.margin_seconds}  # fmt: skip
-        conn.execute(load_sql("accounting_api/oauth_seed.sql"), params)
-        conn.commit()  # the seed row exists for everyone before anyone waits on it
-        conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{max(self.lock_wait, 0.001) * 1000:.0f}ms",))
-        try:
-            row = conn.execute(load_sql("accounting_api/oauth_lock.sql"), params).fetchone()
-        except psycopg.errors.LockNotAvailable:
-            raise LockBusy(
-                f"the OAuth token row of connection {client.conn_id!r} is still locked by another task's refresh "
-                f"after {self.lock_wait:g} s; this task fails and Airflow retries it",
-                lock=f"accounting_oauth:{client.conn_id}",
-                holders=[],
-            ) from None
-        if row is None:  # deleted between the seed and the lock: a person reset it; start from the connection
+        row = self._lock_row(conn, params)
+        if row is None:  # the first refresh ever: seed from the connection (a concurrent seeder wins quietly)
+            conn.execute(load_sql("accounting_api/oauth_seed.sql"), params)
+            conn.commit()
+            row = self._lock_row(conn, params)
+        if row is None:  # deleted between the seed and the lock: a person reset it; the task's retry reseeds
             raise OAuthError(f"token row of {client.conn_id!r} vanished during refresh; retry", status=None,
                              retryable=True)  # fmt: skip
         system, company_id, refresh_token, stored_seed, access, fresh = row
@@ -158,6 +151,20 @@ class TokenStore:
                  client.system, client.conn_id, stored[0] if stored else "?", grant.expires_in)  # fmt: skip
         self._remember(grant.access_token, grant.expires_in)
         return grant.access_token
+
+    def _lock_row(self, conn: psycopg.Connection, params: dict[str, object]) -> tuple | None:
+        """The connection's row, locked FOR UPDATE within the bounded wait (only reads until the lock is held:
+        nothing here writes before it, so a waiting task never blocks anyone else)."""
+        conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{max(self.lock_wait, 0.001) * 1000:.0f}ms",))
+        try:
+            return conn.execute(load_sql("accounting_api/oauth_lock.sql"), params).fetchone()
+        except psycopg.errors.LockNotAvailable:
+            raise LockBusy(
+                f"the OAuth token row of connection {self.client.conn_id!r} is still locked by another task's "
+                f"refresh after {self.lock_wait:g} s; this task fails and Airflow retries it",
+                lock=f"accounting_oauth:{self.client.conn_id}",
+                holders=[],
+            ) from None
 
     def _remember(self, access: str, seconds_left: float) -> None:
         with self._lock:

@@ -24,6 +24,7 @@ CONTRACT_DAG_IDS = {
     "closeout_payouts",
     "closeout_month_end_close",
     "closeout_migrate_history",
+    "closeout_pilot_compare",
 }
 ONE_RUN_AT_A_TIME = {
     "closeout_sync_harvest",
@@ -35,6 +36,7 @@ ONE_RUN_AT_A_TIME = {
     "closeout_payouts",
     "closeout_reconcile",
     "closeout_month_end_close",
+    "closeout_pilot_compare",
 }
 HEAVY_MODULES = ("pandas", "great_expectations", "stripe", "psycopg", "requests")
 HARVEST_POOL = "harvest_api"

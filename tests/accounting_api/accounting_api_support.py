@@ -41,15 +41,19 @@ def stored_tokens(warehouse) -> dict:
 
 
 def tables_holding(warehouse, secrets: Iterable[str], *, besides: str = "accounting_oauth") -> list[tuple[str, str]]:
-    """(table, secret prefix) for every warehouse table other than ``besides`` whose rows contain a secret."""
-    tables = warehouse.rows("SELECT table_schema, table_name FROM information_schema.tables "
-                            "WHERE table_schema IN ('closeout', 'closeout_data') AND table_type = 'BASE TABLE' "
-                            "AND table_name <> %s", (besides,))  # fmt: skip
+    """(table, first 8 characters of the secret) for every warehouse table other than ``besides`` whose rows contain
+    one of ``secrets`` anywhere (every column, as text)."""
+    from closeout.warehouse.db import connect
+
+    wanted = list(secrets)
     found = []
-    for schema, table in tables:
-        for secret in secrets:
-            hit = warehouse.scalar(f'SELECT 1 FROM "{schema}"."{table}" t WHERE strpos(t::text, %s) > 0 LIMIT 1',
-                                   (secret,))  # fmt: skip
-            if hit:
-                found.append((f"{schema}.{table}", secret[:8]))
+    with connect() as conn:
+        tables = conn.execute("SELECT table_schema, table_name FROM information_schema.tables "
+                              "WHERE table_schema IN ('closeout', 'closeout_data') AND table_type = 'BASE TABLE' "
+                              "AND table_name <> %s", (besides,)).fetchall()  # fmt: skip
+        assert len(tables) > 20
+        for schema, table in tables:
+            rows = conn.execute(f'SELECT DISTINCT s FROM "{schema}"."{table}" t, unnest(%s::text[]) s '
+                                "WHERE strpos(t::text, s) > 0", (wanted,)).fetchall()  # fmt: skip
+            found += [(f"{schema}.{table}", secret[:8]) for (secret,) in rows]
     return found

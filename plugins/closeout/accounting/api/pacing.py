@@ -21,11 +21,14 @@ from dataclasses import dataclass
 
 
 class WindowBucket:
-    """At most ``limit`` acquisitions in any ``window`` seconds; ``limit <= 0`` means unlimited."""
+    """At most ``limit`` acquisitions in any ``window`` seconds (plus a small slack); ``limit <= 0``: unlimited."""
 
-    def __init__(self, limit: int, window: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, limit: int, window: float, *, slack: float | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.limit = int(limit)
-        self.window = float(window)
+        # The vendor counts when a request arrives, we when it leaves: a request delayed on the way (a new TLS
+        # connection, a busy worker) arrives closer to the next one than it left. The slack absorbs that.
+        self.window = float(window) + (max(0.1, 0.02 * float(window)) if slack is None else float(slack))
         self._clock = clock
         self._spent: deque[float] = deque()
         self._lock = threading.Lock()

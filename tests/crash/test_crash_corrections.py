@@ -1,8 +1,9 @@
 """Crash matrix, corrections: the worker issuing corrections to Stripe is killed (SIGKILL) after the outbox row
 of a credit note (on a paid invoice, refunded to the card: Stripe makes the refund with it) or of a customer
 balance credit is committed and before the call, and after Stripe answered and before the answer is recorded.
-The retry (the task again, without the crash point) leaves exactly one credit note and one refund, or one
-customer balance transaction, in Stripe; the cash sync and posting book each once."""
+The retry (the next ``closeout_stripe_publish`` run under ``dag.test`` for the credit note; the task again, a
+month later, for the balance credit, which is only due once the month is over) leaves exactly one credit note
+and one refund, or one customer balance transaction, in Stripe; the cash sync and posting book each once."""
 
 from __future__ import annotations
 
@@ -46,7 +47,7 @@ def _issue_code(as_of: date | None) -> str:
 
 @pytest.mark.parametrize("point", CREDIT_NOTE_POINTS)
 def test_a_refunding_credit_note_killed_between_intent_and_outcome_is_made_once(
-    warehouse, stripe_sandbox, point: str
+    warehouse, stripe_sandbox, run_dag, point: str
 ) -> None:
     day = last_month() + timedelta(days=4)
     with connect() as conn:
@@ -63,8 +64,8 @@ def test_a_refunding_credit_note_killed_between_intent_and_outcome_is_made_once(
     die_at(point, _issue_code(None))
     assert warehouse.rows("SELECT state FROM closeout.corrections") == [("pending",)]
 
-    result = credit_notes.issue_corrections("retry", None)
-    assert result["issued"]["credit_notes_issued"] == 1
+    result = run_dag("closeout_stripe_publish")  # the next run: its issue_corrections step resumes the outbox row
+    assert result.state == "success", result
     (note,) = [n for n in stripe_sandbox.objects("credit_note") if n["invoice"] == sid]
     assert stripe_sandbox.count("credit_note") == 1
     assert (note["amount"], note["post_payment_amount"]) == (15000, 15000)

@@ -105,6 +105,27 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
             "key_prefix": _field("Idempotency key prefix", "Distinguishes installations sharing an account."),
         },
     },
+    {
+        "connection-type": "quickbooks",
+        "hook-class-name": "closeout.accounting.api.quickbooks.QuickBooksConnectionHook",
+        "hook-name": "QuickBooks Online (closeout)",
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "port"],
+            "relabeling": {"host": "API base URL", "login": "OAuth client ID", "password": "OAuth client secret"},
+            "placeholders": {"host": "https://quickbooks.api.intuit.com"},
+        },
+        "conn-fields": {
+            "realm_id": _field("Company ID (realm ID)", "The QuickBooks company the tokens open."),
+            "refresh_token": _field(
+                "First refresh token", "From connecting the company; closeout keeps the rotated ones.", secret=True
+            ),
+            "token_url": _field("Token URL", "Default https://oauth.platform.intuit.com/oauth2/v1/tokens/bearer."),
+            "minorversion": _field("Minor version", "75 or later (the default).", "integer"),
+            "requests_per_minute": _field("Requests per minute", "Intuit allows 500 per company.", "integer"),
+            "batch_requests_per_minute": _field("Batch requests per minute", "Intuit allows 40.", "integer"),
+            "max_concurrent": _field("Concurrent requests", "Intuit allows 10.", "integer"),
+        },
+    },
 ]
 
 NOTIFIERS = ["closeout.alerts.notifier.FailureNotifier", "closeout.alerts.notifier.CauseResolver"]

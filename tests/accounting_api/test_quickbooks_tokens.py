@@ -234,3 +234,11 @@ def test_no_secret_reaches_a_log_line_or_any_table_but_the_token_store(
     assert "refreshed quickbooks tokens of connection quickbooks_default" in caplog.text
     assert tables_holding(warehouse, secrets) == []
     assert stored_tokens(warehouse)["refreshes"] == 3
+
+
+def test_finance_reads_the_outbox_but_not_the_token_store(warehouse) -> None:
+    assert warehouse.rows(
+        "SELECT has_table_privilege('closeout_finance', 'closeout_data.accounting_oauth', 'SELECT'), "
+        "has_table_privilege('closeout_pipeline', 'closeout_data.accounting_oauth', 'UPDATE'), "
+        "has_table_privilege('closeout_finance', 'closeout_data.accounting_api_outbox', 'SELECT')"
+    ) == [(False, True, True)]

@@ -37,6 +37,7 @@ EVIDENCE = {
     "closeout_reconcile": "closeout.recon_checks, closeout.payout_holds",
     "closeout_payouts": "closeout.payout_runs, closeout.payout_items, closeout.payout_holds",
     "closeout_month_end_close": "the close report, closeout.recon_checks, closeout.payout_holds",
+    "closeout_pilot_compare": "closeout.pilot_comparisons, closeout.pilot_comparison_items, closeout.pilot_breaches",
 }
 
 

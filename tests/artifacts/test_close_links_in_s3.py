@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 import sys
+import uuid
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -35,7 +36,7 @@ api_server, airflow_api, smtp, hook_receiver, finance_conns = (
 )  # fmt: skip
 
 DAG_ID = "closeout_month_end_close"
-BUCKET = "closeout-close"
+BUCKET = f"closeout-close-{uuid.uuid4().hex[:8]}"  # moto's buckets live as long as the process: one per run
 PREFIX = "finance"
 PERIOD_START = last_month()
 PERIOD = PERIOD_START.strftime("%Y-%m")

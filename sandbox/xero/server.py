@@ -1,0 +1,440 @@
+"""A stateful local server speaking the Xero Accounting API (2.0) and Xero's OAuth 2.0 token endpoint.
+
+What it implements (``/work/shared/reference/accounting-apis.md``):
+
+* ``POST /connect/token`` (client id and secret as HTTP Basic, ``grant_type=refresh_token``): access tokens live
+  1800 s on the sandbox clock; every refresh returns a new refresh token and retires the one sent, which Xero
+  accepts again only within a grace of ``refresh_grace_seconds`` (default 1800: Xero's documented 30 minutes, in
+  case the answer was lost). A grace use continues the chain from there and voids the lost successor.
+  ``connect_organisation`` stands in for the consent screen.
+* ``GET /connections``: the tenants the access token may use.
+* ``/api.xro/2.0/Contacts`` and ``/api.xro/2.0/Invoices`` with ``Authorization: Bearer`` and ``xero-tenant-id``:
+  ``PUT`` creates (an array under ``Contacts``/``Invoices``), ``POST`` creates or updates (by ``ContactID`` /
+  ``InvoiceID``), ``GET`` lists (``page``, 100 a page; ``where`` equality on one field) or reads one by id.
+  Contact ``Name`` is unique (a ValidationException). ``summarizeErrors=false`` answers 200 with every element's
+  ``StatusAttributeString`` (OK/ERROR) and ``ValidationErrors`` instead of failing the lot.
+* ``Idempotency-Key`` (at most 128 characters) on POST/PUT/PATCH: the first answer per (tenant, key) is replayed.
+* Limits per tenant: ``per_minute`` (60), ``per_day`` (5000), ``max_concurrent`` (5); per app ``app_per_minute``
+  (10,000). Every answer carries ``X-MinLimit-Remaining``, ``X-DayLimit-Remaining`` and
+  ``X-AppMinLimit-Remaining``; a 429 carries ``Retry-After`` and ``X-Rate-Limit-Problem`` (minute, day,
+  concurrent, appminute). ``use_budget`` spends budget as another integration of the organisation would.
+* Faults (``faults.add``): ``timeout_after_commit``, ``drop``, ``500``, ``slow``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import copy
+import hmac
+import itertools
+import json
+import math
+import re
+import secrets
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+from urllib.parse import parse_qs
+
+from sandbox.serving import BackgroundServer, FaultPlan, Response, Traffic
+
+__all__ = ["FAULT_KINDS", "TOKEN_PATH", "XeroSandbox"]
+
+FAULT_KINDS = ("timeout_after_commit", "drop", "500", "slow")
+TOKEN_PATH = "/connect/token"
+API_PREFIX = "/api.xro/2.0/"
+ACCESS_TOKEN_SECONDS = 1800
+REFRESH_TOKEN_SECONDS = 60 * 86400
+MAX_IDEMPOTENCY_KEY = 128
+PAGE_SIZE = 100
+_ENTITIES = {"contacts": ("Contacts", "ContactID"), "invoices": ("Invoices", "InvoiceID")}
+
+
+class XeroFault(Exception):
+    def __init__(self, status: int, body: dict[str, Any], headers: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(str(body))
+        self.status = status
+        self.body = body
+        self.headers = headers or []
+
+
+def _validation(message: str, elements: list[dict[str, Any]] | None = None) -> XeroFault:
+    return XeroFault(400, {"ErrorNumber": 10, "Type": "ValidationException",
+                           "Message": "A validation exception occurred", "Elements": elements or [],
+                           "Detail": message})  # fmt: skip
+
+
+@dataclass
+class _RefreshToken:
+    client_id: str
+    serial: int
+    expires_at: float
+    retired_at: float | None = None
+    revoked: bool = False
+
+
+class _Tenant:
+    def __init__(self, tenant_id: str, name: str) -> None:
+        self.tenant_id = tenant_id
+        self.name = name
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {"Contacts": {}, "Invoices": {}}
+        self.answers: dict[str, Response] = {}
+        self.creates: dict[str, int] = {"Contacts": 0, "Invoices": 0}
+        self.numbers = itertools.count(1)
+
+
+def _dumps(obj: Any) -> bytes:
+    return json.dumps(obj, default=lambda v: float(v) if isinstance(v, Decimal) else str(v),
+                      separators=(",", ":")).encode()  # fmt: skip
+
+
+class XeroSandbox:
+    """In-memory Xero organisations plus an HTTP server that serves them (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        client_id: str = "XEROSANDBOXCLIENT",
+        client_secret: str = "xero-sandbox-client-secret",  # noqa: S107 - a well-known fake credential
+        tenant_id: str = "8a7c6b5d-1e2f-4a3b-9c8d-7e6f5a4b3c2d",
+        refresh_grace_seconds: float = 1800.0,
+        per_minute: int | None = 60,
+        per_day: int | None = 5000,
+        max_concurrent: int | None = 5,
+        app_per_minute: int | None = 10_000,
+        minute_seconds: float = 60.0,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.tenant_id = tenant_id
+        self.refresh_grace_seconds = float(refresh_grace_seconds)
+        self.per_minute, self.per_day, self.max_concurrent = per_minute, per_day, max_concurrent
+        self.app_per_minute = app_per_minute
+        self.minute_seconds = float(minute_seconds)
+        self._base_clock = clock or time.time
+        self._offset = 0.0
+        self._lock = threading.RLock()
+        self._tenants = {tenant_id: _Tenant(tenant_id, "Sandbox Organisation")}
+        self._refresh: dict[str, _RefreshToken] = {}
+        self._access: dict[str, float] = {}
+        self._issued: list[str] = []
+        self._serials = itertools.count(1)
+        self._minute: dict[str, deque[float]] = {}
+        self._day: dict[str, deque[float]] = {}
+        self._app_minute: deque[float] = deque()
+        self._in_flight: dict[str, int] = {}
+        self.faults = FaultPlan(FAULT_KINDS)
+        self.traffic = Traffic(10_000, counters=("token_refreshes", "token_refusals", "throttled", "replays"))
+        self._server = BackgroundServer("XeroSandbox", self._serve, self._internal_error, clock=self.now)
+        self.first_refresh_token = self.connect_organisation()
+
+    # ------------------------------------------------------------------ lifecycle, clock, controls
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        return self._server.start(host, port)
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server.base_url is None:
+            raise RuntimeError("sandbox not started")
+        return self._server.base_url
+
+    @property
+    def token_url(self) -> str:
+        return self.base_url + TOKEN_PATH
+
+    def now(self) -> float:
+        return self._base_clock() + self._offset
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the sandbox clock (token expiry, grace); rate windows keep real time."""
+        with self._lock:
+            self._offset += float(seconds)
+            return self.now()
+
+    def connect_organisation(self) -> str:
+        """A person (re)connecting the organisation: a first refresh token; every other one is retired."""
+        with self._lock:
+            return self._issue_refresh(self.client_id)
+
+    def issued_tokens(self) -> list[str]:
+        with self._lock:
+            return list(self._issued)
+
+    def objects(self, kind: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return json.loads(_dumps(list(self._tenants[self.tenant_id].objects[kind].values())))
+
+    def create_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._tenants[self.tenant_id].creates)
+
+    def use_budget(self, calls: int, *, day_only: bool = False) -> None:
+        """Spend the tenant's budget as another integration of the same organisation would."""
+        now = time.monotonic()
+        with self._lock:
+            for _ in range(calls):
+                self._day.setdefault(self.tenant_id, deque()).append(now)
+                if not day_only:
+                    self._minute.setdefault(self.tenant_id, deque()).append(now)
+
+    def stats(self) -> dict[str, Any]:
+        return self.traffic.snapshot()
+
+    # ------------------------------------------------------------------ HTTP entry point
+    def _internal_error(self, exc: Exception) -> Response:
+        return 500, _dumps({"Type": "InternalServerError", "Message": repr(exc)}), []
+
+    def _serve(self, method: str, target: str, headers: Any, body: bytes, host: str) -> Response | None:
+        path, _, query = target.partition("?")
+        fault = self.faults.take(path)
+        kind = fault.kind if fault is not None else None
+        if kind == "drop":
+            self.traffic.record(method, target, 0)
+            return None
+        if kind == "500":
+            self.traffic.record(method, target, 500)
+            return self._internal_error(RuntimeError("injected by the sandbox"))
+        delay = fault.delay if kind == "slow" and fault is not None else 0.0
+        if path == TOKEN_PATH:
+            time.sleep(delay)
+            response = self._token_endpoint(method, headers, body)
+            self.traffic.record(method, "TOKEN", response[0],
+                                counter="token_refreshes" if response[0] == 200 else "token_refusals")  # fmt: skip
+        else:
+            response = self._api(method, path, query, headers, body, delay)
+            counter = "throttled" if response[0] == 429 else None
+            if any(name == "X-Sandbox-Replayed" for name, _ in response[2]):
+                counter = "replays"
+            self.traffic.record(method, target, response[0], counter=counter)
+        if kind == "timeout_after_commit":
+            if fault is not None and fault.delay > 0:
+                time.sleep(fault.delay)
+            return None
+        return response
+
+    # ------------------------------------------------------------------ OAuth 2.0
+    def _issue_refresh(self, client_id: str) -> str:
+        now = self.now()
+        for token in self._refresh.values():
+            if token.client_id == client_id and token.retired_at is None:
+                token.retired_at = now
+        value = secrets.token_hex(32)
+        self._refresh[value] = _RefreshToken(client_id, next(self._serials), now + REFRESH_TOKEN_SECONDS)
+        self._issued.append(value)
+        return value
+
+    def _token_endpoint(self, method: str, headers: Any, body: bytes) -> Response:
+        if method != "POST":
+            return 405, _dumps({"error": "invalid_request"}), []
+        scheme, _, credential = (headers.get("Authorization") or "").partition(" ")
+        try:
+            client_id, _, secret = base64.b64decode(credential.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            client_id, secret = "", ""
+        if scheme.lower() != "basic" or client_id != self.client_id or not hmac.compare_digest(
+            secret.encode(), self.client_secret.encode()
+        ):
+            return 400, _dumps({"error": "invalid_client"}), []
+        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        if form.get("grant_type") != "refresh_token":
+            return 400, _dumps({"error": "unsupported_grant_type"}), []
+        with self._lock:
+            now = self.now()
+            token = self._refresh.get(form.get("refresh_token") or "")
+            in_grace = token is not None and (token.retired_at is None
+                                              or now - token.retired_at <= self.refresh_grace_seconds)  # fmt: skip
+            usable = in_grace and token is not None and token.client_id == client_id and not token.revoked
+            if token is None or not usable or token.expires_at <= now:
+                return 400, _dumps({"error": "invalid_grant"}), []
+            if token.retired_at is not None:
+                for later in self._refresh.values():
+                    if later.client_id == client_id and later.serial > token.serial:
+                        later.revoked = True
+            refresh = self._issue_refresh(client_id)
+            token.retired_at = token.retired_at or now
+            access = "eyJ" + secrets.token_urlsafe(40)
+            self._access[access] = now + ACCESS_TOKEN_SECONDS
+            self._issued.append(access)
+        return 200, _dumps({"id_token": None, "access_token": access, "expires_in": ACCESS_TOKEN_SECONDS,
+                            "token_type": "Bearer", "refresh_token": refresh,
+                            "scope": "offline_access accounting.transactions accounting.contacts"}), []  # fmt: skip
+
+    # ------------------------------------------------------------------ limits
+    def _admit(self, tenant: str) -> tuple[XeroFault | None, list[tuple[str, str]]]:
+        now = time.monotonic()
+        with self._lock:
+            minute = self._minute.setdefault(tenant, deque())
+            day = self._day.setdefault(tenant, deque())
+            for window, span in ((minute, self.minute_seconds), (day, 86400.0),
+                                 (self._app_minute, self.minute_seconds)):  # fmt: skip
+                while window and now - window[0] >= span:
+                    window.popleft()
+            problem, retry = None, 0.0
+            if self.per_day is not None and len(day) >= self.per_day:
+                problem, retry = "day", 86400.0 - (now - day[0])
+            elif self.app_per_minute is not None and len(self._app_minute) >= self.app_per_minute:
+                problem, retry = "appminute", self.minute_seconds - (now - self._app_minute[0])
+            elif self.per_minute is not None and len(minute) >= self.per_minute:
+                problem, retry = "minute", self.minute_seconds - (now - minute[0])
+            elif self.max_concurrent is not None and self._in_flight.get(tenant, 0) >= self.max_concurrent:
+                problem, retry = "concurrent", 1.0
+            if problem is None:
+                minute.append(now)
+                day.append(now)
+                self._app_minute.append(now)
+                self._in_flight[tenant] = self._in_flight.get(tenant, 0) + 1
+            headers = self._remaining(tenant)
+        if problem is not None:
+            headers += [("Retry-After", str(max(1, math.ceil(retry)))), ("X-Rate-Limit-Problem", problem)]
+            return XeroFault(429, {"Type": "RateLimitExceeded", "Title": "Too Many Requests",
+                                   "Detail": f"{problem} rate limit exceeded"}, headers), headers  # fmt: skip
+        return None, headers
+
+    def _remaining(self, tenant: str) -> list[tuple[str, str]]:
+        def left(limit: int | None, used: int) -> str:
+            return str(max(0, limit - used)) if limit is not None else "999999"
+
+        return [("X-MinLimit-Remaining", left(self.per_minute, len(self._minute.get(tenant, ())))),
+                ("X-DayLimit-Remaining", left(self.per_day, len(self._day.get(tenant, ())))),
+                ("X-AppMinLimit-Remaining", left(self.app_per_minute, len(self._app_minute)))]  # fmt: skip
+
+    # ------------------------------------------------------------------ API
+    def _api(self, method: str, path: str, query: str, headers: Any, body: bytes, delay: float) -> Response:
+        scheme, _, value = (headers.get("Authorization") or "").partition(" ")
+        with self._lock:
+            expires = self._access.get(value.strip()) if scheme.lower() == "bearer" else None
+            if expires is None or expires <= self.now():
+                return 401, _dumps({"Type": None, "Title": "Unauthorized", "Status": 401,
+                                    "Detail": "TokenExpired: token expired" if expires else "TokenInvalid"}), [
+                    ("WWW-Authenticate", 'Bearer error="invalid_token"')]  # fmt: skip
+        if path == "/connections" and method == "GET":
+            return 200, _dumps([{"id": str(uuid.uuid5(uuid.NAMESPACE_URL, t.tenant_id)), "tenantId": t.tenant_id,
+                                 "tenantType": "ORGANISATION", "tenantName": t.name}
+                                for t in self._tenants.values()]), []  # fmt: skip
+        tenant_id = headers.get("xero-tenant-id") or ""
+        tenant = self._tenants.get(tenant_id)
+        if tenant is None:
+            return 403, _dumps({"Type": None, "Title": "Forbidden", "Status": 403,
+                                "Detail": "AuthenticationUnsuccessful"}), []  # fmt: skip
+        if not path.startswith(API_PREFIX):
+            return 404, _dumps({"Title": "Not Found", "Status": 404}), []
+        params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        key = headers.get("Idempotency-Key")
+        writes = method in ("POST", "PUT", "PATCH")
+        if writes and key is not None:
+            if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
+                return 400, _dumps({"Title": "Bad Request", "Detail": "Idempotency-Key is 1 to 128 characters"}), []
+            with self._lock:
+                stored = tenant.answers.get(key)
+                if stored is not None:
+                    status, payload, extra = stored
+                    return status, payload, [*extra, *self._remaining(tenant_id), ("X-Sandbox-Replayed", "true")]
+        throttled, limit_headers = self._admit(tenant_id)
+        if throttled is not None:
+            return throttled.status, _dumps(throttled.body), throttled.headers
+        try:
+            time.sleep(delay)
+            with self._lock:
+                if writes and key is not None and key in tenant.answers:
+                    status, payload, extra = tenant.answers[key]
+                    return status, payload, [*extra, *limit_headers, ("X-Sandbox-Replayed", "true")]
+                try:
+                    status, answer = self._route(tenant, method, path[len(API_PREFIX):], params, body)
+                    response: Response = (status, _dumps(answer), [])
+                except XeroFault as fault:
+                    response = (fault.status, _dumps(fault.body), [])
+                if writes and key is not None:
+                    tenant.answers[key] = response
+                return response[0], response[1], [*response[2], *limit_headers]
+        finally:
+            with self._lock:
+                self._in_flight[tenant_id] -= 1
+
+    def _route(self, tenant: _Tenant, method: str, rest: str, params: dict[str, str],
+               body: bytes) -> tuple[int, dict[str, Any]]:  # fmt: skip
+        parts = rest.split("/")
+        entity = _ENTITIES.get(parts[0].lower())
+        if entity is None:
+            raise XeroFault(404, {"Title": "Not Found", "Status": 404})
+        kind, id_field = entity
+        if method == "GET":
+            rows = list(tenant.objects[kind].values())
+            if len(parts) == 2:
+                rows = [r for r in rows if r[id_field] == parts[1]]
+                if not rows:
+                    raise XeroFault(404, {"Title": "Not Found", "Status": 404})
+            for field, value in re.findall(r'(\w+)\s*==\s*"([^"]*)"', params.get("where", "")):
+                rows = [r for r in rows if str(r.get(field)) == value]
+            page = int(params.get("page", "1") or 1)
+            return 200, {kind: rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]}
+        if method not in ("PUT", "POST"):
+            raise XeroFault(405, {"Title": "Method Not Allowed"})
+        try:
+            data = json.loads(body or b"{}", parse_float=Decimal)
+        except ValueError as exc:
+            raise _validation(f"body is not JSON: {exc}") from exc
+        items = data.get(kind) if isinstance(data, dict) else None
+        if not isinstance(items, list) or not items:
+            raise _validation(f"expected a non-empty {kind} array")
+        summarize = params.get("summarizeErrors", "true").lower() != "false"
+        before, creates_before = copy.deepcopy(tenant.objects[kind]), tenant.creates[kind]
+        answers, failed = [], False
+        for item in items:
+            try:
+                answers.append({**self._save(tenant, kind, id_field, item, create_only=method == "PUT"),
+                                "StatusAttributeString": "OK"})  # fmt: skip
+            except XeroFault as fault:
+                failed = True
+                answers.append({**item, "StatusAttributeString": "ERROR",
+                                "ValidationErrors": [{"Message": fault.body.get("Detail", "invalid")}]})  # fmt: skip
+        if failed and summarize:  # Xero fails the lot; nothing of it is kept
+            tenant.objects[kind], tenant.creates[kind] = before, creates_before
+            raise _validation("one or more elements failed", [
+                {k: v for k, v in a.items() if k != "_created"} for a in answers])  # fmt: skip
+        return 200, {kind: [{k: v for k, v in a.items() if k != "_created"} for a in answers]}
+
+    def _save(self, tenant: _Tenant, kind: str, id_field: str, item: dict[str, Any], *,
+              create_only: bool) -> dict[str, Any]:  # fmt: skip
+        existing = tenant.objects[kind].get(str(item.get(id_field, "")))
+        if existing is not None and create_only:
+            raise _validation(f"{id_field} {item[id_field]} already exists; PUT only creates")
+        obj = copy.deepcopy({**(existing or {}), **item})
+        if kind == "Contacts":
+            name = str(obj.get("Name") or "").strip()
+            if not name:
+                raise _validation("The contact name must be provided.")
+            for other in tenant.objects["Contacts"].values():
+                if other["ContactID"] != obj.get("ContactID") and other["Name"].casefold() == name.casefold():
+                    raise _validation(f"The contact name {name} is already assigned to another contact. The contact "
+                                      "name must be unique across all active contacts.")  # fmt: skip
+            obj.setdefault("ContactStatus", "ACTIVE")
+        else:
+            contact = str((obj.get("Contact") or {}).get("ContactID", ""))
+            if contact not in tenant.objects["Contacts"]:
+                raise _validation("The Contact must contain at least 1 of the following elements to identify the "
+                                  "contact: Name, ContactID, ContactNumber")  # fmt: skip
+            lines = obj.get("LineItems") or []
+            total = sum((Decimal(str(line.get("Quantity", 1))) * Decimal(str(line.get("UnitAmount", 0)))
+                         for line in lines), Decimal("0")).quantize(Decimal("0.01"))  # fmt: skip
+            obj.update({"Type": obj.get("Type", "ACCREC"), "Status": obj.get("Status", "DRAFT"),
+                        "SubTotal": total, "Total": total, "AmountDue": total,
+                        "CurrencyCode": obj.get("CurrencyCode", "USD")})  # fmt: skip
+            if existing is None:
+                obj.setdefault("InvoiceNumber", f"INV-{next(tenant.numbers):04d}")
+        created = existing is None
+        if created:
+            obj[id_field] = str(uuid.uuid4())
+            tenant.creates[kind] += 1
+        obj["UpdatedDateUTC"] = f"/Date({int(self.now() * 1000)}+0000)/"
+        tenant.objects[kind][obj[id_field]] = obj
+        return {**copy.deepcopy(obj), "_created": created}

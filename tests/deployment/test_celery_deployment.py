@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from datetime import date
@@ -40,7 +41,11 @@ from gate_support import HttpReceiver, SmtpReceiver  # noqa: E402
 
 from tests.artifacts.s3_support import KEY, REGION, SECRET, make_bucket, s3_server  # noqa: E402
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    # CI installs it (.ci/run); on a developer's machine: apt-get install redis-server
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs Redis: apt-get install redis-server"),
+]
 
 PERIOD = last_month().strftime("%Y-%m")
 BUCKET = "closeout-deploy"

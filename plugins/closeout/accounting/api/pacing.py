@@ -46,6 +46,29 @@ class WindowBucket:
             self._spent.append(at)
             return max(0.0, at - now)
 
+    def next_wait(self) -> float:
+        """How long a reservation now would wait (nothing is reserved)."""
+        if self.limit <= 0:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            live = [t for t in self._spent if now - t < self.window]
+            return 0.0 if len(live) < self.limit else max(0.0, live[-self.limit] + self.window - now)
+
+    def align(self, remaining: int) -> None:
+        """The vendor says only ``remaining`` calls are left in its current window (Xero's X-*Limit-Remaining): when
+        that is fewer than we think, count the difference as spent now (other tasks, workers or integrations of the
+        same organisation spent them); those phantom calls leave our window one window from now."""
+        if self.limit <= 0:
+            return
+        with self._lock:
+            now = self._clock()
+            while self._spent and now - self._spent[0] >= self.window:
+                self._spent.popleft()
+            missing = (self.limit - len(self._spent)) - max(0, int(remaining))
+            if missing > 0:
+                self._spent = deque(sorted([*self._spent, *[now] * missing]))
+
     def hold_off(self, seconds: float) -> None:
         """After a 429 the vendor's window is the truth: nothing more goes out for ``seconds``."""
         if self.limit <= 0:

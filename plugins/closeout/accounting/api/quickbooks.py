@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -33,6 +31,7 @@ from closeout.accounting.api.oauth import OAuthClient
 from closeout.accounting.api.outbox import Outbox, OutboxEntry, request_id
 from closeout.accounting.api.pacing import Limits, Pacer, shared_pacer
 from closeout.accounting.api.token_store import TokenStore
+from closeout.accounting.api.wire import backoff, json_body, jsonable, retry_after
 from closeout.connections import get_connection
 from closeout.masking import mask_secrets
 
@@ -245,7 +244,7 @@ class QuickBooksHook(BaseHook):
         url = f"{self.base_url}/v3/company/{quote(self.realm_id, safe='')}/{path}"
         query = {**params, "minorversion": self.settings.minorversion}
         is_batch = path == "batch"
-        data = json.dumps(_jsonable(payload), separators=(",", ":")).encode() if payload is not None else None
+        data = json.dumps(jsonable(payload), separators=(",", ":")).encode() if payload is not None else None
         attempt, renewed, limited_for = 0, False, 0.0
         rejected: str | None = None
         while True:
@@ -266,17 +265,18 @@ class QuickBooksHook(BaseHook):
                                                      f"attempts ({type(exc).__name__}: {exc})", token),
                                           status=None, code=None, retryable=True) from None  # fmt: skip
                 log.warning("QuickBooks %s %s: %s; retrying (attempt %s)", method, path, type(exc).__name__, attempt)
-                time.sleep(_backoff(attempt))
+                time.sleep(backoff(attempt))
                 continue
             status = response.status_code
             log.debug("QuickBooks %s %s -> %s", method, path, status)
-            body = _body(response)
+            body = json_body(response)
+            body = body if isinstance(body, dict) else {}
             if status == 401 and not renewed:
                 renewed, rejected, attempt = True, token, attempt - 1
                 continue
             if status == 429:
                 self.rate_limited += 1
-                wait = _retry_after(response.headers.get("Retry-After")) or _backoff(min(attempt, 6), base=1.0)
+                wait = retry_after(response.headers.get("Retry-After")) or backoff(min(attempt, 6), base=1.0)
                 if limited_for + wait > self.settings.max_rate_limit_wait:
                     raise self._error(status, body, f"{method} {path} (rate limited for {limited_for:.0f} s)")
                 limited_for += wait
@@ -286,7 +286,7 @@ class QuickBooksHook(BaseHook):
                 continue
             if status >= 500 and attempt < self.settings.max_attempts:
                 log.warning("QuickBooks %s %s answered %s; retrying (attempt %s)", method, path, status, attempt)
-                time.sleep(_backoff(attempt))
+                time.sleep(backoff(attempt))
                 continue
             replayed = response.headers.get("X-Sandbox-Replayed") == "true"
             return status, body, replayed
@@ -315,47 +315,3 @@ class QuickBooksConnectionHook(QuickBooksHook):
 def quote_value(value: str) -> str:
     """A string literal for QuickBooks' query language (single quotes, backslash-escaped)."""
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _jsonable(value: Any) -> Any:
-    """Decimals go out as JSON numbers with their exact digits (money is never a float in closeout)."""
-    if isinstance(value, Decimal):
-        return _ExactNumber(value)
-    if isinstance(value, Mapping):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-class _ExactNumber(float):
-    """A float whose JSON text is the Decimal's own digits (``json`` writes floats with ``float.__repr__``; the
-    value here is only ever a 2-decimal amount, whose shortest float repr is those same digits)."""
-
-    def __new__(cls, value: Decimal) -> _ExactNumber:
-        if value != value.quantize(Decimal("0.00000001")):
-            raise ValueError(f"amount {value} has more than 8 decimals")
-        number = super().__new__(cls, value)
-        if Decimal(repr(number)) != value:
-            raise ValueError(f"amount {value} cannot be written exactly as a JSON number")
-        return number
-
-
-def _body(response: requests.Response) -> dict[str, Any]:
-    try:
-        body = response.json(parse_float=Decimal)
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None
-
-
-def _backoff(attempt: int, *, base: float = 0.5, cap: float = 30.0) -> float:
-    """Full-jitter exponential backoff, so parallel workers do not retry in step."""
-    return random.uniform(base / 2, min(cap, base * 2 ** (attempt - 1)))

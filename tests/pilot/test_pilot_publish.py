@@ -133,3 +133,18 @@ def test_publish_selection_ignores_a_pilot_with_no_candidates(warehouse, stripe_
     write_pilot(tmp_path / "pilot.json", {"harvest:z": last_month()}, monkeypatch)
     assert payment_tasks.publish_drafts("pilot-empty")["frozen"] == 0
     assert warehouse.rows("SELECT client_key FROM closeout.pilot_cohort") == [("harvest:z",)]
+
+
+def test_the_close_dry_run_preview_leaves_shadow_drafts_out(warehouse, tmp_path, monkeypatch) -> None:
+    """The month-end close's dry run lists what publish would send: the cohort's drafts, not the shadow ones."""
+    from closeout.payments.preview import preview_publish
+    from closeout.pilot import config
+    from closeout.warehouse.db import connect
+
+    inv_a, inv_b, inv_c = seed_drafts(THREE)
+    today = last_month() + timedelta(days=40)
+    with connect() as conn:
+        assert {i["invoice_id"] for i in preview_publish(conn, today)["invoices"]} == {inv_a, inv_b, inv_c}
+        write_pilot(tmp_path / "pilot.json", {"harvest:a": last_month()}, monkeypatch)
+        config.load_and_apply(conn)
+        assert [i["invoice_id"] for i in preview_publish(conn, today)["invoices"]] == [inv_a]

@@ -8,6 +8,7 @@ SELECT invoice_id, client_key, period_start, period_end, currency, total_minor, 
 FROM closeout_data.invoices
 WHERE status = 'publishing'
    OR (status = 'draft' AND line_count > 0 AND total_minor > 0 AND period_end < %(as_of)s
+       AND closeout_data.pilot_live(invoice_id)  -- shadow drafts stay out (docs/pilot.md; the cohort last mirrored)
        AND (publish_policy = 'auto' OR approved_version = version
             OR (%(approve_held)s AND period_start >= %(start)s)))
 ORDER BY period_start, client_key, currency, invoice_id

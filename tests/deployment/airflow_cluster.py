@@ -8,8 +8,9 @@ working directory, ``HOME``, ``TMPDIR`` and log folder, and reports its own host
 hostname_callable`` = ``machine_name`` below), as separate machines would: whatever one task leaves on its
 worker's disk, a task on the other cannot see.
 
-Nothing here knows closeout: the caller passes the environment the chain needs (connections as
-``AIRFLOW_CONN_*``, ``CLOSEOUT_*`` settings). DAGs are triggered and watched through the public REST API with a
+The caller passes the environment the chain needs (connections as ``AIRFLOW_CONN_*``, ``CLOSEOUT_*``
+settings); the harness adds only ``AIRFLOW_CONN_AIRFLOW_API``, pointing at its own API server (the payout gate
+pauses DAGs and the close sets run notes through it). DAGs are triggered and watched through the public REST API with a
 JWT from ``/auth/token`` (simple auth manager user), as an operator's script would.
 
 Bounded: every wait has a deadline; every process runs in its own process group, and ``stop`` terminates then

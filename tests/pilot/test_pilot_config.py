@@ -81,3 +81,24 @@ def test_the_mirror_follows_the_file_and_records_only_changes(warehouse) -> None
             assert config.apply(conn, config.parse({})) is True
     assert warehouse.scalar("SELECT count(*) FROM closeout.pilot_cohort") == 0
     assert warehouse.rows("SELECT cohort_size FROM closeout_data.pilot_config_loads ORDER BY load_id") == [(1,), (0,)]
+
+
+def test_the_pipeline_role_writes_the_pilot_tables_and_finance_reads_the_views(warehouse) -> None:
+    tables = ("pilot_cohort", "pilot_config_loads", "pilot_shadow_drafts", "pilot_comparison_runs",
+              "pilot_comparisons", "pilot_comparison_items", "pilot_breaches")  # fmt: skip
+    views = ("pilot_cohort", "pilot_shadow_drafts", "pilot_comparisons", "pilot_comparison_items",
+             "pilot_comparison_runs", "pilot_breaches")  # fmt: skip
+    with connect() as conn:
+        for table in tables:
+            for right in ("SELECT", "INSERT", "UPDATE", "DELETE"):
+                (ok,) = conn.execute("SELECT has_table_privilege('closeout_pipeline', %s, %s)",
+                                     (f"closeout_data.{table}", right)).fetchone()  # fmt: skip
+                assert ok, (table, right)
+        for view in views:
+            for role in ("closeout_pipeline", "closeout_finance"):
+                query = "SELECT has_table_privilege(%s, %s, 'SELECT')"
+                (ok,) = conn.execute(query, (role, f"closeout.{view}")).fetchone()
+                assert ok, (role, view)
+        (seq,) = conn.execute("SELECT has_sequence_privilege('closeout_pipeline', "
+                              "'closeout_data.pilot_config_loads_load_id_seq', 'USAGE')").fetchone()  # fmt: skip
+        assert seq

@@ -126,6 +126,27 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
             "max_concurrent": _field("Concurrent requests", "Intuit allows 10.", "integer"),
         },
     },
+    {
+        "connection-type": "xero",
+        "hook-class-name": "closeout.accounting.api.xero.XeroConnectionHook",
+        "hook-name": "Xero (closeout)",
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "port"],
+            "relabeling": {"host": "API base URL", "login": "OAuth client ID", "password": "OAuth client secret"},
+            "placeholders": {"host": "https://api.xero.com"},
+        },
+        "conn-fields": {
+            "tenant_id": _field("Tenant ID", "The organisation (xero-tenant-id, from GET /connections)."),
+            "refresh_token": _field(
+                "First refresh token", "From connecting the organisation; closeout keeps the rotated ones.", secret=True
+            ),
+            "token_url": _field("Token URL", "Default https://identity.xero.com/connect/token."),
+            "calls_per_minute": _field("Calls per minute", "Xero allows 60 per organisation.", "integer"),
+            "calls_per_day": _field("Calls per day", "Xero allows 5,000 per organisation.", "integer"),
+            "max_concurrent": _field("Concurrent calls", "Xero allows 5.", "integer"),
+            "batch_size": _field("Elements per write", "Xero recommends about 50.", "integer"),
+        },
+    },
 ]
 
 NOTIFIERS = ["closeout.alerts.notifier.FailureNotifier", "closeout.alerts.notifier.CauseResolver"]

@@ -210,7 +210,7 @@ def test_airflow_lists_closeout_provider_connection_types_and_notifiers(clean_en
         }))
     """).strip().splitlines()[-1])
     types = {t for t, h in registry["hooks"].items() if h["package_name"] == "closeout"}
-    assert types == {"harvest", "toggl", "clockify", "stripe", "quickbooks"}, registry["hooks"]
+    assert types == {"harvest", "toggl", "clockify", "stripe", "quickbooks", "xero"}, registry["hooks"]
     assert registry["hooks"]["harvest"]["hook_class_name"] == "closeout.provider_hooks.HarvestConnectionHook"
     assert registry["hooks"]["stripe"]["hook_name"] == "Stripe (closeout)"
     assert "http" in registry["hooks"]  # the existing http connections keep their type

@@ -28,7 +28,7 @@ class WindowBucket:
         self.limit = int(limit)
         # The vendor counts when a request arrives, we when it leaves: a request delayed on the way (a new TLS
         # connection, a busy worker) arrives closer to the next one than it left. The slack absorbs that.
-        self.window = float(window) + (max(0.1, 0.02 * float(window)) if slack is None else float(slack))
+        self.window = float(window) + (max(0.25, 0.02 * float(window)) if slack is None else float(slack))
         self._clock = clock
         self._spent: deque[float] = deque()
         self._lock = threading.Lock()

@@ -332,3 +332,10 @@ class XeroHook(BaseHook):
 
     def _mask(self, text: str, *tokens: str) -> str:
         return mask_secrets(mask_secrets(text, [*self._secret_values, *tokens]))
+
+
+class XeroConnectionHook(XeroHook):
+    """The dedicated ``xero`` connection type of the provider (a plain ``http`` connection works too)."""
+
+    conn_type = "xero"
+    hook_name = "Xero (closeout)"

@@ -162,6 +162,7 @@ class ClockifyHook(BaseHook):
                 call.outcome = "malformed"
                 log.warning("Clockify report page %d: %s", page, error)
                 continue
+            call.records = len(items)  # the call log (closeout.sync_requests) says what each page brought
             following = page + 1 if len(items) >= self.page_size else None
             return Page(
                 f"{url}#page={page}", page, items, following, response.content, server_time=server_time(response)

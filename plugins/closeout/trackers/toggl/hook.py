@@ -188,6 +188,9 @@ class TogglHook(BaseHook):
                 call.outcome = "malformed"
                 log.warning("Toggl report page %d: %s", number, error)
                 continue
+            # the call log (closeout.sync_requests) says how many time entries each page brought (rows group them)
+            call.records = sum(len(r["time_entries"]) if isinstance(r, dict) and isinstance(r.get("time_entries"),
+                               list) else 1 for r in rows)  # fmt: skip
             return Page(f"{url}#{body}", number, rows, following, response.content, server_time=server_time(response))
         assert response is not None
         # a malformed page cannot tell where the next one starts: stop here; the run is partial and

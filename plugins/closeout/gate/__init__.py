@@ -163,9 +163,11 @@ def breach(
         report_url=report_url,
     )
     sent: list[str] = []
+    # the hold's alert keeps one identity across a resend after a crash between send and record (closeout.faults)
+    delivery = f"closeout-hold-{hold.hold_id}-{int(hold.opened_at.timestamp())}"
     channels: dict[str, Callable[[FinanceAlert], Any]] = {
-        "email": lambda a: send_email(a, smtp_conn_id),
-        "webhook": lambda a: post_webhook(a, webhook_conn_id),
+        "email": lambda a: send_email(a, smtp_conn_id, message_id=f"{delivery}-email@closeout"),
+        "webhook": lambda a: post_webhook(a, webhook_conn_id, idempotency_key=f"{delivery}-webhook@closeout"),
     }
     for channel, send in channels.items():
         try:

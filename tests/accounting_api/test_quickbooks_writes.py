@@ -175,3 +175,22 @@ def test_pacing_keeps_steady_state_under_the_limits_without_a_429(warehouse, mon
         assert time.monotonic() - started >= 2.0
     finally:
         sandbox.stop()
+
+
+def test_the_outbox_row_is_committed_before_quickbooks_sees_the_write(warehouse, quickbooks) -> None:
+    hook = QuickBooksHook()
+    hook.query_customers()  # tokens first
+    quickbooks.faults.add("slow", times=1, path_prefix="/v3/", after=0, delay=3.0)  # the create is held in flight
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (hook.create_customer({"DisplayName": "Epsilon"}, "client:epsilon"),
+                                              done.set()))  # fmt: skip
+    worker.start()
+    deadline = time.monotonic() + 30
+    while not outbox(warehouse):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    # visible to another session (committed) while QuickBooks has not created anything yet
+    assert outbox(warehouse)[0][:3] == ("customer.create", "client:epsilon", "pending")
+    assert quickbooks.create_counts()["Customer"] == 0 and not done.is_set()
+    worker.join(30)
+    assert done.is_set() and outbox(warehouse)[0][2] == "succeeded" and quickbooks.create_counts()["Customer"] == 1

@@ -236,6 +236,8 @@ class QuickBooksSandbox:
 
     def _serve(self, method: str, target: str, headers: Any, body: bytes, host: str) -> Response | None:
         path, _, query = target.partition("?")
+        if path.startswith("/_sandbox/"):
+            return self._control(method, path, body)
         fault = self.faults.take(path)
         kind = fault.kind if fault is not None else None
         if kind == "drop":
@@ -261,6 +263,42 @@ class QuickBooksSandbox:
                 time.sleep(fault.delay)
             return None
         return response
+
+    # ------------------------------------------------------------------ /_sandbox control endpoints (no auth)
+    def _control(self, method: str, path: str, body: bytes) -> Response:
+        """The in-process controls over HTTP, for harnesses in another process (the demo, benchmarks):
+        ``POST /_sandbox/clock/advance {"seconds"}``, ``POST /_sandbox/faults {"kind", "times", "path_prefix",
+        "after", "delay"}``, ``DELETE /_sandbox/faults``, ``POST /_sandbox/connect`` (a new first refresh token),
+        ``GET /_sandbox/stats``, ``GET /_sandbox/objects/<Customer|Invoice>``."""
+        try:
+            args = json.loads(body or b"{}")
+        except ValueError:
+            return 400, _dumps({"error": "body is not JSON"}), []
+        parts = path.strip("/").split("/")[1:]
+        if method == "POST" and parts == ["clock", "advance"]:
+            return 200, _dumps({"now": self.advance_clock(float(args["seconds"]))}), []
+        if method == "POST" and parts == ["faults"]:
+            try:
+                self.faults.add(str(args["kind"]), times=int(args.get("times", 1)), after=int(args.get("after", 0)),
+                                path_prefix=str(args.get("path_prefix", "/")), delay=float(args.get("delay", 0)))
+            except (KeyError, ValueError) as exc:
+                return 400, _dumps({"error": str(exc)}), []
+            return 200, _dumps({"ok": True}), []
+        if method == "DELETE" and parts == ["faults"]:
+            self.faults.clear()
+            return 200, _dumps({"ok": True}), []
+        if method == "POST" and parts == ["connect"]:
+            return 200, _dumps({"refresh_token": self.connect_company()}), []
+        if method == "GET" and parts == ["stats"]:
+            stats = self.stats()
+            stats.pop("log", None)
+            return 200, _dumps({**stats, "creates": self.create_counts()}), []
+        if method == "GET" and len(parts) == 2 and parts[0] == "objects":
+            try:
+                return 200, _dumps(self.objects(parts[1])), []
+            except KeyError:
+                return 404, _dumps({"error": f"no such entity {parts[1]}"}), []
+        return 404, _dumps({"error": f"no control {method} {path}"}), []
 
     # ------------------------------------------------------------------ OAuth 2.0
     def _issue_refresh(self, realm: str, client_id: str) -> tuple[str, int]:

@@ -200,3 +200,43 @@ def test_timeout_after_commit_drops_the_answer_but_keeps_the_object_for_the_repl
     replay = api.call("POST", "customer", {"DisplayName": "Gamma"}, requestid="client-gamma")
     assert replay.status_code == 200 and replay.headers["X-Sandbox-Replayed"] == "true"
     assert qbo.create_counts()["Customer"] == 1
+
+
+def test_control_endpoints_drive_the_sandbox_from_another_process(qbo) -> None:
+    control = f"{qbo.base_url}/_sandbox"
+    api = Api(qbo)
+    assert requests.post(f"{control}/clock/advance", json={"seconds": 3601}, timeout=10).status_code == 200
+    assert api.call("GET", "query", query="select * from Customer").status_code == 401
+    api.renew()
+    assert requests.post(f"{control}/faults", json={"kind": "nonsense"}, timeout=10).status_code == 400
+    assert requests.post(f"{control}/faults", json={"kind": "500", "path_prefix": "/v3/"}, timeout=10).ok
+    assert api.call("GET", "query", query="select * from Customer").status_code == 500
+    api.call("POST", "customer", {"DisplayName": "Zeta"})
+    stats = requests.get(f"{control}/stats", timeout=10).json()
+    assert stats["creates"]["Customer"] == 1 and stats["token_refreshes"] == 2
+    assert [c["DisplayName"] for c in requests.get(f"{control}/objects/Customer", timeout=10).json()] == ["Zeta"]
+    fresh = requests.post(f"{control}/connect", timeout=10).json()["refresh_token"]
+    assert refresh(qbo, fresh).status_code == 200
+
+
+def test_the_cli_serves_until_sigterm_and_prints_what_a_connection_needs() -> None:
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen([sys.executable, "-m", "sandbox.quickbooks", "--window", "5"], cwd=root, text=True,
+                               stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        assert process.stdout is not None
+        printed = dict(process.stdout.readline().strip().split("=", 1) for _ in range(4))
+        assert set(printed) == {"QUICKBOOKS_SANDBOX_URL", "QUICKBOOKS_TOKEN_URL", "QUICKBOOKS_REALM_ID",
+                                "QUICKBOOKS_REFRESH_TOKEN"}  # fmt: skip
+        form = {"grant_type": "refresh_token", "refresh_token": printed["QUICKBOOKS_REFRESH_TOKEN"]}
+        answer = requests.post(printed["QUICKBOOKS_TOKEN_URL"], auth=("sandbox-client-id", "sandbox-client-secret"),
+                               data=form, timeout=10)  # fmt: skip
+        assert answer.status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0

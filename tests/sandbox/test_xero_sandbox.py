@@ -137,3 +137,35 @@ def test_timeout_after_commit_keeps_the_object_for_the_replay(xero) -> None:
         api.call("PUT", "Contacts", {"Contacts": [{"Name": "Gamma"}]}, key="contacts:gamma")
     replay = api.call("PUT", "Contacts", {"Contacts": [{"Name": "Gamma"}]}, key="contacts:gamma")
     assert replay.status_code == 200 and xero.create_counts()["Contacts"] == 1
+
+
+def test_control_endpoints_drive_the_sandbox_from_another_process(xero) -> None:
+    control = f"{xero.base_url}/_sandbox"
+    api = Api(xero)
+    assert requests.post(f"{control}/clock/advance", json={"seconds": 1801}, timeout=10).ok
+    assert api.call("GET", "Contacts").status_code == 401
+    fresh = requests.post(f"{control}/connect", timeout=10).json()["refresh_token"]
+    api.access = refresh(xero, fresh).json()["access_token"]
+    api.call("PUT", "Contacts", {"Contacts": [{"Name": "Zeta"}]})
+    assert requests.get(f"{control}/stats", timeout=10).json()["creates"]["Contacts"] == 1
+    assert [c["Name"] for c in requests.get(f"{control}/objects/Contacts", timeout=10).json()] == ["Zeta"]
+
+
+def test_the_cli_serves_until_sigterm_and_prints_what_a_connection_needs() -> None:
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen([sys.executable, "-m", "sandbox.xero"], cwd=root, text=True, stdout=subprocess.PIPE)
+    try:
+        assert process.stdout is not None
+        printed = dict(process.stdout.readline().strip().split("=", 1) for _ in range(4))
+        answer = requests.post(printed["XERO_TOKEN_URL"], auth=("XEROSANDBOXCLIENT", "xero-sandbox-client-secret"),
+                               data={"grant_type": "refresh_token", "refresh_token": printed["XERO_REFRESH_TOKEN"]},
+                               timeout=10)  # fmt: skip
+        assert answer.status_code == 200 and printed["XERO_TENANT_ID"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0

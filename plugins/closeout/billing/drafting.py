@@ -235,6 +235,7 @@ def _defer_indexes_of_empty_tables(conn: psycopg.Connection) -> list[sql.Composa
            JOIN pg_class x ON x.oid = i.indexrelid
            LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
            WHERE t.relnamespace = 'closeout_data'::regnamespace AND t.relname = ANY(%s) AND x.relname = ANY(%s)
+             AND pg_has_role(t.relowner, 'USAGE')  -- only the owner may drop them: a closeout_pipeline login keeps them
            ORDER BY t.relname, x.relname""",
         (empty, list(BULK_INDEXES)),
     ).fetchall()

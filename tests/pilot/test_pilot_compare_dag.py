@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from closeout.alerts.notify import delivery_id
 from payments_support import last_month
 from pilot_support import write_pilot
 
@@ -139,6 +140,12 @@ def test_daily_comparison_finds_differences_both_ways_and_alerts_each_breach_onc
                    "closeout.pilot_comparison_items"):  # fmt: skip
         assert needed in alert["text"], needed
     assert PLATFORM_TOKEN not in json.dumps(alert) and gate_support.WEBHOOK_TOKEN not in json.dumps(alert)
+    # each send carries its delivery's identity, so a resend after a crash is recognisably the same alert
+    (cause_id, fp) = warehouse.rows("SELECT cause_id, fingerprint FROM closeout.alert_causes "
+                                    "WHERE dag_id = 'closeout_pilot_compare'")[0]  # fmt: skip
+    assert hook_receiver.requests[-1]["headers"]["Idempotency-Key"] == delivery_id(cause_id, fp, "finance_webhook")
+    assert platform.requests[-1]["headers"]["Idempotency-Key"] == delivery_id(cause_id, fp, "platform_webhook")
+    assert smtp.messages[-1].message["Message-ID"] == f"<{delivery_id(cause_id, fp, 'finance_smtp')}>"
 
     # the next day: still breached (told already), and now two failing days in a row: that criterion is news
     day2 = day1 + timedelta(days=1)

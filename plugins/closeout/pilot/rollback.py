@@ -31,7 +31,6 @@ CAUSE_TASK = "pilot_rollback"
 CAUSE_TYPE = "PilotRollbackCriterion"
 CHANNELS = routing.PLATFORM_CHANNELS + routing.FINANCE_CHANNELS
 EVIDENCE = "closeout.pilot_comparisons, closeout.pilot_comparison_items, closeout.pilot_breaches"
-Sender = Callable[[FinanceAlert], object]
 
 
 @dataclass(frozen=True)
@@ -69,21 +68,24 @@ def evaluate(conn: psycopg.Connection, *, run_id: str, compared_on: date, criter
     return found
 
 
-def default_senders() -> dict[str, Sender]:
-    """Platform's webhook and finance's e-mail and webhook, as every closeout alert uses them."""
+def default_senders() -> dict[str, Callable[[FinanceAlert, str], object]]:
+    """Platform's webhook and finance's e-mail and webhook, as every closeout alert uses them, each send carrying
+    the delivery's identity (``closeout.alerts.notify.delivery_id``: Message-ID, Idempotency-Key), so a resend
+    after a worker died between the send and its record is recognisably the same alert."""
     from closeout.alerts.mail import send_email
     from closeout.alerts.webhook import post_webhook
 
-    return {routing.PLATFORM_WEBHOOK: lambda a: post_webhook(a, routing.PLATFORM_WEBHOOK),
-            routing.FINANCE_SMTP: lambda a: send_email(a, routing.FINANCE_SMTP),
-            routing.FINANCE_WEBHOOK: lambda a: post_webhook(a, routing.FINANCE_WEBHOOK)}  # fmt: skip
+    platform, smtp, webhook = routing.PLATFORM_WEBHOOK, routing.FINANCE_SMTP, routing.FINANCE_WEBHOOK
+    return {platform: lambda a, d: post_webhook(a, platform, idempotency_key=d),
+            smtp: lambda a, d: send_email(a, smtp, message_id=d),
+            webhook: lambda a, d: post_webhook(a, webhook, idempotency_key=d)}  # fmt: skip
 
 
 def alert(conn: psycopg.Connection, breaches: list[Breach], *, run_id: str,
-          senders: Mapping[str, Sender] | None = None) -> dict[str, Any]:  # fmt: skip
+          senders: Mapping[str, Callable[[FinanceAlert, str], object]] | None = None) -> dict[str, Any]:  # fmt: skip
     """Tell each breach once per channel; resolve the causes of breaches that no longer hold. Never raises for
     a receiver that is down: the delivery is recorded as failed and tried again on the next run."""
-    from closeout.alerts.notify import known_secrets
+    from closeout.alerts.notify import delivery_id, known_secrets
 
     senders = default_senders() if senders is None else senders
     secrets = known_secrets()
@@ -102,8 +104,9 @@ def alert(conn: psycopg.Connection, breaches: list[Breach], *, run_id: str,
         for channel in CHANNELS:
             if channel not in senders:
                 continue
+            delivery = delivery_id(cause_id, breach.fingerprint, channel)
             status, error = record.deliver_once(conn, cause_id, channel, composed.subject,
-                                                lambda s=senders[channel], a=composed: s(a))  # fmt: skip
+                                                lambda s=senders[channel], a=composed, d=delivery: s(a, d))  # fmt: skip
             outcome[status] = outcome.get(status, 0) + 1
             if error:
                 log.error("pilot rollback alert on %s for %s %s %s failed: %s", channel, breach.client_key,

@@ -267,3 +267,23 @@ def test_the_pipeline_role_cannot_write_the_decision_nor_approve_as_the_requeste
     assert sorted(ids) == sorted(d.invoice_id for d in drafts)
     assert warehouse.rows("SELECT approved_by, approval_note FROM closeout_data.invoices ORDER BY invoice_id") == [
         ("approval: ana", f"decision {ids[invoice_id]} (closeout.decisions)") for invoice_id in sorted(ids)]
+
+
+def test_no_answer_in_time_fails_the_step_so_the_close_run_does_not_stay_running(warehouse) -> None:
+    """The HITL response timeout (the close's task timeout) resumes the task with an error: the close run records the
+    step as failed (a 'running' close would block every other close), and the task fails; nothing is decided."""
+    from airflow.providers.standard.exceptions import HITLTimeoutError
+    from closeout.close import runs
+    from closeout.close.approval_operator import HeldDraftsApprovalOperator
+
+    with connect() as conn:
+        run = runs.begin(conn, "2026-10", "manual__timeout", dry_run=False, params={"period": "2026-10"})
+    operator = HeldDraftsApprovalOperator(task_id=approval.STEP)
+    with pytest.raises(HITLTimeoutError):
+        operator.execute_complete(context={"run_id": "manual__timeout"},
+                                  event={"error": "timed out", "error_type": "timeout"})  # fmt: skip
+    status, steps = warehouse.rows("SELECT status, steps FROM closeout.period_closes WHERE close_run_id = %s",
+                                   (run.close_run_id,))[0]  # fmt: skip
+    assert status == "failed" and steps[approval.STEP]["status"] == "failed"
+    assert "no answer (timeout): the held drafts stay held" in steps[approval.STEP]["error"]
+    assert warehouse.scalar("SELECT count(*) FROM closeout.decisions") == 0

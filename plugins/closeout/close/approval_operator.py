@@ -68,6 +68,17 @@ class HeldDraftsApprovalOperator(FinanceGroupApprovalOperator):
         log.info("held drafts %s by %s (requested by %s): %s", outcome, decided_by, requested_by, decisions)
 
     # -- the task ------------------------------------------------------------------------------------------------
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        if "error" in event:  # no answer in time (the response timeout): recorded, so the close run is not left
+            from closeout.close import runs  # 'running' and blocking the next close
+            from closeout.warehouse.db import connect
+
+            with connect() as conn:
+                runs.step_failed(conn, runs.load(conn, context["run_id"]), approval.STEP,
+                                 f"no answer ({event.get('error_type')}): the held drafts stay held; clear "
+                                 f"{approval.STEP} to ask again")  # fmt: skip
+        return super().execute_complete(context=context, event=event)
+
     def execute(self, context: Any) -> Any:
         from closeout.close import runs
         from closeout.close.params import read_params

@@ -60,10 +60,11 @@ class Deployment:
     """The running deployment plus everything around it, and every task instance the test saw."""
 
     def __init__(self, cluster: Cluster, database: str, harvest: Any, stripe: Any, smtp: SmtpReceiver,
-                 finance_hook: HttpReceiver, endpoint: str) -> None:  # fmt: skip
+                 finance_hook: HttpReceiver, platform_hook: HttpReceiver, endpoint: str) -> None:  # fmt: skip
         self.cluster, self.database, self.harvest, self.stripe = cluster, database, harvest, stripe
-        self.smtp, self.finance_hook, self.endpoint = smtp, finance_hook, endpoint
+        self.smtp, self.finance_hook, self.platform_hook, self.endpoint = smtp, finance_hook, platform_hook, endpoint
         self.task_instances: list[dict[str, Any]] = []
+        self.last_run: dict[str, Any] = {}
 
     def run(self, dag_id: str, conf: dict | None = None, expect: str = "success") -> dict[str, dict[str, Any]]:
         run, tis = self.cluster.trigger_and_wait(dag_id, conf, timeout=WAIT)
@@ -71,6 +72,7 @@ class Deployment:
 
     def _judge(self, dag_id: str, run: dict, tis: list[dict], expect: str) -> dict[str, dict[str, Any]]:
         self.task_instances.extend(tis)
+        self.last_run = run
         by_task = {t["task_id"]: t for t in tis}
         assert run["state"] == expect, (dag_id, run["state"], {k: v["state"] for k, v in by_task.items()},
                                         self.cluster.logs_tail(2500))  # fmt: skip
@@ -145,7 +147,7 @@ def deployment(warehouse_server, template_database, tmp_path_factory, request):
             cluster = start_cluster(root / "airflow", Postgres.from_conn(warehouse_server), env)
             for dag_id in CHAIN:
                 cluster.set_paused(dag_id, False)
-            yield Deployment(cluster, database, harvest, stripe, smtp, finance_hook, endpoint)
+            yield Deployment(cluster, database, harvest, stripe, smtp, finance_hook, platform_hook, endpoint)
     except BaseException:
         failed_before = -1
         raise
@@ -197,6 +199,10 @@ def test_the_chain_runs_on_two_celery_workers_and_every_link_opens(deployment: D
     report_url = warehouse.scalar("SELECT report_url FROM closeout.period_closes WHERE period = %s "
                                   "AND status = 'succeeded'", (PERIOD,))  # fmt: skip
     assert report_url == f"s3://{BUCKET}/closeout/reports/{PERIOD}/index.html", report_url
+    # the close's last task set its run's note through the API server (a worker calling the REST API)
+    note = cluster.run("closeout_month_end_close", d.last_run["dag_run_id"])["note"]
+    assert note.startswith("Close report: "), note
+    note_link = note.removeprefix("Close report: ")
 
     # the breach: the open invoice's total changed in Stripe; its failed payment's event carries it
     _invoice_id, stripe_id, total = unpaid
@@ -210,12 +216,17 @@ def test_the_chain_runs_on_two_celery_workers_and_every_link_opens(deployment: D
     assert len(holds) == 1 and "invoices_to_stripe" in holds[0][1], holds
     mails = [m for m in d.smtp.messages if "invoices_to_stripe" in str(m.message["Subject"])]
     assert len(mails) == 1, [m.message["Subject"] for m in d.smtp.messages]
+    assert "The Airflow DAG closeout_payouts has been paused." in mails[0].body, mails[0].body
+    hold_hooks = [r["json"] for r in d.finance_hook.requests if r["json"].get("hold_id") == holds[0][0]]
+    assert len(hold_hooks) == 1, d.finance_hook.requests
 
     # payouts unpaused and triggered anyway (the UI's trigger unpauses): refused, no transfer
     cluster.set_paused("closeout_payouts", False)
     refused = d.run("closeout_payouts", expect="failed")
-    assert any(t["state"] == "failed" for t in refused.values()), refused
+    assert refused["gate"]["state"] == "failed", refused
     assert d.stripe.count("transfer") == 0
+    # the platform team heard of the refusal (the failure notifier ran where the task failed)
+    assert any("closeout_payouts" in json.dumps(r["json"]) for r in d.platform_hook.requests), d.platform_hook.requests
 
     # from here, neither worker: the alert's evidence link opens the reconcile's Data Docs
     body = mails[0].body
@@ -224,9 +235,10 @@ def test_the_chain_runs_on_two_celery_workers_and_every_link_opens(deployment: D
     assert evidence, body
     for link in evidence:
         assert b"<html" in _get(link, d.endpoint).lower()
-    # the close report (its recorded location, as a link) opens, and so does every link it gives
-    page = _get(artifacts.url(report_url), d.endpoint).decode()
-    assert PERIOD in page
+    assert b"<html" in _get(hold_hooks[0]["evidence"], d.endpoint).lower()  # the webhook's evidence link too
+    # the close report opens from its run's note, and so does every link it gives
+    page = _get(note_link, d.endpoint).decode()
+    assert PERIOD in page and page == _get(artifacts.url(report_url), d.endpoint).decode()
     report_links = [h.replace("&amp;", "&") for h in re.findall(r'href="([^"]+)"', page) if "X-Amz-" in h]
     assert any("/data_docs/" in h for h in report_links), report_links
     for link in report_links:

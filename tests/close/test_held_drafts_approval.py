@@ -287,3 +287,29 @@ def test_no_answer_in_time_fails_the_step_so_the_close_run_does_not_stay_running
     assert status == "failed" and steps[approval.STEP]["status"] == "failed"
     assert "no answer (timeout): the held drafts stay held" in steps[approval.STEP]["error"]
     assert warehouse.scalar("SELECT count(*) FROM closeout.decisions") == 0
+
+
+def test_with_no_approver_but_the_requester_the_step_fails_and_nothing_is_approved(warehouse, monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from airflow.sdk.exceptions import AirflowFailException
+    from closeout.close import runs
+    from closeout.close.approval_operator import HeldDraftsApprovalOperator
+
+    drafts = _held_drafts(warehouse)
+    monkeypatch.setenv("CLOSEOUT_FINANCE_APPROVERS", REQUESTER)
+    monkeypatch.delenv(approval.APPROVAL_ENV, raising=False)
+    params = {"period": "2026-10", "publish_policy": "auto", "trackers": ["harvest"], "dry_run": False}
+    with connect() as conn:
+        run = runs.begin(conn, "2026-10", "manual__alone", dry_run=False, params=params)
+    operator = HeldDraftsApprovalOperator(task_id=approval.STEP)
+    context = {"run_id": "manual__alone", "dag_run": SimpleNamespace(triggering_user_name=REQUESTER)}
+    with pytest.raises(AirflowFailException, match=r"held drafts approval: the only finance approver configured "
+                                                   r"\(dag_test\) triggered this run and cannot approve it"):
+        operator.execute(context)
+    status, steps = warehouse.rows("SELECT status, steps FROM closeout.period_closes WHERE close_run_id = %s",
+                                   (run.close_run_id,))[0]  # fmt: skip
+    assert status == "failed" and steps[approval.STEP]["status"] == "failed", steps
+    assert [d["invoice_id"] for d in steps[approval.STEP]["progress"]["asking"]] == [d.invoice_id for d in drafts]
+    assert warehouse.scalar("SELECT count(*) FROM closeout.decisions") == 0
+    assert warehouse.scalar("SELECT count(*) FROM closeout.invoices WHERE approved_by IS NOT NULL") == 0

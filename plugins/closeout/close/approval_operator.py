@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from airflow.sdk.exceptions import AirflowFailException
+
 from closeout.close import approval
 from closeout.payouts.approval_operator import FinanceGroupApprovalOperator
 
@@ -111,7 +113,12 @@ class HeldDraftsApprovalOperator(FinanceGroupApprovalOperator):
                             decided_by=approval.SWITCHED_OFF_BY, outcome="not_required", reason=f"approval {setting}",
                             ref=self._ref(context), context=context)  # fmt: skip
                 return runs.load(conn, context["run_id"]).step(approval.STEP).get("summary")
-        return super().execute(context)
+        try:
+            return super().execute(context)  # raises TaskAwaitingInput (or defers) to wait: not caught here
+        except AirflowFailException as exc:  # no one may approve (configuration): the close run says so
+            with connect() as conn:
+                runs.step_failed(conn, runs.load(conn, context["run_id"]), approval.STEP, str(exc))
+            raise
 
 
 def _why_not_asked(dry_run: bool, policy: str, held: int) -> str:

@@ -121,7 +121,7 @@ class TokenStore:
         if row is None:  # deleted between the seed and the lock: a person reset it; the task's retry reseeds
             raise OAuthError(f"token row of {client.conn_id!r} vanished during refresh; retry", status=None,
                              retryable=True)  # fmt: skip
-        system, company_id, refresh_token, stored_seed, access, fresh = row
+        system, company_id, refresh_token, stored_seed, access, fresh, seconds_left = row
         if system != client.system:
             raise OAuthError(f"connection {client.conn_id!r} holds {system} tokens, not {client.system}",
                              status=None, retryable=False)  # fmt: skip
@@ -132,7 +132,7 @@ class TokenStore:
             refresh_token, access, fresh = client.seed_refresh_token, None, False
         if fresh and access and access != rejected:
             conn.commit()
-            self._remember(access, self.margin_seconds)  # re-read from the row after a short while
+            self._remember(access, float(seconds_left))  # another task refreshed while we waited: use theirs
             return access
         try:
             grant = exchange_refresh_token(self._session, client, refresh_token)

@@ -41,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{written.kind} evidence pack written: {written.index}")
-    link = written.link
+    try:
+        link = written.link
+    except Exception as exc:  # a store that gives no links: the location above is still right
+        link = None
+        print(f"(no link: {exc})", file=sys.stderr)
     if link and link != written.index:
         print(f"open: {link}")
     for file in written.files:

@@ -115,7 +115,7 @@ def incident_pack_problem(conn: psycopg.Connection, hold_id: int) -> str | None:
         return f"payout hold {hold_id} has no incident pack; build it first: {build}"
     try:
         index = read_index(location)
-    except (FileNotFoundError, OSError, ValueError) as exc:
+    except Exception as exc:  # missing, unreadable, not JSON, or a store refusing: refuse the release either way
         return (f"payout hold {hold_id}: its incident pack {location} cannot be read ({type(exc).__name__}); "
                 f"build it again: {build}")  # fmt: skip
     subject = index.get("subject") or {}

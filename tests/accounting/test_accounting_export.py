@@ -218,3 +218,12 @@ def test_a_record_that_comes_back_later_is_refused_rather_than_written_twice() -
     rows = [INVOICES[0], INVOICES[2], INVOICES[1]]
     with pytest.raises(ExportError, match="INV-0001"):
         quickbooks.write_invoices(rows, MemorySink(), CURRENCIES)
+
+
+def test_a_whole_number_cell_is_written_exactly_however_large() -> None:
+    """``format(int, "f")`` would go through a float: 2**62 + 1 must not come out as ...904.000000."""
+    from closeout.accounting.csv_safe import Number
+
+    assert Number(2**62 + 1).text == "4611686018427387905"
+    assert Number(-(2**63)).text == "-9223372036854775808"
+    assert Number(0).text == "0"

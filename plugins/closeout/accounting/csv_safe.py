@@ -36,7 +36,8 @@ class Number:
             raise TypeError(f"a number cell needs an int or Decimal, not {type(value).__name__}")
         if isinstance(value, Decimal) and not value.is_finite():
             raise ValueError(f"a number cell needs a finite value, not {value}")
-        text = format(value, "f")
+        # format(int, "f") goes through a float (2**62 + 1 -> "4611686018427387904.000000"): ints as ints
+        text = str(value) if isinstance(value, int) else format(value, "f")
         self.text = text[1:] if value == 0 and text.startswith("-") else text
 
     def __repr__(self) -> str:

@@ -161,6 +161,14 @@ def deployment(warehouse_server, template_database, tmp_path_factory, request):
         e2e.drop_database(warehouse_server, database)
 
 
+def _task_logs(cluster: Cluster, ti: dict[str, Any]) -> dict[str, Path]:
+    """Worker name -> the task instance's log file in that worker's own log folder (where it exists)."""
+    rel = Path(f"dag_id={ti['dag_id']}", f"run_id={ti['dag_run_id']}", f"task_id={ti['task_id']}",
+               f"attempt={ti['try_number']}.log")  # fmt: skip
+    found = {name: cluster.root / name / "task-logs" / rel for name in cluster.workers}
+    return {name: path for name, path in found.items() if path.is_file()}
+
+
 def _get(link: str, endpoint: str) -> bytes:
     assert link.startswith(f"{endpoint}/{BUCKET}/closeout/") and "X-Amz-Signature=" in link, link
     got = requests.get(link, timeout=15)
@@ -252,7 +260,13 @@ def test_the_chain_runs_on_two_celery_workers_and_every_link_opens(deployment: D
     # distribution: tasks ran on both workers (their reported host names and their own log folders)
     hosts = hosts_of(d.task_instances)
     assert {"worker1.closeout.test", "worker2.closeout.test"} <= hosts, hosts
+    for ti in (t for t in d.task_instances if t["state"] == "success"):
+        logs = _task_logs(cluster, ti)
+        # each task ran on one machine: its log is in that worker's folder only, the worker its host name names
+        assert list(logs) == [ti["hostname"].split(".")[0]], (ti["dag_id"], ti["task_id"], ti["hostname"], logs)
+        # and a task that succeeded logged no error (GX's progress bars on stderr once did, one per check)
+        errors = [line[:300] for line in logs.popitem()[1].read_text().splitlines() if '"level":"error"' in line]
+        assert not errors, (ti["dag_id"], ti["task_id"], errors)
     for name in cluster.workers:
-        assert list((cluster.root / name / "task-logs").rglob("*.log")), f"{name} logged no task"
         left = [p for p in (cluster.root / name / "work").rglob("*") if p.is_file()]
         assert left == [], f"{name} left files in its working directory: {left}"

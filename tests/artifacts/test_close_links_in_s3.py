@@ -196,8 +196,10 @@ def test_the_close_puts_its_artifacts_in_s3_and_every_link_people_get_opens(
     # 3. the close again from the export: the export lands in the store, the reconcile breaches, the gate holds
     result = close(CONF, at=at, mark_success=before("accounting_export"))
     assert result.state == "failed" and result.task_states["reconcile"] == "failed", result
-    holds = warehouse.rows("SELECT hold_id FROM closeout.payout_holds WHERE released_at IS NULL")
+    holds = warehouse.rows("SELECT hold_id, details ->> 'evidence' FROM closeout_data.payout_holds "
+                           "WHERE released_at IS NULL")  # fmt: skip
     assert len(holds) == 1, holds
+    assert holds[0][1].startswith(f"s3://{BUCKET}/{PREFIX}/data_docs/"), holds  # the hold records the location
     report_location = f"s3://{BUCKET}/{PREFIX}/reports/{PERIOD}/index.html"
     assert artifacts.exists(report_location), "the report is written before the breach fails the close"
     evidence = warehouse.rows(

@@ -1,10 +1,11 @@
 """Where close reports live and how their data files are encoded.
 
-The location is a local folder or any URL an fsspec backend handles (``s3://bucket/prefix``, ``gs://``,
-``memory://`` in tests), reached through Airflow's ``ObjectStoragePath`` so a deployment only needs the
-provider of its store installed. A period's report sits at a path computed from the period alone, so the close
-DAG can link to it (run notes, the finance alert) before it is written; a dry run writes beside it, under
-``dry-run/``, and never over a real close's report.
+The location is ``reports/`` in the artifact store (``CLOSEOUT_ARTIFACTS_URL``, docs/artifacts.md), written with the
+``closeout_artifacts`` connection's credentials; ``CLOSEOUT_REPORTS_URL`` overrides it with a local folder or any URL
+an fsspec backend handles (``memory://`` in tests), reached through Airflow's ``ObjectStoragePath``. A period's
+report sits at a path computed from the period alone, so the close DAG can link to it (run notes, the finance alert)
+before it is written; a dry run writes beside it, under ``dry-run/``, and never over a real close's report. What is
+recorded is the location; people get links made by ``closeout.artifacts.link`` where the location is shown.
 
 The CSV and JSON are deterministic: rows sorted by the queries, keys sorted, money as integer minor units plus a
 major-unit string (never a float), and no timestamp other than the report's own ``generated_at`` (JSON only).

@@ -38,7 +38,7 @@ from urllib.parse import quote
 ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 API_USER, API_PASSWORD = "operator", "pw-deploy-4b1e7d"
-JWT_SECRET = "closeout-deployment-jwt-secret-0123456789abcdef"
+JWT_SECRET = "closeout-deployment-jwt-secret-" + "0123456789abcdef" * 3  # 64+ bytes: SHA512 HMAC
 MACHINE_ENV = "CLOSEOUT_MACHINE_NAME"
 TERMINAL = {"success", "failed"}
 
@@ -282,7 +282,7 @@ def _base_env(extra: dict[str, str], postgres: Postgres, metadata_db: str, redis
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "task-logs"),
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__TRIGGERER__DEFAULT_CAPACITY": "50",
+        "AIRFLOW__TRIGGERER__CAPACITY": "50",
         # the API client tasks use to pause DAGs and set run notes (closeout's `airflow_api` connection)
         "AIRFLOW_CONN_AIRFLOW_API": json.dumps({"conn_type": "http", "host": f"http://127.0.0.1:{api_port}",
                                                 "login": API_USER, "password": API_PASSWORD}),

@@ -65,7 +65,7 @@ ALERT_DAG_ID = "closeout_stripe_events"
 ALERT_TASK_ID = "dead_payment_link"  # no task has this id: a task's success never resolves these causes
 SEND_OPERATION = "invoice.send"
 
-Sender = Callable[[FinanceAlert], object]
+Sender = Callable[[FinanceAlert, str], object]  # (alert, delivery identity: Message-ID / Idempotency-Key)
 
 
 class CollectionsIncomplete(RuntimeError):
@@ -242,12 +242,15 @@ def _sent_since(hook: StripeHook, stripe_invoice_id: str, since: datetime | None
 
 # -- tell finance ---------------------------------------------------------------------------------------
 def default_senders() -> dict[str, Sender]:
-    """The finance e-mail and webhook, as every finance alert uses them."""
+    """The finance e-mail and webhook, as every finance alert uses them, each send carrying the delivery's
+    identity (``closeout.alerts.notify.delivery_id``), so a resend after a worker died between the send and its
+    record is recognisably the same notice."""
     from closeout.alerts.mail import send_email
     from closeout.alerts.webhook import post_webhook
 
-    return {routing.FINANCE_SMTP: lambda alert: send_email(alert, routing.FINANCE_SMTP),
-            routing.FINANCE_WEBHOOK: lambda alert: post_webhook(alert, routing.FINANCE_WEBHOOK)}  # fmt: skip
+    return {routing.FINANCE_SMTP: lambda alert, d: send_email(alert, routing.FINANCE_SMTP, message_id=d),
+            routing.FINANCE_WEBHOOK: lambda alert, d: post_webhook(alert, routing.FINANCE_WEBHOOK,
+                                                                 idempotency_key=d)}  # fmt: skip
 
 
 def _notify(conn: psycopg.Connection, senders: Mapping[str, Sender], summary: CollectionsSummary,
@@ -256,7 +259,7 @@ def _notify(conn: psycopg.Connection, senders: Mapping[str, Sender], summary: Co
         rows = cur.execute(load_sql("collections/50_pending_notices.sql")).fetchall()
     if not rows:
         return
-    from closeout.alerts.notify import known_secrets
+    from closeout.alerts.notify import delivery_id, known_secrets
 
     secrets = known_secrets()
     for row in rows:
@@ -273,7 +276,9 @@ def _notify(conn: psycopg.Connection, senders: Mapping[str, Sender], summary: Co
             conn.commit()
         problems = []
         for channel, send in senders.items():
-            status, error = record.deliver_once(conn, cause_id, channel, alert.subject, lambda s=send, a=alert: s(a))
+            identity = delivery_id(cause_id, _cause(row, alert).fingerprint, channel)
+            status, error = record.deliver_once(conn, cause_id, channel, alert.subject,
+                                                lambda s=send, a=alert, d=identity: s(a, d))  # fmt: skip
             if status == "failed":
                 problems.append(f"{channel}: {error}")
         if problems:

@@ -268,5 +268,6 @@ def test_the_chain_runs_on_two_celery_workers_and_every_link_opens(deployment: D
         errors = [line[:300] for line in logs.popitem()[1].read_text().splitlines() if '"level":"error"' in line]
         assert not errors, (ti["dag_id"], ti["task_id"], errors)
     for name in cluster.workers:
-        left = [p for p in (cluster.root / name / "work").rglob("*") if p.is_file()]
-        assert left == [], f"{name} left files in its working directory: {left}"
+        for folder in ("work", "tmp"):  # its working directory, and its TMPDIR (exports, Data Docs are built there)
+            left = [p for p in (cluster.root / name / folder).rglob("*") if p.is_file()]
+            assert left == [], f"{name} left files in its {folder} folder: {left}"

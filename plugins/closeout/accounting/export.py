@@ -32,7 +32,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -106,7 +106,7 @@ def export_period(
     a ``str`` names a folder in the artifact store (the dry run's ``exports/dry-run``); a ``Path`` a local folder.
     The files go to ``<root>/<period>/``."""
     options = options or chart_options()
-    start, end = period_bounds(period)
+    period_bounds(period)  # a malformed period is refused before anything is recorded or written
     if root is None and not os.environ.get("CLOSEOUT_EXPORT_DIR"):
         from closeout import artifacts
 
@@ -115,15 +115,26 @@ def export_period(
         return _export_to_artifacts(conn, period, f"{root.rstrip('/')}/{period}", options=options,
                                     airflow_run_id=airflow_run_id)  # fmt: skip
     folder = (root or export_root()) / period
+    return _export(conn, period, folder, str(folder), options=options, airflow_run_id=airflow_run_id)
+
+
+def _export(conn: psycopg.Connection, period: str, folder: Path, location: str, *, options: ExportOptions,
+            airflow_run_id: str | None, publish: Callable[[], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """One recorded export run: the files are written to ``folder``, ``publish`` (if any) puts them where people
+    read them (``location``), and only then is the run ``succeeded``. A worker that dies before that leaves a
+    ``running`` run naming the real location, never a ``succeeded`` one pointing at its own temporary folder."""
+    start, end = period_bounds(period)
     run_id = conn.execute(
         """INSERT INTO closeout_data.accounting_export_runs (period, airflow_run_id, folder, status)
            VALUES (%s, %s, %s, 'running') RETURNING export_run_id""",
-        (period, airflow_run_id, str(folder)),
+        (period, airflow_run_id, location),
     ).fetchone()[0]
     conn.commit()
     try:
         params = {"start": start, "end": end, "invoice_file_kinds": list(INVOICE_FILE_KINDS)}
         manifest = _write(conn, period, folder, params, options)
+        if publish is not None:
+            publish()
     except Exception as exc:
         conn.rollback()
         conn.execute(
@@ -135,30 +146,33 @@ def export_period(
         raise
     _record(conn, run_id, manifest)
     conn.commit()
-    return {**manifest, "export_run_id": run_id, "folder": str(folder)}
+    return {**manifest, "export_run_id": run_id, "folder": location}
 
 
 def _export_to_artifacts(conn: psycopg.Connection, period: str, target: str, *, options: ExportOptions,
-                         airflow_run_id: str | None) -> dict[str, Any]:
+                         airflow_run_id: str | None) -> dict[str, Any]:  # fmt: skip
     """The export written where every worker and person finds it: the CSV writers need a local folder, so the
     files are written to a temporary one and copied to ``target`` (``exports/<period>/`` under the artifacts
     location, ``CLOSEOUT_ARTIFACTS_URL``); parts an earlier run wrote there and this one did not are removed."""
     import tempfile
 
     from closeout import artifacts
+
     with tempfile.TemporaryDirectory(prefix="closeout-export-") as tmp:
-        manifest = export_period(conn, period, Path(tmp), options=options, airflow_run_id=airflow_run_id)
-        faults.point("export.before_upload")
-        written = artifacts.upload_folder(Path(tmp) / period, target)
-        faults.point("export.after_upload")
-    for stale in artifacts.listing(target):
-        name = stale.rsplit("/", 1)[-1]
-        if _OWN_FILES.match(name) and stale not in written:
-            artifacts.remove(stale)
-    conn.execute("UPDATE closeout_data.accounting_export_runs SET folder = %s WHERE export_run_id = %s",
-                 (target, manifest["export_run_id"]))  # fmt: skip
-    conn.commit()
-    return {**manifest, "folder": target, "manifest_url": artifacts.url(f"{target}/manifest.json")}
+        local = Path(tmp) / period
+
+        def publish() -> None:
+            faults.point("export.before_upload")
+            written = artifacts.upload_folder(local, target)
+            faults.point("export.after_upload")
+            for stale in artifacts.listing(target):
+                name = stale.rsplit("/", 1)[-1]
+                if _OWN_FILES.match(name) and stale not in written:
+                    artifacts.remove(stale)
+
+        manifest = _export(conn, period, local, target, options=options, airflow_run_id=airflow_run_id,
+                           publish=publish)  # fmt: skip
+    return {**manifest, "manifest_url": artifacts.url(f"{target}/manifest.json")}
 
 
 def _write(conn: psycopg.Connection, period: str, folder: Path, params: dict, options: ExportOptions) -> dict:

@@ -1,7 +1,8 @@
 """
 ### closeout_sync_harvest
 
-Pulls Harvest (API v2) into the warehouse: clients, projects, tasks, users and time entries.
+Pulls Harvest (API v2) into the warehouse: clients, projects, tasks, users, time entries and expenses
+(`closeout.expenses`, versions in `closeout.expense_versions`; see docs/expenses.md).
 
 * **First run**: full listing. **Then**: incremental by `updated_since` (last seen `updated_at` minus an overlap).
 * **Deletions**: Harvest deletes without a trace, so a trailing window of `spent_date` (default 90 days) is
@@ -70,6 +71,13 @@ def closeout_sync_harvest():
         return sync_run_id
 
     @task(pool=POOL)
+    def expenses(sync_run_id: int) -> int:
+        from closeout.trackers.expenses import harvest
+
+        harvest.sync_expenses(sync_run_id, _settings())
+        return sync_run_id
+
+    @task(pool=POOL)
     def sweep(sync_run_id: int) -> int:
         from closeout.trackers.harvest import sync
 
@@ -82,7 +90,7 @@ def closeout_sync_harvest():
 
         return sync.finish_sync(sync_run_id, _settings())
 
-    finish(sweep(entries(reference(begin()))))
+    finish(sweep(expenses(entries(reference(begin())))))
 
 
 closeout_sync_harvest()

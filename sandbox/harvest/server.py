@@ -38,6 +38,7 @@ from sandbox.harvest.data import (
     parse_timestamp,
     round_up_quarter,
 )
+from sandbox.harvest.expenses import ExpenseBook
 from sandbox.serving import BackgroundServer, Fault, FaultPlan, Response, Traffic
 
 __all__ = ["FAULT_KINDS", "HarvestSandbox"]
@@ -214,6 +215,7 @@ class HarvestSandbox:
             self._last_stamp: datetime | None = parse_timestamp(latest) if latest else None
             self._version = getattr(self, "_version", 0) + 1
             self._cache: OrderedDict[tuple[Any, ...], tuple[int, list[int]]] = OrderedDict()
+            self.expenses = ExpenseBook(self)  # /v2/expenses and /v2/expense_categories
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve in a background thread; returns the base URL (``http://host:port``, API under ``/v2``)."""
@@ -671,6 +673,11 @@ class HarvestSandbox:
                 return 200, dumps(self._company(host)), []
             case ["time_entries"]:
                 return self._list_entries(params, pairs, host)
+            case ["expenses" | "expense_categories" as resource]:
+                return self.expenses.listing(resource, params, pairs, host)
+            case ["expenses" | "expense_categories" as resource, ident]:
+                found = self.expenses.get(resource, ident)
+                return (200, found, []) if found is not None else _json(404, _NOT_FOUND)
             case [resource] if resource in _RESOURCES:
                 return self._list_catalog(resource, params, pairs, host)
             case ["time_entries", ident]:

@@ -226,9 +226,12 @@ def finish_sync(sync_run_id: int, settings: SyncSettings) -> dict[str, Any]:
         reference = run.phase("reference")
         if not (entries.get("done") and reference.get("done") and (sweep.get("done") or sweep.get("skipped"))):
             raise RuntimeError(f"sync run {sync_run_id}: finish called before every phase completed")
-        partial = bool(entries.get("partial") or sweep.get("partial"))
+        from closeout.trackers.expenses import harvest as expenses  # the expenses phase and its cursor
+
+        partial = bool(entries.get("partial") or sweep.get("partial") or expenses.phase_partial(run))
         overlap = timedelta(minutes=settings.overlap_minutes)
         cursor = dict(run.cursor_in)
+        cursor.update(expenses.cursor_after(run, overlap))
         if not entries.get("partial") and entries.get("max_updated_at"):
             cursor["entries_since"] = _minus(entries["max_updated_at"], overlap)
         if reference.get("max_updated_at"):
@@ -257,5 +260,8 @@ def run_all(airflow_run_id: str | None = None, settings: SyncSettings | None = N
     sync_run_id = begin_sync(airflow_run_id, settings)["sync_run_id"]
     sync_reference(sync_run_id, settings)
     sync_entries(sync_run_id, settings)
+    from closeout.trackers.expenses import harvest as expenses
+
+    expenses.sync_expenses(sync_run_id, settings)
     sweep_deletions(sync_run_id, settings)
     return finish_sync(sync_run_id, settings)

@@ -1,0 +1,28 @@
+-- Per-session staging for one page of normalised expenses; emptied at every commit.
+CREATE TEMP TABLE IF NOT EXISTS stage_expenses (
+    source_id             text COLLATE "C" NOT NULL,
+    client_source_id      text,
+    project_source_id     text NOT NULL,
+    user_source_id        text NOT NULL,
+    spent_date            date NOT NULL,
+    category_source_id    text,
+    category              text,
+    unit_name             text,
+    units                 numeric,
+    unit_price            numeric,
+    total_cost            numeric NOT NULL,
+    billable              boolean NOT NULL,
+    approved              boolean NOT NULL,
+    billed_in_source      boolean NOT NULL,
+    source_invoice_ref    text,
+    is_locked             boolean NOT NULL,
+    locked_reason         text,
+    currency              text NOT NULL,
+    receipt_url           text,
+    receipt_file_name     text,
+    receipt_file_size     bigint,
+    receipt_content_type  text,
+    notes                 text,
+    source_created_at     timestamptz,
+    source_updated_at     timestamptz
+) ON COMMIT DELETE ROWS

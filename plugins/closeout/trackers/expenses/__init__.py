@@ -1,0 +1,1 @@
+"""Expense capture (Harvest and Clockify; Toggl Track has no expenses): versioned like time entries."""

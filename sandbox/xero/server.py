@@ -11,8 +11,8 @@ What it implements (``/work/shared/reference/accounting-apis.md``):
 * ``/api.xro/2.0/Contacts`` and ``/api.xro/2.0/Invoices`` with ``Authorization: Bearer`` and ``xero-tenant-id``:
   ``PUT`` creates (an array under ``Contacts``/``Invoices``), ``POST`` creates or updates (by ``ContactID`` /
   ``InvoiceID``), ``GET`` lists (``page``, 100 a page; ``where`` equality on one field) or reads one by id.
-  Contact ``Name`` is unique (a ValidationException). ``summarizeErrors=false`` answers 200 with every element's
-  ``StatusAttributeString`` (OK/ERROR) and ``ValidationErrors`` instead of failing the lot.
+  Contact ``Name`` is unique among active contacts (a ValidationException). ``summarizeErrors=false`` answers
+  200 with every element's ``StatusAttributeString`` (OK/ERROR) and ``ValidationErrors`` instead of failing the lot.
 * ``Idempotency-Key`` (at most 128 characters) on POST/PUT/PATCH: the first answer per (tenant, key) is replayed.
 * Limits per tenant: ``per_minute`` (60), ``per_day`` (5000), ``max_concurrent`` (5); per app ``app_per_minute``
   (10,000). Every answer carries ``X-MinLimit-Remaining``, ``X-DayLimit-Remaining`` and
@@ -452,7 +452,8 @@ class XeroSandbox:
             if not name:
                 raise _validation("The contact name must be provided.")
             for other in tenant.objects["Contacts"].values():
-                if other["ContactID"] != obj.get("ContactID") and other["Name"].casefold() == name.casefold():
+                if (other["ContactID"] != obj.get("ContactID") and other["Name"].casefold() == name.casefold()
+                        and "ARCHIVED" not in (other.get("ContactStatus"), obj.get("ContactStatus"))):
                     raise _validation(f"The contact name {name} is already assigned to another contact. The contact "
                                       "name must be unique across all active contacts.")  # fmt: skip
             obj.setdefault("ContactStatus", "ACTIVE")

@@ -1,0 +1,402 @@
+"""Customers without duplicates: closeout clients linked to QuickBooks customers and Xero contacts (issue 17 item 2).
+
+Why: a retried create, or a customer matched by name alone, is where duplicate customers are born, and every
+invoice, payment and credit later pushed hangs off the customer. So each client is linked exactly once, in
+``closeout_data.accounting_links`` (unique per system, company and client, and per remote id):
+
+1. a client not yet linked is matched against the accounting system's own customers (read through the hook,
+   paged, inactive/archived ones included): by a configured external id (``closeout_data.accounting_client_refs``;
+   for Xero also ``ContactNumber`` = the client key closeout sets), then by e-mail, then by exact name;
+2. exactly one match links it; several matches, a match already linked to another client, or a near match (equal
+   only once case, whitespace and punctuation are ignored) open a review finance resolves
+   (``python -m closeout.accounting links resolve``) and nothing is created;
+3. no match creates the customer through the hook's outbox with a requestid / Idempotency-Key derived from the
+   client id, then records the link. A worker killed in between leaves the outbox row: the next run finds the
+   customer it created (by external id, e-mail or name) or re-sends the same key, which the vendor replays;
+4. a linked client whose name or e-mail changed is updated in place (QuickBooks: the current SyncToken, sparse;
+   Xero: ``POST /Contacts`` by ContactID), never re-created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from closeout.paths import load_sql
+from closeout.warehouse.db import connect
+
+log = logging.getLogger(__name__)
+
+SYSTEMS = ("quickbooks", "xero")
+
+
+@dataclass(frozen=True)
+class Client:
+    """A closeout client as the accounting system should know it."""
+
+    key: str
+    name: str
+    email: str | None
+    currency: str | None
+    configured_id: str | None = None
+
+    @property
+    def business_ref(self) -> str:
+        return f"client:{self.key}"
+
+    @property
+    def fields_sha256(self) -> str:
+        """What closeout keeps current in the accounting system; a change means an update in place."""
+        text = json.dumps({"name": self.name, "email": self.email}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A customer / contact as the accounting system holds it."""
+
+    id: str
+    name: str
+    email: str | None = None
+    version: str | None = None
+    other_names: tuple[str, ...] = ()  # QuickBooks CompanyName
+    numbers: tuple[str, ...] = ()  # Xero ContactNumber
+
+    def summary(self, why: str) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "email": self.email, "why": why}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What to do with one unlinked client: 'link' (remote, matched_by), 'review' (reason, detail, candidates) or
+    'create'."""
+
+    action: str
+    remote: Remote | None = None
+    matched_by: str | None = None
+    reason: str | None = None
+    detail: str | None = None
+    candidates: tuple[dict[str, Any], ...] = ()
+
+
+def near(text: str | None) -> str:
+    """The name as compared for a near match: case, whitespace and punctuation ignored (accents kept apart)."""
+    folded = unicodedata.normalize("NFKC", text or "").casefold()
+    return "".join(ch for ch in folded if ch.isalnum())
+
+
+def _email(text: str | None) -> str:
+    return (text or "").strip().casefold()
+
+
+def _exact(text: str | None) -> str:
+    return re.sub(r"\s+", " ", (text or "").strip())
+
+
+def match_client(client: Client, remotes: Iterable[Remote], taken: dict[str, str]) -> Verdict:
+    """Decide for one client not yet linked. ``taken``: remote id -> the closeout client already linked to it.
+
+    Order: configured external id, e-mail, exact name. A single match that is free links; anything doubtful goes to
+    finance; only a client that matches nothing at all, not even nearly, is created."""
+    pool = list(remotes)
+
+    def decide(hits: list[Remote], matched_by: str, what: str) -> Verdict | None:
+        if not hits:
+            return None
+        free = [r for r in hits if r.id not in taken]
+        if len(hits) == 1 and free:
+            return Verdict("link", remote=hits[0], matched_by=matched_by)
+        candidates = tuple(r.summary(what + (f" (already linked to {taken[r.id]})" if r.id in taken else ""))
+                           for r in hits)  # fmt: skip
+        detail = (f"{len(hits)} customers match {what}" if len(hits) > 1
+                  else f"the customer matching {what} is already linked to client {taken[hits[0].id]}")  # fmt: skip
+        return Verdict("review", reason="ambiguous", detail=detail, candidates=candidates)
+
+    wanted_ids = {i for i in (client.configured_id,) if i}
+    by_id = [r for r in pool if r.id in wanted_ids or wanted_ids & set(r.numbers) or client.key in r.numbers]
+    if client.configured_id and not by_id:
+        return Verdict("review", reason="external_id_not_found",
+                       detail=f"the configured external id {client.configured_id} is not a customer there")  # fmt: skip
+    verdict = decide(by_id, "external_id", f"external id {client.configured_id or client.key}")
+    if verdict:
+        return verdict
+    if client.email:
+        verdict = decide([r for r in pool if r.email and _email(r.email) == _email(client.email)], "email",
+                         f"e-mail {client.email}")  # fmt: skip
+        if verdict:
+            return verdict
+    exact = [r for r in pool if _exact(client.name) in {_exact(n) for n in (r.name, *r.other_names) if n}]
+    nearly = [r for r in pool if r not in exact and near(client.name) and
+              near(client.name) in {near(n) for n in (r.name, *r.other_names) if n}]  # fmt: skip
+    if nearly:
+        candidates = tuple(r.summary(f"exact name {client.name}") for r in exact) + tuple(
+            r.summary(f"near name {client.name}") for r in nearly)
+        return Verdict("review", reason="near_match", candidates=candidates,
+                       detail=f"{len(nearly)} customer(s) nearly match the name {client.name!r} "
+                              "(case, spaces or punctuation differ)")  # fmt: skip
+    verdict = decide(exact, "name", f"name {client.name}")
+    return verdict or Verdict("create")
+
+
+class CreateRefused(RuntimeError):
+    """The accounting system refused to create the customer for a reason a person must look at (duplicate name)."""
+
+
+class Customers(Protocol):
+    """One accounting system's customers, through its hook."""
+
+    system: str
+    company_id: str
+    create_operation: str
+
+    def list(self) -> list[Remote]: ...
+    def read(self, remote_id: str) -> Remote | None: ...
+    def create(self, client: Client) -> Remote: ...
+    def update(self, remote_id: str, client: Client) -> Remote: ...
+
+
+class QuickBooksCustomers:
+    """Customers in one QuickBooks company (``QuickBooksHook``)."""
+
+    system = "quickbooks"
+    create_operation = "customer.create"
+
+    def __init__(self, hook: Any) -> None:
+        self.hook = hook
+        self.company_id = hook.realm_id
+
+    @staticmethod
+    def _remote(obj: dict[str, Any]) -> Remote:
+        return Remote(id=str(obj["Id"]), name=str(obj.get("DisplayName") or ""),
+                      email=(obj.get("PrimaryEmailAddr") or {}).get("Address"), version=str(obj.get("SyncToken")),
+                      other_names=tuple(n for n in (obj.get("CompanyName"),) if n))  # fmt: skip
+
+    def list(self) -> list[Remote]:
+        # QuickBooks lists only active customers unless asked; an inactive one still holds its name and history
+        return [self._remote(o) for o in self.hook.query_customers("Active IN (true, false)")]
+
+    def read(self, remote_id: str) -> Remote | None:
+        from closeout.accounting.api.quickbooks import QuickBooksError
+
+        try:
+            return self._remote(self.hook.get_customer(remote_id))
+        except QuickBooksError as exc:
+            if exc.status in (400, 404) and not exc.retryable:
+                return None
+            raise
+
+    def _fields(self, client: Client) -> dict[str, Any]:
+        fields: dict[str, Any] = {"DisplayName": client.name, "CompanyName": client.name}
+        if client.email:
+            fields["PrimaryEmailAddr"] = {"Address": client.email}
+        return fields
+
+    def create(self, client: Client) -> Remote:
+        from closeout.accounting.api.quickbooks import QuickBooksError
+
+        payload = self._fields(client)
+        if client.currency:
+            payload["CurrencyRef"] = {"value": client.currency.upper()}
+        try:
+            return self._remote(self.hook.create_customer(payload, client.business_ref).body["Customer"])
+        except QuickBooksError as exc:
+            if exc.code == "6240":
+                raise CreateRefused(str(exc)) from None
+            raise
+
+    def update(self, remote_id: str, client: Client) -> Remote:
+        current = self.hook.get_customer(remote_id)  # its SyncToken now: an update in place, never a second one
+        token = str(current["SyncToken"])
+        payload = {"Id": remote_id, "SyncToken": token, "sparse": True, **self._fields(client)}
+        ref = f"{client.business_ref}:update:v{token}:{client.fields_sha256[:16]}"
+        return self._remote(self.hook.update_customer(payload, ref).body["Customer"])
+
+
+class XeroContacts:
+    """Contacts in one Xero organisation (``XeroHook``)."""
+
+    system = "xero"
+    create_operation = "contacts.create"
+
+    def __init__(self, hook: Any) -> None:
+        self.hook = hook
+        self.company_id = hook.tenant_id
+
+    @staticmethod
+    def _remote(obj: dict[str, Any]) -> Remote:
+        return Remote(id=str(obj["ContactID"]), name=str(obj.get("Name") or ""), email=obj.get("EmailAddress"),
+                      version=str(obj.get("UpdatedDateUTC") or "") or None,
+                      numbers=tuple(n for n in (obj.get("ContactNumber"),) if n))  # fmt: skip
+
+    def list(self) -> list[Remote]:
+        from closeout.accounting.api.xero import PAGE_SIZE
+
+        found: list[Remote] = []
+        page = 1
+        while True:  # archived contacts too: they keep their name and history
+            rows = self.hook.get("Contacts", {"page": page, "includeArchived": "true"}).get("Contacts") or []
+            found += [self._remote(r) for r in rows]
+            if len(rows) < PAGE_SIZE:
+                return found
+            page += 1
+
+    def read(self, remote_id: str) -> Remote | None:
+        from closeout.accounting.api.xero import XeroError
+
+        try:
+            rows = self.hook.get(f"Contacts/{remote_id}").get("Contacts") or []
+        except XeroError as exc:
+            if exc.status in (400, 404):
+                return None
+            raise
+        return self._remote(rows[0]) if rows else None
+
+    def _answer(self, elements: list[dict[str, Any]]) -> Remote:
+        element = elements[0] if elements else {}
+        if element.get("StatusAttributeString") == "ERROR" or not element.get("ContactID"):
+            messages = "; ".join(str(e.get("Message")) for e in element.get("ValidationErrors") or [])
+            raise CreateRefused(f"Xero refused the contact: {messages or 'no answer element'}")
+        return self._remote(element)
+
+    def create(self, client: Client) -> Remote:
+        contact: dict[str, Any] = {"Name": client.name, "ContactNumber": client.key}
+        if client.email:
+            contact["EmailAddress"] = client.email
+        if client.currency:
+            contact["DefaultCurrency"] = client.currency.upper()
+        return self._answer(self.hook.create_contacts([contact], client.business_ref).elements)
+
+    def update(self, remote_id: str, client: Client) -> Remote:
+        contact = {"ContactID": remote_id, "Name": client.name, "EmailAddress": client.email or ""}
+        ref = f"{client.business_ref}:update:{client.fields_sha256[:16]}"
+        return self._answer(self.hook.write("contacts.save", ref, "POST", "Contacts", [contact]).elements)
+
+
+@dataclass
+class LinkRun:
+    """What one run did, for the task log and the tests."""
+
+    system: str
+    company_id: str
+    linked: dict[str, str] = field(default_factory=dict)  # client -> how (external_id, email, name, created)
+    created: list[str] = field(default_factory=list)
+    reviews: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def customers_for(system: str, conn_id: str | None = None, *,
+                  warehouse_conn_id: str = "closeout_warehouse") -> Customers:  # fmt: skip
+    """The customers adapter of ``system`` over its hook (connection ``<system>_default`` unless given)."""
+    if system == "quickbooks":
+        from closeout.accounting.api.quickbooks import QuickBooksHook
+
+        return QuickBooksCustomers(QuickBooksHook(conn_id or "quickbooks_default", warehouse_conn_id=warehouse_conn_id))
+    if system == "xero":
+        from closeout.accounting.api.xero import XeroHook
+
+        return XeroContacts(XeroHook(conn_id or "xero_default", warehouse_conn_id=warehouse_conn_id))
+    raise ValueError(f"unknown accounting system {system!r}; expected one of {', '.join(SYSTEMS)}")
+
+
+def link_customers(customers: Customers, *, warehouse_conn_id: str = "closeout_warehouse") -> LinkRun:
+    """Link every closeout client to exactly one customer there, creating only what matches nothing."""
+    run = LinkRun(customers.system, customers.company_id)
+    scope = {"system": customers.system, "company_id": customers.company_id}
+    with connect(warehouse_conn_id, autocommit=True) as conn:
+        rows = conn.execute(load_sql("accounting_api/links_clients.sql"),
+                            {**scope, "create_operation": customers.create_operation}).fetchall()  # fmt: skip
+        taken = dict(conn.execute(load_sql("accounting_api/links_taken.sql"), scope).fetchall())
+        clients = [(Client(r[0], r[1], r[2], r[3], r[9]), r) for r in rows]
+        unlinked = [(c, r) for c, r in clients if r[4] is None and r[8] != "open"]
+        remotes = customers.list() if any(r[8] != "create" for _, r in unlinked) else []
+        matched: list[dict[str, Any]] = []
+        reviews: list[dict[str, Any]] = []
+        for client, row in unlinked:
+            review_id, review_state, create_sent = row[7], row[8], row[10]
+            verdict = Verdict("create") if review_state == "create" else match_client(client, remotes, taken)
+            if verdict.action == "link" and verdict.remote is not None:
+                # a create this client already sent (a worker killed before recording it) found again
+                how = "created" if create_sent else str(verdict.matched_by)
+                matched.append(_link_row(client, verdict.remote, how, review_id, pushed=client.fields_sha256))
+                taken[verdict.remote.id] = client.key
+                run.linked[client.key] = how
+            elif verdict.action == "review":
+                reviews.append({"closeout_ref": client.key, "reason": verdict.reason, "detail": verdict.detail,
+                                "candidates": list(verdict.candidates)})  # fmt: skip
+            else:
+                try:
+                    remote = customers.create(client)  # requestid / Idempotency-Key from the client id
+                except CreateRefused as exc:
+                    reviews.append({"closeout_ref": client.key, "reason": "create_refused", "detail": str(exc)[:2000],
+                                    "candidates": []})  # fmt: skip
+                    continue
+                # recorded right after the call; a worker killed before this line is found again by the next run
+                _record(conn, scope, [_link_row(client, remote, "created", review_id, pushed=client.fields_sha256)])
+                taken[remote.id] = client.key
+                run.created.append(client.key)
+                run.linked[client.key] = "created"
+        if matched:
+            _record(conn, scope, matched)
+        if reviews:
+            opened = conn.execute(load_sql("accounting_api/reviews_open.sql"),
+                                  {**scope, "reviews": json.dumps(reviews)}).fetchall()  # fmt: skip
+            run.reviews = [ref for _, ref in opened]
+        _update_in_place(conn, customers, scope, [(c, r) for c, r in clients if r[4] is not None], run)
+    log.info("%s %s customer links: %d linked (%d created), %d to review, %d updated, %d failed", run.system,
+             run.company_id, len(run.linked), len(run.created), len(run.reviews), len(run.updated),
+             len(run.failed))  # fmt: skip
+    return run
+
+
+def _link_row(client: Client, remote: Remote, how: str, review_id: int | None, *, pushed: str | None) -> dict[str, Any]:
+    return {"closeout_ref": client.key, "external_id": remote.id, "remote_version": remote.version,
+            "matched_by": how, "pushed_sha256": pushed, "review_id": review_id}  # fmt: skip
+
+
+def _record(conn: Any, scope: dict[str, str], links: list[dict[str, Any]]) -> None:
+    conn.execute(load_sql("accounting_api/links_record.sql"), {**scope, "links": json.dumps(links)})
+
+
+def _update_in_place(conn: Any, customers: Customers, scope: dict[str, str], linked: list[tuple[Client, tuple]],
+                     run: LinkRun) -> None:  # fmt: skip
+    """Linked clients whose name or e-mail changed are updated there; links finance made are adopted (their version
+    read, closeout's fields taken as current) without overwriting the customer finance chose."""
+    changes: list[dict[str, Any]] = []
+    for client, row in linked:
+        external_id, pushed = row[4], row[6]
+        if pushed == client.fields_sha256:
+            continue
+        try:
+            if pushed is None:
+                remote = customers.read(external_id)
+                if remote is None:
+                    changes.append({"closeout_ref": client.key, "status": "update_failed",
+                                    "detail": f"customer {external_id} does not exist there"})  # fmt: skip
+                    run.failed[client.key] = "missing"
+                    continue
+                changes.append({"closeout_ref": client.key, "remote_version": remote.version,
+                                "pushed_sha256": client.fields_sha256, "status": "linked", "detail": None})  # fmt: skip
+                continue
+            remote = customers.update(external_id, client)
+        except CreateRefused as exc:
+            changes.append({"closeout_ref": client.key, "status": "update_failed", "detail": str(exc)[:2000]})
+            run.failed[client.key] = str(exc)
+            continue
+        except Exception as exc:
+            if getattr(exc, "retryable", True):
+                raise
+            changes.append({"closeout_ref": client.key, "status": "update_failed", "detail": str(exc)[:2000]})
+            run.failed[client.key] = str(exc)
+            continue
+        changes.append({"closeout_ref": client.key, "remote_version": remote.version,
+                        "pushed_sha256": client.fields_sha256, "status": "linked", "detail": None})  # fmt: skip
+        run.updated.append(client.key)
+    if changes:
+        conn.execute(load_sql("accounting_api/links_synced.sql"), {**scope, "links": json.dumps(changes)})

@@ -41,7 +41,11 @@ ONE_RUN_AT_A_TIME = {
 HEAVY_MODULES = ("pandas", "great_expectations", "stripe", "psycopg", "requests")
 HARVEST_POOL = "harvest_api"
 HARVEST_CALLING_TASKS = {"closeout_sync_harvest": {"reference", "entries", "sweep"}}
-PARSE_BUDGET_SECONDS = 0.3
+# A DAG file that reads a Variable, opens a connection or imports a heavy library at top level takes seconds;
+# a thin one takes milliseconds (the first file pays closeout's shared imports, about 0.15 s here). The budget sits
+# far above the thin case so a loaded CI machine never fails it, and far below Airflow's 30 s dagbag import timeout;
+# the deterministic part of the rule is test_dag_file_imports_nothing_heavy_at_top_level.
+PARSE_BUDGET_SECONDS = 1.0
 
 
 def _bag(path: Path):

@@ -30,7 +30,7 @@ from sandbox.xero import XeroSandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "controls"))
-from controls_support import FINANCE, OUTSIDER, people_api  # noqa: E402
+from controls_support import FINANCE, OUTSIDER, conn_json_as, login_in, people_api  # noqa: E402
 
 people_api = people_api  # the fixture
 XERO_NO_LIMITS = {"per_minute": None, "per_day": None, "max_concurrent": None, "app_per_minute": None}
@@ -185,11 +185,15 @@ def test_a_worker_killed_between_the_create_and_the_link_record_creates_no_secon
     warehouse, books: Books
 ) -> None:
     add_client("kite", "Kite Logistics", "ap@kite.example")
-    with connect() as blocker:  # the worker's link INSERT waits behind this lock; it is killed exactly there
+    # the worker runs as the DAGs do (a closeout_pipeline login); its link INSERT waits behind this test's lock,
+    # so it is killed exactly between the create call and the link record
+    with login_in("closeout_pipeline") as pipeline_login, connect() as blocker:
         blocker.execute("LOCK TABLE closeout_data.accounting_links IN SHARE MODE")
-        worker = subprocess.Popen([sys.executable, "-m", "closeout.accounting", "links", "sync", "--system",
-                                   books.system], env=_env(), stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE)  # fmt: skip
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "closeout.accounting", "links", "sync", "--system", books.system],
+            env=_env(AIRFLOW_CONN_CLOSEOUT_WAREHOUSE=conn_json_as(pipeline_login)),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
         try:
             deadline = time.monotonic() + 120
             while not (backend := _waiting_on_links(blocker)):
@@ -233,13 +237,24 @@ def test_finance_resolves_a_review_by_linking_or_creating_with_their_identity(
     books.plant("c", "Nova Labs.")  # a near match only
     run_links(books)
     (acme_review, nova_review) = [r[0] for r in reviews(warehouse)]
-    env = _env(CLOSEOUT_AIRFLOW_URL=people_api.url, CLOSEOUT_FINANCE_APPROVERS=",".join(FINANCE))
+    with login_in("closeout_finance") as finance_login, login_in("closeout_pipeline") as pipeline_login:
+        _resolve_as_finance(warehouse, books, people_api, first, acme_review, nova_review, finance_login,
+                            pipeline_login)  # fmt: skip
 
-    def resolve(user: str, review_id: int, *choice: str) -> subprocess.CompletedProcess:
+
+def _resolve_as_finance(warehouse, books: Books, people_api, first: str, acme_review: int, nova_review: int,
+                        finance_login: str, pipeline_login: str) -> None:  # fmt: skip
+    env = _env(CLOSEOUT_AIRFLOW_URL=people_api.url, CLOSEOUT_FINANCE_APPROVERS=",".join(FINANCE),
+               AIRFLOW_CONN_CLOSEOUT_WAREHOUSE=conn_json_as(finance_login))  # fmt: skip
+
+    def resolve(user: str, review_id: int, *choice: str, login: str = finance_login) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "closeout.accounting", "links", "resolve", "--review-id",
                                str(review_id), *choice], capture_output=True, text=True, timeout=120,
-                              env={**env, "CLOSEOUT_AIRFLOW_TOKEN": people_api.token(user)})  # fmt: skip
+                              env={**env, "CLOSEOUT_AIRFLOW_TOKEN": people_api.token(user),
+                                   "AIRFLOW_CONN_CLOSEOUT_WAREHOUSE": conn_json_as(login)})  # fmt: skip
 
+    on_pipeline = resolve(FINANCE[0], acme_review, "--remote-id", first, login=pipeline_login)
+    assert on_pipeline.returncode == 2 and "permission denied" in on_pipeline.stderr  # the pipeline cannot decide
     outsider = resolve(OUTSIDER, acme_review, "--remote-id", first)
     assert outsider.returncode == 2 and "not in the finance group" in outsider.stderr
     assert links(warehouse) == {}
@@ -262,6 +277,8 @@ def test_finance_resolves_a_review_by_linking_or_creating_with_their_identity(
     assert books.name_of(links(warehouse)["nova"][0]) == "Nova Labs"
     assert [(r[1], r[3]) for r in reviews(warehouse)] == [("acme", "done"), ("nova", "done")]
     assert books.name_of(first) == "Acme Ltd"  # the linked customer finance chose is adopted, not overwritten
+    assert warehouse.scalar("SELECT remote_version IS NOT NULL FROM closeout.accounting_links "
+                            "WHERE closeout_ref = 'acme'")  # fmt: skip
     assert not run_links(books).created and books.created() == before + 1
 
 

@@ -57,6 +57,7 @@ from sandbox.clockify.data import (
     resolve_rate,
     stamp,
 )
+from sandbox.clockify.expenses import ClockifyExpenseBook
 from sandbox.serving import BackgroundServer, Fault, FaultPlan, Response, Traffic
 
 __all__ = ["FAULT_KINDS", "LIMITS", "WEBHOOK_EVENTS", "ClockifySandbox"]
@@ -227,6 +228,7 @@ class ClockifySandbox:
             self._cache: OrderedDict[tuple[Any, ...], tuple[int, Any]] = OrderedDict()
             self._ctx: dict[tuple[Any, ...], str] = {}
             self._hydrate: dict[str | None, bytes] = {}
+            self.expenses = ClockifyExpenseBook(self)  # /workspaces/{ws}/expenses
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve in a background thread; returns the base URL (REST under ``/api/v1``, reports ``/reports/v1``)."""
@@ -835,6 +837,12 @@ class ClockifySandbox:
                     if pid not in self._projects:
                         return _error(404, "Project not found")
                     return self._list_catalog([t for t in self._tasks.values() if t["projectId"] == pid], params)
+                case ["workspaces", _, "expenses"]:
+                    return self.expenses.listing(params)
+                case ["workspaces", _, "expenses", "categories"]:
+                    return self.expenses.categories_listing()
+                case ["workspaces", _, "expenses", expense_id]:
+                    return self.expenses.get(expense_id) or _error(404, "Expense not found")
                 case ["workspaces", _, "time-entries", entry_id]:
                     k = self._by_id.get(entry_id)
                     return (200, self._rows[k].body, []) if k is not None else _error(404, "Time entry not found")

@@ -11,6 +11,8 @@ Pulls Clockify into the warehouse (same `closeout.time_entries` contract as Harv
 * **Budget**: 50 requests/s on paid workspaces (paced), 30/hour on new free ones (connection extra
   `limit: free`): the run is *paused* when the hour is spent and the next run continues it.
 * Bad records go to `closeout.quarantine`; a run killed mid-way resumes from its last committed page.
+* **Expenses** (`closeout.expenses`, see docs/expenses.md): the whole expense listing is re-read with the window;
+  expenses it no longer returns get a *deleted* version.
 
 Params: `full_refresh`, `sweep` (`auto`, `always`, `never`). Settings: Variable `closeout_sync` (`clockify` key).
 Schedule: env `CLOSEOUT_CLOCKIFY_SCHEDULE`. Pool: `clockify_api`.
@@ -21,4 +23,4 @@ from __future__ import annotations
 # an Airflow DAG file: the shape is shared with the other windowed tracker (closeout.dag_builders)
 from closeout.dag_builders import windowed_sync_dag
 
-windowed_sync_dag("clockify", doc_md=__doc__, schedule_env="CLOSEOUT_CLOCKIFY_SCHEDULE")
+windowed_sync_dag("clockify", doc_md=__doc__, schedule_env="CLOSEOUT_CLOCKIFY_SCHEDULE", expenses=True)

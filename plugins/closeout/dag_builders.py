@@ -11,9 +11,11 @@ from typing import Any
 from closeout.dag_defaults import START_DATE, TIME_ENTRIES, default_args, schedule
 
 
-def windowed_sync_dag(source: str, *, doc_md: str, schedule_env: str, default_schedule: str = "*/30 * * * *") -> Any:
+def windowed_sync_dag(
+    source: str, *, doc_md: str, schedule_env: str, default_schedule: str = "*/30 * * * *", expenses: bool = False
+) -> Any:
     """The sync DAG of a windowed tracker (see ``closeout.trackers.windowed``):
-    begin -> reference -> window -> inbox -> finish, its tracker calls in pool ``<source>_api``."""
+    begin -> reference -> window -> inbox [-> expenses] -> finish, its tracker calls in pool ``<source>_api``."""
     from airflow.sdk import Param, dag, get_current_context, task
 
     pool = f"{source}_api"
@@ -68,13 +70,20 @@ def windowed_sync_dag(source: str, *, doc_md: str, schedule_env: str, default_sc
             windowed.apply_inbox(*_with(tracker_and_settings(), sync_run_id))
             return sync_run_id
 
+        @task(pool=pool)
+        def expenses_phase(sync_run_id: int) -> int:
+            tracker, settings = tracker_and_settings()
+            tracker.sync_expenses(sync_run_id, settings)
+            return sync_run_id
+
         @task(outlets=[TIME_ENTRIES])
         def finish(sync_run_id: int) -> dict:
             from closeout.trackers import windowed
 
             return windowed.finish_sync(*_with(tracker_and_settings(), sync_run_id))
 
-        finish(inbox(window(reference(begin()))))
+        listed = inbox(window(reference(begin())))
+        finish(expenses_phase.override(task_id="expenses")(listed) if expenses else listed)
 
     return windowed_sync()
 

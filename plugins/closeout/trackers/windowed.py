@@ -48,6 +48,8 @@ class WindowedTracker:
     pages: Callable[[Any, date, date, Any], Iterator[Page]]  # (hook, first day, last day, resume token)
     normalizer: Callable[[psycopg.Connection], Normalizer]  # built from the reference data in the warehouse
     event_days: Callable[[str, str], list[date]]  # (event_type, raw body) -> spent dates it touches
+    # the tracker's expenses phase (sync_run_id, settings), run after the inbox; None: no expenses (Toggl)
+    sync_expenses: Callable[[int, SyncSettings], Any] | None = None
 
 
 def _hook(tracker: WindowedTracker, conn: psycopg.Connection) -> Any:
@@ -322,6 +324,9 @@ def finish_sync(tracker: WindowedTracker, sync_run_id: int, settings: SyncSettin
             return runs.summary(run)
         phases = {name: run.phase(name) for name in ("reference", "window", "inbox")}
         paused = [f"{name}: {state['paused']}" for name, state in phases.items() if state.get("paused")]
+        expenses = run.checkpoint.get("expenses") or {}  # closeout.trackers.expenses (Clockify)
+        if (expenses.get("listing") or {}).get("paused"):
+            paused.append(f"expenses: {expenses['listing']['paused']}")
         if paused:
             runs.pause(conn, run, "; ".join(paused))
             log.warning("%s sync run %s paused, the next run continues it: %s", tracker.source, run.sync_run_id,
@@ -332,7 +337,9 @@ def finish_sync(tracker: WindowedTracker, sync_run_id: int, settings: SyncSettin
         if reference.get("read_at"):
             cursor["reference_at"] = reference["read_at"]
         partial = bool(
-            window.get("partial") or any(p.get("partial") for p in phases["inbox"].get("progress", {}).values())
+            window.get("partial")
+            or expenses.get("partial")
+            or any(p.get("partial") for p in phases["inbox"].get("progress", {}).values())
         )
         runs.finish(conn, run, status="partial" if partial else "succeeded", cursor=cursor,
                     sweep_completed=window.get("marked") is not None and not window.get("partial"))  # fmt: skip
@@ -350,4 +357,6 @@ def run_all(tracker: WindowedTracker, airflow_run_id: str | None = None,
     sync_reference(tracker, sync_run_id, settings)
     sync_window(tracker, sync_run_id, settings)
     apply_inbox(tracker, sync_run_id, settings)
+    if tracker.sync_expenses is not None:
+        tracker.sync_expenses(sync_run_id, settings)
     return finish_sync(tracker, sync_run_id, settings)

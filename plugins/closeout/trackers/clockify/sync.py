@@ -71,9 +71,16 @@ def event_days(event_type: str, body: str) -> list[date]:
     return windowed.days_around(start)
 
 
+def sync_expenses(sync_run_id: int, settings: SyncSettings) -> dict[str, Any]:
+    """The expenses phase (closeout.trackers.expenses.clockify), imported when it runs."""
+    from closeout.trackers.expenses import clockify as expenses
+
+    return expenses.sync_expenses(sync_run_id, settings)
+
+
 TRACKER = CLOCKIFY = windowed.WindowedTracker(
     source=SOURCE, make_hook=ClockifyHook, fetch_reference=fetch_reference, pages=pages,
-    normalizer=normalizer, event_days=event_days,
+    normalizer=normalizer, event_days=event_days, sync_expenses=sync_expenses,
 )  # fmt: skip
 
 

@@ -181,12 +181,9 @@ def _env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]), **extra}
 
 
-def test_a_worker_killed_between_the_create_and_the_link_record_creates_no_second_customer(
-    warehouse, books: Books
-) -> None:
-    add_client("kite", "Kite Logistics", "ap@kite.example")
-    # the worker runs as the DAGs do (a closeout_pipeline login); its link INSERT waits behind this test's lock,
-    # so it is killed exactly between the create call and the link record
+def kill_a_worker_between_the_create_and_the_link_record(books: Books) -> None:
+    """Run ``links sync`` as a worker (a closeout_pipeline login, as the DAGs do) and SIGKILL it after the customer
+    was created there and before its link is recorded: its link INSERT waits behind this test's lock."""
     with login_in("closeout_pipeline") as pipeline_login, connect() as blocker:
         blocker.execute("LOCK TABLE closeout_data.accounting_links IN SHARE MODE")
         worker = subprocess.Popen(
@@ -210,7 +207,15 @@ def test_a_worker_killed_between_the_create_and_the_link_record_creates_no_secon
             if worker.poll() is None:
                 worker.kill()
                 worker.wait(30)
-    assert worker.returncode == -signal.SIGKILL and links(warehouse) == {}
+    assert worker.returncode == -signal.SIGKILL
+
+
+def test_a_worker_killed_between_the_create_and_the_link_record_creates_no_second_customer(
+    warehouse, books: Books
+) -> None:
+    add_client("kite", "Kite Logistics", "ap@kite.example")
+    kill_a_worker_between_the_create_and_the_link_record(books)
+    assert links(warehouse) == {}
     run = run_links(books)
     assert run.linked == {"kite": "created"} and not run.reviews
     assert books.created() == 1  # the sandbox's own count: still one customer
@@ -218,6 +223,21 @@ def test_a_worker_killed_between_the_create_and_the_link_record_creates_no_secon
     remote_id = customer["Id"] if books.system == "quickbooks" else customer["ContactID"]
     assert links(warehouse) == {"kite": (remote_id, "linked", books.system)}
     assert not run_links(books).created and books.created() == 1
+
+
+def test_a_client_renamed_after_a_killed_create_is_not_created_again(warehouse, books: Books) -> None:
+    add_client("kite", "Kite Logistics")  # no e-mail to find it by
+    kill_a_worker_between_the_create_and_the_link_record(books)
+    add_client("kite", "Kite Freight")
+    # QuickBooks: the outbox kept the id QuickBooks answered; Xero: the contact carries the client key (ContactNumber)
+    run = run_links(books)
+    assert run.linked == {"kite": "created"} and not run.created and not run.reviews and books.created() == 1
+    (remote_id, status, _) = links(warehouse)["kite"]
+    assert status == "linked"
+    renamed = run_links(books)  # then the customer closeout created takes the client's new name, in place
+    assert books.created() == 1 and books.name_of(remote_id) == "Kite Freight"
+    assert renamed.updated == ["kite"]
+    assert not run_links(books).updated
 
 
 def _waiting_on_links(conn) -> int | None:

@@ -28,12 +28,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from closeout.accounting.api.outbox import IdempotencyConflict
 from closeout.paths import load_sql
 from closeout.warehouse.db import connect
 
 log = logging.getLogger(__name__)
 
 SYSTEMS = ("quickbooks", "xero")
+# pushed_sha256 of a recovered create whose client changed since: the next pass updates the customer in place
+RENAME_PENDING = "rename-pending"
 
 
 @dataclass(frozen=True)
@@ -319,12 +322,24 @@ def link_customers(customers: Customers, *, warehouse_conn_id: str = "closeout_w
         matched: list[dict[str, Any]] = []
         reviews: list[dict[str, Any]] = []
         for client, row in unlinked:
-            review_id, review_state, create_sent = row[7], row[8], row[10]
-            verdict = Verdict("create") if review_state == "create" else match_client(client, remotes, taken)
+            review_id, review_state, create_sent, created_id = row[7], row[8], row[10], row[11]
+            recovered = _recover_created(customers, remotes, created_id, taken)
+            if recovered is not None:  # closeout's own create, answered but never recorded: link that one
+                verdict = Verdict("link", remote=recovered, matched_by="created")
+            elif review_state == "create":
+                verdict = Verdict("create")
+            else:
+                verdict = match_client(client, remotes, taken)
             if verdict.action == "link" and verdict.remote is not None:
-                # a create this client already sent (a worker killed before recording it) found again
-                how = "created" if create_sent else str(verdict.matched_by)
-                matched.append(_link_row(client, verdict.remote, how, review_id, pushed=client.fields_sha256))
+                remote = verdict.remote
+                pushed = client.fields_sha256
+                if create_sent:  # a create this client already sent (a worker killed before recording it) found again
+                    how = "created"
+                    if remote.name != client.name or _email(remote.email) != _email(client.email):
+                        pushed = RENAME_PENDING  # closeout made it: it takes the client's current fields in place
+                else:
+                    how = str(verdict.matched_by)
+                matched.append(_link_row(client, remote, how, review_id, pushed=pushed))
                 taken[verdict.remote.id] = client.key
                 run.linked[client.key] = how
             elif verdict.action == "review":
@@ -333,7 +348,7 @@ def link_customers(customers: Customers, *, warehouse_conn_id: str = "closeout_w
             else:
                 try:
                     remote = customers.create(client)  # requestid / Idempotency-Key from the client id
-                except CreateRefused as exc:
+                except (CreateRefused, IdempotencyConflict) as exc:  # refused there, or renamed mid-create
                     reviews.append({"closeout_ref": client.key, "reason": "create_refused", "detail": str(exc)[:2000],
                                     "candidates": []})  # fmt: skip
                     continue
@@ -353,6 +368,15 @@ def link_customers(customers: Customers, *, warehouse_conn_id: str = "closeout_w
              run.company_id, len(run.linked), len(run.created), len(run.reviews), len(run.updated),
              len(run.failed))  # fmt: skip
     return run
+
+
+def _recover_created(customers: Customers, remotes: list[Remote], created_id: str | None,
+                     taken: dict[str, str]) -> Remote | None:  # fmt: skip
+    """The customer closeout's own earlier create made (its id from the outbox), if it still exists and is free."""
+    if not created_id or created_id in taken:
+        return None
+    listed = next((r for r in remotes if r.id == created_id), None)
+    return listed or customers.read(created_id)
 
 
 def _link_row(client: Client, remote: Remote, how: str, review_id: int | None, *, pushed: str | None) -> dict[str, Any]:

@@ -38,6 +38,7 @@ class ClockifyExpenseBook:
         self._sandbox = sandbox
         self._expenses: dict[str, Any] = {}  # id (or 'raw:N') -> object
         self._raw = 0
+        self._changes = 0  # bumped by every change: the listing order is recomputed only then
         ws = sandbox.workspace_id
         self.categories: dict[str, dict[str, Any]] = {
             cid: {"id": cid, "name": name, "unit": unit, "priceInCents": price, "hasUnitPrice": price is not None,
@@ -69,17 +70,20 @@ class ClockifyExpenseBook:
             fields.setdefault("categoryId", DEFAULT_CATEGORIES[0][0])
             self._apply(expense, fields)
             self._expenses[expense_id] = expense
+            self._changes += 1
             return copy.deepcopy(expense)
 
     def update_expense(self, expense_id: str, **fields: Any) -> dict[str, Any]:
         with self._sandbox._lock:
             expense = self._expenses[expense_id]
             self._apply(expense, fields)
+            self._changes += 1
             return copy.deepcopy(expense)
 
     def delete_expense(self, expense_id: str) -> None:
         with self._sandbox._lock:
             del self._expenses[expense_id]
+            self._changes += 1
 
     def put_raw_expense(self, raw: Any) -> str:
         """Store any JSON value verbatim (bad records); returns its key for ``delete_expense``."""
@@ -88,6 +92,7 @@ class ClockifyExpenseBook:
             self._raw += 1
             key = f"raw:{self._raw}"
             self._expenses[key] = copy.deepcopy(raw)
+            self._changes += 1
             return key
 
     def _apply(self, expense: dict[str, Any], fields: dict[str, Any]) -> None:
@@ -120,7 +125,10 @@ class ClockifyExpenseBook:
             ident = obj.get("id") if isinstance(obj, dict) else None
             return (day if isinstance(day, str) else "~", ident if isinstance(ident, str) else "")
 
-        return sorted(self._expenses, key=key, reverse=True)
+        version = (len(self._expenses), self._changes)
+        if getattr(self, "_order_cache", (None, None))[0] != version:
+            self._order_cache = (version, sorted(self._expenses, key=key, reverse=True))
+        return self._order_cache[1]
 
     def listing(self, params: dict[str, str]) -> tuple[int, bytes, list]:
         try:

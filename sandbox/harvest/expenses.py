@@ -184,6 +184,11 @@ class ExpenseBook:
                 expense["locked_reason"] = LOCKED_INVOICED if billed else LOCKED_APPROVED if closed else None
 
     def _listing_order(self) -> list[int]:
+        """Keys in listing order, recomputed only after a change (a listing pages through a fixed order)."""
+        version = self._sandbox._version
+        if getattr(self, "_order_cache", (None, None))[0] == version:
+            return self._order_cache[1]
+
         def key(k: int) -> tuple[str, int]:
             obj = self._expenses[k]
             spent = obj.get("spent_date") if isinstance(obj, dict) else None
@@ -191,7 +196,9 @@ class ExpenseBook:
             spent = spent if isinstance(spent, str) else "~"  # unusable dates list first
             return (spent, ident if isinstance(ident, int) and not isinstance(ident, bool) else 0)
 
-        return sorted(self._expenses, key=key, reverse=True)
+        order = sorted(self._expenses, key=key, reverse=True)
+        self._order_cache = (version, order)
+        return order
 
     def _matches(self, obj: Any, filters: dict[str, Any]) -> bool:
         if not isinstance(obj, dict):
@@ -217,6 +224,24 @@ class ExpenseBook:
         return True
 
     # ------------------------------------------------------------------ HTTP
+
+    def control(self, method: str, parts: list[str], args: Any) -> tuple | None:
+        """``/_sandbox/expenses...``: the helpers above over HTTP, for harnesses in another process."""
+        from sandbox.harvest.server import _json
+
+        match method, parts:
+            case "GET", ["expenses"]:
+                return _json(200, self.snapshot())
+            case "POST", ["expenses"]:
+                return _json(201, self.create_expense(**args))
+            case "PATCH", ["expenses", ident]:
+                return _json(200, self.update_expense(int(ident), **args))
+            case "DELETE", ["expenses", ident]:
+                self.delete_expense(int(ident))
+                return _json(200, {"deleted": int(ident)})
+            case "POST", ["raw_expenses"]:
+                return _json(201, {"key": self.put_raw_expense(args)})
+        return None
 
     def listing(self, resource: str, params: dict[str, str], pairs: list[tuple[str, str]], host: str) -> tuple:
         """One page of ``/v2/expenses`` or ``/v2/expense_categories`` in Harvest's envelope."""

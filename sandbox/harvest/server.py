@@ -821,6 +821,8 @@ class HarvestSandbox:
                 case "POST", ["edit_random"]:
                     ids = self.edit_random(int(args["count"]), seed=int(args.get("seed", 0)))
                     return _json(200, {"ids": ids})
+                case _, ["expenses", *_] | ["raw_expenses"] if (found := self.expenses.control(method, parts, args)):
+                    return found
                 case "POST", ["rate_limit"]:
                     if args.get("off"):
                         self.set_rate_limit(None)

@@ -6,7 +6,14 @@
 WITH changed AS (
     SELECT s.*, h.version AS prev_version, h.deleted_at AS prev_deleted_at
     FROM stage_expenses s
-    LEFT JOIN closeout_data.expense_heads h ON h.source = %(source)s AND h.source_id = s.source_id
+    -- LATERAL + LIMIT keeps this a primary-key probe per staged row whatever the statistics say mid-sync
+    -- (a plain join can be planned as a hash of every head of the source on every page)
+    LEFT JOIN LATERAL (
+        SELECT hh.source, hh.source_id, hh.version, hh.deleted_at
+        FROM closeout_data.expense_heads hh
+        WHERE hh.source = %(source)s AND hh.source_id = s.source_id
+        LIMIT 1
+    ) h ON true
     WHERE h.source_id IS NULL
        OR h.deleted_at IS NOT NULL
        OR NOT EXISTS (

@@ -15,7 +15,8 @@ running close, `closeout.period_closes`).
    `publish_policy`: `as_configured` each client's policy, held drafts stay held; `auto` also publishes the period's
    held drafts once finance approves them; `hold` publishes nothing) -> 7. **events** -> 8. **journals** ->
    9. **accounting_export** -> 10. **reconcile** (a breach pauses payouts, opens a hold, alerts finance and fails
-   the close) -> 11. **close_report** (HTML, CSV, JSON; linked from this run's note).
+   the close) -> 11. **evidence** (the period's evidence pack in the artifact store, `docs/evidence.md`; not in a
+   dry run) -> 12. **close_report** (HTML, CSV, JSON; linked from this run's note).
 
 **approve_held_drafts** (with `publish_policy: auto` and held drafts in the period): Airflow's `ApprovalOperator`,
 assigned at run time to the finance group in env `CLOSEOUT_FINANCE_APPROVERS` less the person who triggered the
@@ -144,6 +145,10 @@ def closeout_month_end_close():
         return _step("reconcile")
 
     @task
+    def evidence() -> dict:
+        return _step("evidence")
+
+    @task
     def close_report() -> dict:
         from closeout.close import tasks
 
@@ -152,7 +157,7 @@ def closeout_month_end_close():
     approve_held_drafts = HeldDraftsApprovalOperator(task_id="approve_held_drafts")
 
     chain = [validate(), *[final_sync_of(tracker) for tracker in TRACKERS], final_sync(), lock_period(), drafts(),
-             approve_held_drafts, publish(), events(), journals(), accounting_export(), reconcile(),
+             approve_held_drafts, publish(), events(), journals(), accounting_export(), reconcile(), evidence(),
              close_report()]  # fmt: skip
     chain_linear(*chain)
 

@@ -175,3 +175,26 @@ def test_a_pack_the_store_refuses_stops_no_hold_and_the_release_names_the_comman
             conn.commit()
         mismatch = _release(hold.hold_id)
         assert mismatch.returncode == 2 and "is not this hold's incident pack" in mismatch.stderr
+
+
+def test_the_warehouse_itself_refuses_to_release_a_hold_without_its_incident_pack(warehouse) -> None:
+    """Not only the release command: closeout_data.release_payout_hold (what a finance login calls) refuses a hold
+    whose pack was never recorded, naming the command that builds it, and releases it once the pack is there."""
+    import psycopg
+
+    with connect() as conn:
+        hold_id = conn.execute(
+            "INSERT INTO closeout_data.payout_holds (reason, recon_run_id, check_name, period, cause_key) "
+            "VALUES ('a breach', 'r1', 'ar_vs_open_invoices', '2026-10', 'k-no-pack') RETURNING hold_id"
+        ).fetchone()[0]
+        conn.commit()
+        with pytest.raises(psycopg.errors.RaiseException, match=f"closeout.evidence incident --hold-id {hold_id}"):
+            conn.execute("SELECT closeout_data.release_payout_hold(%s, 'ana', 'fixed', '{}')", (hold_id,))
+        conn.rollback()
+        conn.execute("SELECT closeout_data.record_hold_evidence(%s, 's3://b/evidence/holds/x/index.json')",
+                     (hold_id,))  # fmt: skip
+        released = conn.execute("SELECT closeout_data.release_payout_hold(%s, 'ana', 'fixed', '{}')",
+                                (hold_id,)).fetchone()[0]  # fmt: skip
+        conn.commit()
+    assert released is not None
+    assert warehouse.scalar("SELECT released_by FROM closeout.payout_holds WHERE hold_id = %s", (hold_id,)) == "ana"

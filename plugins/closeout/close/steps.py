@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 # approve_held_drafts is the close's human-in-the-loop task (closeout.close.approval_operator), recorded like a step
 ORDER = ("final_sync", "lock_period", "drafts", "approve_held_drafts", "publish", "events", "journals",
-         "accounting_export", "reconcile", "close_report")  # fmt: skip
+         "accounting_export", "reconcile", "evidence", "close_report")  # fmt: skip
 WINDOWED_MAX_DAYS = 366  # Toggl's and Clockify's reports span at most a year (closeout.trackers.windowed)
 
 
@@ -235,7 +235,23 @@ def reconcile(step: Step, on_breach: Callable[[], None] | None = None) -> dict[s
         raise
 
 
+# -- 9. evidence -------------------------------------------------------------------------------------------------
+def evidence(step: Step) -> dict[str, Any]:
+    """The period's evidence pack (closeout.evidence: entry versions, rates, lines, Stripe ids, events and keys,
+    journals, the API calls behind them) written to the artifact store once the month reconciles, so an auditor
+    opens the closed month without SQL. One pack covers every invoice of the period; a single invoice's pack is
+    built on demand (``python -m closeout.evidence pack --invoice ID``), not thousands of them at every close.
+    A dry run writes none: nothing in it is final."""
+    if step.params.dry_run:
+        return {"skipped": "dry run: evidence is written for the real close only"}
+    from closeout.evidence.tasks import write_period_evidence
+
+    written = write_period_evidence(step.params.period, per_invoice=False)
+    log.info("evidence of %s: %s", step.params.period, written["index"])
+    return {"index": written["index"], "rows": written["rows"]}
+
+
 STEPS: dict[str, Callable[[Step], dict[str, Any]]] = {
     "final_sync": final_sync, "lock_period": lock_period, "drafts": drafts, "publish": publish, "events": events,
-    "journals": journals, "accounting_export": accounting_export, "reconcile": reconcile,
+    "journals": journals, "accounting_export": accounting_export, "reconcile": reconcile, "evidence": evidence,
 }  # fmt: skip

@@ -47,6 +47,7 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qs
 
+from sandbox.control import control
 from sandbox.serving import BackgroundServer, FaultPlan, Response, Traffic
 
 __all__ = ["FAULT_KINDS", "MIN_MINOR_VERSION", "TOKEN_PATH", "QuickBooksSandbox"]
@@ -266,39 +267,8 @@ class QuickBooksSandbox:
 
     # ------------------------------------------------------------------ /_sandbox control endpoints (no auth)
     def _control(self, method: str, path: str, body: bytes) -> Response:
-        """The in-process controls over HTTP, for harnesses in another process (the demo, benchmarks):
-        ``POST /_sandbox/clock/advance {"seconds"}``, ``POST /_sandbox/faults {"kind", "times", "path_prefix",
-        "after", "delay"}``, ``DELETE /_sandbox/faults``, ``POST /_sandbox/connect`` (a new first refresh token),
-        ``GET /_sandbox/stats``, ``GET /_sandbox/objects/<Customer|Invoice>``."""
-        try:
-            args = json.loads(body or b"{}")
-        except ValueError:
-            return 400, _dumps({"error": "body is not JSON"}), []
-        parts = path.strip("/").split("/")[1:]
-        if method == "POST" and parts == ["clock", "advance"]:
-            return 200, _dumps({"now": self.advance_clock(float(args["seconds"]))}), []
-        if method == "POST" and parts == ["faults"]:
-            try:
-                self.faults.add(str(args["kind"]), times=int(args.get("times", 1)), after=int(args.get("after", 0)),
-                                path_prefix=str(args.get("path_prefix", "/")), delay=float(args.get("delay", 0)))
-            except (KeyError, ValueError) as exc:
-                return 400, _dumps({"error": str(exc)}), []
-            return 200, _dumps({"ok": True}), []
-        if method == "DELETE" and parts == ["faults"]:
-            self.faults.clear()
-            return 200, _dumps({"ok": True}), []
-        if method == "POST" and parts == ["connect"]:
-            return 200, _dumps({"refresh_token": self.connect_company()}), []
-        if method == "GET" and parts == ["stats"]:
-            stats = self.stats()
-            stats.pop("log", None)
-            return 200, _dumps({**stats, "creates": self.create_counts()}), []
-        if method == "GET" and len(parts) == 2 and parts[0] == "objects":
-            try:
-                return 200, _dumps(self.objects(parts[1])), []
-            except KeyError:
-                return 404, _dumps({"error": f"no such entity {parts[1]}"}), []
-        return 404, _dumps({"error": f"no control {method} {path}"}), []
+        """The shared ``/_sandbox/*`` controls (``sandbox.control``); objects are ``<Customer|Invoice>``."""
+        return control(self, method, path, body, connect=self.connect_company, dumps=_dumps)
 
     # ------------------------------------------------------------------ OAuth 2.0
     def _issue_refresh(self, realm: str, client_id: str) -> tuple[str, int]:

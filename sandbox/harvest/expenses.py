@@ -200,6 +200,18 @@ class ExpenseBook:
         self._order_cache = (version, order)
         return order
 
+    def _selected(self, filters: dict[str, Any]) -> list[Any]:
+        """The expenses a filter selects, in listing order; kept per (state version, filters) so paging
+        through a large listing does not re-filter every expense for every page."""
+        signature = (self._sandbox._version, tuple(sorted(filters.items())))
+        cached = getattr(self, "_selection_cache", None)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        expenses = self._expenses
+        selected = [expenses[k] for k in self._listing_order() if self._matches(expenses[k], filters)]
+        self._selection_cache = (signature, selected)
+        return selected
+
     def _matches(self, obj: Any, filters: dict[str, Any]) -> bool:
         if not isinstance(obj, dict):
             return True
@@ -268,8 +280,7 @@ class ExpenseBook:
                 for name in ("client_id", "project_id", "user_id"):
                     if name in params:
                         filters[name] = server._parse_int(name, params[name])
-                expenses = self._expenses
-                selected = [expenses[k] for k in self._listing_order() if self._matches(expenses[k], filters)]
+                selected = self._selected(filters)
             body = dumps(
                 {
                     resource: selected[(page - 1) * per_page : page * per_page],

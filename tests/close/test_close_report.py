@@ -256,7 +256,8 @@ def test_report_url_is_known_before_the_report_and_a_dry_run_has_its_own_folder(
     assert report.report_url("2026-10", location=str(tmp_path)) == str(tmp_path / "2026-10" / "index.html")
     assert report.report_url("2026-10", location="file:///srv/reports/") == "file:///srv/reports/2026-10/index.html"
     monkeypatch.delenv(report.LOCATION_ENV)
-    assert report.reports_location().endswith("/.closeout/artifacts/reports")  # the artifacts location (docs/artifacts.md)
+    # the artifacts location (docs/artifacts.md)
+    assert report.reports_location().endswith("/.closeout/artifacts/reports")
     for bad in ("2026-13", "2026-1", "26-10", "2026-10/../x", ""):
         with pytest.raises(report.ReportError, match="expected YYYY-MM"):
             report.report_url(bad)

@@ -47,6 +47,8 @@ def chain(warehouse, harvest, stripe_sandbox, run_dag, tmp_path, monkeypatch):
     # a note a person typed: a formula, and the Harvest token pasted by mistake
     planted = in_month[0]["id"]
     harvest.update_entry(planted, notes=f"{FORMULA_NOTE} {harvest.token}")
+    # an expense spent in the month, then edited: two versions in the period pack
+    expense = harvest.expenses.create_expense(spent_date=start + timedelta(days=3), total_cost=42.5, notes="Taxi")
     config = tmp_path / "clients.yaml"
     config.write_text(
         f"""defaults:
@@ -61,6 +63,8 @@ clients:
         encoding="utf-8",
     )
     monkeypatch.setenv("CLOSEOUT_BILLING_CONFIG", str(config))
+    assert run_dag("closeout_sync_harvest").state == "success"
+    harvest.expenses.update_expense(expense["id"], total_cost=45.0)
     assert run_dag("closeout_sync_harvest").state == "success"
     assert run_dag("closeout_invoice_drafts").state == "success"
     payment_tasks.publish_drafts("publish")
@@ -202,6 +206,13 @@ def test_a_period_pack_holds_the_periods_invoices_journals_and_verdicts(warehous
         per_journal[line["journal_id"]] += line["debit_minor"] - line["credit_minor"]
     assert per_journal and set(per_journal.values()) == {0}, "every journal balances (invariant 4)"
     assert {"recon_checks", "payout_holds"} <= set(tables)
+    # the month's expenses, every version, as the warehouse holds them
+    assert [(e["source_id"], e["version"], e["amount_minor"]) for e in tables["expense_versions"]] == [
+        (r[0], r[1], r[2]) for r in warehouse.rows(
+            "SELECT source_id, version, amount_minor FROM closeout.expense_versions WHERE spent_date >= %s "
+            "AND spent_date < %s ORDER BY source, source_id, version", (start, end))]  # fmt: skip
+    assert sorted(e["amount_minor"] for e in tables["expense_versions"]
+                  if e["notes"] == "Taxi") == [4250, 4500]  # fmt: skip
     for secret in chain["secrets"]:
         assert secret.encode() not in every_byte(written["index"])
 

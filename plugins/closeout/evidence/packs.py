@@ -66,6 +66,8 @@ CHAIN = (
 PERIOD_ONLY = (
     ("recon_checks", "period_recon_checks.sql", "the period's reconciliation verdicts and their Data Docs"),
     ("payout_holds", "period_holds.sql", "the period's payout holds and their incident packs"),
+    ("expense_versions", "period_expense_versions.sql", "every version of every expense spent in the period: "
+     "tracker ids, amount, units and unit price, billable, approved, the sync run that saw it"),
 )
 
 

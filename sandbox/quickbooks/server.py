@@ -418,6 +418,10 @@ class QuickBooksSandbox:
 
     def _route(self, company: _Company, method: str, rest: str, params: dict[str, str], body: bytes) -> Response:
         parts = rest.split("/")
+        if (method == "GET" and parts[0] in ("cdc", "reports")) or params.get("operation") == "delete":
+            from sandbox.quickbooks import cdc  # change data capture, reports, deletes: sandbox/quickbooks/cdc.py
+
+            return cdc.route(self, company, method, parts, params, body)
         if method == "GET" and parts == ["query"]:
             return _ok(self._query(company, params.get("query", "")))
         if method == "POST" and parts == ["batch"]:

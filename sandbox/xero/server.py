@@ -357,7 +357,13 @@ class XeroSandbox:
                     status, payload, extra = tenant.answers[key]
                     return status, payload, [*extra, *limit_headers, ("X-Sandbox-Replayed", "true")]
                 try:
-                    status, answer = self._route(tenant, method, path[len(API_PREFIX):], params, body)
+                    if method == "GET" and (path[len(API_PREFIX):].lower().startswith("reports/")
+                                            or headers.get("If-Modified-Since")):  # fmt: skip
+                        from sandbox.xero import reports  # reports, modified-since listings: sandbox/xero/reports.py
+
+                        status, answer = reports.route(self, tenant, path[len(API_PREFIX):], params, headers)
+                    else:
+                        status, answer = self._route(tenant, method, path[len(API_PREFIX):], params, body)
                     response: Response = (status, _dumps(answer), [])
                 except XeroFault as fault:
                     response = (fault.status, _dumps(fault.body), [])

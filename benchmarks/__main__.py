@@ -5,12 +5,22 @@ redis-server is installed (it is the Celery broker), with its own default size."
 import shutil
 import sys
 
-from benchmarks import distribution, drafting, harvest_ingest, reconcile, stripe_cash, stripe_payments, windowed_ingest
+from benchmarks import (
+    distribution,
+    drafting,
+    expenses,
+    harvest_ingest,
+    reconcile,
+    stripe_cash,
+    stripe_payments,
+    windowed_ingest,
+)
 
 if __name__ == "__main__":
     args = sys.argv[1:]
     harvest_ingest.main(args)
     windowed_ingest.main([a for a in args if a != "--edits"])
+    expenses.main([a for a in args if a != "--entries"])
     drafting.main([a for a in args if a != "--edits"])
     stripe_payments.main([a for a in args if a not in ("--edits", "--entries")])
     stripe_cash.main([a for a in args if a not in ("--edits", "--entries")])

@@ -813,6 +813,10 @@ class ClockifySandbox:
                         return _error(405, f"Request method '{method}' is not supported")
                     return self._detailed_report(body)
             return _error(404, "Not found")
+        if route[2:] == ["time-entries", "invoiced"] and route[:1] == ["workspaces"] and method == "PATCH":
+            from sandbox.clockify.invoiced import patch_invoiced
+
+            return patch_invoiced(self, body)
         if method != "GET":
             return _error(405, f"Request method '{method}' is not supported")
         params = dict(parse_qsl(query, keep_blank_values=True))

@@ -39,6 +39,8 @@ from sandbox.harvest.data import (
     round_up_quarter,
 )
 from sandbox.harvest.expenses import ExpenseBook
+from sandbox.harvest.invoices import InvoiceBook
+from sandbox.harvest.oauth import TOKEN_PATH, HarvestID
 from sandbox.serving import BackgroundServer, Fault, FaultPlan, Response, Traffic
 
 __all__ = ["FAULT_KINDS", "HarvestSandbox"]
@@ -179,6 +181,7 @@ class HarvestSandbox:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._traffic = Traffic(LOG_SIZE, counters=("time_entry_pages",))
         self.set_rate_limit(rate_limit)
+        self.harvest_id = HarvestID()  # OAuth 2.0 (Harvest ID's token endpoint, served here too)
         self._fault_plan = FaultPlan(FAULT_KINDS)
         self._server = BackgroundServer(
             "HarvestSandbox",
@@ -216,6 +219,7 @@ class HarvestSandbox:
             self._version = getattr(self, "_version", 0) + 1
             self._cache: OrderedDict[tuple[Any, ...], tuple[int, list[int]]] = OrderedDict()
             self.expenses = ExpenseBook(self)  # /v2/expenses and /v2/expense_categories
+            self.invoices = InvoiceBook(self)  # /v2/invoices, their payments and messages
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Serve in a background thread; returns the base URL (``http://host:port``, API under ``/v2``)."""
@@ -606,6 +610,10 @@ class HarvestSandbox:
         path = split.path
         if path.startswith("/_sandbox/"):
             return self._control(method, path, body)
+        if path == TOKEN_PATH and method == "POST":  # Harvest ID (id.getharvest.com) lives on this server too
+            response = self.harvest_id.token(headers, body)
+            self._record(method, target, response[0])
+            return response
         fault = self._take_fault(path)
         kind = fault.kind if fault else None
         if kind == "drop":
@@ -621,7 +629,7 @@ class HarvestSandbox:
             response = _json(429, {"status": 429, "error": "Too Many Requests"}, [("Retry-After", "1")])
         else:
             try:
-                response = self._api(method, path, split.query, headers, host)
+                response = self._api(method, path, split.query, headers, host, body)
             except _BadRequest as exc:
                 response = exc.response
         if kind == "malformed":
@@ -630,11 +638,11 @@ class HarvestSandbox:
         self._record(method, target, response[0], listing=listing)
         return response
 
-    def _api(self, method: str, path: str, query: str, headers: Any, host: str) -> Response:
+    def _api(self, method: str, path: str, query: str, headers: Any, host: str, body: bytes = b"") -> Response:
         if path != "/v2" and not path.startswith("/v2/"):
             return _json(404, _NOT_FOUND)
         authorization = headers.get("Authorization") or ""
-        if authorization != f"Bearer {self.token}":
+        if authorization != f"Bearer {self.token}" and self.harvest_id.accepts(authorization) != self.account_id:
             return _json(401, _INVALID_TOKEN)
         if (headers.get("Harvest-Account-Id") or "").strip() != self.account_id:
             return _json(
@@ -661,11 +669,13 @@ class HarvestSandbox:
                 {"status": 429, "error": "Too Many Requests", "message": f"Retry in {retry_after} s."},
                 [("Retry-After", str(retry_after))],
             )
-        if method != "GET":
-            return _json(405, {"status": 405, "error": "Method Not Allowed"})
         pairs = parse_qsl(query, keep_blank_values=True)
         params = dict(pairs)
         parts = [p for p in path.split("/")[2:] if p]
+        if parts[:1] == ["invoices"]:
+            return self.invoices.handle(method, parts, params, pairs, body, host)
+        if method != "GET":
+            return _json(405, {"status": 405, "error": "Method Not Allowed"})
         match parts:
             case ["users", "me"]:
                 return 200, dumps(self._me()), []

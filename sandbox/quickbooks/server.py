@@ -22,6 +22,16 @@ What it implements (shapes from Intuit's docs, ``/work/shared/reference/accounti
 * Limits per company: ``requests_per_minute`` (500), ``max_concurrent`` (10) and ``batch_per_minute`` (40) over
   a sliding window of ``window_seconds`` (60; shorter for tests), answered with 429 ThrottleExceeded. Only
   requests that were let through count.
+* Money (``payment``, ``creditmemo``, ``journalentry``, ``deposit``): a ``Payment`` applies to invoices of its
+  customer through ``Line[].LinkedTxn`` (the invoice's ``Balance`` goes down; more than the balance is refused), a
+  ``CreditMemo`` is priced like an invoice, a ``JournalEntry`` must balance (debits = credits), a ``Deposit`` moves
+  money to ``DepositToAccountRef``. Every transaction is checked as the books are configured:
+  ``book_close_date`` (a ``TxnDate`` on or before it: 400 code 6210 "Account Period Closed"), the company's
+  ``home_currency`` and enabled ``currencies`` (multicurrency; another one: 400 code 6000, element CurrencyRef), a
+  foreign-currency transaction's ``ExchangeRate`` (home units per foreign unit: 1 is refused, a missing one takes
+  the sandbox's ``daily_rates`` as QuickBooks applies its own), and ``tax_codes`` (when set, as for UK/CA/AU
+  companies, every sales line needs a ``TaxCodeRef`` from that list). ``request_id_ttl_seconds`` (sandbox clock)
+  forgets stored requestid answers after that long, as a vendor's key window ends.
 * Faults (``faults.add(kind, ...)``): ``timeout_after_commit`` (the request is processed and stored, then the
   connection is dropped after ``delay`` seconds: the client never sees the answer), ``drop`` (dropped before
   processing), ``500``, ``slow`` (an admitted request takes ``delay`` seconds, holding its concurrency slot).
@@ -60,7 +70,10 @@ REFRESH_TOKEN_SECONDS = 8_726_400  # Intuit's x_refresh_token_expires_in (about 
 MAX_BATCH_ITEMS = 30
 MAX_QUERY_RESULTS = 1000
 MAX_REQUEST_ID = 50
-_ENTITIES = {"customer": "Customer", "invoice": "Invoice"}
+_ENTITIES = {"customer": "Customer", "invoice": "Invoice", "payment": "Payment", "creditmemo": "CreditMemo",
+             "journalentry": "JournalEntry", "deposit": "Deposit"}
+_SALES = ("Invoice", "CreditMemo")  # priced from their lines, need a customer, carry sales tax codes
+_CUSTOMER_TXNS = ("Invoice", "CreditMemo", "Payment")
 _API_PATH = re.compile(r"^/v3/company/(?P<realm>[^/]+)/(?P<rest>.+)$")
 
 
@@ -100,6 +113,7 @@ class _Company:
         self.objects: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in _ENTITIES.values()}
         self.ids = itertools.count(1)
         self.answers: dict[str, Response] = {}
+        self.answered_at: dict[str, float] = {}
         self.creates: dict[str, int] = dict.fromkeys(_ENTITIES.values(), 0)
 
 
@@ -138,6 +152,12 @@ class QuickBooksSandbox:
         max_concurrent: int | None = 10,
         window_seconds: float = 60.0,
         clock: Callable[[], float] | None = None,
+        home_currency: str = "USD",
+        currencies: tuple[str, ...] | None = None,
+        book_close_date: str | None = None,
+        tax_codes: tuple[str, ...] | None = None,
+        daily_rates: dict[str, Decimal] | None = None,
+        request_id_ttl_seconds: float | None = None,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -147,6 +167,14 @@ class QuickBooksSandbox:
         self.batch_per_minute = batch_per_minute
         self.max_concurrent = max_concurrent
         self.window_seconds = float(window_seconds)
+        # the books' configuration (Company settings: multicurrency, closing date, sales tax)
+        self.home_currency = home_currency.upper()
+        # None: every currency is enabled (a harness that does not care); a tuple: only those and the home one
+        self.currencies = None if currencies is None else {c.upper() for c in currencies} | {self.home_currency}
+        self.book_close_date = book_close_date
+        self.tax_codes = set(tax_codes) if tax_codes is not None else None
+        self.daily_rates = {k.upper(): Decimal(str(v)) for k, v in (daily_rates or {}).items()}
+        self.request_id_ttl_seconds = request_id_ttl_seconds
         self._base_clock = clock or time.time
         self._offset = 0.0
         self._lock = threading.RLock()
@@ -393,6 +421,7 @@ class QuickBooksSandbox:
         company = self._companies[realm]
         if writes and request_id is not None:
             with self._lock:
+                self._forget_expired(company)
                 stored = company.answers.get(request_id)
             if stored is not None:
                 status, payload, extra = stored
@@ -412,9 +441,19 @@ class QuickBooksSandbox:
                     response = _fault(fault)
                 if writes and request_id is not None:
                     company.answers[request_id] = response
+                    company.answered_at[request_id] = self.now()
                 return response
         finally:
             self._leave(realm)
+
+    def _forget_expired(self, company: _Company) -> None:
+        """Answers older than ``request_id_ttl_seconds`` are gone: the same requestid then creates again."""
+        if self.request_id_ttl_seconds is None:
+            return
+        now = self.now()
+        for key in [k for k, t in company.answered_at.items() if now - t > self.request_id_ttl_seconds]:
+            company.answers.pop(key, None)
+            company.answered_at.pop(key, None)
 
     def _route(self, company: _Company, method: str, rest: str, params: dict[str, str], body: bytes) -> Response:
         parts = rest.split("/")
@@ -452,15 +491,24 @@ class QuickBooksSandbox:
             self._check_customer(company, obj, None)
             obj.setdefault("Active", True)
             obj.setdefault("Balance", Decimal("0"))
-            obj.setdefault("CurrencyRef", {"value": "USD"})
-        else:
+            obj.setdefault("CurrencyRef", {"value": self.home_currency})
+        elif entity == "Invoice":
             self._check_invoice(company, obj)
+            self._check_txn(company, entity, obj)
+        else:
+            self._check_money(company, entity, obj)
         now = self._stamp()
         obj.update({"Id": str(next(company.ids)), "SyncToken": "0", "domain": "QBO", "sparse": False,
                     "MetaData": {"CreateTime": now, "LastUpdatedTime": now}})  # fmt: skip
         if entity == "Invoice":
             obj.setdefault("DocNumber", obj["Id"])
             self._price_invoice(obj)
+        elif entity == "CreditMemo":
+            self._price_invoice(obj)
+        elif entity == "Payment":
+            self._apply_payment(company, obj)
+        elif entity == "Deposit":
+            obj["TotalAmt"] = sum((_money(line.get("Amount", 0), "Line.Amount") for line in obj["Line"]), Decimal("0"))
         company.objects[entity][obj["Id"]] = obj
         company.creates[entity] += 1
         return obj
@@ -480,9 +528,13 @@ class QuickBooksSandbox:
         merged.pop("sparse", None)
         if entity == "Customer":
             self._check_customer(company, merged, current["Id"])
-        else:
+        elif entity == "Invoice":
             self._check_invoice(company, merged)
+            self._check_txn(company, entity, merged)
             self._price_invoice(merged)
+        else:
+            raise Fault(400, "6000", "A business validation error has occurred while processing your request",
+                        f"Business Validation Error: the sandbox does not update {entity} objects")
         merged.update({"Id": current["Id"], "SyncToken": str(int(current["SyncToken"]) + 1), "sparse": False,
                        "MetaData": {**current["MetaData"], "LastUpdatedTime": self._stamp()}})  # fmt: skip
         company.objects[entity][current["Id"]] = merged
@@ -518,6 +570,103 @@ class QuickBooksSandbox:
             raise Fault(400, "6000", "A business validation error has occurred while processing your request",
                         f"Business Validation Error: the customer's currency is {currency}, not {given}.")
         obj["CurrencyRef"] = {"value": currency}
+
+    def _check_txn(self, company: _Company, entity: str, obj: dict[str, Any]) -> None:
+        """The books' rules every transaction meets: closing date, enabled currency, exchange rate, tax codes."""
+        stamp = datetime.fromtimestamp(self.now(), UTC).strftime("%Y-%m-%d")
+        txn_date = str(obj.get("TxnDate") or stamp)
+        obj["TxnDate"] = txn_date
+        if self.book_close_date is not None and txn_date <= self.book_close_date:
+            raise Fault(400, "6210", "Account Period Closed, Cannot Update Through Services API",
+                        f"The account period has closed and the books are locked: {entity} dated {txn_date} is on "
+                        f"or before the closing date {self.book_close_date}.", element="TxnDate")  # fmt: skip
+        if entity in _CUSTOMER_TXNS:
+            customer = company.objects["Customer"][str(obj["CustomerRef"]["value"])]
+            currency = customer.get("CurrencyRef", {}).get("value", self.home_currency)
+        else:
+            currency = (obj.get("CurrencyRef") or {}).get("value") or self.home_currency
+        obj["CurrencyRef"] = {"value": currency}
+        if self.currencies is not None and currency not in self.currencies:
+            raise Fault(400, "6000", "A business validation error has occurred while processing your request",
+                        f"Business Validation Error: the currency {currency} is not in this company's currency list "
+                        "(turn on multicurrency and add it first).", element="CurrencyRef")  # fmt: skip
+        if currency != self.home_currency:
+            rate = obj.get("ExchangeRate")
+            if rate is None:  # QuickBooks applies its own rate (the sandbox's, when it has one)
+                if currency in self.daily_rates:
+                    obj["ExchangeRate"] = self.daily_rates[currency]
+            elif _money(rate, "ExchangeRate") <= 0 or _money(rate, "ExchangeRate") == 1:
+                raise Fault(400, "6000", "A business validation error has occurred while processing your request",
+                            f"Business Validation Error: ExchangeRate {rate} is not a rate for {currency} against "
+                            f"{self.home_currency}.", element="ExchangeRate")  # fmt: skip
+        else:
+            obj["ExchangeRate"] = Decimal("1")
+        if entity in _SALES and self.tax_codes is not None:
+            for line in obj.get("Line") or []:
+                if line.get("DetailType") != "SalesItemLineDetail":
+                    continue
+                code = ((line.get("SalesItemLineDetail") or {}).get("TaxCodeRef") or {}).get("value")
+                if code not in self.tax_codes:
+                    raise Fault(400, "6000", "A business validation error has occurred while processing your "
+                                "request", "Business Validation Error: Make sure all your transactions have a tax "
+                                f"code; line {line.get('LineNum') or ''} has {code or 'none'} (known: "
+                                f"{', '.join(sorted(self.tax_codes))}).", element="TaxCodeRef")  # fmt: skip
+
+    def _check_money(self, company: _Company, entity: str, obj: dict[str, Any]) -> None:
+        """Payments, credit memos, journal entries and deposits: their references and shape, then the books' rules."""
+        if entity in _CUSTOMER_TXNS:
+            customer = (obj.get("CustomerRef") or {}).get("value")
+            if customer is None or str(customer) not in company.objects["Customer"]:
+                raise Fault(400, "2500", "Invalid Reference Id", f"CustomerRef {customer} does not exist",
+                            element="CustomerRef")  # fmt: skip
+        lines = obj.get("Line")
+        if entity != "Payment" and (not isinstance(lines, list) or not lines):
+            raise Fault(400, "6000", "A business validation error has occurred while processing your request",
+                        f"Business Validation Error: a {entity} needs at least one line.", element="Line")
+        if entity == "JournalEntry":
+            sums = {"Debit": Decimal("0"), "Credit": Decimal("0")}
+            for line in lines or []:
+                detail = line.get("JournalEntryLineDetail") or {}
+                if detail.get("PostingType") not in sums or not (detail.get("AccountRef") or {}).get("value"):
+                    raise Fault(400, "2020", "Required param missing, need to supply the required value for the API",
+                                "Required parameter Line.JournalEntryLineDetail.PostingType/AccountRef is missing")
+                sums[detail["PostingType"]] += _money(line.get("Amount", 0), "Line.Amount")
+            if sums["Debit"] != sums["Credit"]:
+                raise Fault(400, "6000", "A business validation error has occurred while processing your request",
+                            "Business Validation Error: Your Journal Entry is not balanced "
+                            f"(debits {sums['Debit']}, credits {sums['Credit']}).")  # fmt: skip
+        if entity == "Deposit" and not (obj.get("DepositToAccountRef") or {}).get("value"):
+            raise Fault(400, "2020", "Required param missing, need to supply the required value for the API",
+                        "Required parameter DepositToAccountRef is missing", element="DepositToAccountRef")
+        if entity == "Payment":
+            if obj.get("TotalAmt") is None:
+                raise Fault(400, "2020", "Required param missing, need to supply the required value for the API",
+                            "Required parameter TotalAmt is missing", element="TotalAmt")
+            for line in lines or []:
+                for linked in line.get("LinkedTxn") or []:
+                    invoice = company.objects["Invoice"].get(str(linked.get("TxnId")))
+                    if linked.get("TxnType") != "Invoice" or invoice is None:
+                        raise Fault(400, "2500", "Invalid Reference Id",
+                                    f"LinkedTxn {linked.get('TxnType')} {linked.get('TxnId')} does not exist")
+                    if str(invoice["CustomerRef"]["value"]) != str(obj["CustomerRef"]["value"]):
+                        raise Fault(400, "6000", "A business validation error has occurred while processing your "
+                                    "request", f"Business Validation Error: invoice {invoice['Id']} belongs to another "
+                                    "customer.")  # fmt: skip
+                    if _money(line.get("Amount", 0), "Line.Amount") > _money(invoice["Balance"], "Balance"):
+                        raise Fault(400, "6000", "A business validation error has occurred while processing your "
+                                    "request", f"Business Validation Error: the payment of {line.get('Amount')} is "
+                                    f"more than invoice {invoice['Id']}'s balance {invoice['Balance']}.")  # fmt: skip
+        self._check_txn(company, entity, obj)
+
+    def _apply_payment(self, company: _Company, obj: dict[str, Any]) -> None:
+        obj["UnappliedAmt"] = _money(obj["TotalAmt"], "TotalAmt")
+        for line in obj.get("Line") or []:
+            amount = _money(line.get("Amount", 0), "Line.Amount")
+            for linked in line.get("LinkedTxn") or []:
+                invoice = company.objects["Invoice"][str(linked["TxnId"])]
+                invoice["_paid"] = _money(invoice.get("_paid", 0), "paid") + amount
+                self._price_invoice(invoice)
+            obj["UnappliedAmt"] -= amount
 
     def _price_invoice(self, obj: dict[str, Any]) -> None:
         total = Decimal("0")

@@ -18,6 +18,17 @@ What it implements (``/work/shared/reference/accounting-apis.md``):
   (10,000). Every answer carries ``X-MinLimit-Remaining``, ``X-DayLimit-Remaining`` and
   ``X-AppMinLimit-Remaining``; a 429 carries ``Retry-After`` and ``X-Rate-Limit-Problem`` (minute, day,
   concurrent, appminute). ``use_budget`` spends budget as another integration of the organisation would.
+* Money: ``Payments`` (``PUT`` an array; each pays an invoice: ``Invoice.InvoiceID``, ``Account.Code``, ``Amount``,
+  ``Date``; more than the invoice's ``AmountDue`` is refused; a paid-up invoice becomes PAID), ``CreditNotes``
+  (priced like invoices; ``Allocations`` to invoices lower their ``AmountDue``), ``ManualJournals`` (``Narration``,
+  ``JournalLines`` whose ``LineAmount`` sum to zero), ``BankTransactions`` (RECEIVE/SPEND on a ``BankAccount``) and
+  ``BankTransfers`` (``FromBankAccount`` -> ``ToBankAccount``), ``GET /Currencies`` and ``GET /Organisation``.
+  Every document is checked as the organisation is configured: ``period_lock_date`` / ``end_of_year_lock_date``
+  (a document dated on or before them is refused), ``base_currency`` plus the enabled ``currencies`` (another one
+  is refused), ``CurrencyRate`` on a foreign-currency document (foreign units per base unit, as Xero writes it:
+  omitted -> the sandbox's ``daily_rates``, as Xero applies its daily rate; 1 is refused, never a foreign rate),
+  and ``tax_types`` (when set, a line's ``TaxType`` must be one of them). Arrays of up to ``max_elements`` (50 as
+  Xero recommends; more is refused); ``idempotency_ttl_seconds`` (sandbox clock) forgets stored answers.
 * Faults (``faults.add``): ``timeout_after_commit``, ``drop``, ``500``, ``slow``.
 """
 
@@ -54,7 +65,14 @@ ACCESS_TOKEN_SECONDS = 1800
 REFRESH_TOKEN_SECONDS = 60 * 86400
 MAX_IDEMPOTENCY_KEY = 128
 PAGE_SIZE = 100
-_ENTITIES = {"contacts": ("Contacts", "ContactID"), "invoices": ("Invoices", "InvoiceID")}
+_ENTITIES = {"contacts": ("Contacts", "ContactID"), "invoices": ("Invoices", "InvoiceID"),
+             "payments": ("Payments", "PaymentID"), "creditnotes": ("CreditNotes", "CreditNoteID"),
+             "manualjournals": ("ManualJournals", "ManualJournalID"),
+             "banktransactions": ("BankTransactions", "BankTransactionID"),
+             "banktransfers": ("BankTransfers", "BankTransferID")}
+_KINDS = [kind for kind, _ in _ENTITIES.values()]
+_DOCUMENTS = ("Invoices", "CreditNotes", "BankTransactions")  # priced from LineItems, carry TaxType
+MAX_ELEMENTS = 50
 
 
 class XeroFault(Exception):
@@ -84,9 +102,10 @@ class _Tenant:
     def __init__(self, tenant_id: str, name: str) -> None:
         self.tenant_id = tenant_id
         self.name = name
-        self.objects: dict[str, dict[str, dict[str, Any]]] = {"Contacts": {}, "Invoices": {}}
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {kind: {} for kind in _KINDS}
         self.answers: dict[str, Response] = {}
-        self.creates: dict[str, int] = {"Contacts": 0, "Invoices": 0}
+        self.answered_at: dict[str, float] = {}
+        self.creates: dict[str, int] = dict.fromkeys(_KINDS, 0)
         self.numbers = itertools.count(1)
 
 
@@ -111,6 +130,14 @@ class XeroSandbox:
         app_per_minute: int | None = 10_000,
         minute_seconds: float = 60.0,
         clock: Callable[[], float] | None = None,
+        base_currency: str = "USD",
+        currencies: tuple[str, ...] | None = None,
+        period_lock_date: str | None = None,
+        end_of_year_lock_date: str | None = None,
+        tax_types: tuple[str, ...] | None = None,
+        daily_rates: dict[str, Decimal] | None = None,
+        idempotency_ttl_seconds: float | None = None,
+        max_elements: int = MAX_ELEMENTS,
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
@@ -119,6 +146,16 @@ class XeroSandbox:
         self.per_minute, self.per_day, self.max_concurrent = per_minute, per_day, max_concurrent
         self.app_per_minute = app_per_minute
         self.minute_seconds = float(minute_seconds)
+        # the organisation's settings: multi-currency, lock dates, tax rates
+        self.base_currency = base_currency.upper()
+        # None: every currency is enabled (a harness that does not care); a tuple: only those and the home one
+        self.currencies = None if currencies is None else {c.upper() for c in currencies} | {self.base_currency}
+        self.period_lock_date = period_lock_date
+        self.end_of_year_lock_date = end_of_year_lock_date
+        self.tax_types = set(tax_types) if tax_types is not None else None
+        self.daily_rates = {k.upper(): Decimal(str(v)) for k, v in (daily_rates or {}).items()}
+        self.idempotency_ttl_seconds = idempotency_ttl_seconds
+        self.max_elements = max_elements
         self._base_clock = clock or time.time
         self._offset = 0.0
         self._lock = threading.RLock()
@@ -343,6 +380,7 @@ class XeroSandbox:
             if not 0 < len(key) <= MAX_IDEMPOTENCY_KEY:
                 return 400, _dumps({"Title": "Bad Request", "Detail": "Idempotency-Key is 1 to 128 characters"}), []
             with self._lock:
+                self._forget_expired(tenant)
                 stored = tenant.answers.get(key)
                 if stored is not None:
                     status, payload, extra = stored
@@ -369,14 +407,30 @@ class XeroSandbox:
                     response = (fault.status, _dumps(fault.body), [])
                 if writes and key is not None:
                     tenant.answers[key] = response
+                    tenant.answered_at[key] = self.now()
                 return response[0], response[1], [*response[2], *limit_headers]
         finally:
             with self._lock:
                 self._in_flight[tenant_id] -= 1
 
+    def _forget_expired(self, tenant: _Tenant) -> None:
+        if self.idempotency_ttl_seconds is None:
+            return
+        now = self.now()
+        for key in [k for k, t in tenant.answered_at.items() if now - t > self.idempotency_ttl_seconds]:
+            tenant.answers.pop(key, None)
+            tenant.answered_at.pop(key, None)
+
     def _route(self, tenant: _Tenant, method: str, rest: str, params: dict[str, str],
                body: bytes) -> tuple[int, dict[str, Any]]:  # fmt: skip
         parts = rest.split("/")
+        if method == "GET" and parts[0].lower() == "currencies":
+            enabled = sorted(self.currencies or {self.base_currency, *self.daily_rates})
+            return 200, {"Currencies": [{"Code": c, "Description": c} for c in enabled]}
+        if method == "GET" and parts[0].lower() == "organisation":
+            return 200, {"Organisations": [{"Name": tenant.name, "BaseCurrency": self.base_currency,
+                                            "PeriodLockDate": self.period_lock_date,
+                                            "EndOfYearLockDate": self.end_of_year_lock_date}]}  # fmt: skip
         entity = _ENTITIES.get(parts[0].lower())
         if entity is None:
             raise XeroFault(404, {"Title": "Not Found", "Status": 404})
@@ -400,8 +454,11 @@ class XeroSandbox:
         items = data.get(kind) if isinstance(data, dict) else None
         if not isinstance(items, list) or not items:
             raise _validation(f"expected a non-empty {kind} array")
+        if len(items) > self.max_elements:
+            raise _validation(f"a request carries at most {self.max_elements} {kind}, this one {len(items)}")
         summarize = params.get("summarizeErrors", "true").lower() != "false"
-        before, creates_before = copy.deepcopy(tenant.objects[kind]), tenant.creates[kind]
+        before = copy.deepcopy(tenant.objects) if summarize else tenant.objects
+        creates_before = dict(tenant.creates)
         answers, failed = [], False
         for item in items:
             try:
@@ -412,7 +469,7 @@ class XeroSandbox:
                 answers.append({**item, "StatusAttributeString": "ERROR",
                                 "ValidationErrors": [{"Message": fault.body.get("Detail", "invalid")}]})  # fmt: skip
         if failed and summarize:  # Xero fails the lot; nothing of it is kept
-            tenant.objects[kind], tenant.creates[kind] = before, creates_before
+            tenant.objects, tenant.creates = before, creates_before
             raise _validation("one or more elements failed", [
                 {k: v for k, v in a.items() if k != "_created"} for a in answers])  # fmt: skip
         return 200, {kind: [{k: v for k, v in a.items() if k != "_created"} for a in answers]}
@@ -433,7 +490,7 @@ class XeroSandbox:
                     raise _validation(f"The contact name {name} is already assigned to another contact. The contact "
                                       "name must be unique across all active contacts.")  # fmt: skip
             obj.setdefault("ContactStatus", "ACTIVE")
-        else:
+        elif kind in ("Invoices", "CreditNotes"):
             contact = str((obj.get("Contact") or {}).get("ContactID", ""))
             if contact not in tenant.objects["Contacts"]:
                 raise _validation("The Contact must contain at least 1 of the following elements to identify the "
@@ -441,15 +498,114 @@ class XeroSandbox:
             lines = obj.get("LineItems") or []
             total = sum((Decimal(str(line.get("Quantity", 1))) * Decimal(str(line.get("UnitAmount", 0)))
                          for line in lines), Decimal("0")).quantize(Decimal("0.01"))  # fmt: skip
-            obj.update({"Type": obj.get("Type", "ACCREC"), "Status": obj.get("Status", "DRAFT"),
-                        "SubTotal": total, "Total": total, "AmountDue": total,
-                        "CurrencyCode": obj.get("CurrencyCode", "USD")})  # fmt: skip
-            if existing is None:
+            paid = Decimal(str(obj.get("AmountPaid", 0))) + Decimal(str(obj.get("AmountCredited", 0)))
+            obj.update({"Type": obj.get("Type", "ACCREC" if kind == "Invoices" else "ACCRECCREDIT"),
+                        "Status": obj.get("Status", "DRAFT"), "SubTotal": total, "Total": total,
+                        "AmountDue" if kind == "Invoices" else "RemainingCredit": total - paid,
+                        "CurrencyCode": obj.get("CurrencyCode", self.base_currency)})  # fmt: skip
+            self._check_document(kind, obj)
+            if existing is None and kind == "Invoices":
                 obj.setdefault("InvoiceNumber", f"INV-{next(tenant.numbers):04d}")
+            if kind == "CreditNotes" and existing is None:
+                obj.setdefault("CreditNoteNumber", f"CN-{next(tenant.numbers):04d}")
+                self._allocate(tenant, obj)
+        elif kind == "Payments":
+            self._pay(tenant, obj)
+        elif kind == "ManualJournals":
+            if not str(obj.get("Narration") or "").strip():
+                raise _validation("Narration must be provided.")
+            lines = obj.get("JournalLines") or []
+            if len(lines) < 2 or any(not line.get("AccountCode") for line in lines):
+                raise _validation("A manual journal needs at least two lines, each with an AccountCode.")
+            if sum((Decimal(str(line.get("LineAmount", 0))) for line in lines), Decimal("0")) != 0:
+                raise _validation("The total debits must equal the total credits (journal lines sum to zero).")
+            obj.setdefault("Status", "DRAFT")
+            obj.setdefault("CurrencyCode", self.base_currency)
+            self._check_document(kind, obj)
+        elif kind == "BankTransactions":
+            if obj.get("Type") not in ("RECEIVE", "SPEND") or not (obj.get("BankAccount") or {}).get("Code"):
+                raise _validation("A bank transaction needs Type RECEIVE or SPEND and a BankAccount.")
+            lines = obj.get("LineItems") or []
+            obj["Total"] = sum((Decimal(str(line.get("Quantity", 1))) * Decimal(str(line.get("UnitAmount", 0)))
+                                for line in lines), Decimal("0")).quantize(Decimal("0.01"))  # fmt: skip
+            obj.setdefault("CurrencyCode", self.base_currency)
+            self._check_document(kind, obj)
+        elif kind == "BankTransfers":
+            if not (obj.get("FromBankAccount") or {}).get("Code") or not (obj.get("ToBankAccount") or {}).get("Code"):
+                raise _validation("A bank transfer needs a FromBankAccount and a ToBankAccount.")
+            if Decimal(str(obj.get("Amount", 0))) <= 0:
+                raise _validation("The Amount of a bank transfer must be positive.")
+            obj.setdefault("CurrencyCode", self.base_currency)
+            self._check_document(kind, obj)
         created = existing is None
+        if created and kind == "Payments":
+            self._settle(tenant, obj)
         if created:
             obj[id_field] = str(uuid.uuid4())
             tenant.creates[kind] += 1
         obj["UpdatedDateUTC"] = f"/Date({int(self.now() * 1000)}+0000)/"
         tenant.objects[kind][obj[id_field]] = obj
         return {**copy.deepcopy(obj), "_created": created}
+
+    # ------------------------------------------------------------------ the organisation's rules on documents
+    def _check_document(self, kind: str, obj: dict[str, Any]) -> None:
+        """Lock dates, enabled currency, CurrencyRate, tax types: what Xero checks before it keeps a document."""
+        date = str(obj.get("Date") or time.strftime("%Y-%m-%d", time.gmtime(self.now())))[:10]
+        obj["Date"] = date
+        for name, lock in (("period lock date", self.period_lock_date),
+                           ("end of year lock date", self.end_of_year_lock_date)):  # fmt: skip
+            if lock is not None and date <= lock:
+                raise _validation(f"The document date cannot be on or before the {name} ({lock}); this one is "
+                                  f"dated {date}.")  # fmt: skip
+        currency = str(obj.get("CurrencyCode") or self.base_currency).upper()
+        if self.currencies is not None and currency not in self.currencies:
+            raise _validation(f"The organisation is not subscribed to currency {currency} (enable it under "
+                              "Currencies first).")  # fmt: skip
+        if currency != self.base_currency:
+            rate = obj.get("CurrencyRate")
+            if rate is None:  # Xero applies its daily rate (the sandbox's, when it has one)
+                if currency in self.daily_rates:
+                    obj["CurrencyRate"] = self.daily_rates[currency]
+            elif Decimal(str(rate)) <= 0 or Decimal(str(rate)) == 1:
+                raise _validation(f"CurrencyRate {rate} is not a rate for {currency} against {self.base_currency}.")
+        else:
+            obj["CurrencyRate"] = Decimal("1")
+        if kind in _DOCUMENTS and self.tax_types is not None:
+            for line in obj.get("LineItems") or []:
+                if line.get("TaxType") not in self.tax_types:
+                    raise _validation(f"The TaxType code '{line.get('TaxType') or ''}' does not exist or cannot be "
+                                      "used for this type of transaction.")  # fmt: skip
+
+    def _pay(self, tenant: _Tenant, obj: dict[str, Any]) -> None:
+        invoice = tenant.objects["Invoices"].get(str((obj.get("Invoice") or {}).get("InvoiceID", "")))
+        if invoice is None:
+            raise _validation("Invoice could not be found (a payment needs Invoice.InvoiceID).")
+        if not (obj.get("Account") or {}).get("Code") and not (obj.get("Account") or {}).get("AccountID"):
+            raise _validation("Account could not be found (a payment needs Account.Code).")
+        amount = Decimal(str(obj.get("Amount", 0)))
+        if amount <= 0 or amount > Decimal(str(invoice["AmountDue"])):
+            raise _validation(f"Payment amount {amount} exceeds the amount outstanding on this document "
+                              f"({invoice['AmountDue']}).")  # fmt: skip
+        obj["CurrencyCode"] = invoice.get("CurrencyCode", self.base_currency)
+        self._check_document("Payments", obj)
+        obj.setdefault("Status", "AUTHORISED")
+
+    def _settle(self, tenant: _Tenant, payment: dict[str, Any]) -> None:
+        invoice = tenant.objects["Invoices"][str(payment["Invoice"]["InvoiceID"])]
+        amount = Decimal(str(payment["Amount"]))
+        invoice["AmountPaid"] = Decimal(str(invoice.get("AmountPaid", 0))) + amount
+        invoice["AmountDue"] = Decimal(str(invoice["AmountDue"])) - amount
+        if invoice["AmountDue"] == 0:
+            invoice["Status"] = "PAID"
+
+    def _allocate(self, tenant: _Tenant, note: dict[str, Any]) -> None:
+        for allocation in note.get("Allocations") or []:
+            invoice = tenant.objects["Invoices"].get(str((allocation.get("Invoice") or {}).get("InvoiceID", "")))
+            amount = Decimal(str(allocation.get("Amount", 0)))
+            if invoice is None or amount <= 0 or amount > Decimal(str(invoice["AmountDue"])):
+                raise _validation("An allocation needs an invoice with at least its Amount outstanding.")
+            if amount > Decimal(str(note["RemainingCredit"])):
+                raise _validation("The allocations exceed the credit note's remaining credit.")
+            invoice["AmountCredited"] = Decimal(str(invoice.get("AmountCredited", 0))) + amount
+            invoice["AmountDue"] = Decimal(str(invoice["AmountDue"])) - amount
+            note["RemainingCredit"] = Decimal(str(note["RemainingCredit"])) - amount

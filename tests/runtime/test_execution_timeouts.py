@@ -33,6 +33,9 @@ def test_every_task_of_every_dag_has_an_execution_timeout() -> None:
     exempt = [f"{dag.dag_id}.{task.task_id}" for dag in bag.dags.values() for task in dag.tasks
               if not task.execution_timeout]  # fmt: skip
     assert sorted(exempt) == ["closeout_month_end_close.approve_held_drafts", "closeout_payouts.approve"]
+    # ... and their wait is stated, not Airflow's deprecated fallback to the task's hour-long compute bound
+    for dag_id, task_id in (("closeout_month_end_close", "approve_held_drafts"), ("closeout_payouts", "approve")):
+        assert bag.dags[dag_id].get_task(task_id).response_timeout == timedelta(hours=24)
     assert bag.dags["closeout_sync_harvest"].get_task("begin").execution_timeout == timedelta(minutes=120)
     assert bag.dags["closeout_sync_toggl"].get_task("window").execution_timeout == timedelta(minutes=120)
     assert bag.dags["closeout_month_end_close"].get_task("final_sync").execution_timeout == timedelta(minutes=240)
@@ -76,3 +79,15 @@ def test_a_timeout_that_is_not_positive_is_refused(monkeypatch) -> None:
     monkeypatch.setenv("CLOSEOUT_TASK_TIMEOUT_MINUTES__CLOSEOUT_PAYOUTS", "0")
     with pytest.raises(ValueError, match="CLOSEOUT_TASK_TIMEOUT_MINUTES__CLOSEOUT_PAYOUTS"):
         execution_timeout("closeout_payouts")
+
+
+def test_the_approval_wait_is_read_from_the_environment_and_bounded(monkeypatch) -> None:
+    import pytest
+    from closeout.payouts import approval
+
+    monkeypatch.setenv("CLOSEOUT_APPROVAL_RESPONSE_HOURS", "72")
+    assert approval.response_timeout() == timedelta(hours=72)
+    for bad in ("0", "-3", "never", "1000"):
+        monkeypatch.setenv("CLOSEOUT_APPROVAL_RESPONSE_HOURS", bad)
+        with pytest.raises(ValueError, match="CLOSEOUT_APPROVAL_RESPONSE_HOURS"):
+            approval.response_timeout()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the DAG file imports this module at parse time: nothing heavy at import
@@ -23,6 +24,8 @@ if TYPE_CHECKING:  # the DAG file imports this module at parse time: nothing hea
 
 APPROVERS_ENV = "CLOSEOUT_FINANCE_APPROVERS"
 APPROVAL_ENV = "CLOSEOUT_PAYOUTS_APPROVAL"
+RESPONSE_ENV = "CLOSEOUT_APPROVAL_RESPONSE_HOURS"
+DEFAULT_RESPONSE_HOURS = 24  # a business day: an approval nobody answers fails and alerts, it never waits forever
 SWITCHED_OFF_BY = "auto: approval switched off"  # batches' approved_by when the deployment switched it off
 SCHEDULE_REQUESTER = "schedule"
 BODY_PAYEE_LINES = 60
@@ -30,6 +33,21 @@ BODY_PAYEE_LINES = 60
 
 class ApprovalRefused(RuntimeError):
     """The answer may not count: the requester approved their own run, or the answerer is not in finance."""
+
+
+def response_timeout() -> timedelta:
+    """How long a finance approval waits for an answer (``CLOSEOUT_APPROVAL_RESPONSE_HOURS``, default 24). When it
+    runs out the task fails, which alerts like any failure; nothing is approved by default."""
+    raw = os.environ.get(RESPONSE_ENV, "").strip()
+    if not raw:
+        return timedelta(hours=DEFAULT_RESPONSE_HOURS)
+    try:
+        hours = float(raw)
+    except ValueError:
+        raise ValueError(f"{RESPONSE_ENV}={raw!r}: a number of hours") from None
+    if not 0 < hours <= 24 * 31:
+        raise ValueError(f"{RESPONSE_ENV}={raw!r}: must be more than 0 and at most 744 hours (31 days)")
+    return timedelta(hours=hours)
 
 
 def approval_required() -> bool:

@@ -37,6 +37,14 @@ class FinanceGroupApprovalOperator(ApprovalOperator):
     approval_name = "approval"
     skip_downstream_on_reject = True
 
+    def __init__(self, **kwargs: Any) -> None:
+        # The wait for a person is the response timeout, stated here rather than left to Airflow's deprecated
+        # fallback (which takes the task's execution_timeout, an hour, as the time finance has to answer).
+        # execution_timeout is cleared as Airflow does: it would cap the deferral at the task's compute bound.
+        kwargs.setdefault("response_timeout", approval.response_timeout())
+        super().__init__(**kwargs)
+        self.execution_timeout = None
+
     def pending(self, context: Any) -> list[Any]:
         raise NotImplementedError
 

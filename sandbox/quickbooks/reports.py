@@ -65,9 +65,9 @@ def report(sandbox: Any, company: Any, name: str, params: dict[str, str]) -> dic
     start = start or end.replace(day=1)
     if start > end:
         raise Fault(400, "2010", "Request has invalid or unsupported property", "start_date must be before end_date")
+    home = home_currency(sandbox, company)
     with sandbox._lock:
-        posted = postings(company)
-    home = home_currency(company)
+        posted = postings(company, home)
     header = {"Time": sandbox._stamp(), "ReportBasis": "Accrual", "StartPeriod": start.isoformat(),
               "EndPeriod": end.isoformat(), "Currency": home}  # fmt: skip
     if name.lower() == "generalledger":
@@ -77,8 +77,8 @@ def report(sandbox: Any, company: Any, name: str, params: dict[str, str]) -> dic
     raise Fault(400, "2010", "Request has invalid or unsupported property", f"report {name} is not supported")
 
 
-def home_currency(company: Any) -> str:
-    return str(getattr(company, "home_currency", None) or "USD")
+def home_currency(sandbox: Any, company: Any) -> str:
+    return str(getattr(company, "home_currency", None) or getattr(sandbox, "home_currency", None) or "USD")
 
 
 def _ref(ref: Any, default: tuple[str, str]) -> tuple[str, str]:
@@ -91,11 +91,11 @@ def _amount(value: Any) -> Decimal:
     return Decimal(str(value or 0))
 
 
-def postings(company: Any) -> list[Posting]:
-    """Every posting of every document the company holds (deleted documents are gone from ``objects``)."""
+def postings(company: Any, home: str) -> list[Posting]:
+    """Every posting of every document the company holds (deleted documents are gone from ``objects``), in the
+    home currency ``home``."""
     out: list[Posting] = []
     objects = company.objects
-    home = home_currency(company)
 
     def add(account: tuple[str, str], obj: dict[str, Any], txn_type: str, amount: Decimal, memo: str = "") -> None:
         currency = (obj.get("CurrencyRef") or {}).get("value") or home

@@ -114,9 +114,8 @@ def _amount(value: Any) -> Decimal:
     return Decimal(str(value or 0))
 
 
-def postings(tenant: Any) -> list[tuple[str, date, Decimal]]:
-    """(account code, date, base-currency amount, debit positive) for every posted document of the tenant."""
-    base = str(getattr(tenant, "base_currency", None) or "USD")
+def postings(tenant: Any, base: str) -> list[tuple[str, date, Decimal]]:
+    """(account code, date, amount in the base currency ``base``, debit positive) for every posted document."""
     out: list[tuple[str, date, Decimal]] = []
 
     def add(code: str, obj: dict[str, Any], amount: Decimal) -> None:
@@ -192,7 +191,7 @@ def trial_balance(sandbox: Any, tenant: Any, params: dict[str, str]) -> dict[str
     except ValueError as exc:
         raise XeroFault(400, {"Title": "Bad Request", "Detail": "date is YYYY-MM-DD"}) from exc
     with sandbox._lock:
-        posted = postings(tenant)
+        posted = postings(tenant, str(getattr(sandbox, "base_currency", None) or "USD"))
     month: dict[str, Decimal] = defaultdict(Decimal)
     ytd: dict[str, Decimal] = defaultdict(Decimal)
     for code, when, amount in posted:

@@ -25,6 +25,7 @@ CONTRACT_DAG_IDS = {
     "closeout_month_end_close",
     "closeout_migrate_history",
     "closeout_pilot_compare",
+    "closeout_weekly_summary",
 }
 ONE_RUN_AT_A_TIME = {
     "closeout_sync_harvest",

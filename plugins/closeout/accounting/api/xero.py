@@ -249,8 +249,11 @@ class XeroHook(BaseHook):
             raise self._error(status, body, "GET /connections")
         return body
 
-    def get(self, path: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        status, body, _ = self._send("GET", path, params or {}, None, None)
+    def get(self, path: str, params: dict[str, Any] | None = None, *,
+            modified_since: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """``GET``; ``modified_since`` (``YYYY-MM-DDTHH:MM:SS``, UTC) is sent as ``If-Modified-Since``."""
+        extra = {"If-Modified-Since": modified_since} if modified_since else None
+        status, body, _ = self._send("GET", path, params or {}, None, None, extra)
         if status != 200:
             raise self._error(status, body, f"GET {path}")
         return body
@@ -268,7 +271,7 @@ class XeroHook(BaseHook):
 
     # -- transport ----------------------------------------------------------------------------------
     def _send(self, method: str, path: str, params: dict[str, Any], payload: Any,
-              key: str | None) -> tuple[int, Any, bool]:  # fmt: skip
+              key: str | None, extra_headers: Mapping[str, str] | None = None) -> tuple[int, Any, bool]:  # fmt: skip
         url = f"{self.base_url}{path}" if path.startswith("/") else f"{self.base_url}/api.xro/2.0/{path}"
         data = json.dumps(jsonable(payload), separators=(",", ":")).encode() if payload is not None else None
         attempt, renewed, limited_for = 0, False, 0.0
@@ -281,6 +284,7 @@ class XeroHook(BaseHook):
                        "Accept": "application/json", "Content-Type": "application/json"}  # fmt: skip
             if key is not None:
                 headers["Idempotency-Key"] = key
+            headers.update(extra_headers or {})
             try:
                 with self.pacer.turn():
                     self.requests_sent += 1

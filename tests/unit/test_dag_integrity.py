@@ -26,6 +26,7 @@ CONTRACT_DAG_IDS = {
     "closeout_migrate_history",
     "closeout_pilot_compare",
     "closeout_weekly_summary",
+    "closeout_accounting_sync",
 }
 ONE_RUN_AT_A_TIME = {
     "closeout_sync_harvest",
@@ -38,6 +39,7 @@ ONE_RUN_AT_A_TIME = {
     "closeout_reconcile",
     "closeout_month_end_close",
     "closeout_pilot_compare",
+    "closeout_accounting_sync",
 }
 HEAVY_MODULES = ("pandas", "great_expectations", "stripe", "psycopg", "requests")
 HARVEST_POOL = "harvest_api"

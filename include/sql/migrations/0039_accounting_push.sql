@@ -10,8 +10,8 @@
 --   account mapping, closed period / lock date, customer link under review, no ledger rate) is held with its
 --   reason; the rest goes through. Every run tries held records again; a record that goes is resolved.
 
-ALTER TABLE closeout_data.accounting_links ADD COLUMN total_minor bigint;
-ALTER TABLE closeout_data.accounting_links ADD COLUMN currency text;
+ALTER TABLE closeout_data.accounting_links ADD COLUMN IF NOT EXISTS total_minor bigint;
+ALTER TABLE closeout_data.accounting_links ADD COLUMN IF NOT EXISTS currency text;
 -- 'pushed': closeout created the object through the push (its batch answered); 'reference': found there by its
 -- reference after the idempotency key's lifetime
 ALTER TABLE closeout_data.accounting_links DROP CONSTRAINT accounting_links_matched_by_check;
@@ -53,7 +53,7 @@ CREATE TABLE closeout_data.accounting_push_exceptions (
     closeout_ref   text NOT NULL,
     reason         text NOT NULL CHECK (reason IN ('currency_not_enabled', 'tax_code', 'account_mapping',
                                                    'closed_period', 'customer_link', 'no_ledger_rate',
-                                                   'refused')),
+                                                   'invoice_not_pushed', 'refused')),
     detail         text NOT NULL,
     currency       text,
     total_minor    bigint,

@@ -1,0 +1,23 @@
+-- The objects the accounting system now holds, one link each (both unique keys make a second link a no-op: an
+-- object is linked once), and their exceptions resolved: they went.
+WITH x AS (
+    SELECT * FROM jsonb_to_recordset(%(links)s::jsonb)
+        AS t(object_kind text, closeout_ref text, external_id text, remote_version text, matched_by text,
+             total_minor bigint, currency text)
+), ins AS (
+    INSERT INTO closeout_data.accounting_links (system, company_id, object_kind, closeout_ref, external_id,
+                                                remote_version, matched_by, total_minor, currency, synced_at)
+    SELECT %(system)s, %(company_id)s, object_kind, closeout_ref, external_id, remote_version, matched_by,
+           total_minor, currency, clock_timestamp()
+    FROM x
+    ON CONFLICT DO NOTHING
+    RETURNING object_kind, closeout_ref
+), resolved AS (
+    UPDATE closeout_data.accounting_push_exceptions e
+       SET resolved_at = clock_timestamp()
+      FROM x
+     WHERE e.system = %(system)s AND e.company_id = %(company_id)s AND e.object_kind = x.object_kind
+       AND e.closeout_ref = x.closeout_ref AND e.resolved_at IS NULL
+    RETURNING e.exception_id
+)
+SELECT count(*) FROM ins

@@ -12,7 +12,8 @@ WITH src AS (
     SELECT a.adjustment_id, a.payout_id, a.invoice_id, a.payee_key, a.currency, a.amount_minor, a.created_at,
            a.description
     FROM closeout_data.payout_adjustments a
-    WHERE NOT EXISTS (SELECT 1 FROM closeout_data.journals j
+    WHERE a.kind <> 'reimbursement'  -- booked by the expense journals (65_*) and 82_reimbursement_payments.sql
+      AND NOT EXISTS (SELECT 1 FROM closeout_data.journals j
                       WHERE j.kind = 'payout_accrual' AND j.source_ref = a.adjustment_id)
 ), posted AS (
     INSERT INTO closeout_data.journals (journal_id, kind, source_ref, currency, invoice_id, occurred_at,

@@ -25,10 +25,14 @@ CONFIG_ENV = "CLOSEOUT_LEDGER_ACCOUNTS"
 TYPES = ("asset", "liability", "equity", "revenue", "contra_revenue", "expense")
 # Roles the posting SQL uses today: each must name exactly one account (the cash leg's since migration 0017:
 # Stripe fees, dispute fees, currency conversion and realised FX, credit notes, customer credit, payouts in
-# transit to the bank).
+# transit to the bank; the expense roles since 0038).
 POSTING_ROLES = ("receivable", "revenue", "cash_clearing", "cash", "refunds", "disputes", "bad_debt",
                  "payouts_payable", "contractor_costs", "processor_fees", "dispute_fees", "fx_clearing",
-                 "fx_gain_loss", "credit_notes", "customer_credit", "bank_clearing")
+                 "fx_gain_loss", "credit_notes", "customer_credit", "bank_clearing",
+                 # expenses in the books (migration 0038, docs/expense-books.md): recognised cost of billable and
+                 # non-billable expenses, billed markup, and who the money is owed to (the person or the card)
+                 "reimbursable_expenses", "expense_markup_revenue", "project_costs", "reimbursements_payable",
+                 "expense_clearing")
 # Roles defined for work that attaches later (tax lines): optional.
 RESERVED_ROLES = ("tax_payable",)
 _FIELDS = {"code", "name", "type", "role", "description"}

@@ -30,6 +30,12 @@ credit ``payouts_payable``), then the transfer once closeout recorded Stripe's t
 ``payouts_payable``, credit ``cash_clearing``: a transfer leaves the Stripe balance, not the bank). They run
 after the write-offs: they touch no receivable, and the transfer step needs the accrual posted first. The payouts
 DAG posts right after its release; the events DAG's posting picks up anything that run missed.
+
+Expenses (migration 0038, docs/expense-books.md): each expense version is booked once as cost (``expense``:
+project_costs or reimbursable_expenses against reimbursements_payable or expense_clearing, the difference to the
+previous booking), after the write-offs; a reimbursement paid with a payout (``reimbursement_payment``:
+reimbursements_payable into payouts_payable) after the payout transfers it rode on. The invoice journal credits
+billed expense lines' cost and markup to their roles (``include/ledger/expenses.yaml``: expense_revenue_mode).
 """
 
 from __future__ import annotations
@@ -58,9 +64,11 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("customer_credit_unapplied", "ledger/49_customer_credit_unapplied.sql"),
     ("void", "ledger/50_voids.sql"),
     ("writeoff", "ledger/60_writeoffs.sql"),
+    ("expense", "ledger/65_expenses.sql"),
     ("payout_accrual", "ledger/70_payout_accruals.sql"),
     ("payout_clawback", "ledger/75_payout_clawbacks.sql"),
     ("payout_transfer", "ledger/80_payout_transfers.sql"),
+    ("reimbursement_payment", "ledger/82_reimbursement_payments.sql"),
     ("fee", "ledger/85_fees.sql"),
     ("fx_conversion", "ledger/86_fx_conversions.sql"),
     ("fx_realised", "ledger/87_fx_realised.sql"),
@@ -88,9 +96,11 @@ def post(conn: psycopg.Connection, chart: Chart, ledger_run_id: int | None) -> P
     The lines checked by the deferred balance trigger are judged at the caller's COMMIT; ``SET CONSTRAINTS ALL
     IMMEDIATE`` at the end makes a failure surface here, naming the journal, rather than at COMMIT."""
     from closeout import locks
+    from closeout.ledger import expense_policy
 
     locks.acquire(conn, _LOCK_KEY, name="closeout.ledger_posting", transaction=True)  # bounded, names the holder
-    params = {**chart.codes, "run": ledger_run_id}
+    policy = expense_policy.apply(conn)  # who paid each expense, and how billed expense lines are booked
+    params = {**chart.codes, "run": ledger_run_id, "expense_revenue_mode": policy.revenue_mode}
     lines = 0
     for _, path in STEPS:
         lines += conn.execute(load_sql(path), params).rowcount

@@ -49,6 +49,8 @@ class PlanSummary:
     netted_minor: dict[str, int] = field(default_factory=dict)
     items_netted: int = 0
     outstanding_clawbacks: list[dict[str, Any]] = field(default_factory=list)
+    reimbursements_recorded: int = 0
+    unpaid_reimbursements: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -120,6 +122,8 @@ def plan(
         by = {"planned_by": planned_by}
         summary.reversals_recorded = conn.execute(load_sql("payouts/35_reversals.sql"), by).rowcount
         summary.clawbacks_recorded = conn.execute(load_sql("payouts/40_clawbacks.sql"), by).rowcount
+        # expenses people paid, owed to them with this payout (docs/expense-books.md); netted below like the rest
+        summary.reimbursements_recorded = conn.execute(load_sql("payouts/38_reimbursements.sql"), by).rowcount
         netted = netting.allocate(netting.outstanding(conn), new)
         for start in range(0, len(items), size):
             chunk = items[start : start + size]
@@ -175,7 +179,23 @@ def plan(
             ).fetchall()
         )
         summary.outstanding_clawbacks = outstanding_clawbacks(conn)
+        summary.unpaid_reimbursements = unpaid_reimbursements(conn)
     return summary
+
+
+def unpaid_reimbursements(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Reimbursements owed to people without payout setup in the expense's currency (reported, never dropped)."""
+    return [
+        {"person": person, "currency": currency, "amount_minor": int(amount), "amount": f"{major} {currency}",
+         "expense_count": int(n), "expenses": expenses, "reason": reason}
+        for person, currency, amount, major, n, expenses, reason in conn.execute(
+            """SELECT u.person, u.currency, u.amount_minor,
+                      round(u.amount_minor::numeric / (10::numeric ^ c.exponent), c.exponent)::text,
+                      u.expense_count, u.expenses, u.reason
+               FROM closeout.unpaid_reimbursements u JOIN closeout_data.currencies c ON c.code = u.currency
+               ORDER BY u.person, u.currency"""
+        ).fetchall()
+    ]  # fmt: skip
 
 
 def outstanding_clawbacks(conn: psycopg.Connection) -> list[dict[str, Any]]:

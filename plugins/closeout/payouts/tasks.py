@@ -99,6 +99,9 @@ def plan_payouts(airflow_run_id: str | None = None, size: int | None = None) -> 
     for row in summary.outstanding_clawbacks:
         log.warning("outstanding clawback: %s balance %s (%d adjustments: %s), netted from their next payouts",
                     row["payee_key"], row["balance"], row["adjustments"], row["source_refs"])  # fmt: skip
+    for row in summary.unpaid_reimbursements:  # closeout.unpaid_reimbursements: owed, but no payout setup
+        log.warning("unpaid reimbursement: %s is owed %s for %d expenses (%s): %s", row["person"], row["amount"],
+                    row["expense_count"], row["expenses"], row["reason"])  # fmt: skip
     return summary.as_dict()
 
 

@@ -54,6 +54,9 @@ POINTS: dict[str, str] = {
     # closeout.accounting.export, to the artifact store
     "export.before_upload": f"accounting export: files written locally, {_BEFORE} (upload)",
     "export.after_upload": f"accounting export: files uploaded; {_AFTER} (stale parts, folder)",
+    # closeout.writeback.harvest_mirror: the Harvest invoice that mirrors a closeout invoice
+    "tracker.harvest.invoice.before_call": f"Harvest write-back, invoice: {_BEFORE}",
+    "tracker.harvest.invoice.after_call": f"Harvest write-back, invoice: Harvest created it; {_AFTER}",
 }
 
 _armed: frozenset[str] | None = None

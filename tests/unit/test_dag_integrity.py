@@ -27,6 +27,7 @@ CONTRACT_DAG_IDS = {
     "closeout_pilot_compare",
     "closeout_weekly_summary",
     "closeout_accounting_sync",
+    "closeout_tracker_writeback",
 }
 ONE_RUN_AT_A_TIME = {
     "closeout_sync_harvest",
@@ -40,6 +41,7 @@ ONE_RUN_AT_A_TIME = {
     "closeout_month_end_close",
     "closeout_pilot_compare",
     "closeout_accounting_sync",
+    "closeout_tracker_writeback",
 }
 HEAVY_MODULES = ("pandas", "great_expectations", "stripe", "psycopg", "requests")
 HARVEST_POOL = "harvest_api"

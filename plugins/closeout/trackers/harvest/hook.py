@@ -82,6 +82,7 @@ class HarvestHook(BaseHook):
         self._base_url = ""
         self.per_page = MAX_PER_PAGE
         self._pacer = Pacer(100, 15.0)
+        self.oauth: Any = None  # a TokenStore when the connection holds an OAuth grant (extra refresh_token)
 
     # -- connection --------------------------------------------------------------------------
     def get_conn(self) -> requests.Session:
@@ -96,13 +97,21 @@ class HarvestHook(BaseHook):
         if not conn.password:
             raise TrackerAPIError(f"connection {self.harvest_conn_id!r}: password (the API token) is required")
         self._base_url = conn.base_url()
+        bearer = conn.password
+        if conn.extra.get("refresh_token"):  # OAuth 2.0 (Harvest ID): login = client id, password = client secret
+            from closeout.writeback.harvest_oauth import harvest_token_store
+
+            if not conn.extra.get("account_id"):
+                raise TrackerAPIError(f"connection {self.harvest_conn_id!r}: OAuth needs extra 'account_id'")
+            self.oauth = harvest_token_store(conn, self.harvest_conn_id, account_id)
+            bearer = self.oauth.access_token()
         self.per_page = max(1, min(MAX_PER_PAGE, int(conn.extra.get("per_page", MAX_PER_PAGE))))
         self._pacer = Pacer(int(conn.extra.get("max_requests", 100)), float(conn.extra.get("per_seconds", 15)))
         self.policy = self.policy.with_overrides(conn.extra.get("retry"))
         session = requests.Session()
         session.headers.update(
             {
-                "Authorization": f"Bearer {conn.password}",
+                "Authorization": f"Bearer {bearer}",
                 "Harvest-Account-Id": account_id,
                 "User-Agent": str(conn.extra.get("user_agent") or DEFAULT_USER_AGENT),
                 "Accept": "application/json",
@@ -137,7 +146,20 @@ class HarvestHook(BaseHook):
         """GET with pacing and retries (see ``TrackerTransport``)."""
         self.get_conn()
         assert self._transport is not None
-        return self._transport.send("GET", url)
+        try:
+            return self._transport.send("GET", url)
+        except TrackerAPIError as exc:
+            if exc.status != 401 or self.oauth is None:
+                raise
+            self.reauthorize()
+            return self._transport.send("GET", url)
+
+    def reauthorize(self) -> None:
+        """OAuth: the access token was refused (expired or revoked); get the next one from the token store, which
+        refreshes once under its row lock and commits the new refresh token before the new access token is used."""
+        assert self._session is not None and self.oauth is not None
+        rejected = str(self._session.headers["Authorization"]).removeprefix("Bearer ")
+        self._session.headers["Authorization"] = f"Bearer {self.oauth.renew(rejected=rejected)}"
 
     # -- listings ----------------------------------------------------------------------------
     def iter_pages(

@@ -89,7 +89,7 @@ def test_every_object_goes_once_and_a_rerun_sends_nothing(warehouse, stripe_sand
 def test_a_timeout_after_commit_is_replayed_not_repeated(warehouse, stripe_sandbox, books) -> None:
     a_month(warehouse, stripe_sandbox, {"a": [D("2")], "b": [D("1")]}, paid=("a",))
     sync_customers(books.system)
-    books.faults.add("timeout_after_commit", path_prefix=write_path(books))
+    books.faults.add("timeout_after_commit", path_prefix=write_path(books), times=1, after=0, delay=0)
     run = push(books_for(books.system))
     assert created(books)["invoice"] == 2 and run.pushed["invoice"] == 2
     assert books.stats()["replays"] >= 1  # the hook's retry got the first answer back
@@ -101,7 +101,7 @@ def test_a_batch_past_its_key_lifetime_is_found_by_reference_not_created_again(
     a_month(warehouse, stripe_sandbox, {"a": [D("2")], "b": [D("1")]})
     sync_customers(books.system)
     # every attempt of the hook loses its answer
-    books.faults.add("timeout_after_commit", path_prefix=write_path(books), times=2)
+    books.faults.add("timeout_after_commit", path_prefix=write_path(books), times=2, after=0, delay=0)
     with pytest.raises(Exception, match="no answer"):
         push(books_for(books.system))
     assert created(books)["invoice"] == 2 and links(warehouse, books.system, "invoice") == {}

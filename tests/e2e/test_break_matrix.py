@@ -88,7 +88,9 @@ def recon_checks(warehouse: Warehouse, airflow_run_id: str) -> dict[str, dict[st
 
 
 def statuses(checks: dict[str, dict[str, Any]]) -> dict[str, str]:
-    return {name: c["status"] for name, c in checks.items()}
+    # accounting_links judges API read-backs (docs/accounting-readback.md); this chain uses the file mode
+    return {name: c["status"] for name, c in checks.items()
+            if not (name == "accounting_links" and c["status"] == "not_applicable")}  # fmt: skip
 
 
 @pytest.fixture(scope="module")

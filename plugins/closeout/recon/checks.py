@@ -31,6 +31,17 @@ def _ingested(kind: str) -> Callable[[psycopg.Connection], str | None]:
     return applicable
 
 
+def _read_back(conn: psycopg.Connection) -> str | None:
+    """Applicable once a read-back of an accounting system through its API has succeeded (migration 0040,
+    closeout.accounting.readback): before that there is nothing of theirs to compare the links with."""
+    if not _relation_exists(conn, "closeout_data.accounting_readback_runs"):
+        return "the accounting read-back migration (0040) has not been applied to this warehouse"
+    done = "SELECT 1 FROM closeout_data.accounting_readback_runs WHERE status = 'succeeded' LIMIT 1"
+    if conn.execute(done).fetchone():
+        return None
+    return "no accounting system has been read back through its API yet (closeout.accounting_readback_runs)"
+
+
 def _payouts(conn: psycopg.Connection) -> str | None:
     if not _relation_exists(conn, "closeout.payout_items"):
         return "closeout.payout_items does not exist in this warehouse: closeout_payouts is not installed yet"
@@ -100,6 +111,12 @@ CHECKS: tuple[Check, ...] = (
         "closeout_accounting_invoices",
         "invoices -> accounting invoices, per number",
         applicable=_ingested("invoices"),
+    ),
+    Check(
+        "accounting_links",
+        "closeout_accounting_links",
+        "pushed objects -> the accounting system's own, once each, same total and currency (invariant 9)",
+        applicable=_read_back,
     ),
     Check(
         "payouts_to_paid_invoices",

@@ -8,8 +8,9 @@ EndPeriod, Currency, Time, Option NoReportData), ``Columns.Column[]`` (ColType, 
 
 What is posted, in the company's home currency (``ExchangeRate`` applied to foreign documents), debit positive:
 
-* Invoice: Accounts Receivable (A/R) debited with ``TotalAmt``; each line's income account (its
-  ``SalesItemLineDetail.ItemAccountRef`` or ``AccountRef``, else "Services") credited; tax to "Sales Tax Payable".
+* Invoice: its ``ARAccountRef`` (else Accounts Receivable (A/R)) debited with ``TotalAmt``; each line's income
+  account (``SalesItemLineDetail.ItemAccountRef`` or ``AccountRef``, else "Services") credited; tax to "Sales Tax
+  Payable".
 * CreditMemo: the reverse of an invoice. Payment: ``DepositToAccountRef`` (else "Undeposited Funds") debited, A/R
   credited. Deposit: ``DepositToAccountRef`` debited, each line's account (else "Undeposited Funds") credited.
   JournalEntry: each line on its ``PostingType`` side. Bill: each line's account debited, Accounts Payable (A/P)
@@ -118,14 +119,14 @@ def postings(company: Any, home: str) -> list[Posting]:
         return lines
 
     for obj in objects.get("Invoice", {}).values():
-        add(AR, obj, "Invoice", _amount(obj.get("TotalAmt")))
+        add(_ref(obj.get("ARAccountRef"), AR), obj, "Invoice", _amount(obj.get("TotalAmt")))
         for account, amount in sales_lines(obj):
             add(account, obj, "Invoice", -amount)
         tax = (obj.get("TxnTaxDetail") or {}).get("TotalTax")
         if tax:
             add(TAX, obj, "Invoice", -_amount(tax))
     for obj in objects.get("CreditMemo", {}).values():
-        add(AR, obj, "Credit Memo", -_amount(obj.get("TotalAmt")))
+        add(_ref(obj.get("ARAccountRef"), AR), obj, "Credit Memo", -_amount(obj.get("TotalAmt")))
         for account, amount in sales_lines(obj):
             add(account, obj, "Credit Memo", amount)
         tax = (obj.get("TxnTaxDetail") or {}).get("TotalTax")
@@ -133,7 +134,7 @@ def postings(company: Any, home: str) -> list[Posting]:
             add(TAX, obj, "Credit Memo", _amount(tax))
     for obj in objects.get("Payment", {}).values():
         add(_ref(obj.get("DepositToAccountRef"), UNDEPOSITED), obj, "Payment", _amount(obj.get("TotalAmt")))
-        add(AR, obj, "Payment", -_amount(obj.get("TotalAmt")))
+        add(_ref(obj.get("ARAccountRef"), AR), obj, "Payment", -_amount(obj.get("TotalAmt")))
     for obj in objects.get("Deposit", {}).values():
         add(_ref(obj.get("DepositToAccountRef"), UNDEPOSITED), obj, "Deposit", _amount(obj.get("TotalAmt")))
         for line in obj.get("Line") or []:

@@ -1,6 +1,6 @@
 -- Invoices issued in Stripe (open or paid: finalized there) that bill time or expenses of one tracker and whose
 -- mirror there is not finished: no write-back row yet, or one still planned/sent (a lost answer to resolve).
--- %(source)s: the tracker. Expense lines join only when closeout.invoice_line_expenses exists (%(with_expenses)s).
+-- The tracker is the source parameter.
 SELECT i.invoice_id, i.client_key, i.currency, i.period_start, i.period_end, i.total_minor, i.status,
        i.stripe_invoice_id, i.stripe_number, c.exponent, w.status AS writeback_status
 FROM closeout_data.invoices i

@@ -1,0 +1,180 @@
+"""The weekly summary's data files and where they go: ``summaries/YYYY-Www/`` in the artifact store
+(``CLOSEOUT_ARTIFACTS_URL``), written through ``closeout.artifacts`` (its credentials, whole-file writes).
+
+``summary.csv`` (every line, expense, client margin and currency total), ``payroll.csv`` (approved hours per
+person, day, client and project) and ``summary.json`` (everything the page shows). CSV cells go through the
+accounting export's writer (``closeout.accounting.csv_safe``): text formula-neutralised and quoted, numbers bare
+and exact, CRLF, no BOM. Money is minor units plus an exact major-unit number; never a float.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from closeout.accounting.csv_safe import Number, decimal_number, encode_row, major_units
+from closeout.summary.build import WeeklySummary
+from closeout.summary.figures import Margin
+
+FOLDER = "summaries"
+NAMES = {"html": "summary.html", "csv": "summary.csv", "payroll": "payroll.csv", "json": "summary.json"}
+NO_COST_RATE = "no cost rate"
+
+
+def folder(week: str) -> str:
+    """The week's folder location (not a link) in the artifact store."""
+    from closeout import artifacts
+
+    return artifacts.path(FOLDER, week)
+
+
+def locations(week: str) -> dict[str, str]:
+    """Kind -> location of each file of the week (computable before they exist)."""
+    base = folder(week)
+    return {kind: f"{base}/{name}" for kind, name in NAMES.items()}
+
+
+def _count(n: int) -> Number:
+    return Number(Decimal(n))
+
+
+def _money(amount: int | None, exponent: int | None) -> list[Number | None]:
+    if amount is None or exponent is None:
+        return [None, None]
+    return [_count(amount), major_units(amount, exponent)]
+
+
+# -- summary.csv --------------------------------------------------------------------------------------------------
+SUMMARY_HEADER = (
+    "week", "row", "client_key", "client_name", "project_key", "project_name", "user_key", "user_name", "currency",
+    "entries", "approved_hours", "billable_hours", "nonbillable_hours", "billable_value_minor", "billable_value",
+    "cost_currency", "cost_rate", "cost_minor", "cost", "billable_expenses_minor", "billable_expenses",
+    "nonbillable_expenses_minor", "nonbillable_expenses", "margin_minor", "margin", "uncosted_hours", "note",
+)  # fmt: skip
+
+
+def _margin_row(s: WeeklySummary, kind: str, m: Margin) -> bytes:
+    e = m.exponent
+    note = f"{NO_COST_RATE}: {', '.join(m.uncosted_people)}" if m.uncosted_people else None
+    if m.unrated_entries:
+        note = "; ".join(filter(None, [note, f"{m.unrated_entries} billable entries without a rate"]))
+    return encode_row([
+        s.week.label, kind, m.client_key, s.name(m.client_key) or None, None, None, None, None, m.currency, None,
+        decimal_number(m.approved_hours), decimal_number(m.billable_hours), decimal_number(m.nonbillable_hours),
+        *_money(m.billable_value_minor, e), m.currency, None, *_money(m.cost_minor, e),
+        *_money(m.billable_expenses_minor, e), *_money(m.nonbillable_expenses_minor, e), *_money(m.margin_minor, e),
+        decimal_number(m.uncosted_hours), note,
+    ])  # fmt: skip
+
+
+def summary_csv(s: WeeklySummary) -> bytes:
+    """Lines (person on project, in the entries' currency; cost in the payee's), expenses, then per client and
+    currency the margin, then per currency the total."""
+    out = [encode_row(SUMMARY_HEADER)]
+    for line in s.figures.lines:
+        e = line.exponent
+        out.append(encode_row([
+            s.week.label, "time", line.client_key, s.name(line.client_key) or None, line.project_key,
+            s.name(line.project_key) or None, line.user_key, s.name(line.user_key) or None, line.currency,
+            _count(line.entries), decimal_number(line.approved_hours), decimal_number(line.billable_hours),
+            decimal_number(line.nonbillable_hours), *_money(line.billable_value_minor, e), line.cost_currency,
+            None if line.cost_rate is None else decimal_number(line.cost_rate),
+            *_money(line.cost_minor, line.cost_exponent), None, None, None, None, None, None,
+            None if line.has_cost_rate else decimal_number(line.approved_hours),
+            None if line.has_cost_rate else NO_COST_RATE,
+        ]))  # fmt: skip
+    for x in s.figures.expenses:
+        out.append(encode_row([
+            s.week.label, "expense", x.client_key, s.name(x.client_key) or None, x.project_key,
+            s.name(x.project_key) or None, x.user_key, s.name(x.user_key) or None, x.currency, _count(x.expenses),
+            None, None, None, None, None, None, None, None, None, *_money(x.billable_minor, x.exponent),
+            *_money(x.nonbillable_minor, x.exponent), None, None, None, None,
+        ]))  # fmt: skip
+    out.extend(_margin_row(s, "client", m) for m in s.figures.margins)
+    out.extend(_margin_row(s, "total", m) for m in s.figures.totals)
+    return b"".join(out)
+
+
+# -- payroll.csv --------------------------------------------------------------------------------------------------
+PAYROLL_HEADER = ("week", "user_key", "user_name", "date", "client_key", "client_name", "project_key", "project_name",
+                  "hours", "billable_hours", "entries")  # fmt: skip
+
+
+def payroll_csv(s: WeeklySummary) -> bytes:
+    """Approved hours per person, day, client and project: what payroll imports. Names are untrusted tracker text
+    and are neutralised like every cell."""
+    out = [encode_row(PAYROLL_HEADER)]
+    for p in s.payroll:
+        out.append(encode_row([
+            s.week.label, p["user_key"], s.name(p["user_key"]) or None, p["spent_date"].isoformat(), p["client_key"],
+            s.name(p["client_key"]) or None, p["project_key"], s.name(p["project_key"]) or None,
+            decimal_number(Decimal(p["hours"])), decimal_number(Decimal(p["billable_hours"])), _count(p["entries"]),
+        ]))  # fmt: skip
+    return b"".join(out)
+
+
+# -- summary.json -------------------------------------------------------------------------------------------------
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def _margin_doc(m: Margin) -> dict[str, Any]:
+    doc = asdict(m)
+    doc["uncosted_people"] = list(m.uncosted_people)
+    doc["margin_minor"] = m.margin_minor
+    doc["complete"] = m.complete
+    for key in [k for k in doc if k.endswith("_minor")]:
+        doc[key.removesuffix("_minor")] = major_units(doc[key], m.exponent).text
+    return doc
+
+
+def summary_document(s: WeeklySummary) -> dict[str, Any]:
+    """Everything the page shows (and the snapshot the warehouse keeps), JSON-ready."""
+    return {
+        "week": s.week.label,
+        "week_start": s.week.start,
+        "week_end": s.week.end,
+        "generated_at": s.generated_at,
+        "figures_at": s.figures_at,
+        "totals": [_margin_doc(m) for m in s.figures.totals],
+        "clients": [{**_margin_doc(m), "client_name": s.name(m.client_key)} for m in s.figures.margins],
+        "lines": [{**asdict(line), "has_cost_rate": line.has_cost_rate} for line in s.figures.lines],
+        "expenses": [asdict(x) for x in s.figures.expenses],
+        "no_cost_rate": {user: format(hours, "f") for user, hours in s.figures.uncosted.items()},
+        "unapproved": [dict(u) for u in s.unapproved],
+        "changes": [
+            {"week": c.week, "baseline_at": c.baseline_at, "versions": c.versions,
+             "figures": [{**asdict(f), "delta": format(f.delta, "f")} for f in c.figures]}
+            for c in s.changes
+        ],
+        "names": dict(sorted(s.names.items())),
+    }
+
+
+def to_json(document: dict[str, Any]) -> bytes:
+    return (json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False, default=_plain) + "\n").encode()
+
+
+def snapshot(s: WeeklySummary) -> dict[str, Any]:
+    """The record's figures: the totals and client margins (JSON-plain), as kept in the warehouse."""
+    doc = summary_document(s)
+    return json.loads(to_json({k: doc[k] for k in ("week", "totals", "clients", "no_cost_rate", "unapproved")}))
+
+
+def write(s: WeeklySummary, html: bytes) -> dict[str, str]:
+    """Write the data files first and the page last (a page that exists has its data beside it); returns
+    kind -> location. Overwrites: a rerun re-renders in place."""
+    from closeout import artifacts
+
+    where = locations(s.week.label)
+    parts = {"csv": summary_csv(s), "payroll": payroll_csv(s), "json": to_json(summary_document(s)), "html": html}
+    for kind in ("csv", "payroll", "json", "html"):
+        artifacts.write(where[kind], parts[kind])
+    return where

@@ -24,7 +24,7 @@ class Expense:
 
     expense_id: int
     total_cost: str
-    user: int = 11
+    user: int | str = 11
     client: int = 7
     currency: str = "USD"
     category: str = "Travel"

@@ -18,6 +18,9 @@ decimals (a YAML ``150.10`` never passes through a float). Format (every client 
                                      # refund | customer_balance | out_of_band (docs/corrections.md)
       collections_policy: resend     # an owed invoice whose customer's payment link expired:
                                      # resend (e-mail a fresh link) | notify_finance (docs/collections.md)
+      expense_markup_percent: "0"    # added to billable expenses, rounded once per line (docs/expense-billing.md)
+      expense_receipt_links: false   # true: receipt links in expense line descriptions
+      expense_grouping: category     # category (one line per category) | expense (one line per expense)
     clients:
       - client_key: harvest:1001     # a contract key, as in closeout.time_entries
         name: Acme Corp
@@ -57,6 +60,12 @@ CREDIT_NOTE_POLICIES = ("refund", "customer_balance", "out_of_band")
 # What closeout does when the hosted payment link a customer holds has expired on an invoice still owed
 # (closeout.payments.collections); it never changes what is drafted.
 COLLECTIONS_POLICIES = ("resend", "notify_finance")
+# How billable expenses become lines (closeout.billing.expenses, docs/expense-billing.md).
+EXPENSE_GROUPINGS = ("category", "expense")
+MAX_EXPENSE_MARKUP = Decimal(1000)
+# Options the expense steps read on every run (they judge every expense each time): a change needs no
+# re-judging of time entries, so they stay out of the settings hash.
+_EXPENSE_FIELDS = frozenset({"expense_markup_percent", "expense_receipt_links", "expense_grouping"})
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "billing_period": "monthly",
     "currency": None,
@@ -67,6 +76,9 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "publish_policy": "auto",
     "credit_note_policy": "customer_balance",
     "collections_policy": "resend",
+    "expense_markup_percent": Decimal(0),
+    "expense_receipt_links": False,
+    "expense_grouping": "category",
 }
 _CLIENT_FIELDS = {"client_key", "name", "email", "rate_card", *BUILTIN_DEFAULTS}
 _CARD_FIELDS = {"rate", "currency", "project_key", "task_key", "user_key", "effective_from", "effective_to"}
@@ -102,12 +114,16 @@ class ClientBilling:
     rate_card: tuple[RateCard, ...] = field(default=())
     credit_note_policy: str = "customer_balance"
     collections_policy: str = "resend"
+    expense_markup_percent: Decimal = Decimal(0)
+    expense_receipt_links: bool = False
+    expense_grouping: str = "category"
 
     def settings_hash(self) -> str:
         """Changes only when something that decides billing changes (names, rate cards and what a credit
         note does after payment do not: none of them changes a draft)."""
         decisive = {k: v for k, v in asdict(self).items()
-                    if k not in {"name", "email", "rate_card", "credit_note_policy", "collections_policy"}}  # fmt: skip
+                    if k not in {"name", "email", "rate_card", "credit_note_policy", "collections_policy",
+                                 *_EXPENSE_FIELDS}}  # fmt: skip
         return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -238,6 +254,9 @@ def _client(key: str, values: Mapping[str, Any], base: Mapping[str, Any], origin
     if not isinstance(cards_raw, list):
         raise BillingConfigError(f"{where}: rate_card: expected a list")
     cards = tuple(_rate_card(where, i, card, currency) for i, card in enumerate(cards_raw))
+    receipt_links = values.get("expense_receipt_links", base["expense_receipt_links"])
+    if not isinstance(receipt_links, bool):
+        raise BillingConfigError(f"{where}: expense_receipt_links: expected true or false, got {receipt_links!r}")
     return ClientBilling(
         client_key=key,
         billing_period=choice("billing_period", PERIODS),
@@ -249,10 +268,26 @@ def _client(key: str, values: Mapping[str, Any], base: Mapping[str, Any], origin
         publish_policy=choice("publish_policy", POLICIES),
         credit_note_policy=choice("credit_note_policy", CREDIT_NOTE_POLICIES),
         collections_policy=choice("collections_policy", COLLECTIONS_POLICIES),
+        expense_markup_percent=_markup(where, values.get("expense_markup_percent", base["expense_markup_percent"])),
+        expense_receipt_links=receipt_links,
+        expense_grouping=choice("expense_grouping", EXPENSE_GROUPINGS),
         name=values.get("name"),
         email=values.get("email"),
         rate_card=cards,
     )
+
+
+def _markup(where: str, raw: Any) -> Decimal:
+    """The expense markup as an exact percentage (a YAML ``12.5`` is read as a Decimal, never a float)."""
+    if isinstance(raw, bool) or raw is None or isinstance(raw, float):
+        raise BillingConfigError(f"{where}: expense_markup_percent: expected a decimal number (quote it in JSON)")
+    try:
+        markup = Decimal(str(raw))
+    except InvalidOperation as exc:
+        raise BillingConfigError(f"{where}: expense_markup_percent: {raw!r} is not a decimal number") from exc
+    if not markup.is_finite() or markup < 0 or markup > MAX_EXPENSE_MARKUP:
+        raise BillingConfigError(f"{where}: expense_markup_percent: {raw!r} is not a percentage between 0 and 1000")
+    return markup
 
 
 def _rate_card(where: str, index: int, card: Any, currency: str | None) -> RateCard:
@@ -311,16 +346,21 @@ def apply(conn: psycopg.Connection, config: BillingConfig) -> dict[str, Any]:
         cur.executemany(
             """INSERT INTO closeout_data.billing_clients (client_key, name, email, billing_period, currency, grouping,
                    require_approval, payment_terms_days, rounding, publish_policy, config_hash,
-                   credit_note_policy, collections_policy)
+                   credit_note_policy, collections_policy, expense_markup_percent, expense_receipt_links,
+                   expense_grouping)
                VALUES (%(client_key)s, %(name)s, %(email)s, %(billing_period)s, %(currency)s, %(grouping)s,
                    %(require_approval)s, %(payment_terms_days)s, %(rounding)s, %(publish_policy)s, %(hash)s,
-                   %(credit_note_policy)s, %(collections_policy)s)
+                   %(credit_note_policy)s, %(collections_policy)s, %(expense_markup_percent)s,
+                   %(expense_receipt_links)s, %(expense_grouping)s)
                ON CONFLICT (client_key) DO UPDATE SET name = excluded.name, email = excluded.email,
                    billing_period = excluded.billing_period, currency = excluded.currency,
                    grouping = excluded.grouping, require_approval = excluded.require_approval,
                    payment_terms_days = excluded.payment_terms_days, rounding = excluded.rounding,
                    publish_policy = excluded.publish_policy, config_hash = excluded.config_hash,
                    credit_note_policy = excluded.credit_note_policy, collections_policy = excluded.collections_policy,
+                   expense_markup_percent = excluded.expense_markup_percent,
+                   expense_receipt_links = excluded.expense_receipt_links,
+                   expense_grouping = excluded.expense_grouping,
                    updated_at = CASE WHEN billing_clients.config_hash = excluded.config_hash
                                      THEN billing_clients.updated_at ELSE clock_timestamp() END""",
             [{**asdict(c), "hash": c.settings_hash()} for c in wanted.values()],

@@ -37,6 +37,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from closeout.billing.expenses import EXPENSE_TEMP_TABLES, expense_counts
 from closeout.masking import mask_secrets
 from closeout.paths import sql_statements
 
@@ -59,12 +60,17 @@ SCRIPTS = (
     "billing/40_desired.sql",
     "billing/50_apply.sql",
     "billing/60_lines.sql",
+    # expenses (invariant 10): judged whole each run, written as the difference (closeout.billing.expenses)
+    "billing/70_expense_judge.sql",
+    "billing/80_expense_desired.sql",
+    "billing/90_expense_apply.sql",
 )
 TEMP_TABLES = (
     "billing_dirty", "billing_run", "billing_days", "billing_frozen", "billing_last_billed", "billing_adjusting",
     "billing_names",
     "billing_desired", "billing_current", "billing_to_close", "billing_bumped", "billing_closing",
     "billing_line_deltas", "billing_new_lines",
+    *EXPENSE_TEMP_TABLES,
 )  # fmt: skip
 
 
@@ -80,6 +86,9 @@ class DraftSummary:
     exceptions: int = 0
     excluded: int = 0
     quarantined: int = 0
+    expense_rows_added: int = 0
+    expense_rows_closed: int = 0
+    expense_lines_changed: int = 0
     exceptions_by_reason: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     step_seconds: dict[str, float] = field(default_factory=dict)
@@ -288,6 +297,7 @@ def _summarise(conn: psycopg.Connection, run_id: int) -> DraftSummary:
                GROUP BY reason ORDER BY reason"""
         ).fetchall()
     )
+    expenses = expense_counts(conn)
     return DraftSummary(
         draft_run_id=run_id,
         entries_judged=counts[0],
@@ -300,4 +310,5 @@ def _summarise(conn: psycopg.Connection, run_id: int) -> DraftSummary:
         excluded=counts[6],
         quarantined=counts[7],
         exceptions_by_reason=by_reason,
+        **expenses,
     )

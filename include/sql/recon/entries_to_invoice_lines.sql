@@ -20,7 +20,8 @@ WITH line_sums AS (
     SELECT coalesce(l.invoice_id, s.invoice_id) AS invoice_id, coalesce(l.line_key, s.line_key) AS line_key,
            l.amount_minor - (coalesce(s.entries_minor, 0) + l.rounding_minor) AS difference_minor,
            l.invoice_id IS NULL AS without_line
-    FROM (SELECT * FROM closeout_data.invoice_lines WHERE valid_to IS NULL) l
+    -- expense lines (line keys 'x...') bill expenses, not entries: expenses_to_invoice_lines checks them
+    FROM (SELECT * FROM closeout_data.invoice_lines WHERE valid_to IS NULL AND left(line_key, 1) <> 'x') l
     FULL JOIN line_sums s ON s.invoice_id = l.invoice_id AND s.line_key = l.line_key
     WHERE l.invoice_id IS NULL
        OR (l.entry_count > 0 AND l.amount_minor <> coalesce(s.entries_minor, 0) + l.rounding_minor)

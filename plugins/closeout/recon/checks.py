@@ -97,6 +97,7 @@ class Check:
 
 CHECKS: tuple[Check, ...] = (
     Check("entries_to_invoice_lines", "closeout_time_to_invoices", "time entries -> invoice lines (invariants 1-2)"),
+    Check("expenses_to_invoice_lines", "closeout_expenses_to_invoices", "expenses -> invoice lines (invariant 10)"),
     Check("invoices_to_stripe", "closeout_invoices_to_stripe", "invoices -> Stripe (invariant 3)"),
     Check("journals", "closeout_journals", "journals balance; receivable = open invoices (invariants 4-5)"),
     Check("payments_to_journals", "closeout_payments_to_journals", "Stripe payments -> payment journals"),

@@ -10,9 +10,11 @@
   ``UpdatedDateUTC`` is at or after it, oldest first, voided and deleted ones included; ``page`` (100 a page, or
   ``pageSize`` up to 1000) and ``where`` (``Field=="value"``) as on every listing.
 
-What posts, debit positive: sales invoices (``ACCREC``) and bills (``ACCPAY``) once AUTHORISED or PAID (drafts,
-voided and deleted ones do not); credit notes the same, reversed; payments (``AUTHORISED``) between the bank account
-and receivables (payables for a bill); manual journals (``POSTED``) line by line; bank transactions and transfers.
+What posts, debit positive (receivables and payables on the organisation's control accounts: 610 and 800, or the
+sandbox's ``receivable_account_code`` / ``payable_account_code`` when a harness sets them): sales invoices
+(``ACCREC``) and bills (``ACCPAY``) once AUTHORISED or PAID (drafts, voided and deleted ones do not); credit notes
+the same, reversed; payments (``AUTHORISED``) between the bank account and receivables (payables for a bill); manual
+journals (``POSTED``) line by line; bank transactions and transfers.
 
 Harness helpers (in process, what an accountant does in Xero): ``accountant_edits`` saves changes to a document (its
 total is recomputed, its UpdatedDateUTC moves on); ``accountant_deletes`` voids an approved invoice or credit note,
@@ -114,8 +116,9 @@ def _amount(value: Any) -> Decimal:
     return Decimal(str(value or 0))
 
 
-def postings(tenant: Any, base: str) -> list[tuple[str, date, Decimal]]:
-    """(account code, date, amount in the base currency ``base``, debit positive) for every posted document."""
+def postings(tenant: Any, base: str, *, receivable: str = AR, payable: str = AP) -> list[tuple[str, date, Decimal]]:
+    """(account code, date, amount in the base currency ``base``, debit positive) for every posted document; the
+    organisation's receivable and payable accounts are ``receivable`` and ``payable``."""
     out: list[tuple[str, date, Decimal]] = []
 
     def add(code: str, obj: dict[str, Any], amount: Decimal) -> None:
@@ -139,22 +142,22 @@ def postings(tenant: Any, base: str) -> list[tuple[str, date, Decimal]]:
     objects = tenant.objects
     for obj in objects.get("Invoices", {}).values():
         if obj.get("Status") in _POSTED:
-            payable = obj.get("Type") == "ACCPAY"
-            document(obj, AP if payable else AR, -1 if payable else 1)
+            bill = obj.get("Type") == "ACCPAY"
+            document(obj, payable if bill else receivable, -1 if bill else 1)
     for obj in objects.get("CreditNotes", {}).values():
         if obj.get("Status") in _POSTED:
-            payable = obj.get("Type") == "ACCPAYCREDIT"
-            document(obj, AP if payable else AR, 1 if payable else -1)
+            bill = obj.get("Type") == "ACCPAYCREDIT"
+            document(obj, payable if bill else receivable, 1 if bill else -1)
     for obj in objects.get("Payments", {}).values():
         if obj.get("Status", "AUTHORISED") != "AUTHORISED":
             continue
         bank = str((obj.get("Account") or {}).get("Code") or BANK)
         invoice = obj.get("Invoice") or {}
         found = objects.get("Invoices", {}).get(str(invoice.get("InvoiceID", ""))) or invoice
-        payable = found.get("Type") == "ACCPAY"
+        bill = found.get("Type") == "ACCPAY"
         merged = {**obj, "CurrencyCode": found.get("CurrencyCode") or obj.get("CurrencyCode")}
-        add(bank, merged, (-1 if payable else 1) * _amount(obj.get("Amount")))
-        add(AP if payable else AR, merged, (1 if payable else -1) * _amount(obj.get("Amount")))
+        add(bank, merged, (-1 if bill else 1) * _amount(obj.get("Amount")))
+        add(payable if bill else receivable, merged, (1 if bill else -1) * _amount(obj.get("Amount")))
     for obj in objects.get("ManualJournals", {}).values():
         if obj.get("Status", "POSTED") == "POSTED":
             for line in obj.get("JournalLines") or []:
@@ -191,7 +194,9 @@ def trial_balance(sandbox: Any, tenant: Any, params: dict[str, str]) -> dict[str
     except ValueError as exc:
         raise XeroFault(400, {"Title": "Bad Request", "Detail": "date is YYYY-MM-DD"}) from exc
     with sandbox._lock:
-        posted = postings(tenant, str(getattr(sandbox, "base_currency", None) or "USD"))
+        posted = postings(tenant, str(getattr(sandbox, "base_currency", None) or "USD"),
+                          receivable=str(getattr(sandbox, "receivable_account_code", None) or AR),
+                          payable=str(getattr(sandbox, "payable_account_code", None) or AP))  # fmt: skip
     month: dict[str, Decimal] = defaultdict(Decimal)
     ytd: dict[str, Decimal] = defaultdict(Decimal)
     for code, when, amount in posted:

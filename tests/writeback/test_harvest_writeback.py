@@ -4,9 +4,11 @@ what closeout billed, the invoice sent and paid, and a rerun writes nothing."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from payments_support import last_month
 from writeback_support import CLIENT, PROJECT, add_work, bill_config, harvest_writes, issue, pay_all, writebacks
 
 pytestmark = pytest.mark.integration
@@ -56,3 +58,84 @@ def test_an_issued_and_paid_invoice_is_mirrored_by_import_sent_paid_and_a_rerun_
     assert harvest_writes(harvest) == before
     assert len(harvest.invoices.snapshot()) == 1 and len(harvest.invoices.payments(mirror["id"])) == 1
     assert PROJECT in {li["project"]["id"] for li in mirror["line_items"]}
+
+
+def test_when_the_import_would_bill_more_the_invoice_gets_explicit_lines_and_each_item_a_recorded_gap(
+    warehouse, harvest, stripe_sandbox, run_dag, monkeypatch, tmp_path
+) -> None:
+    bill_config(tmp_path, monkeypatch, {CLIENT: "USD"})
+    billed = add_work(harvest, [2.0, 1.0, 1.0])
+    issue(run_dag)
+    # logged late, inside the invoice's dates, after it was issued: closeout did not bill it on this invoice
+    [late] = add_work(harvest, [4.0], first_day=last_month() + timedelta(days=1))
+    [(invoice_id, total)] = warehouse.rows(
+        "SELECT invoice_id, total_minor FROM closeout.invoices WHERE status = 'open'")
+
+    assert run_dag("closeout_tracker_writeback").state == "success"
+    [mirror] = harvest.invoices.snapshot()
+    assert Decimal(str(mirror["amount"])) * 100 == total, "same amounts as closeout's lines"
+    assert _billed_ids(harvest) == set(), "never bill more than closeout did: nothing is marked billed"
+    [(_, _, _, _, status, method, reason)] = writebacks(warehouse, "invoice")
+    assert (status, method, reason) == ("done", "line_items", None)
+    gaps = writebacks(warehouse, "gap")
+    assert sorted(g[2] for g in gaps) == sorted(f"{invoice_id}/time:{i}" for i in billed)
+    assert {g[4] for g in gaps} == {"gap"}
+    assert all(f"would also bill 1 time entries closeout did not bill ({late})" in g[6] for g in gaps), gaps
+
+    before = harvest_writes(harvest)
+    assert run_dag("closeout_tracker_writeback").state == "success"
+    assert harvest_writes(harvest) == before and len(writebacks(warehouse, "gap")) == 3
+
+
+def test_an_invoice_deleted_in_harvest_by_hand_is_mirrored_again_once_and_recorded(
+    warehouse, harvest, stripe_sandbox, run_dag, monkeypatch, tmp_path
+) -> None:
+    bill_config(tmp_path, monkeypatch, {CLIENT: "USD"})
+    ids = add_work(harvest, [1.0, 2.5])
+    issue(run_dag)
+    [(invoice_id,)] = warehouse.rows("SELECT invoice_id FROM closeout.invoices WHERE status = 'open'")
+    assert run_dag("closeout_tracker_writeback").state == "success"
+    [first] = harvest.invoices.snapshot()
+
+    harvest.invoices.delete(first["id"])  # someone deletes it in the Harvest web app
+    assert _billed_ids(harvest) == set()
+    assert run_dag("closeout_tracker_writeback").state == "success"
+    [second] = harvest.invoices.snapshot()
+    assert second["id"] != first["id"] and second["number"] == first["number"] and second["state"] == "open"
+    assert _billed_ids(harvest) == set(ids)
+    assert warehouse.rows(
+        "SELECT external_id, replaced_external_id, remirrors, status FROM closeout.tracker_writebacks "
+        "WHERE object_kind = 'invoice'") == [(str(second["id"]), str(first["id"]), 1, "done")]
+    assert [e[0] for e in warehouse.rows(
+        "SELECT event FROM closeout.tracker_writeback_events WHERE closeout_ref = %s ORDER BY at",
+        (invoice_id,))] == ["deleted_in_tracker", "remirrored"]
+
+    harvest.invoices.delete(second["id"])  # deleted again: not mirrored a third time, left for a person
+    assert run_dag("closeout_tracker_writeback").state == "success"
+    assert harvest.invoices.snapshot() == [] and _billed_ids(harvest) == set()
+    [(status, reason)] = warehouse.rows(
+        "SELECT status, reason FROM closeout.tracker_writebacks WHERE object_kind = 'invoice'")
+    assert status == "failed" and "deleted in Harvest again" in reason
+
+
+def test_a_credit_note_becomes_a_negative_line_and_the_rest_paid_in_stripe_settles_the_harvest_invoice(
+    warehouse, harvest, stripe_sandbox, run_dag, monkeypatch, tmp_path
+) -> None:
+    from cash_support import sdk
+
+    bill_config(tmp_path, monkeypatch, {CLIENT: "USD"})
+    add_work(harvest, [2.0, 2.0])
+    issue(run_dag)
+    [(stripe_id, total)] = warehouse.rows("SELECT stripe_invoice_id, total_minor FROM closeout.invoices")
+    assert run_dag("closeout_tracker_writeback").state == "success"
+    note = sdk(stripe_sandbox).v1.credit_notes.create(params={"invoice": stripe_id, "amount": 5_000})
+    pay_all(stripe_sandbox, warehouse, run_dag)  # the events DAG also captures the credit note
+    assert run_dag("closeout_tracker_writeback").state == "success"
+
+    [mirror] = harvest.invoices.snapshot()
+    credit = [li for li in mirror["line_items"] if note.id in (li["description"] or "")]
+    assert len(credit) == 1 and Decimal(str(credit[0]["amount"])) == Decimal("-50")
+    assert Decimal(str(mirror["amount"])) * 100 == total - 5_000
+    [payment] = harvest.invoices.payments(mirror["id"])
+    assert Decimal(str(payment["amount"])) * 100 == total - 5_000 and mirror["state"] == "paid"
+    assert [r[4] for r in writebacks(warehouse, "credit_note")] == ["done"]

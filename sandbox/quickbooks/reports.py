@@ -8,9 +8,10 @@ EndPeriod, Currency, Time, Option NoReportData), ``Columns.Column[]`` (ColType, 
 
 What is posted, in the company's home currency (``ExchangeRate`` applied to foreign documents), debit positive:
 
-* Invoice: its ``ARAccountRef`` (else Accounts Receivable (A/R)) debited with ``TotalAmt``; each line's income
-  account (``SalesItemLineDetail.ItemAccountRef`` or ``AccountRef``, else "Services") credited; tax to "Sales Tax
-  Payable".
+* Invoice: its ``ARAccountRef`` (else the company's A/R account: "Accounts Receivable (A/R)", or the sandbox's
+  ``receivable_account`` (name, id) when a harness sets it) debited with ``TotalAmt``; each line's income account
+  (``SalesItemLineDetail.ItemAccountRef`` or ``AccountRef``, else its item's account from the sandbox's
+  ``item_accounts`` {item id: (name, id)}, else "Services") credited; tax to "Sales Tax Payable".
 * CreditMemo: the reverse of an invoice. Payment: ``DepositToAccountRef`` (else "Undeposited Funds") debited, A/R
   credited. Deposit: ``DepositToAccountRef`` debited, each line's account (else "Undeposited Funds") credited.
   JournalEntry: each line on its ``PostingType`` side. Bill: each line's account debited, Accounts Payable (A/P)
@@ -67,8 +68,10 @@ def report(sandbox: Any, company: Any, name: str, params: dict[str, str]) -> dic
     if start > end:
         raise Fault(400, "2010", "Request has invalid or unsupported property", "start_date must be before end_date")
     home = home_currency(sandbox, company)
+    receivable = getattr(sandbox, "receivable_account", None) or AR
     with sandbox._lock:
-        posted = postings(company, home)
+        posted = postings(company, home, receivable=tuple(receivable),
+                          item_accounts=getattr(sandbox, "item_accounts", None) or {})  # fmt: skip
     header = {"Time": sandbox._stamp(), "ReportBasis": "Accrual", "StartPeriod": start.isoformat(),
               "EndPeriod": end.isoformat(), "Currency": home}  # fmt: skip
     if name.lower() == "generalledger":
@@ -92,9 +95,12 @@ def _amount(value: Any) -> Decimal:
     return Decimal(str(value or 0))
 
 
-def postings(company: Any, home: str) -> list[Posting]:
+def postings(company: Any, home: str, *, receivable: tuple[str, str] = AR,
+             item_accounts: dict[str, tuple[str, str]] | None = None) -> list[Posting]:  # fmt: skip
     """Every posting of every document the company holds (deleted documents are gone from ``objects``), in the
-    home currency ``home``."""
+    home currency ``home``; ``receivable`` is the company's A/R account (name, id), ``item_accounts`` each item's
+    income account (item id -> (name, id)), as the company's products and services say."""
+    item_accounts = item_accounts or {}
     out: list[Posting] = []
     objects = company.objects
 
@@ -114,19 +120,21 @@ def postings(company: Any, home: str) -> list[Posting]:
             if line.get("DetailType") == "SubTotalLineDetail":
                 continue
             detail = line.get("SalesItemLineDetail") or line.get("DescriptionLineDetail") or {}
-            account = _ref(detail.get("ItemAccountRef") or line.get("AccountRef"), INCOME)
+            item = str((detail.get("ItemRef") or {}).get("value") or "")
+            account = _ref(detail.get("ItemAccountRef") or line.get("AccountRef"),
+                           tuple(item_accounts.get(item) or INCOME))  # fmt: skip
             lines.append((account, _amount(line.get("Amount"))))
         return lines
 
     for obj in objects.get("Invoice", {}).values():
-        add(_ref(obj.get("ARAccountRef"), AR), obj, "Invoice", _amount(obj.get("TotalAmt")))
+        add(_ref(obj.get("ARAccountRef"), receivable), obj, "Invoice", _amount(obj.get("TotalAmt")))
         for account, amount in sales_lines(obj):
             add(account, obj, "Invoice", -amount)
         tax = (obj.get("TxnTaxDetail") or {}).get("TotalTax")
         if tax:
             add(TAX, obj, "Invoice", -_amount(tax))
     for obj in objects.get("CreditMemo", {}).values():
-        add(_ref(obj.get("ARAccountRef"), AR), obj, "Credit Memo", -_amount(obj.get("TotalAmt")))
+        add(_ref(obj.get("ARAccountRef"), receivable), obj, "Credit Memo", -_amount(obj.get("TotalAmt")))
         for account, amount in sales_lines(obj):
             add(account, obj, "Credit Memo", amount)
         tax = (obj.get("TxnTaxDetail") or {}).get("TotalTax")
@@ -134,7 +142,7 @@ def postings(company: Any, home: str) -> list[Posting]:
             add(TAX, obj, "Credit Memo", _amount(tax))
     for obj in objects.get("Payment", {}).values():
         add(_ref(obj.get("DepositToAccountRef"), UNDEPOSITED), obj, "Payment", _amount(obj.get("TotalAmt")))
-        add(_ref(obj.get("ARAccountRef"), AR), obj, "Payment", -_amount(obj.get("TotalAmt")))
+        add(_ref(obj.get("ARAccountRef"), receivable), obj, "Payment", -_amount(obj.get("TotalAmt")))
     for obj in objects.get("Deposit", {}).values():
         add(_ref(obj.get("DepositToAccountRef"), UNDEPOSITED), obj, "Deposit", _amount(obj.get("TotalAmt")))
         for line in obj.get("Line") or []:

@@ -5,6 +5,7 @@ books tests read. Shared by tests/expense_books."""
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -132,3 +133,33 @@ def check_balanced(warehouse) -> None:
 
 def minor(amount: str, exponent: int = 2) -> int:
     return int(Decimal(amount).scaleb(exponent))
+
+
+def invoice_with_expenses(warehouse) -> str:
+    """Client c1 (10% markup on expenses): 2 h at 100.00 and two approved billable travel expenses, drafted,
+    published and followed (the invoice and the expenses are posted)."""
+    from billing_support import Entry
+    from closeout.payments import tasks as payment_tasks
+    from payments_support import last_month
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "expense_billing"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ledger"))
+    from expense_billing_support import Expense as BilledExpense
+    from expense_billing_support import ExpenseBooks
+    from ledger_support import follow
+
+    day = last_month()
+    with connect() as conn:
+        books = ExpenseBooks(conn)
+        books.configure({"defaults": {"require_approval": False},
+                         "clients": [{"client_key": "harvest:c1", "currency": "USD", "name": "Client C1",
+                                      "email": "ap@c1.example", "expense_markup_percent": 10}]})  # fmt: skip
+        books.put(Entry("t1", hours=Decimal("2"), rate=Decimal("100.00"), spent_date=day))
+        books.put_expenses(BilledExpense("e1", total=Decimal("30.00"), spent_date=day),
+                           BilledExpense("e2", total=Decimal("12.35"), spent_date=day))  # fmt: skip
+        books.draft()
+        conn.commit()
+    payment_tasks.publish_drafts("publish")
+    follow()
+    (invoice_id,) = [r[0] for r in warehouse.rows("SELECT invoice_id FROM closeout.invoices WHERE status = 'open'")]
+    return invoice_id

@@ -14,7 +14,7 @@ import pytest
 from closeout.ledger import tasks as ledger_tasks
 from closeout.recon import run_reconciliation
 from closeout.warehouse.db import connect
-from expense_books_support import Expense, Tracker, check_balanced, policy_file
+from expense_books_support import Expense, Tracker, check_balanced, invoice_with_expenses, policy_file
 from payments_support import last_month
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ledger"))
@@ -82,3 +82,32 @@ def test_the_export_carries_the_expense_journals_and_the_accounting_checks_stay_
     assert statuses["accounting_invoices"] == "passed"
     assert statuses["journals"] == "passed"
     assert paths["gl"].is_file()
+
+
+def test_an_invoice_billing_expenses_books_cost_and_markup_in_the_accounting_system_too(
+    warehouse, stripe_sandbox, tmp_path
+) -> None:
+    """QuickBooks imports the invoice to its income account, so an EX-<number> journal entry moves the expense
+    lines' cost and markup to their accounts; Xero gets the line as two lines on those accounts. The General Ledger
+    of the imported files then ties per account with the ledger (pass-through: 4000 only has the time)."""
+    invoice_with_expenses(warehouse)
+    number = warehouse.scalar("SELECT stripe_number FROM closeout.invoices WHERE status = 'open'")
+    period = last_month().strftime("%Y-%m")
+    e2e_support.accounting_round_trip(tmp_path / "accounting", period)
+    folder = tmp_path / "accounting" / "closeout" / period
+
+    journals = _csv(sorted(folder.glob("quickbooks_credit_journals_*.csv")))
+    reclass = [(r["AccountName"], r["Debits"], r["Credits"]) for r in journals if r["JournalNo"] == f"EX-{number}"]
+    assert reclass == [("Services revenue", "46.59", ""), ("Reimbursable expenses (rebilled)", "", "42.35"),
+                       ("Expense markup revenue", "", "4.24")]  # fmt: skip
+    xero = [(r["*Description"], r["*Quantity"], r["*UnitAmount"], r["*AccountCode"])
+            for r in _csv(sorted(folder.glob("xero_invoices_*.csv"))) if r["*InvoiceNumber"] == number]  # fmt: skip
+    assert [x[3] for x in xero] == ["4000", "5100", "4100"]
+    assert (xero[1][1:], xero[2][1:]) == (("1", "42.35", "5100"), ("1", "4.24", "4100"))
+    assert sum(D(q) * D(u) for _, q, u, _ in xero) == D("246.59")  # the invoice's total, unchanged
+
+    with connect() as conn:
+        result = run_reconciliation(conn, data_docs_dir=tmp_path / "docs")
+    statuses = {c.check_name: c.status for c in result.checks}
+    assert statuses["accounting_ledger"] == "passed", result.by_name()["accounting_ledger"].evidence
+    assert statuses["accounting_invoices"] == "passed", result.by_name()["accounting_invoices"].evidence

@@ -6,42 +6,15 @@ time; in revenue mode the whole invoice is revenue, as before."""
 from __future__ import annotations
 
 import sys
-from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
-from closeout.payments import tasks as payment_tasks
-from closeout.warehouse.db import connect
-from expense_books_support import balances, check_balanced, policy_file
-from payments_support import last_month
+from expense_books_support import balances, check_balanced, invoice_with_expenses, policy_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ledger"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "expense_billing"))
-from billing_support import Entry
-from expense_billing_support import Expense, ExpenseBooks
-from ledger_support import check_invariants, follow
+from ledger_support import check_invariants
 
 pytestmark = pytest.mark.integration
-
-
-def _invoice_with_expenses(warehouse) -> str:
-    """Client c1 (10% markup on expenses): 2 h at 100.00 and two approved billable travel expenses, drafted,
-    published and followed (the invoice and the expenses are posted)."""
-    day = last_month()
-    with connect() as conn:
-        books = ExpenseBooks(conn)
-        books.configure({"defaults": {"require_approval": False},
-                         "clients": [{"client_key": "harvest:c1", "currency": "USD", "name": "Client C1",
-                                      "email": "ap@c1.example", "expense_markup_percent": 10}]})  # fmt: skip
-        books.put(Entry("t1", hours=D("2"), rate=D("100.00"), spent_date=day))
-        books.put_expenses(Expense("e1", total=D("30.00"), spent_date=day),
-                           Expense("e2", total=D("12.35"), spent_date=day))  # fmt: skip
-        books.draft()
-        conn.commit()
-    payment_tasks.publish_drafts("publish")
-    follow()
-    (invoice_id,) = [r[0] for r in warehouse.rows("SELECT invoice_id FROM closeout.invoices WHERE status = 'open'")]
-    return invoice_id
 
 
 def _invoice_journal(warehouse, invoice_id: str) -> list[tuple]:
@@ -53,7 +26,7 @@ def _invoice_journal(warehouse, invoice_id: str) -> list[tuple]:
 
 
 def test_pass_through_books_the_cost_and_the_markup_to_their_roles(warehouse, stripe_sandbox) -> None:
-    invoice_id = _invoice_with_expenses(warehouse)
+    invoice_id = invoice_with_expenses(warehouse)
     (total,) = warehouse.rows("SELECT total_minor FROM closeout.invoices WHERE invoice_id = %s", (invoice_id,))[0]
     (cost, billed) = warehouse.rows(
         """SELECT sum(cost_minor), sum(amount_minor) FROM closeout.invoice_line_expenses WHERE invoice_id = %s""",
@@ -77,7 +50,7 @@ def test_pass_through_books_the_cost_and_the_markup_to_their_roles(warehouse, st
 
 def test_revenue_mode_books_the_whole_invoice_as_revenue(warehouse, stripe_sandbox, tmp_path, monkeypatch) -> None:
     policy_file(tmp_path, monkeypatch, expense_revenue_mode="revenue")
-    invoice_id = _invoice_with_expenses(warehouse)
+    invoice_id = invoice_with_expenses(warehouse)
     total = warehouse.scalar("SELECT total_minor FROM closeout.invoices WHERE invoice_id = %s", (invoice_id,))
     assert _invoice_journal(warehouse, invoice_id) == [("receivable", total, 0), ("revenue", 0, total)]
     assert balances(warehouse, "reimbursable_expenses") == {("reimbursable_expenses", "USD"): 4235}  # cost of sales

@@ -62,14 +62,22 @@ class ExportOptions:
 
 def chart_options(chart: Any = None) -> ExportOptions:
     """Options whose account names and codes are the chart's (read from its file unless given)."""
-    from closeout.ledger import accounts
+    from closeout.ledger import accounts, expense_policy
 
     chart = chart or accounts.read()
     by_role = {a.role: a for a in chart.accounts if a.role}
+    # expense lines split like the ledger's invoice journal (docs/expense-books.md): in pass_through mode their
+    # cost goes to reimbursable_expenses and their markup to expense_markup_revenue; in revenue mode to revenue
+    split = expense_policy.read().revenue_mode == "pass_through" and "reimbursable_expenses" in by_role
+    cost, markup = (by_role["reimbursable_expenses"], by_role["expense_markup_revenue"]) if split else (None, None)
     qb = quickbooks.QuickBooksOptions(accounts={a.code: a.name for a in chart.accounts},
                                       income_account=by_role["revenue"].name,
-                                      receivable_account=by_role["receivable"].name)  # fmt: skip
-    return ExportOptions(quickbooks=qb, xero=xero.XeroOptions(sales_account_code=by_role["revenue"].code))
+                                      receivable_account=by_role["receivable"].name,
+                                      expense_cost_account=cost.name if cost else None,
+                                      expense_markup_account=markup.name if markup else None)  # fmt: skip
+    return ExportOptions(quickbooks=qb, xero=xero.XeroOptions(
+        sales_account_code=by_role["revenue"].code, expense_cost_account_code=cost.code if cost else None,
+        expense_markup_account_code=markup.code if markup else None))  # fmt: skip
 
 
 def period_bounds(period: str) -> tuple[date, date]:

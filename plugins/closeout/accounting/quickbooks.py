@@ -11,6 +11,11 @@ Decisions, all deterministic:
   ``CR-<invoice number>``): the income account is debited with each negative line, receivables credited
   with their sum, ``Name`` the customer. Invoice plus credit journal leave receivables at our total.
   An invoice with only negative lines is only a credit journal.
+* **Expense lines** (docs/expense-books.md): QuickBooks books an imported invoice line to its item's income
+  account, so with the pass-through mode (``expense_cost_account`` set) each invoice billing expenses gets a
+  journal entry ``EX-<invoice number>`` in the credit journal files that moves the expense lines' cost to the
+  reimbursable expenses account and their markup to the markup revenue account, as the ledger's invoice journal
+  books them; without it those lines stay services income.
 * **Journal entries** from the ledger: one JournalNo per journal (``<journal_id>-<currency>`` when a journal
   spans currencies), dated its earliest ``posted_at`` (UTC); Debits and Credits are separate positive
   columns, one per row (a line with both is netted; zero lines are dropped); each entry is checked to
@@ -39,6 +44,8 @@ class QuickBooksOptions:
     max_invoices_per_file: int = 100
     max_journal_rows_per_file: int | None = None
     accounts: Mapping[str, str] = field(default_factory=dict)  # ledger account -> QuickBooks account name
+    expense_cost_account: str | None = None  # pass-through: expense lines' cost (reimbursable_expenses)
+    expense_markup_account: str | None = None  # pass-through: expense lines' markup (expense_markup_revenue)
 
 
 def terms(days: int | None) -> str:
@@ -62,8 +69,12 @@ def write_invoices(rows: Iterable[Row], sink: Sink, currencies: Mapping[str, int
         positive: list[list[Cell]] = []
         negative: list[list[Cell]] = []
         owed = 0
+        expense_cost = expense_markup = 0
         for line in lines:
             amount = int(line["amount_minor"])
+            if options.expense_cost_account and line.get("expense_cost_minor") is not None:
+                expense_cost += int(line["expense_cost_minor"])
+                expense_markup += amount - int(line["expense_cost_minor"])
             if amount >= 0:
                 service = line.get("service_date")
                 positive.append([
@@ -81,7 +92,27 @@ def write_invoices(rows: Iterable[Row], sink: Sink, currencies: Mapping[str, int
             negative.append([f"CR-{number}", invoice_date, options.receivable_account, None, major_units(-owed, exp),
                              f"Credit on invoice {number}", head["customer"], head["currency"]])  # fmt: skip
             credits.add_record(negative, f"credit journal CR-{number}")
+        if expense_cost or expense_markup:
+            credits.add_record(_expense_journal(f"EX-{number}", invoice_date, head, expense_cost, expense_markup, exp,
+                                                options), f"expense journal EX-{number}")  # fmt: skip
     return invoices.close() + credits.close()
+
+
+def _expense_journal(number: str, day: str, head: Row, cost: int, markup: int, exp: int,
+                     options: QuickBooksOptions) -> list[list[Cell]]:  # fmt: skip
+    """Income (where the invoice import put the expense lines) debited with their amount, the expense cost and
+    markup accounts credited with their parts; a part that nets negative goes to the other column."""
+    rows: list[list[Cell]] = []
+    parts = ((options.income_account, -(cost + markup)), (options.expense_cost_account, cost),
+             (options.expense_markup_account or options.income_account, markup))
+    for account, signed_credit in parts:
+        if signed_credit == 0:
+            continue
+        debit = major_units(-signed_credit, exp) if signed_credit < 0 else None
+        credit = major_units(signed_credit, exp) if signed_credit > 0 else None
+        rows.append([number, day, account, debit, credit, f"Expenses billed on invoice {number[3:]}: cost and markup",
+                     head["customer"], head["currency"]])  # fmt: skip
+    return rows
 
 
 def write_journals(rows: Iterable[Row], sink: Sink, currencies: Mapping[str, int],

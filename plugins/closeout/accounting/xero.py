@@ -10,6 +10,9 @@ Decisions, all deterministic:
 * **Quantity and UnitAmount** are ours when quantity x rate is the line amount exactly; otherwise (the
   line was rounded once, to the minor unit) the line goes as quantity 1 at the line amount, so the total
   Xero computes is ours to the minor unit. ``Total`` and ``TaxAmount`` are left to Xero.
+* **Expense lines** (docs/expense-books.md): with the pass-through mode (``expense_cost_account_code`` set) a line
+  billing expenses is written as two lines, its cost to the reimbursable expenses account and its markup to the
+  markup revenue account (quantity 1 each), as the ledger's invoice journal books them; the total is unchanged.
 * **Manual journals** have no currency column, so there is one file set per currency,
   ``xero_journals_<CUR>_NNN.csv`` (only the organisation's base currency imports as is); at most 300
   lines per file, a journal never split (a journal over 300 lines gets a file alone and a manifest note).
@@ -44,6 +47,8 @@ class XeroOptions:
     max_invoices_per_file: int = 500
     max_journal_lines_per_file: int = 300
     accounts: Mapping[str, str] = field(default_factory=dict)  # ledger account -> Xero account code
+    expense_cost_account_code: str | None = None  # pass-through: expense lines' cost (reimbursable_expenses)
+    expense_markup_account_code: str | None = None  # pass-through: their markup (expense_markup_revenue)
 
 
 def _quantity_and_price(line: Row, exp: int) -> tuple[Cell, Cell]:
@@ -52,6 +57,23 @@ def _quantity_and_price(line: Row, exp: int) -> tuple[Cell, Cell]:
     if quantity * rate == Decimal(amount).scaleb(-exp):
         return decimal_number(quantity), decimal_number(rate)
     return decimal_number(1), major_units(amount, exp)
+
+
+def _line_parts(line: Row, exp: int, options: XeroOptions) -> list[tuple[Cell, Cell, Cell, str]]:
+    """(description, quantity, unit amount, account code) rows of one invoice line: one, or an expense line's cost
+    and markup in pass-through mode (a zero markup is left out)."""
+    description = line["description"] or line["kind"]
+    cost = line.get("expense_cost_minor")
+    if not options.expense_cost_account_code or cost is None:
+        quantity, price = _quantity_and_price(line, exp)
+        return [(description, quantity, price, options.sales_account_code)]
+    markup = int(line["amount_minor"]) - int(cost)
+    parts = [(f"{description} (cost)", decimal_number(1), major_units(int(cost), exp),
+              options.expense_cost_account_code)]  # fmt: skip
+    if markup:
+        parts.append((f"{description} (markup)", decimal_number(1), major_units(markup, exp),
+                      options.expense_markup_account_code or options.sales_account_code))  # fmt: skip
+    return parts
 
 
 def write_invoices(rows: Iterable[Row], sink: Sink, currencies: Mapping[str, int],
@@ -65,11 +87,10 @@ def write_invoices(rows: Iterable[Row], sink: Sink, currencies: Mapping[str, int
         dates = (as_date(head["invoice_date"]).strftime(fmt), as_date(head["due_date"]).strftime(fmt))
         cells: list[list[Cell]] = []
         for line in lines:
-            quantity, price = _quantity_and_price(line, exp)
-            cells.append([head["customer"], head.get("email"), *[None] * 8, number, head["invoice_id"], *dates,
-                          None, None, line["description"] or line["kind"], quantity, price, None,
-                          options.sales_account_code, options.tax_type, None, None, None, None, None,
-                          head["currency"], None])  # fmt: skip
+            for description, quantity, price, account in _line_parts(line, exp, options):
+                cells.append([head["customer"], head.get("email"), *[None] * 8, number, head["invoice_id"], *dates,
+                              None, None, description, quantity, price, None, account, options.tax_type, None, None,
+                              None, None, None, head["currency"], None])  # fmt: skip
         out.add_record(cells, f"invoice {number}")
     return out.close()
 

@@ -52,7 +52,8 @@ api_server, airflow_api, smtp, hook_receiver, finance_conns = (
 
 PAYOUTS = "closeout_payouts"
 PERIOD = last_month().strftime("%Y-%m")
-CHECKS = ("entries_to_invoice_lines", "invoices_to_stripe", "journals", "payments_to_journals", "accounting_ledger",
+CHECKS = ("entries_to_invoice_lines", "expenses_to_invoice_lines", "invoices_to_stripe", "journals",
+          "payments_to_journals", "accounting_ledger",
           "accounting_invoices", "payouts_to_paid_invoices",
           "stripe_objects", "stripe_balance", "stripe_fees", "stripe_payouts")  # fmt: skip
 # client -> [(user, hours)] at 100.00 USD an hour; entries are numbered 1.. in this order. a and b are paid.

@@ -87,15 +87,17 @@ def test_green_run_records_every_check_and_holds_nothing(warehouse, books, docs,
     result = run_dag("closeout_reconcile", {"period": PERIOD})
     assert result.state == "success", result
     checks = _checks(warehouse, result.run_id)
-    assert set(checks) == {"entries_to_invoice_lines", "invoices_to_stripe", "journals", "payments_to_journals",
+    assert set(checks) == {"entries_to_invoice_lines", "expenses_to_invoice_lines", "invoices_to_stripe", "journals",
+                           "payments_to_journals",
                            "accounting_ledger", "accounting_invoices", "accounting_links", "payouts_to_paid_invoices",
                            "stripe_objects", "stripe_balance", "stripe_fees", "stripe_payouts"}  # fmt: skip
     statuses = {name: row[0] for name, row in checks.items()}
     assert {s for s in statuses.values()} <= {"passed", "not_applicable"}, statuses
-    for name in ("entries_to_invoice_lines", "invoices_to_stripe", "journals", "payments_to_journals"):
+    for name in ("entries_to_invoice_lines", "expenses_to_invoice_lines", "invoices_to_stripe", "journals",
+                 "payments_to_journals"):
         assert statuses[name] == "passed", statuses
     assert all(row[4] == checks["journals"][4] for row in checks.values())  # one recon run
-    assert warehouse.scalar("SELECT count(*) FROM closeout.recon_checks WHERE period = %s", (PERIOD,)) == 12
+    assert warehouse.scalar("SELECT count(*) FROM closeout.recon_checks WHERE period = %s", (PERIOD,)) == 13
     assert warehouse.scalar("SELECT count(*) FROM closeout.payout_holds") == 0
     assert (docs / "index.html").is_file()
 

@@ -12,7 +12,8 @@ from closeout.paths import resource
 ENV_VAR = "CLOSEOUT_RECON_TOLERANCES"
 # The invariants of DESIGN.md: zero tolerance, not configurable.
 ZERO_TOLERANCE = frozenset(
-    {"entries_to_invoice_lines", "invoices_to_stripe", "journals", "payments_to_journals", "payouts_to_paid_invoices"}
+    {"entries_to_invoice_lines", "expenses_to_invoice_lines", "invoices_to_stripe", "journals", "payments_to_journals",
+     "payouts_to_paid_invoices"}
 )
 
 

@@ -53,6 +53,8 @@ CHAIN = (
     ("invoices", "invoices.sql", "the invoices: totals, status, Stripe ids, approval"),
     ("invoice_lines", "invoice_lines.sql", "each invoice's current lines: quantity x rate = amount"),
     ("line_entries", "line_entries.sql", "which entry version each line bills, at what quantity, rate and amount"),
+    ("line_expenses", "line_expenses.sql", "which expense version each expense line bills: its cost, the markup and "
+     "the amount, with the version's date, category, units, receipt and sync run"),
     ("entry_versions", "entry_versions.sql", "every version of every billed entry: tracker ids, hours, rate inputs, "
      "the sync run that saw it; billed_here marks the versions billed"),
     ("sync_runs", "sync_runs.sql", "the tracker sync runs that saw those versions"),

@@ -398,9 +398,12 @@ def _line_request(line: dict[str, Any], currency: str) -> dict[str, Any]:
     never multiplies and rounds again."""
     quantity = _plain(line["quantity"])
     rate = _plain(line["unit_rate"])
+    detail = f"{quantity} h x {rate} {currency}"
+    if line["line_key"].startswith("x"):  # expense lines: the cost in major units x (1 + markup)
+        detail = f"{quantity} {currency}" if Decimal(line["unit_rate"]) == 1 else f"{quantity} {currency} x {rate}"
     return {
         "amount": int(line["amount_minor"]),
-        "description": f"{line['description']} ({quantity} h x {rate} {currency})"[:500],
+        "description": f"{line['description']} ({detail})"[:500],
         "metadata": {"closeout_line_key": line["line_key"][:500], "closeout_line_no": str(line["line_no"]),
                      "closeout_kind": line["kind"]},
     }  # fmt: skip

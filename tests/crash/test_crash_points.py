@@ -18,7 +18,11 @@ from test_crash_export import EXPORT_POINTS
 from test_crash_payouts import TRANSFER_POINTS
 from test_crash_publish import PUBLISH_POINTS
 
-MATRIX = [*PUBLISH_POINTS, *CREDIT_NOTE_POINTS, *BALANCE_POINTS, *TRANSFER_POINTS, *ALERT_POINTS, *EXPORT_POINTS]
+sys.path.insert(0, str(ROOT / "tests" / "writeback"))  # the write-back's cases live there
+from test_writeback_crash import WRITEBACK_POINTS
+
+MATRIX = [*PUBLISH_POINTS, *CREDIT_NOTE_POINTS, *BALANCE_POINTS, *TRANSFER_POINTS, *ALERT_POINTS, *EXPORT_POINTS,
+          *WRITEBACK_POINTS]
 
 
 def test_every_declared_point_has_a_case_in_the_matrix_and_no_case_is_undeclared() -> None:

@@ -154,7 +154,8 @@ def _record(conn: Any, scope: dict[str, str], batch_id: int, kind: str, items: l
             conn.execute(load_sql("accounting_push/exceptions_hold.sql"), {**scope, "holds": json.dumps(holds)})
         conn.execute(load_sql("accounting_push/batch_close.sql"), {"batch_id": batch_id, "state": state,
                                                                    "error": error})  # fmt: skip
-    run.pushed[kind] = run.pushed.get(kind, 0) + len(links)
+    if links:
+        run.pushed[kind] = run.pushed.get(kind, 0) + len(links)
     for hold in holds:
         run.held.setdefault(kind, []).append(hold["closeout_ref"])
 

@@ -87,7 +87,7 @@ def test_one_mail_per_week_however_often_it_runs_and_a_resend_is_recorded(wareho
     message = finance_mail.messages[0].message
     assert message["Message-ID"] == f"<weekly-summary.{agency.week}.1@closeout>"
     assert sorted(finance_mail.messages[0].rcpt_to) == ["ana@finance.test", "ben@finance.test"]
-    assert "margin 420.00 USD, 480.00 EUR" in message["Subject"]
+    assert "margin 480.00 EUR, 420.00 USD" in message["Subject"]
     html = message.get_body(("html",)).get_content()
     assert "Billable value, cost and margin per client (USD)" in html and 'bgcolor="#54a24b"' in html
     text = message.get_body(("plain",)).get_content()
@@ -103,7 +103,7 @@ def test_one_mail_per_week_however_often_it_runs_and_a_resend_is_recorded(wareho
     assert resent.state == "success"
     assert len(finance_mail.messages) == 2
     assert finance_mail.messages[1].message["Message-ID"] == f"<weekly-summary.{agency.week}.2@closeout>"
-    assert finance_mail.messages[1].message["Subject"].startswith("[resent] ")
+    assert finance_mail.messages[1].message["Subject"].strip().startswith("Resent: Weekly time and cost summary")
     sends, resends = warehouse.rows("SELECT sends, resends FROM closeout.weekly_summaries WHERE week = %s",
                                     (agency.week,))[0]  # fmt: skip
     assert sends == 2 and len(resends) == 1
@@ -129,7 +129,7 @@ def test_changes_since_last_summarised_show_late_and_edited_entries(warehouse, a
     assert change["versions"]["updated"]["entries"] == 1
     figures = {(f["client_key"], f["currency"], f["measure"]): f for f in change["figures"]}
     value = figures[(key(CLIENT_A), "USD", "billable_value_minor")]
-    assert (value["was"], value["now"], value["delta"]) == ("82500", "142500", "60000")  # +0.5 h and +2 h at 150
+    assert (value["was"], value["now"], value["delta"]) == ("82500", "120000", "37500")  # +0.5 h and +2 h at 150.00
     cost = figures[(key(CLIENT_A), "USD", "cost_minor")]
     assert (cost["was"], cost["now"]) == ("17500", "20000")  # Xenia 3.5 h -> 4.0 h at 50.00; Ben still uncosted
     assert (key(CLIENT_B), "EUR", "billable_value_minor") not in figures  # client B did not change

@@ -37,6 +37,12 @@ def locations(week: str) -> dict[str, str]:
     return {kind: f"{base}/{name}" for kind, name in NAMES.items()}
 
 
+def _hours(value: Decimal | int | str) -> Number:
+    """Hours with at least two decimals (``2.50``), never rounded: more precise sums keep their digits."""
+    d = Decimal(value)
+    return Number(d.quantize(Decimal("0.01")) if d.as_tuple().exponent > -2 else d)
+
+
 def _count(n: int) -> Number:
     return Number(Decimal(n))
 
@@ -63,10 +69,10 @@ def _margin_row(s: WeeklySummary, kind: str, m: Margin) -> bytes:
         note = "; ".join(filter(None, [note, f"{m.unrated_entries} billable entries without a rate"]))
     return encode_row([
         s.week.label, kind, m.client_key, s.name(m.client_key) or None, None, None, None, None, m.currency, None,
-        decimal_number(m.approved_hours), decimal_number(m.billable_hours), decimal_number(m.nonbillable_hours),
+        _hours(m.approved_hours), _hours(m.billable_hours), _hours(m.nonbillable_hours),
         *_money(m.billable_value_minor, e), m.currency, None, *_money(m.cost_minor, e),
         *_money(m.billable_expenses_minor, e), *_money(m.nonbillable_expenses_minor, e), *_money(m.margin_minor, e),
-        decimal_number(m.uncosted_hours), note,
+        _hours(m.uncosted_hours), note,
     ])  # fmt: skip
 
 
@@ -79,11 +85,11 @@ def summary_csv(s: WeeklySummary) -> bytes:
         out.append(encode_row([
             s.week.label, "time", line.client_key, s.name(line.client_key) or None, line.project_key,
             s.name(line.project_key) or None, line.user_key, s.name(line.user_key) or None, line.currency,
-            _count(line.entries), decimal_number(line.approved_hours), decimal_number(line.billable_hours),
-            decimal_number(line.nonbillable_hours), *_money(line.billable_value_minor, e), line.cost_currency,
+            _count(line.entries), _hours(line.approved_hours), _hours(line.billable_hours),
+            _hours(line.nonbillable_hours), *_money(line.billable_value_minor, e), line.cost_currency,
             None if line.cost_rate is None else decimal_number(line.cost_rate),
             *_money(line.cost_minor, line.cost_exponent), None, None, None, None, None, None,
-            None if line.has_cost_rate else decimal_number(line.approved_hours),
+            None if line.has_cost_rate else _hours(line.approved_hours),
             None if line.has_cost_rate else NO_COST_RATE,
         ]))  # fmt: skip
     for x in s.figures.expenses:
@@ -111,7 +117,7 @@ def payroll_csv(s: WeeklySummary) -> bytes:
         out.append(encode_row([
             s.week.label, p["user_key"], s.name(p["user_key"]) or None, p["spent_date"].isoformat(), p["client_key"],
             s.name(p["client_key"]) or None, p["project_key"], s.name(p["project_key"]) or None,
-            decimal_number(Decimal(p["hours"])), decimal_number(Decimal(p["billable_hours"])), _count(p["entries"]),
+            _hours(p["hours"]), _hours(p["billable_hours"]), _count(p["entries"]),
         ]))  # fmt: skip
     return b"".join(out)
 

@@ -24,7 +24,7 @@ from closeout.summary.build import WeeklySummary
 def subject(s: WeeklySummary, resend: bool = False) -> str:
     parts = [f"{money_text(t.margin_minor, t.exponent)} {t.currency}" for t in s.figures.totals]
     margin = f"margin {', '.join(parts)}" if parts else "no approved time"
-    return f"{'[resent] ' if resend else ''}Weekly time and cost summary {s.week.label}: {margin}"
+    return f"{'Resent: ' if resend else ''}Weekly time and cost summary {s.week.label}: {margin}"
 
 
 def _text(s: WeeklySummary, links: dict[str, str]) -> str:

@@ -608,4 +608,6 @@ class XeroSandbox:
                 raise _validation("The allocations exceed the credit note's remaining credit.")
             invoice["AmountCredited"] = Decimal(str(invoice.get("AmountCredited", 0))) + amount
             invoice["AmountDue"] = Decimal(str(invoice["AmountDue"])) - amount
+            if invoice["AmountDue"] == 0:
+                invoice["Status"] = "PAID"
             note["RemainingCredit"] = Decimal(str(note["RemainingCredit"])) - amount

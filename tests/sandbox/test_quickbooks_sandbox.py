@@ -240,3 +240,103 @@ def test_the_cli_serves_until_sigterm_and_prints_what_a_connection_needs() -> No
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
+
+
+# -- money: payments, credit memos, journal entries, deposits, and the books' rules --------------------------------
+def _customer_and_invoice(api: Api, currency: str | None = None, amount: float = 200.00) -> tuple[str, str]:
+    body = {"DisplayName": f"Money {currency or 'home'}"}
+    if currency:
+        body["CurrencyRef"] = {"value": currency}
+    customer = api.call("POST", "customer", body).json()["Customer"]["Id"]
+    invoice = api.call("POST", "invoice", {"CustomerRef": {"value": customer}, "TxnDate": "2026-11-03",
+                                           "ExchangeRate": 1.1 if currency else None,
+                                           "Line": [{"Amount": amount, "DetailType": "SalesItemLineDetail"}]})
+    assert invoice.status_code == 200, invoice.text
+    return customer, invoice.json()["Invoice"]["Id"]
+
+
+def test_a_payment_applies_to_its_invoice_and_never_beyond_its_balance(qbo) -> None:
+    api = Api(qbo)
+    customer, invoice = _customer_and_invoice(api)
+    pay = {"CustomerRef": {"value": customer}, "TotalAmt": 150.00, "TxnDate": "2026-11-05",
+           "Line": [{"Amount": 150.00, "LinkedTxn": [{"TxnId": invoice, "TxnType": "Invoice"}]}]}
+    assert api.call("POST", "payment", pay).status_code == 200
+    after = api.call("GET", f"invoice/{invoice}").json(parse_float=Decimal)["Invoice"]
+    assert after["Balance"] == Decimal("50.00")
+    too_much = api.call("POST", "payment", pay)
+    assert too_much.status_code == 400 and "balance" in too_much.text
+    unknown = api.call("POST", "payment", {**pay, "Line": [{"Amount": 1, "LinkedTxn": [{"TxnId": "999",
+                                                                                         "TxnType": "Invoice"}]}]})
+    assert unknown.status_code == 400 and fault_code(unknown) == "2500"
+    assert qbo.create_counts()["Payment"] == 1
+    memo = api.call("POST", "creditmemo", {"CustomerRef": {"value": customer},
+                                           "Line": [{"Amount": 20, "DetailType": "SalesItemLineDetail"}]})
+    assert memo.json(parse_float=Decimal)["CreditMemo"]["TotalAmt"] == Decimal("20")
+    deposit = api.call("POST", "deposit", {"DepositToAccountRef": {"value": "1000"},
+                                           "Line": [{"Amount": 130, "DetailType": "DepositLineDetail"}]})
+    assert deposit.json(parse_float=Decimal)["Deposit"]["TotalAmt"] == Decimal("130")
+    assert api.call("POST", "deposit", {"Line": [{"Amount": 1}]}).status_code == 400
+
+
+def test_a_journal_entry_must_balance_and_is_found_by_its_private_note(qbo) -> None:
+    api = Api(qbo)
+
+    def line(kind: str, amount: float, account: str) -> dict:
+        return {"Amount": amount, "DetailType": "JournalEntryLineDetail",
+                "JournalEntryLineDetail": {"PostingType": kind, "AccountRef": {"value": account}}}
+
+    unbalanced = api.call("POST", "journalentry", {"Line": [line("Debit", 10, "6100"), line("Credit", 9.99, "1150")]})
+    assert unbalanced.status_code == 400 and "not balanced" in unbalanced.text
+    ok = api.call("POST", "journalentry", {"PrivateNote": "closeout journal jnl_1",
+                                           "Line": [line("Debit", 10, "6100"), line("Credit", 10, "1150")]})
+    assert ok.status_code == 200
+    found = api.call("GET", "query", query="select * from JournalEntry where PrivateNote in ('closeout journal jnl_1')")
+    assert [j["Id"] for j in found.json()["QueryResponse"]["JournalEntry"]] == [ok.json()["JournalEntry"]["Id"]]
+
+
+def test_the_closing_date_currencies_rates_and_tax_codes_are_the_books_own() -> None:
+    qbo = QuickBooksSandbox(requests_per_minute=None, batch_per_minute=None, max_concurrent=None,
+                            book_close_date="2026-10-31", currencies=("EUR",), tax_codes=("TAX", "NON"))
+    qbo.start()
+    try:
+        api = Api(qbo)
+        customer = api.call("POST", "customer", {"DisplayName": "Rules"}).json()["Customer"]["Id"]
+
+        def invoice(**fields) -> requests.Response:
+            line = {"Amount": 10, "DetailType": "SalesItemLineDetail",
+                    "SalesItemLineDetail": {"TaxCodeRef": {"value": fields.pop("tax", "TAX")}}}
+            return api.call("POST", "invoice", {"CustomerRef": {"value": fields.pop("customer", customer)},
+                                                "TxnDate": "2026-11-02", "Line": [line], **fields})
+
+        closed = invoice(TxnDate="2026-10-31")
+        assert closed.status_code == 400 and fault_code(closed) == "6210" and "2026-10-31" in closed.text
+        untaxed = invoice(tax="VAT20")
+        assert untaxed.status_code == 400 and untaxed.json()["Fault"]["Error"][0]["element"] == "TaxCodeRef"
+        gbp = api.call("POST", "customer", {"DisplayName": "Pounds", "CurrencyRef": {"value": "GBP"}}).json()
+        refused = invoice(customer=gbp["Customer"]["Id"], ExchangeRate=1.27)
+        assert refused.status_code == 400 and refused.json()["Fault"]["Error"][0]["element"] == "CurrencyRef"
+        eur = api.call("POST", "customer", {"DisplayName": "Euros", "CurrencyRef": {"value": "EUR"}}).json()
+        at_one = invoice(customer=eur["Customer"]["Id"], ExchangeRate=1)
+        assert at_one.status_code == 400 and at_one.json()["Fault"]["Error"][0]["element"] == "ExchangeRate"
+        good = invoice(customer=eur["Customer"]["Id"], ExchangeRate=1.1)
+        assert good.status_code == 200 and good.json(parse_float=Decimal)["Invoice"]["ExchangeRate"] == Decimal("1.1")
+        assert invoice().status_code == 200 and qbo.create_counts()["Invoice"] == 2
+    finally:
+        qbo.stop()
+
+
+def test_a_requestid_is_forgotten_after_its_lifetime_on_the_sandbox_clock() -> None:
+    qbo = QuickBooksSandbox(requests_per_minute=None, batch_per_minute=None, max_concurrent=None,
+                            request_id_ttl_seconds=3600)
+    qbo.start()
+    try:
+        api = Api(qbo)
+        api.call("POST", "customer", {"DisplayName": "Once"}, requestid="k-1")
+        assert api.call("POST", "customer", {"DisplayName": "Once"}, requestid="k-1").headers.get(
+            "X-Sandbox-Replayed") == "true"
+        qbo.advance_clock(3601)
+        api.renew()  # the access token expired on the same clock
+        again = api.call("POST", "customer", {"DisplayName": "Once"}, requestid="k-1")
+        assert again.status_code == 400 and fault_code(again) == "6240"  # processed again: the key is gone
+    finally:
+        qbo.stop()

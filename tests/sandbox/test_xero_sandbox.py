@@ -169,3 +169,79 @@ def test_the_cli_serves_until_sigterm_and_prints_what_a_connection_needs() -> No
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
+
+
+# -- money: payments, credit notes, manual journals, bank transactions, and the organisation's rules ---------------
+def _contact_and_invoice(api: Api, **invoice: object) -> tuple[str, str]:
+    contact = api.call("PUT", "Contacts", {"Contacts": [{"Name": f"Money {len(invoice)}"}]}).json()["Contacts"][0]
+    body = {"Type": "ACCREC", "Contact": {"ContactID": contact["ContactID"]}, "Date": "2026-11-03",
+            "LineItems": [{"Description": "work", "Quantity": 2, "UnitAmount": 100, "AccountCode": "200"}], **invoice}
+    answer = api.call("PUT", "Invoices", {"Invoices": [body]}, summarizeErrors="false").json()["Invoices"][0]
+    assert answer["StatusAttributeString"] == "OK", answer
+    return contact["ContactID"], answer["InvoiceID"]
+
+
+def test_payments_and_credit_note_allocations_lower_what_is_due(xero) -> None:
+    api = Api(xero)
+    contact, invoice = _contact_and_invoice(api)
+    payment = {"Invoice": {"InvoiceID": invoice}, "Account": {"Code": "1150"}, "Date": "2026-11-04", "Amount": 150}
+    answers = api.call("PUT", "Payments", {"Payments": [payment, {**payment, "Amount": 500}]},
+                       summarizeErrors="false").json()["Payments"]  # fmt: skip
+    assert [a["StatusAttributeString"] for a in answers] == ["OK", "ERROR"]
+    note = {"Type": "ACCRECCREDIT", "Contact": {"ContactID": contact}, "Date": "2026-11-05",
+            "LineItems": [{"Description": "credit", "Quantity": 1, "UnitAmount": 50, "AccountCode": "200"}],
+            "Allocations": [{"Invoice": {"InvoiceID": invoice}, "Amount": 50, "Date": "2026-11-05"}]}
+    assert api.call("PUT", "CreditNotes", {"CreditNotes": [note]}).status_code == 200
+    paid = api.call("GET", f"Invoices/{invoice}").json(parse_float=Decimal)["Invoices"][0]
+    assert paid["AmountDue"] == Decimal("0") and paid["Status"] == "PAID"
+    assert xero.create_counts()["Payments"] == 1 and xero.create_counts()["CreditNotes"] == 1
+    spend = {"Type": "SPEND", "Contact": {"ContactID": contact}, "BankAccount": {"Code": "1000"},
+             "LineItems": [{"Description": "fee", "Quantity": 1, "UnitAmount": 3.2, "AccountCode": "6100"}]}
+    assert api.call("PUT", "BankTransactions", {"BankTransactions": [spend]}).status_code == 200
+    transfer = {"FromBankAccount": {"Code": "1150"}, "ToBankAccount": {"Code": "1000"}, "Amount": 146.8}
+    assert api.call("PUT", "BankTransfers", {"BankTransfers": [transfer]}).status_code == 200
+
+
+def test_manual_journals_sum_to_zero_and_arrays_carry_at_most_50(xero) -> None:
+    api = Api(xero)
+    lines = [{"LineAmount": 10, "AccountCode": "6100"}, {"LineAmount": -9.99, "AccountCode": "1150"}]
+    off = api.call("PUT", "ManualJournals", {"ManualJournals": [{"Narration": "fee", "JournalLines": lines}]})
+    assert off.status_code == 400 and "debits" in off.text
+    lines[1]["LineAmount"] = -10
+    assert api.call("PUT", "ManualJournals", {"ManualJournals": [{"Narration": "fee", "JournalLines": lines}]}
+                    ).status_code == 200  # fmt: skip
+    found = api.call("GET", "ManualJournals", where='Narration=="fee"').json()["ManualJournals"]
+    assert len(found) == 1
+    many = [{"Name": f"Contact {n}"} for n in range(51)]
+    assert api.call("PUT", "Contacts", {"Contacts": many}, summarizeErrors="false").status_code == 400
+    assert api.call("PUT", "Contacts", {"Contacts": many[:50]}, summarizeErrors="false").status_code == 200
+
+
+def test_lock_dates_currencies_rates_and_tax_types_are_the_organisations_own() -> None:
+    xero = XeroSandbox(per_minute=None, per_day=None, max_concurrent=None, period_lock_date="2026-10-31",
+                       currencies=("EUR",), tax_types=("OUTPUT", "NONE"))
+    xero.start()
+    try:
+        api = Api(xero)
+        contact = api.call("PUT", "Contacts", {"Contacts": [{"Name": "Rules"}]}).json()["Contacts"][0]["ContactID"]
+
+        def element(**fields: object) -> dict:
+            line = {"Description": "w", "Quantity": 1, "UnitAmount": 10, "AccountCode": "200",
+                    "TaxType": fields.pop("TaxType", "OUTPUT")}
+            return {"Type": "ACCREC", "Contact": {"ContactID": contact}, "Date": "2026-11-02", "LineItems": [line],
+                    **fields}
+
+        answers = api.call("PUT", "Invoices", {"Invoices": [
+            element(), element(Date="2026-10-31"), element(TaxType="VAT20"), element(CurrencyCode="GBP"),
+            element(CurrencyCode="EUR", CurrencyRate=1), element(CurrencyCode="EUR", CurrencyRate=0.91)]},
+            summarizeErrors="false").json(parse_float=Decimal)["Invoices"]  # fmt: skip
+        assert [a["StatusAttributeString"] for a in answers] == ["OK", "ERROR", "ERROR", "ERROR", "ERROR", "OK"]
+        messages = [a["ValidationErrors"][0]["Message"] for a in answers[1:5]]
+        assert "lock date" in messages[0] and "TaxType" in messages[1]
+        assert "not subscribed to currency GBP" in messages[2] and "CurrencyRate 1" in messages[3]
+        assert answers[5]["CurrencyRate"] == Decimal("0.91") and xero.create_counts()["Invoices"] == 2
+        currencies = api.call("GET", "Currencies").json()["Currencies"]
+        assert [c["Code"] for c in currencies] == ["EUR", "USD"]
+        assert api.call("GET", "Organisation").json()["Organisations"][0]["PeriodLockDate"] == "2026-10-31"
+    finally:
+        xero.stop()

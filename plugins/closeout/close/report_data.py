@@ -230,6 +230,9 @@ class CloseReport:
     # files this close wrote to the artifact store (export, a dry run's Data Docs): label and *location*; the page
     # links them through closeout.artifacts (presigned or public), the JSON keeps the location
     artifacts: tuple[dict[str, str], ...] = ()
+    # the margin view per client (closeout.summary.month): approved time's value, cost, expenses, margin per currency
+    margins: Any = None
+    margin_names: dict[str, str] = field(default_factory=dict)
 
     @property
     def ties_out(self) -> bool:
@@ -496,11 +499,15 @@ def build_report(
         listed = _cash(conn, params)
         cash, collections = listed or ((), ())
         dead_links = tuple(_rows(conn, "report_dead_links", params))
+        from closeout.summary.month import month_figures
+
+        margins, margin_names = month_figures(conn, start, end)
     return CloseReport(
         period=period, period_start=start, period_end=end, dry_run=bool(dry_run), close_run_id=close_run_id,
         generated_at=datetime.now(UTC).replace(microsecond=0).isoformat(), clients=clients,
         totals=currency_totals(clients, receivable), invoices=invoices, adjustments=adjustments, exceptions=exceptions,
         recon=recon, recon_history=recon_history, payouts=payouts, steps=_steps(steps), period_state=period_state,
         earlier_open=earlier_open, cash=cash, collections=collections, cash_listed=listed is not None,
-        dead_links=dead_links, artifacts=close_artifacts(period_state, close_run_id, recon),
+        dead_links=dead_links, artifacts=close_artifacts(period_state, close_run_id, recon), margins=margins,
+        margin_names={**margin_names, **{k: v for k, v in {c.client_key: c.client_name for c in clients}.items() if v}},
     )  # fmt: skip

@@ -67,5 +67,13 @@ def render_html(report: CloseReport, names: dict[str, str]) -> bytes:
         figure_charts=[c for c in figure_charts if c],
         recon_chart=Markup(charts.recon_status_grid(report.recon_history)),  # noqa: S704
         cash_charts=[Markup(charts.cash_waterfall(c)) for c in report.cash],  # noqa: S704
+        margin_view=_margin_view(report),
     )
     return text.encode("utf-8")
+
+
+def _margin_view(report: CloseReport) -> Markup:
+    """The margin per client section (closeout.summary.month), the weekly summary's view for the month."""
+    from closeout.summary.month import margin_section
+
+    return margin_section(report.period, report.margins, report.margin_names)

@@ -1,0 +1,146 @@
+"""Benchmark: the weekly time and cost summary over a 1,000,000-entry warehouse.
+
+Setup (not timed): ``--entries`` time entry versions written set-based by the drafting benchmark's generator
+(``benchmarks.drafting.seed``: two months from 2026-09-01 across ``--clients`` clients, four projects each, USD,
+EUR, JPY and KWD, 10% non-billable, 2% unapproved), one payee per user except every tenth (no cost rate) with
+a cost rate in USD, and ``--expenses`` approved expenses over the same days (set-based too). The previous week is
+summarised once first, so the timed run also restates it ("changes since last summarised").
+
+Timed: what ``closeout_weekly_summary``'s summarise task does for one ISO week, end to end: the figures in one
+snapshot (``build_summary``: time lines with cost, expenses, unapproved time, payroll hours, changes against the
+previous week's baseline), the page, the three data files written to the artifact store (a temporary folder)
+and the week's record. Budget (DESIGN.md): under 5 s. ``baseline`` is one plain GROUP BY of the week's entries
+per client, project, user and currency (the least any summary must do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from datetime import date
+
+from benchmarks.harvest_ingest import RESULTS, ROOT, fresh_database, machine
+
+BUDGET_SECONDS = 5.0
+WEEK, PREVIOUS = "2026-W38", "2026-W37"  # 14-20 September 2026, inside the generator's two months
+
+PAYEES_SQL = """
+INSERT INTO closeout_data.payout_payees (payee_key, cost_rate, currency, account_id, name, active)
+SELECT 'harvest:' || u, 40 + u %% 7 * 5, 'USD', 'acct_bench' || u, 'User ' || u, true
+FROM generate_series(0, %(users)s - 1) u WHERE u %% 10 <> 0
+"""
+
+EXPENSES_SQL = """
+INSERT INTO closeout_data.expense_versions (
+    source, source_id, version, sync_run_id, change, client_key, project_key, user_key, client_source_id,
+    project_source_id, user_source_id, spent_date, category, billable, approved, currency, amount_minor, total_cost,
+    billed_in_source, is_locked, source_updated_at)
+SELECT 'harvest', i::text, 1, 1, 'created', 'harvest:' || c, 'harvest:' || (c * 4 + i %% 4), 'harvest:' || (i %% 50),
+       c::text, (c * 4 + i %% 4)::text, (i %% 50)::text, date '2026-09-01' + (i %% 61)::int, 'Travel', i %% 3 <> 0,
+       true, 'USD', 1000 + i %% 9000, (1000 + i %% 9000) / 100.0, false, false, now()
+FROM (SELECT i, i %% %(clients)s AS c FROM generate_series(1, %(expenses)s) i) g;
+INSERT INTO closeout_data.expense_heads (source, source_id, version, spent_date)
+SELECT source, source_id, 1, spent_date FROM closeout_data.expense_versions;
+ANALYZE
+"""
+
+
+def seed(conn, entries: int, clients: int, expenses: int) -> float:
+    from benchmarks import drafting
+
+    started = time.perf_counter()
+    drafting.seed(conn, entries, clients)
+    users = max(50, entries // 400)
+    conn.execute(PAYEES_SQL, {"users": users})
+    for statement in EXPENSES_SQL.split(";\n"):
+        if statement.strip():
+            conn.execute(statement, {"clients": clients, "expenses": expenses})
+    conn.commit()
+    return time.perf_counter() - started
+
+
+def baseline(conn) -> float:
+    started = time.perf_counter()
+    conn.execute(
+        """SELECT client_key, project_key, user_key, currency, sum(hours), sum(amount_minor) FROM closeout.time_entries
+           WHERE spent_date BETWEEN '2026-09-14' AND '2026-09-20' AND approved AND deleted_at IS NULL
+           GROUP BY 1, 2, 3, 4"""
+    ).fetchall()
+    conn.rollback()
+    return time.perf_counter() - started
+
+
+def summarise(week: str) -> tuple[float, dict]:
+    from closeout.summary import tasks
+
+    started = time.perf_counter()
+    result = tasks.summarise(week, f"bench-{week}")
+    return time.perf_counter() - started, result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--entries", type=int, default=1_000_000)
+    parser.add_argument("--clients", type=int, default=5000)
+    parser.add_argument("--expenses", type=int, default=100_000)
+    parser.add_argument("--no-write", action="store_true", help="print only; write no results file")
+    args, _ = parser.parse_known_args(argv)
+    sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
+    os.environ["AIRFLOW_CONN_CLOSEOUT_WAREHOUSE"] = fresh_database("closeout_bench_weekly_summary")
+    artifacts = tempfile.mkdtemp(prefix="closeout-bench-summary-")
+    os.environ["CLOSEOUT_ARTIFACTS_URL"] = artifacts
+    os.environ["CLOSEOUT_PAYEES_CONFIG"] = os.path.join(artifacts, "no-payee-file.yaml")  # the seeded payees stand
+    from closeout.warehouse.db import connect
+    from closeout.warehouse.migrations import apply_migrations
+
+    with connect(autocommit=True) as admin:
+        apply_migrations(admin)
+    results: dict = {"benchmark": "weekly_summary", "entries": args.entries, "clients": args.clients,
+                     "expenses": args.expenses, "week": WEEK, "date": date.today().isoformat(),
+                     "machine": machine()}  # fmt: skip
+    with connect() as conn:
+        results["seed_seconds"] = round(seed(conn, args.entries, args.clients, args.expenses), 2)
+        results["baseline_group_by_seconds"] = round(baseline(conn), 3)
+        week_entries = conn.execute(
+            "SELECT count(*) FROM closeout.time_entries WHERE spent_date BETWEEN '2026-09-14' AND '2026-09-20'"
+        ).fetchone()[0]
+    results["week_entries"] = week_entries
+    seconds, _ = summarise(PREVIOUS)
+    results["previous_week_seconds"] = round(seconds, 2)
+    seconds, summary = summarise(WEEK)
+    results["summary_seconds"] = round(seconds, 2)
+    results["summary"] = {k: summary[k] for k in ("totals", "changed_weeks", "renders")}
+    results["no_cost_rate_people"] = len(summary["no_cost_rate"])
+    results["within_budget"] = seconds < BUDGET_SECONDS
+    print_table(results)
+    if not args.no_write:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        path = RESULTS / f"weekly_summary-{results['date']}-{results['machine']['host']}.json"
+        path.write_text(json.dumps(results, indent=2, default=str) + "\n")
+        print(f"results: {path.relative_to(ROOT)}")
+    return results
+
+
+def print_table(r: dict) -> None:
+    print(f"\nWeekly summary: {r['entries']:,} entries, {r['expenses']:,} expenses, week {r['week']} "
+          f"({r['week_entries']:,} entries in it)")  # fmt: skip
+    print(f"{'step':<28}{'seconds':>10}{'budget':>10}  what")
+    rows = [
+        ("seed (not timed)", r["seed_seconds"], None, "entries, payees, expenses written set-based"),
+        ("baseline GROUP BY", r["baseline_group_by_seconds"], None, "the week's entries per client/project/user"),
+        ("summary, previous week", r["previous_week_seconds"], BUDGET_SECONDS, "first summary: no baseline yet"),
+        ("summary (judged)", r["summary_seconds"], BUDGET_SECONDS,
+         f"figures, changes vs {PREVIOUS}, page, 3 files, record; {r['no_cost_rate_people']} people uncosted"),
+    ]  # fmt: skip
+    for name, seconds, budget, what in rows:
+        budget_text = f"{budget:.0f}" if budget else "-"
+        print(f"{name:<28}{seconds:>10.2f}{budget_text:>10}  {what}")
+    print("within budget" if r["within_budget"] else f"OVER BUDGET ({BUDGET_SECONDS:.0f} s)")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -13,6 +13,7 @@ from benchmarks import (
     reconcile,
     stripe_cash,
     stripe_payments,
+    weekly_summary,
     windowed_ingest,
 )
 
@@ -25,6 +26,7 @@ if __name__ == "__main__":
     stripe_payments.main([a for a in args if a not in ("--edits", "--entries")])
     stripe_cash.main([a for a in args if a not in ("--edits", "--entries")])
     reconcile.main([a for a in args if a != "--edits"])
+    weekly_summary.main([a for a in args if a != "--edits"])
     if shutil.which("redis-server"):
         distribution.main([])
     else:

@@ -147,3 +147,29 @@ def test_xero_takes_an_array_of_50_and_refuses_only_the_bad_element(
         assert {ref: v[1] for ref, v in held(warehouse, "xero").items()} == {inv["k07"][0]: "tax_code"}
     finally:
         sandbox.stop()
+
+
+def test_an_invoice_whose_customer_waits_for_finance_is_held_until_finance_decides(
+    warehouse, stripe_sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox = start("quickbooks", monkeypatch, {})
+    try:
+        inv = a_month(warehouse, stripe_sandbox, {"a": [D("2")], "b": [D("1")]})
+        from closeout.accounting.api.quickbooks import QuickBooksHook
+
+        hook = QuickBooksHook()  # an accountant made two customers that both carry b's name
+        first = hook.create_customer({"DisplayName": "Client B", "CompanyName": "Client B"}, "seed:1").body
+        hook.create_customer({"DisplayName": "Client B (old)", "CompanyName": "Client B"}, "seed:2")
+        run = run_push("quickbooks")
+        assert run.pushed == {"invoice": 1} and run.held == {"invoice": [inv["b"][0]]}
+        reason, detail = held(warehouse, "quickbooks")[inv["b"][0]][1:]
+        assert reason == "customer_link" and "review" in detail
+        review = warehouse.scalar("SELECT review_id FROM closeout.accounting_link_reviews WHERE state = 'open'")
+        with connect() as conn:  # finance links b to the first one (their decision, recorded)
+            conn.execute("SELECT closeout_data.resolve_accounting_link_review(%s, %s, 'ana', 'the live one', '{}')",
+                         (review, first["Customer"]["Id"]))  # fmt: skip
+        after = run_push("quickbooks")
+        assert after.pushed == {"invoice": 1} and held(warehouse, "quickbooks") == {}
+        assert created(sandbox)["invoice"] == 2
+    finally:
+        sandbox.stop()

@@ -4,6 +4,7 @@ parses fast). A tracker with nothing billed and nothing recorded makes no call (
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from closeout.paths import load_sql
@@ -38,8 +39,10 @@ def writeback_harvest(limit: int = 1000) -> dict[str, Any]:
     return summary.as_dict()
 
 
-def writeback_clockify(batch: int = 500) -> dict[str, Any]:
-    """Mark the billed Clockify entries of issued invoices invoiced."""
+def writeback_clockify(batch: int | None = None) -> dict[str, Any]:
+    """Mark the billed Clockify entries of issued invoices invoiced, ``batch`` ids per request (default: env
+    ``CLOSEOUT_CLOCKIFY_INVOICED_BATCH``, else 500)."""
+    batch = batch or int(os.environ.get("CLOSEOUT_CLOCKIFY_INVOICED_BATCH", "500"))
     if not _has_work("clockify"):
         return {"skipped": "no invoice bills Clockify time"}
     from closeout.trackers.clockify.hook import ClockifyHook

@@ -42,6 +42,16 @@ def _read_back(conn: psycopg.Connection) -> str | None:
     return "no accounting system has been read back through its API yet (closeout.accounting_readback_runs)"
 
 
+def _written_back(conn: psycopg.Connection) -> str | None:
+    """Applicable once a write-back to a tracker has completed (migration 0036, closeout.writeback): before closeout
+    tells a tracker anything, the tracker's billed flags are not expected to agree with closeout."""
+    if not _relation_exists(conn, "closeout_data.tracker_writebacks"):
+        return "the tracker write-back migration (0036) has not been applied to this warehouse"
+    if conn.execute("SELECT 1 FROM closeout_data.tracker_writebacks WHERE status = 'done' LIMIT 1").fetchone():
+        return None
+    return "no write-back to a tracker has completed yet (closeout.tracker_writebacks)"
+
+
 def _payouts(conn: psycopg.Connection) -> str | None:
     if not _relation_exists(conn, "closeout.payout_items"):
         return "closeout.payout_items does not exist in this warehouse: closeout_payouts is not installed yet"
@@ -152,6 +162,12 @@ CHECKS: tuple[Check, ...] = (
         "closeout_stripe_payouts",
         "each Stripe payout = its transactions, booked to the bank once (invariant 7)",
         applicable=_stripe_listed("payouts"),
+    ),
+    Check(
+        "tracker_billed_state",
+        "closeout_tracker_billed_state",
+        "what the trackers show billed <-> what closeout billed and wrote back, both ways (step 11)",
+        applicable=_written_back,
     ),
 )
 

@@ -16,6 +16,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+from closeout.accounting.amounts import parse_decimal
 from closeout.accounting.readback.objects import to_minor
 
 _CODE = re.compile(r"^(?P<name>.*?)\s*\((?P<code>[^()]+)\)\s*$")
@@ -46,8 +47,11 @@ class TrialBalanceRow:
 
 
 def _amount(text: Any) -> Decimal | None:
-    value = str(text or "").replace(",", "").strip()
-    return Decimal(value) if value else None
+    """A report cell's amount in any notation the reports use (``-2,562.45``, ``(420.81)``, ``$(250.00)``); a cell
+    that is not a number fails the read-back (``ParseError``) rather than be read as zero."""
+    if isinstance(text, Decimal | int):
+        return Decimal(text)
+    return parse_decimal(str(text or ""))
 
 
 def quickbooks_general_ledger(report: Mapping[str, Any], exponents: Mapping[str, int]) -> Iterator[LedgerRow]:

@@ -67,8 +67,9 @@ def test_read_back_feeds_the_accounting_checks_and_invariant_9_catches_edits_del
 
     first = read_back("quickbooks")
     assert first["mode"] == "full" and first["invoices_ingest_id"] and first["ledger_ingest_id"]
+    # the invoices that changed, and the general ledger of last month and of this month (each month whole)
     assert warehouse.rows("SELECT source, kind FROM closeout.accounting_ingests ORDER BY ingest_id") == [
-        ("quickbooks_api", "invoices"), ("quickbooks_api", "general_ledger")]  # fmt: skip
+        ("quickbooks_api", "invoices"), ("quickbooks_api", "general_ledger"), ("quickbooks_api", "general_ledger")]
     # the general ledger there holds the invoices and every other journal, per account, as closeout booked them
     theirs_gl = dict(warehouse.rows("SELECT account, sum(amount_minor) FROM closeout.accounting_ledger GROUP BY 1"))
     ours_gl = dict(warehouse.rows("SELECT account_name, sum(debit_minor - credit_minor) FROM closeout.ledger_lines "
@@ -80,10 +81,11 @@ def test_read_back_feeds_the_accounting_checks_and_invariant_9_catches_edits_del
     assert {k: statuses(green)[k] for k in ACCOUNTING} == dict.fromkeys(ACCOUNTING, "passed"), [
         (c.check_name, c.evidence) for c in green.checks if c.check_name in ACCOUNTING]  # fmt: skip
 
-    # nothing changed: one CDC request and the two reports, no new invoices ingest, no object changed
+    # nothing changed: one CDC request and the reports (two months' ledgers, the trial balance), no new invoices
+    # ingest, no object changed
     quiet = read_back("quickbooks")
     assert (quiet["mode"], quiet["requests"], quiet["objects_changed"], quiet["invoices_ingest_id"]) == (
-        "incremental", 3, 0, None)  # fmt: skip
+        "incremental", 4, 0, None)  # fmt: skip
 
     # an accountant edits a pushed invoice's amount in QuickBooks
     (edited_id, (edited_qb, edited_total)), (gone_id, (gone_qb, _)), (kept_id, (kept_qb, kept_total)) = sorted(
@@ -92,7 +94,7 @@ def test_read_back_feeds_the_accounting_checks_and_invariant_9_catches_edits_del
     accountant_edits(quickbooks, "Invoice", edited_qb, {"Line": [{"Amount": money(edited_total + 2500),
                                                                    "DetailType": "SalesItemLineDetail"}]})
     edited = read_back("quickbooks")
-    assert (edited["requests"], edited["objects_changed"]) == (3, 1) and edited["invoices_ingest_id"]
+    assert (edited["requests"], edited["objects_changed"]) == (4, 1) and edited["invoices_ingest_id"]
     result = reconcile(tmp_path)
     assert statuses(result)["accounting_links"] == "failed"
     [row] = result.by_name()["accounting_links"].evidence["rows"]

@@ -69,7 +69,7 @@ def test_read_back_feeds_the_accounting_checks_and_invariant_9_catches_edits_voi
     pushed = push_books(warehouse, xero)
     first = read_back("xero")
     assert first["mode"] == "full" and first["invoices_ingest_id"] and first["ledger_ingest_id"]
-    assert warehouse.scalar("SELECT count(*) FROM closeout.accounting_ingests WHERE source = 'xero_api'") == 2
+    assert warehouse.scalar("SELECT count(*) FROM closeout.accounting_ingests WHERE source = 'xero_api'") == 3
     theirs_gl = dict(warehouse.rows("SELECT account, sum(amount_minor) FROM closeout.accounting_ledger GROUP BY 1"))
     ours_gl = dict(warehouse.rows("SELECT account, sum(debit_minor - credit_minor) FROM closeout.ledger_lines "
                                   "GROUP BY 1"))  # fmt: skip
@@ -80,10 +80,10 @@ def test_read_back_feeds_the_accounting_checks_and_invariant_9_catches_edits_voi
     assert {k: statuses(green)[k] for k in ACCOUNTING} == dict.fromkeys(ACCOUNTING, "passed"), [
         (c.check_name, c.evidence) for c in green.checks if c.check_name in ACCOUNTING]  # fmt: skip
 
-    # nothing changed: one request per listing, the organisation (base currency) and the trial balance
+    # nothing changed: one request per listing, the organisation (base currency) and two months' trial balances
     quiet = read_back("xero")
     assert (quiet["mode"], quiet["requests"], quiet["objects_changed"], quiet["invoices_ingest_id"]) == (
-        "incremental", len(XERO_LISTINGS) + 2, 0, None)  # fmt: skip
+        "incremental", len(XERO_LISTINGS) + 3, 0, None)  # fmt: skip
 
     (edited_id, (edited_x, edited_total)), (gone_id, (gone_x, gone_total)), (kept_id, (kept_x, kept_total)) = (
         sorted(pushed.items()))
@@ -96,7 +96,7 @@ def test_read_back_feeds_the_accounting_checks_and_invariant_9_catches_edits_voi
                                         "LineItems": [line(kept_total)]}], "someone-else:twin").elements[0]
     assert twin.get("StatusAttributeString") == "OK", twin
     changed = read_back("xero")
-    assert changed["objects_changed"] == 3 and changed["requests"] == len(XERO_LISTINGS) + 2
+    assert changed["objects_changed"] == 3 and changed["requests"] == len(XERO_LISTINGS) + 3
     result = reconcile(tmp_path)
     assert statuses(result)["accounting_links"] == "failed"
     evidence = result.by_name()["accounting_links"].evidence["rows"]

@@ -5,6 +5,8 @@ the period.
   one request for every entity while nothing changed. CDC returns at most 1000 objects per entity; an entity that
   had more is asked again from the last change it returned, until it is complete. Deletions come as
   ``status: Deleted``. The next cursor is the ``time`` of QuickBooks' first answer (its clock, never ours).
+* **Reports**: the GeneralLedger of each month read (the period's, or the previous and the current one), the
+  TrialBalance at the end of the last of them.
 * **Full** (no cursor, or one older than CDC's 30 days): every object of every entity through ``query``, 1000 a
   page; deletions older than the cursor cannot be seen any more, which is why the cursor is kept young by the
   hourly run.
@@ -31,12 +33,19 @@ class ReadBackError(RuntimeError):
     """The accounting system's answers cannot be read completely (the run fails; the cursor does not move)."""
 
 
-def period_range(period: str | None, today: date) -> tuple[date, date]:
-    """The report range: the period's month (``YYYY-MM``), or the current month to date."""
-    if not period:
-        return today.replace(day=1), today
-    year, month = (int(p) for p in period.split("-"))
+def month_range(year: int, month: int) -> tuple[date, date]:
     return date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1])
+
+
+def report_months(period: str | None, today: date) -> list[tuple[date, date]]:
+    """The months whose reports a read-back pulls, each whole (a stable range, so the latest read of a month
+    supersedes the earlier ones): the period's (``YYYY-MM``), or the previous and the current month (the close of
+    last month still reads last month's books in the first days of this one)."""
+    if period:
+        year, month = (int(p) for p in period.split("-"))
+        return [month_range(year, month)]
+    previous = today.replace(day=1) - timedelta(days=1)
+    return [month_range(previous.year, previous.month), month_range(today.year, today.month)]
 
 
 def read_quickbooks(hook: Any, cursors: Mapping[str, datetime], exponents: Mapping[str, int], *,
@@ -53,13 +62,16 @@ def read_quickbooks(hook: Any, cursors: Mapping[str, datetime], exponents: Mappi
         server_time = _changes(hook, cursor - overlap, entities, found)
     else:
         server_time = _everything(hook, entities, found)
-    start, end = period_range(period, now.date())
-    ledger = hook.get("reports/GeneralLedger", {"start_date": start.isoformat(), "end_date": end.isoformat(),
-                                                 "accounting_method": "Accrual"})  # fmt: skip
-    home = str(home_currency or (ledger.get("Header") or {}).get("Currency") or "USD").upper()
+    reports = []
+    for start, end in report_months(period, now.date()):
+        reports.append(((start, end), hook.get("reports/GeneralLedger", {
+            "start_date": start.isoformat(), "end_date": end.isoformat(), "accounting_method": "Accrual"})))
+    header = reports[-1][1].get("Header") or {}
+    home = str(home_currency or header.get("Currency") or "USD").upper()
     read.objects = [quickbooks_object(entity, obj, home, exponents) for entity, obj in found]
-    read.ledger_currency, read.ledger_range = home, (start, end)
-    read.ledger_rows = list(quickbooks_general_ledger(ledger, exponents))
+    read.ledger_currency = home
+    read.ledgers = [(months, list(quickbooks_general_ledger(report, exponents))) for months, report in reports]
+    start, end = reports[-1][0]
     trial = hook.get("reports/TrialBalance", {"start_date": start.isoformat(), "end_date": end.isoformat(),
                                                "accounting_method": "Accrual"})  # fmt: skip
     read.trial_balance_as_of, read.trial_balance = end, quickbooks_trial_balance(trial, exponents)

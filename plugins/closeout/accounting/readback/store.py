@@ -40,8 +40,9 @@ class ReadBack:
     objects: list[RemoteObject] = field(default_factory=list)
     cursors: dict[str, datetime] = field(default_factory=dict)
     ledger_currency: str | None = None
-    ledger_range: tuple[date, date] | None = None
-    ledger_rows: list[LedgerRow] = field(default_factory=list)
+    # one general ledger per calendar month read: ((first day, last day), rows); a month's range is always the
+    # whole month, so a later read-back of the same month supersedes the earlier one in the accounting_ledger check
+    ledgers: list[tuple[tuple[date, date], list[LedgerRow]]] = field(default_factory=list)
     trial_balance_as_of: date | None = None
     trial_balance: list[TrialBalanceRow] = field(default_factory=list)
     requests: int = 0
@@ -115,16 +116,17 @@ def record(conn: psycopg.Connection, run_id: int, read: ReadBack) -> dict[str, A
                               {**scope, "ingest_id": invoices_ingest}).rowcount  # fmt: skip
         conn.execute("UPDATE closeout_data.accounting_ingests SET rows_loaded = %s WHERE ingest_id = %s",
                      (loaded, invoices_ingest))  # fmt: skip
-    ledger_ingest = None
-    if read.ledger_range is not None and read.ledger_currency:
-        start, end = read.ledger_range
+    ledger_ingests = []
+    for (start, end), rows in read.ledgers if read.ledger_currency else ():
         ledger_ingest = _ingest(conn, read, run_id, "general_ledger", read.ledger_currency, f"{start}..{end}")
         _copy(conn, f"COPY closeout_data.accounting_gl_rows ({', '.join(_GL_COLUMNS)}) FROM STDIN",
               ((ledger_ingest, n, r.row_kind, r.account, r.txn_date, r.txn_type, r.num, r.name, r.memo,
                 r.split_account, read.ledger_currency, r.amount_minor, r.balance_minor)
-               for n, r in enumerate(read.ledger_rows, start=1)))  # fmt: skip
+               for n, r in enumerate(rows, start=1)))  # fmt: skip
         conn.execute("UPDATE closeout_data.accounting_ingests SET rows_loaded = %s WHERE ingest_id = %s",
-                     (len(read.ledger_rows), ledger_ingest))  # fmt: skip
+                     (len(rows), ledger_ingest))  # fmt: skip
+        ledger_ingests.append(ledger_ingest)
+    ledger_ingest = ledger_ingests[-1] if ledger_ingests else None
     if read.trial_balance_as_of is not None and read.ledger_currency:
         _copy(conn, "COPY closeout_data.accounting_trial_balances (run_id, line_no, as_of, account, account_id, "
                     "currency, debit_minor, credit_minor) FROM STDIN",
@@ -135,6 +137,7 @@ def record(conn: psycopg.Connection, run_id: int, read: ReadBack) -> dict[str, A
     summary = {"run_id": run_id, "system": read.system, "company_id": read.company_id, "mode": read.mode,
                "requests": read.requests, "objects_read": len(read.objects), "objects_changed": changed,
                "invoices_ingest_id": invoices_ingest, "ledger_ingest_id": ledger_ingest,
+               "ledger_ingest_ids": ledger_ingests,
                "cursors": {k: v.isoformat() for k, v in read.cursors.items()}}  # fmt: skip
     conn.execute(load_sql("accounting_readback/run_finish.sql"),
                  {**summary, "status": "succeeded", "cursors": json.dumps(summary["cursors"]), "error": None})

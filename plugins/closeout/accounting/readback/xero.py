@@ -4,9 +4,10 @@
   newest ``UpdatedDateUTC`` it returned. The next read sends it (less the overlap) as ``If-Modified-Since`` and pages
   (100 a page) until a short page: one request per listing while nothing changed. Without a cursor the listing is
   read whole. Xero keeps voided and deleted documents, with that status: they arrive like any other change.
-* The trial balance as at the period's end (or today) gives, per account, the month's movement and the balance to
-  date; the movement is ingested as the period's general ledger (one row per account, dated on the period's first
-  day, account by code), which is what the ``accounting_ledger`` check compares per account and currency.
+* The trial balance as at the end of each month read (the period's, or the previous and the current one) gives, per
+  account, the month's movement and the balance to date; the movement is ingested as the period's general ledger
+  (one row per account, dated on the period's first day, account by code), which is what the ``accounting_ledger``
+  check compares per account and currency.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from closeout.accounting.readback.objects import XERO_LISTINGS, parse_timestamp, xero_object
-from closeout.accounting.readback.quickbooks import period_range
+from closeout.accounting.readback.quickbooks import report_months
 from closeout.accounting.readback.reports import LedgerRow, xero_trial_balance
 from closeout.accounting.readback.store import ReadBack
 
@@ -48,14 +49,15 @@ def read_xero(hook: Any, cursors: Mapping[str, datetime], exponents: Mapping[str
         if newest is not None:
             read.cursors[listing] = newest
     base = str(base_currency or _base_currency(hook)).upper()
-    start, end = period_range(period, now.date())
-    report = (hook.get("Reports/TrialBalance", {"date": end.isoformat()}).get("Reports") or [{}])[0]
-    balances = xero_trial_balance(report, base, exponents)
-    read.ledger_currency, read.ledger_range = base, (start, end)
-    read.ledger_rows = [LedgerRow("transaction", month.account, start, "Trial Balance movement", None, None,
-                                  f"movement {start}..{end}", None, month.debit_minor - month.credit_minor, None)
-                        for month, _ in balances if month.debit_minor or month.credit_minor]  # fmt: skip
-    read.trial_balance_as_of, read.trial_balance = end, [balance for _, balance in balances]
+    read.ledger_currency = base
+    for start, end in report_months(period, now.date()):
+        report = (hook.get("Reports/TrialBalance", {"date": end.isoformat()}).get("Reports") or [{}])[0]
+        balances = xero_trial_balance(report, base, exponents)
+        read.ledgers.append(((start, end), [
+            LedgerRow("transaction", month.account, start, "Trial Balance movement", None, None,
+                      f"movement {start}..{end}", None, month.debit_minor - month.credit_minor, None)
+            for month, _ in balances if month.debit_minor or month.credit_minor]))  # fmt: skip
+        read.trial_balance_as_of, read.trial_balance = end, [balance for _, balance in balances]
     read.requests = hook.requests_sent - before
     return read
 

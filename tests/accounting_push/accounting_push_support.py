@@ -74,7 +74,7 @@ def created(sandbox: Any) -> dict[str, int]:
     """What the sandbox's own counters say was created, by closeout's object kind."""
     counts = sandbox.create_counts()
     entities = QBO_ENTITIES if isinstance(sandbox, QuickBooksSandbox) else XERO_ENTITIES
-    return {kind: counts[entity] for kind, entity in entities.items()}
+    return {kind: counts.get(entity, 0) for kind, entity in entities.items()}
 
 
 def objects(sandbox: Any, kind: str) -> list[dict[str, Any]]:

@@ -1,7 +1,8 @@
-"""The read-back's cursor against the QuickBooks sandbox and the real warehouse: a read-back that fails records a
-failed run and moves nothing (the next one reads the same change); change data capture past its 1000-per-entity
+"""The read-back's cursors against the sandboxes and the real warehouse: a read-back that fails records a failed run
+and moves nothing (the next one reads the same change); QuickBooks change data capture past its 1000-per-entity
 limit is asked again from the last change (and refuses, rather than skips, more than 1000 in one second); a cursor
-older than CDC's 30 days falls back to a full read."""
+older than CDC's 30 days falls back to a full read; Xero listings page on a full read and list only the changes
+after it."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ import os
 
 import pytest
 from closeout.accounting.api.quickbooks import QuickBooksError, QuickBooksHook
+from closeout.accounting.api.xero import XeroHook
+from closeout.accounting.readback.objects import XERO_LISTINGS
 from closeout.accounting.readback.quickbooks import ReadBackError
 from closeout.accounting.readback.tasks import read_back
 from closeout.masking import forget_known_secrets
 from closeout.warehouse.db import connect
-from readback_support import quickbooks  # noqa: F401 - the fixture
+from readback_support import quickbooks, xero  # noqa: F401 - the fixtures
 
 from sandbox.quickbooks.cdc import accountant_edits
+from sandbox.xero.reports import accountant_edits as xero_edits
 
 pytestmark = pytest.mark.integration
 
@@ -104,3 +108,45 @@ def test_a_cursor_older_than_cdc_can_look_back_falls_back_to_a_full_read(
     aged = read_back("quickbooks")
     # every entity listed through query (one page each) instead of a CDC the API would refuse, and the reports
     assert (aged["mode"], aged["objects_read"], aged["requests"]) == ("full", 1, 6 + 3)
+
+
+def test_xero_listings_page_on_a_full_read_and_read_only_the_changes_after(
+    warehouse, xero, monkeypatch  # noqa: F811 - fixture
+) -> None:
+    hook = XeroHook()
+    [contact] = hook.create_contacts([{"Name": "Acme"}], "client:acme").elements
+    made = []
+    for batch in range(3):  # 130 invoices, 50 a request as Xero takes them
+        made += hook.create_invoices([
+            {"Type": "ACCREC", "Contact": {"ContactID": contact["ContactID"]}, "InvoiceNumber": f"X-{n}",
+             "Status": "AUTHORISED", "LineItems": [{"Description": "work", "Quantity": 1, "UnitAmount": "1.00",
+                                                    "AccountCode": "200"}]}
+            for n in range(batch * 50, min(batch * 50 + 50, 130))], f"invoices:{batch}").elements  # fmt: skip
+    set_xero_extra(monkeypatch, readback_overlap_seconds=0)  # the cursor's own second is still listed again
+    xero.advance_clock(5)
+    edit(xero, made[-1], "1.00")  # the newest change before the first read: its second is where the cursor lands
+    full = read_back("xero")
+    listings = len(XERO_LISTINGS)
+    # Invoices take two pages (100 + 30), every other listing one; the organisation and two trial balances
+    assert (full["mode"], full["objects_read"], full["requests"]) == ("full", 131, listings + 1 + 3)
+    xero.advance_clock(120)
+    for invoice in made[:2]:
+        edit(xero, invoice, "2.00")
+    changed = read_back("xero")
+    # the two edits, and the newest invoice and the contact again (each listing's cursor second), one page each
+    assert (changed["mode"], changed["objects_read"], changed["objects_changed"], changed["requests"]) == (
+        "incremental", 4, 2, listings + 3)  # fmt: skip
+    assert warehouse.scalar("SELECT sum(total_minor) FROM closeout.accounting_remote_objects "
+                            "WHERE entity = 'Invoices'") == 130 * 100 + 2 * 100  # fmt: skip
+
+
+def edit(sandbox, invoice: dict, amount: str) -> None:
+    xero_edits(sandbox, "Invoices", invoice["InvoiceID"], {"LineItems": [
+        {"Description": "work", "Quantity": 1, "UnitAmount": amount, "AccountCode": "200"}]})
+
+
+def set_xero_extra(monkeypatch: pytest.MonkeyPatch, **extra: object) -> None:
+    conn = json.loads(os.environ["AIRFLOW_CONN_XERO_DEFAULT"])
+    conn["extra"].update(extra)
+    monkeypatch.setenv("AIRFLOW_CONN_XERO_DEFAULT", json.dumps(conn))
+    forget_known_secrets()

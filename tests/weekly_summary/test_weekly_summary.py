@@ -168,3 +168,27 @@ def test_week_param_is_validated(agency, run_dag):
     assert last_week(agency.week_start + timedelta(days=7)).start == agency.week_start
     with pytest.raises(Exception, match=r"does not match|pattern|Invalid"):
         run_dag(SUMMARY_DAG, {"week": "2026-48"})
+
+
+def test_the_close_report_shows_the_same_margin_per_client_for_the_month(agency):
+    from closeout.close import report
+    from closeout.payouts import config
+    from closeout.warehouse.db import connect
+
+    days = [agency.week_start + timedelta(days=n) for n in (1, 2, 3)]  # the entries' and expenses' days
+    margins: dict[tuple[str, str], int] = {}
+    uncosted: dict[tuple[str, str], list[str]] = {}
+    with connect() as conn:
+        # the close report costs time at the rates in the warehouse: mirrored from the payee file as the payouts
+        # plan (and the weekly summary) do it
+        config.mirror(conn, config.load())
+        conn.commit()
+        for period in sorted({d.strftime("%Y-%m") for d in days}):  # a week may straddle two months
+            rep = report.build_report(conn, period)
+            for m in rep.margins.margins:
+                margins[(m.client_key, m.currency)] = margins.get((m.client_key, m.currency), 0) + m.margin_minor
+                uncosted.setdefault((m.client_key, m.currency), []).extend(m.uncosted_people)
+            html = report.render_html(rep, report.data_names(period)).decode()
+            assert 'id="margin"' in html and "Margin per client" in html
+    assert margins == {(key(CLIENT_A), "USD"): 62000, (key(CLIENT_B), "EUR"): 48000, (key(CLIENT_B), "USD"): -20000}
+    assert set(uncosted[(key(CLIENT_A), "USD")]) == {key(BEN)}

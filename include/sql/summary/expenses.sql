@@ -1,7 +1,8 @@
 -- Weekly summary: approved expenses per bucket (ISO week or month), client, project, person and currency (minor units of that
 -- currency). Billable expenses are passed on to the client; non-billable ones are the business's own cost and
--- come off the margin. Parameters: bucket ('week' or 'month'), range_start, range_end.
-SELECT date_trunc(%(bucket)s, x.spent_date)::date AS bucket_start, x.client_key, x.project_key, x.user_key, x.currency,
+-- come off the margin. An expense on no client's project is shown under 'no client'. Parameters: bucket ('week' or 'month'), range_start, range_end.
+SELECT date_trunc(%(bucket)s, x.spent_date)::date AS bucket_start, coalesce(x.client_key, 'no client') AS client_key,
+       x.project_key, x.user_key, x.currency,
        cur.exponent,
        coalesce(sum(x.amount_minor) FILTER (WHERE x.billable), 0) AS billable_minor,
        coalesce(sum(x.amount_minor) FILTER (WHERE NOT x.billable), 0) AS nonbillable_minor,

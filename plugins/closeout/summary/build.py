@@ -106,15 +106,9 @@ def build_summary(conn: psycopg.Connection, week: IsoWeek | str) -> WeeklySummar
     with conn.transaction():
         if fresh:
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        conn.execute("SET LOCAL work_mem = '128MB'")  # a busy week's groupings sort in memory, not on disk
         (figures_at,) = conn.execute("SELECT now()").fetchone()
         baselines = _baselines(conn, week)
-        first = min([week.start, *(b[0].start for b in baselines)])
-        by_week = fig.read_figures(conn, "week", first, week.end)
-        current = by_week.get(week.start) or fig.Figures(week.start, week.end, (), ())
-        restated = {b.label: by_week.get(b.start) or fig.Figures(b.start, b.end, (), ()) for b, _, _ in baselines}
-        params = {"week_start": week.start, "week_end": week.end}
-        unapproved = tuple(fig.rows(conn, "unapproved", params))
-        payroll = tuple(fig.rows(conn, "payroll", params))
         versions: dict[str, dict[str, dict[str, Any]]] = {}
         if baselines:
             arrays = {
@@ -124,15 +118,26 @@ def build_summary(conn: psycopg.Connection, week: IsoWeek | str) -> WeeklySummar
             for r in fig.rows(conn, "changed_entries", arrays):
                 versions.setdefault(r["week"], {})[r["change"]] = {
                     "versions": int(r["versions"]), "entries": int(r["entries"]), "hours": Decimal(r["hours"])}
+        current = fig.figures_for(conn, "week", week.start, week.end)
+        # only a week with entries or expenses seen since its baseline can have changed: only those are re-read
+        changed = [b for b, _, _ in baselines if b.label in versions]
+        restated: dict[str, fig.Figures] = {}
+        if changed:
+            by_week = fig.read_figures(conn, "week", min(changed).start, max(changed).end)
+            restated = {b.label: by_week.get(b.start) or fig.Figures(b.start, b.end, (), ()) for b in changed}
+        params = {"week_start": week.start, "week_end": week.end}
+        unapproved = tuple(fig.rows(conn, "unapproved", params))
+        payroll = tuple(fig.rows(conn, "payroll", params))
         keys = {k for line in current.lines for k in (line.client_key, line.project_key, line.user_key)}
         keys |= {k for x in current.expenses for k in (x.client_key, x.project_key, x.user_key)}
         keys |= {u["user_key"] for u in unapproved} | {k for p in payroll for k in (p["client_key"], p["project_key"])}
         keys |= {m.client_key for f in restated.values() for m in f.margins if m.client_key}
         names = fig.names(conn, keys)
     changes = tuple(
-        WeekChanges(b.label, at, _diff(b.label, baseline, restated[b.label].keyed()), versions.get(b.label, {}))
+        WeekChanges(b.label, at, _diff(b.label, baseline, restated[b.label].keyed()) if b.label in restated else (),
+                    versions.get(b.label, {}))
         for b, at, baseline in sorted(baselines, key=lambda x: x[0], reverse=True)
-    )
+    )  # fmt: skip
     return WeeklySummary(
         week=week, generated_at=datetime.now(UTC).replace(microsecond=0).isoformat(), figures_at=figures_at,
         figures=current, unapproved=unapproved, payroll=payroll, changes=changes, restated=restated, names=names,

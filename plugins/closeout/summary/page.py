@@ -16,6 +16,7 @@ from closeout.summary import chart
 from closeout.summary.build import WeeklySummary
 from closeout.summary.files import NAMES
 
+LIST_LIMIT = 500  # rows per table on the page (as the close report); the CSV and JSON have them all
 MEASURES = {
     "approved_hours": "approved hours", "billable_hours": "billable hours", "nonbillable_hours": "non-billable hours",
     "billable_value_minor": "billable value", "cost_minor": "contractor cost",
@@ -60,6 +61,7 @@ def render_html(s: WeeklySummary, exponents: dict[str, int] | None = None) -> by
         css=Markup((template_dir() / "summary.css").read_text(encoding="utf-8")),  # noqa: S704
         money=money_text,
         names=NAMES,
+        limit=LIST_LIMIT,
         charts=[c for c in charts if c],
         measure=lambda m: MEASURES.get(m, m),
         figure=_figure(known),

@@ -98,7 +98,7 @@ def test_green_run_records_every_check_and_holds_nothing(warehouse, books, docs,
                  "payments_to_journals"):
         assert statuses[name] == "passed", statuses
     assert all(row[4] == checks["journals"][4] for row in checks.values())  # one recon run
-    assert warehouse.scalar("SELECT count(*) FROM closeout.recon_checks WHERE period = %s", (PERIOD,)) == 13
+    assert warehouse.scalar("SELECT count(*) FROM closeout.recon_checks WHERE period = %s", (PERIOD,)) == 14
     assert warehouse.scalar("SELECT count(*) FROM closeout.payout_holds") == 0
     assert (docs / "index.html").is_file()
 

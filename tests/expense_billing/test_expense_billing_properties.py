@@ -227,7 +227,7 @@ def test_expense_billing_invariants_hold_under_random_histories(warehouse) -> No
     with connect() as conn:
         ExpenseBillingMachine.conn = conn
         try:
-            run = settings(max_examples=int(os.environ.get("CLOSEOUT_PROPERTY_EXAMPLES", "25")),
+            run = settings(max_examples=int(os.environ.get("CLOSEOUT_PROPERTY_EXAMPLES", "20")),
                            stateful_step_count=25, deadline=None,
                            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])  # fmt: skip
             run_state_machine_as_test(ExpenseBillingMachine, settings=run)

@@ -93,17 +93,3 @@ def read_back(system: str, *, period: str | None = None, conn_id: str | None = N
              summary["mode"], summary["requests"], summary["objects_read"], summary["objects_changed"])  # fmt: skip
     return summary
 
-
-def read_back_configured(*, period: str | None = None, airflow_run_id: str | None = None) -> dict[str, Any]:
-    """Every system whose connection exists (``quickbooks_default``, ``xero_default``), one after the other."""
-    from closeout.connections import get_connection
-
-    done: dict[str, Any] = {}
-    for system in SYSTEMS:
-        try:
-            get_connection(f"{system}_default")
-        except Exception as exc:  # Airflow raises its own not-found type: absent means not configured
-            log.debug("%s is not configured (%s): not read back", system, type(exc).__name__)
-            continue
-        done[system] = read_back(system, period=period, airflow_run_id=airflow_run_id)
-    return done

@@ -6,6 +6,7 @@ import shutil
 import sys
 
 from benchmarks import (
+    accounting_push,
     distribution,
     drafting,
     expenses,
@@ -27,6 +28,7 @@ if __name__ == "__main__":
     stripe_cash.main([a for a in args if a not in ("--edits", "--entries")])
     reconcile.main([a for a in args if a != "--edits"])
     weekly_summary.main([a for a in args if a != "--edits"])
+    accounting_push.main([a for a in args if a not in ("--edits", "--entries")])
     if shutil.which("redis-server"):
         distribution.main([])
     else:

@@ -215,6 +215,13 @@ def accounting_export(step: Step) -> dict[str, Any]:
     summary["dry_run"] = step.params.dry_run
     log.info("accounting export of %s: %d invoices, %d journals in %d files at %s", step.params.period,
              summary["invoices"] or 0, summary["journals"] or 0, len(summary["files"]), summary["folder"])  # fmt: skip
+    if not step.params.dry_run:  # then the books pushed to each configured accounting system (file mode: none)
+        from closeout.accounting.push import tasks as push_tasks
+
+        summary["accounting_push"] = {
+            system: {**push_tasks.sync_customers(system, step.run.airflow_run_id),
+                     **push_tasks.push_books(system, step.run.airflow_run_id)}
+            for system in push_tasks.SYSTEMS if push_tasks.configured(system)}  # fmt: skip
     return summary
 
 

@@ -116,3 +116,21 @@ def test_a_batch_past_its_key_lifetime_is_found_by_reference_not_created_again(
     assert run.looked_up == 1 and run.found_by_reference == 2 and run.pushed == {"invoice": 2}
     assert created(books)["invoice"] == 2  # found, not created again
     assert {v[3] for v in links(warehouse, books.system, "invoice").values()} == {"reference"}
+
+
+def test_two_pushes_of_one_company_never_overlap(warehouse, stripe_sandbox, books,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from closeout import locks
+    from closeout.warehouse.db import connect
+
+    a_month(warehouse, stripe_sandbox, {"a": [D("2")]})
+    sync_customers(books.system)
+    pushing = books_for(books.system)
+    monkeypatch.setenv("CLOSEOUT_LOCK_WAIT_SECONDS", "0.5")
+    with connect(autocommit=True) as other:  # the close's push of the same company is running
+        name = f"accounting_push:{books.system}:{pushing.company_id}"
+        locks.acquire(other, locks.lock_key(other, name), name=name)
+        with pytest.raises(locks.LockBusy):
+            push(pushing)
+        assert created(books)["invoice"] == 0
+    assert push(books_for(books.system)).pushed == {"invoice": 1}  # once it is done, the next one goes

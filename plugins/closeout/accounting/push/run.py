@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from closeout import locks
 from closeout.accounting.api.outbox import payload_hash
 from closeout.accounting.api.wire import jsonable
 from closeout.accounting.push import plan
@@ -84,6 +85,10 @@ def push(books: Books, *, warehouse_conn_id: str = "closeout_warehouse") -> Push
     run = PushRun(books.system, books.company_id)
     scope = {"system": books.system, "company_id": books.company_id}
     with connect(warehouse_conn_id, autocommit=True) as conn:
+        # one push per company at a time (the hourly DAG and the close may overlap): the second plans after the
+        # first has linked what it sent, so nothing is planned twice; released with the connection
+        name = f"accounting_push:{books.system}:{books.company_id}"
+        locks.acquire(conn, locks.lock_key(conn, name), name=name)
         _settle_pending(conn, books, scope, run)
         for kind in plan.KINDS:
             records = plan.read(conn, kind, books.system, books.company_id, books.settings.home_currency)

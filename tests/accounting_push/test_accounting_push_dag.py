@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from decimal import Decimal as D
 from typing import Any
 
@@ -127,3 +128,34 @@ def test_a_worker_killed_between_the_answer_and_its_record_leaves_one_object(
         assert sandbox.stats()["replays"] >= 1
     finally:
         sandbox.stop()
+
+
+def test_the_close_pushes_after_its_export_and_a_dry_run_does_not(
+    warehouse, stripe_sandbox, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    from closeout.close.params import CloseParams
+    from closeout.close.runs import CloseRun
+    from closeout.close.steps import Step, accounting_export
+    from payments_support import last_month
+
+    monkeypatch.setenv("CLOSEOUT_EXPORT_DIR", str(tmp_path))
+    xero = XeroSandbox(**XERO_NO_LIMITS)
+    xero.start()
+    try:
+        connect_xero(monkeypatch, xero)
+        a_month(warehouse, stripe_sandbox, {"a": [D("2")], "b": [D("1")]}, paid=("a",))
+        start = last_month()
+        period = start.strftime("%Y-%m")
+        next_start = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+        with connect() as conn:
+            for dry in (True, False):
+                step = Step(conn, CloseRun(1, period, f"close-{dry}", dry, {}, "running"),
+                            CloseParams(period, start, next_start, dry, (), "auto"))  # fmt: skip
+                summary = accounting_export(step)
+                if dry:
+                    assert "accounting_push" not in summary and created(xero)["invoice"] == 0
+        pushed = summary["accounting_push"]["xero"]
+        assert summary["invoices"] == 2 and pushed["pushed"]["invoice"] == 2 and pushed["pushed"]["payment"] == 1
+        assert created(xero)["invoice"] == 2 and "quickbooks" not in summary["accounting_push"]  # not configured
+    finally:
+        xero.stop()

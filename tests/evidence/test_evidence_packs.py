@@ -104,7 +104,7 @@ def test_an_invoice_pack_traces_the_invoice_to_entries_calls_stripe_and_journals
     assert len(tables["invoice_lines"]) == warehouse.scalar(
         "SELECT count(*) FROM closeout.invoice_lines WHERE invoice_id = %s", (invoice_id,))  # fmt: skip
     by_line: dict[int, int] = defaultdict(int)
-    for billed in tables["line_entries"]:
+    for billed in [*tables["line_entries"], *tables["line_expenses"]]:  # the month's expense is billed too
         by_line[billed["line_no"]] += billed["amount_minor"]
     assert by_line == {line["line_no"]: line["amount_minor"] for line in tables["invoice_lines"]}
 

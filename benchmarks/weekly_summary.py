@@ -1,10 +1,13 @@
 """Benchmark: the weekly time and cost summary over a 1,000,000-entry warehouse.
 
 Setup (not timed): ``--entries`` time entry versions written set-based by the drafting benchmark's generator
-(``benchmarks.drafting.seed``: two months from 2026-09-01 across ``--clients`` clients, four projects each, USD,
-EUR, JPY and KWD, 10% non-billable, 2% unapproved), one payee per user except every tenth (no cost rate) with
+(``benchmarks.drafting.SEED_SQL``: ``--clients`` clients, four projects each, USD, EUR, JPY and KWD, 10%
+non-billable, 2% unapproved), spread over ``--days`` from 2026-01-05 (default a year: a 1,000,000-entry
+warehouse is about a year of a 400-person agency, some 19,000 entries a week; ``--days 61`` is the drafting
+benchmark's two dense months, about 115,000 entries a week), one payee per user except every tenth (no cost rate) with
 a cost rate in USD, and ``--expenses`` approved expenses over the same days (set-based too). The previous week is
-summarised once first, so the timed run also restates it ("changes since last summarised").
+summarised once first, then 1% of entries are edited through the capture merge (new versions, as a sync writes
+them), so the timed run also finds and restates the previous week ("changes since last summarised").
 
 Timed: what ``closeout_weekly_summary``'s summarise task does for one ISO week, end to end: the figures in one
 snapshot (``build_summary``: time lines with cost, expenses, unapproved time, payroll hours, changes against the
@@ -40,7 +43,8 @@ INSERT INTO closeout_data.expense_versions (
     project_source_id, user_source_id, spent_date, category, billable, approved, currency, amount_minor, total_cost,
     billed_in_source, is_locked, source_updated_at)
 SELECT 'harvest', i::text, 1, 1, 'created', 'harvest:' || c, 'harvest:' || (c * 4 + i %% 4), 'harvest:' || (i %% 50),
-       c::text, (c * 4 + i %% 4)::text, (i %% 50)::text, date '2026-09-01' + (i %% 61)::int, 'Travel', i %% 3 <> 0,
+       c::text, (c * 4 + i %% 4)::text, (i %% 50)::text, date '2026-01-05' + (i %% %(days)s)::int, 'Travel',
+       i %% 3 <> 0,
        true, 'USD', 1000 + i %% 9000, (1000 + i %% 9000) / 100.0, false, false, now()
 FROM (SELECT i, i %% %(clients)s AS c FROM generate_series(1, %(expenses)s) i) g;
 INSERT INTO closeout_data.expense_heads (source, source_id, version, spent_date)
@@ -49,16 +53,24 @@ ANALYZE
 """
 
 
-def seed(conn, entries: int, clients: int, expenses: int) -> float:
+def seed_sql() -> str:
+    """The drafting benchmark's generator (same clients, projects, users, currencies, rates, 10% non-billable,
+    2% unapproved), its dates spread over ``days`` from 2026-01-05 instead of two months."""
     from benchmarks import drafting
 
+    dense = "date '2026-09-01' + ((i * 104729) %% 61)::int"
+    assert dense in drafting.SEED_SQL, "the drafting generator changed: update the date spread here"
+    return drafting.SEED_SQL.replace(dense, "date '2026-01-05' + ((i * 104729) %% %(days)s)::int")
+
+
+def seed(conn, entries: int, clients: int, expenses: int, days: int) -> float:
     started = time.perf_counter()
-    drafting.seed(conn, entries, clients)
     users = max(50, entries // 400)
-    conn.execute(PAYEES_SQL, {"users": users})
-    for statement in EXPENSES_SQL.split(";\n"):
+    conn.execute("SET maintenance_work_mem = '256MB'")
+    params = {"entries": entries, "clients": clients, "users": users, "days": days, "expenses": expenses}
+    for statement in [*seed_sql().split(";\n"), PAYEES_SQL, *EXPENSES_SQL.split(";\n")]:
         if statement.strip():
-            conn.execute(statement, {"clients": clients, "expenses": expenses})
+            conn.execute(statement, params)
     conn.commit()
     return time.perf_counter() - started
 
@@ -87,6 +99,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--entries", type=int, default=1_000_000)
     parser.add_argument("--clients", type=int, default=5000)
     parser.add_argument("--expenses", type=int, default=100_000)
+    parser.add_argument("--days", type=int, default=364,
+                        help="days the entries are spread over (364: a year's warehouse; 61: the drafting "
+                             "benchmark's two dense months, about 115,000 entries a week)")
     parser.add_argument("--no-write", action="store_true", help="print only; write no results file")
     args, _ = parser.parse_known_args(argv)
     sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
@@ -100,10 +115,10 @@ def main(argv: list[str] | None = None) -> dict:
     with connect(autocommit=True) as admin:
         apply_migrations(admin)
     results: dict = {"benchmark": "weekly_summary", "entries": args.entries, "clients": args.clients,
-                     "expenses": args.expenses, "week": WEEK, "date": date.today().isoformat(),
+                     "expenses": args.expenses, "days": args.days, "week": WEEK, "date": date.today().isoformat(),
                      "machine": machine()}  # fmt: skip
     with connect() as conn:
-        results["seed_seconds"] = round(seed(conn, args.entries, args.clients, args.expenses), 2)
+        results["seed_seconds"] = round(seed(conn, args.entries, args.clients, args.expenses, args.days), 2)
         results["baseline_group_by_seconds"] = round(baseline(conn), 3)
         week_entries = conn.execute(
             "SELECT count(*) FROM closeout.time_entries WHERE spent_date BETWEEN '2026-09-14' AND '2026-09-20'"
@@ -111,6 +126,10 @@ def main(argv: list[str] | None = None) -> dict:
     results["week_entries"] = week_entries
     seconds, _ = summarise(PREVIOUS)
     results["previous_week_seconds"] = round(seconds, 2)
+    with connect() as conn:  # late edits after that summary: 1% of entries, through the capture merge
+        from benchmarks import drafting
+
+        results["edited_after_previous_summary"] = drafting.edit_one_percent(conn, args.entries, 1)
     seconds, summary = summarise(WEEK)
     results["summary_seconds"] = round(seconds, 2)
     results["summary"] = {k: summary[k] for k in ("totals", "changed_weeks", "renders")}

@@ -118,13 +118,12 @@ def build_summary(conn: psycopg.Connection, week: IsoWeek | str) -> WeeklySummar
             for r in fig.rows(conn, "changed_entries", arrays):
                 versions.setdefault(r["week"], {})[r["change"]] = {
                     "versions": int(r["versions"]), "entries": int(r["entries"]), "hours": Decimal(r["hours"])}
-        current = fig.figures_for(conn, "week", week.start, week.end)
-        # only a week with entries or expenses seen since its baseline can have changed: only those are re-read
+        # only a week with entries or expenses seen since its baseline can have changed: only those are re-read,
+        # in the same pass as this week (one scan of the entries, however many weeks)
         changed = [b for b, _, _ in baselines if b.label in versions]
-        restated: dict[str, fig.Figures] = {}
-        if changed:
-            by_week = fig.read_figures(conn, "week", min(changed).start, max(changed).end)
-            restated = {b.label: by_week.get(b.start) or fig.Figures(b.start, b.end, (), ()) for b in changed}
+        by_week = fig.read_figures(conn, "week", min([week, *changed]).start, week.end)
+        current = by_week.get(week.start) or fig.Figures(week.start, week.end, (), ())
+        restated = {b.label: by_week.get(b.start) or fig.Figures(b.start, b.end, (), ()) for b in changed}
         params = {"week_start": week.start, "week_end": week.end}
         unapproved = tuple(fig.rows(conn, "unapproved", params))
         payroll = tuple(fig.rows(conn, "payroll", params))

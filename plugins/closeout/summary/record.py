@@ -111,3 +111,8 @@ def complete_send(conn: psycopg.Connection, claim: SendClaim, recipients: list[s
 def artifacts_of(conn: psycopg.Connection, week: str) -> dict[str, str]:
     row = conn.execute("SELECT artifacts FROM closeout_data.weekly_summaries WHERE week = %s", (week,)).fetchone()
     return dict(row[0]) if row else {}
+
+
+def figures_of(conn: psycopg.Connection, week: str) -> dict[str, Any] | None:
+    row = conn.execute("SELECT figures FROM closeout_data.weekly_summaries WHERE week = %s", (week,)).fetchone()
+    return row[0] if row else None

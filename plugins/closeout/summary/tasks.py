@@ -70,8 +70,15 @@ def send(week: str, airflow_run_id: str, resend: bool = False) -> dict[str, Any]
         if claim is None:
             log.info("weekly summary %s was already sent: not sending again (resend=%s)", week, resend)
             return {"week": week, "sent": False, "reason": "already sent"}
+        s = build.build_summary(conn, week)
+        figures = files.snapshot(s)
+        if figures != record.figures_of(conn, week):
+            # time moved since summarise wrote the files: write them again, so the mail and its files agree
+            from closeout.summary import page
+
+            with conn.transaction():
+                record.save(conn, s, figures, files.write(s, page.render_html(s)), airflow_run_id)
         where = record.artifacts_of(conn, week)
-        s = build.build_summary(conn, week)  # the figures the mail states: re-read, same as the files written
         links = {kind: str(artifacts.link(location)) for kind, location in where.items()}
         attachments = {files.NAMES["csv"]: artifacts.read(where["csv"]),
                        files.NAMES["payroll"]: artifacts.read(where["payroll"])}  # fmt: skip

@@ -139,3 +139,24 @@ def test_a_credit_note_becomes_a_negative_line_and_the_rest_paid_in_stripe_settl
     [payment] = harvest.invoices.payments(mirror["id"])
     assert Decimal(str(payment["amount"])) * 100 == total - 5_000 and mirror["state"] == "paid"
     assert [r[4] for r in writebacks(warehouse, "credit_note")] == ["done"]
+
+
+def test_time_and_expenses_of_one_invoice_are_billed_in_harvest_by_one_import(
+    warehouse, harvest, stripe_sandbox, run_dag, monkeypatch, tmp_path
+) -> None:
+    bill_config(tmp_path, monkeypatch, {CLIENT: "USD"})
+    entries = add_work(harvest, [1.0, 2.0])
+    expense = harvest.expenses.create_expense(project_id=PROJECT, spent_date=last_month() + timedelta(days=3),
+                                              total_cost=42.5, is_closed=True)  # fmt: skip
+    issue(run_dag)
+    [(invoice_id, total)] = warehouse.rows("SELECT invoice_id, total_minor FROM closeout.invoices")
+    assert warehouse.scalar("SELECT count(*) FROM closeout.invoice_line_expenses WHERE invoice_id = %s",
+                            (invoice_id,)) == 1, "the expense is on the invoice"  # fmt: skip
+
+    assert run_dag("closeout_tracker_writeback").state == "success"
+    [mirror] = harvest.invoices.snapshot()
+    assert Decimal(str(mirror["amount"])) * 100 == total
+    assert _billed_ids(harvest) == set(entries)
+    [billed_expense] = [x for x in harvest.expenses.snapshot() if x["is_billed"]]
+    assert billed_expense["id"] == expense["id"] and billed_expense["invoice"]["id"] == mirror["id"]
+    assert [r[5] for r in writebacks(warehouse, "invoice")] == ["import"] and writebacks(warehouse, "gap") == []

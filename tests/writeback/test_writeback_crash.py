@@ -44,3 +44,21 @@ def test_a_writeback_killed_between_intent_and_record_ends_with_one_harvest_invo
     assert mirror["state"] == "open"
     assert run_dag("closeout_tracker_writeback").state == "success"
     assert len(harvest.invoices.snapshot()) == 1
+
+
+def test_a_failed_invoice_call_fails_the_task_and_the_retry_looks_it_up_before_creating_it_once(
+    warehouse, harvest, stripe_sandbox, run_dag, monkeypatch, tmp_path
+) -> None:
+    bill_config(tmp_path, monkeypatch, {CLIENT: "USD"})
+    ids = add_work(harvest, [1.5])
+    issue(run_dag)
+    # the run's first /v2/invoices call (the listing) passes; the POST that creates the invoice gets a 503
+    harvest.inject_fault("5xx", path_prefix="/v2/invoices", after=1)
+    result = run_dag("closeout_tracker_writeback")
+    assert result.state == "success" and result.tries["harvest"] == 2, result
+    posts = [t for m, t, s in harvest.stats()["log"] if m == "POST" and t.startswith("/v2/invoices")]
+    assert len(posts) == 3, "the refused create, the create after the lookup found nothing, the send message"
+    [mirror] = harvest.invoices.snapshot()
+    assert {e["id"] for e in harvest.entries_snapshot() if e["is_billed"]} == set(ids)
+    [(_, _, _, external_id, status, method, _)] = writebacks(warehouse, "invoice")
+    assert (external_id, status, method) == (str(mirror["id"]), "done", "import")

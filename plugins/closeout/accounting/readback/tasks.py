@@ -6,9 +6,9 @@ once (an advisory lock; the second waits), so cursors only move forward over wha
 
 Connection extras read here (besides the hooks' own): ``readback_entities`` (QuickBooks, comma separated; default
 Customer, Invoice, CreditMemo, Payment, Deposit, JournalEntry), ``readback_listings`` (Xero; default Contacts,
-Invoices, CreditNotes, Payments, ManualJournals, BankTransactions), ``readback_overlap_seconds`` (60: how far
-before the cursor each incremental read starts), ``home_currency`` / ``base_currency`` (else the report's / the
-organisation's).
+Invoices, CreditNotes, Payments, ManualJournals, BankTransactions, BankTransfers), ``readback_overlap_seconds`` (60:
+how far before the cursor each incremental read starts), ``home_currency`` / ``base_currency`` (else the report's /
+the organisation's).
 """
 
 from __future__ import annotations

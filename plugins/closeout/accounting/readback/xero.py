@@ -1,9 +1,10 @@
 """Read Xero back: modified-since listings for what changed, Reports/TrialBalance for the period.
 
-* Each listing (Contacts, Invoices, CreditNotes, Payments, ManualJournals, BankTransactions) has its own cursor: the
-  newest ``UpdatedDateUTC`` it returned. The next read sends it (less the overlap) as ``If-Modified-Since`` and pages
-  (100 a page) until a short page: one request per listing while nothing changed. Without a cursor the listing is
-  read whole. Xero keeps voided and deleted documents, with that status: they arrive like any other change.
+* Each listing (Contacts, Invoices, CreditNotes, Payments, ManualJournals, BankTransactions, BankTransfers) has its
+  own cursor: the newest ``UpdatedDateUTC`` it returned. The next read sends it (less the overlap) as ``If-Modified-
+  Since`` and pages (100 a page) until a short page: one request per listing while nothing changed. Without a cursor
+  the listing is read whole. Xero keeps voided and deleted documents, with that status: they arrive like any other
+  change.
 * The trial balance as at the end of each month read (the period's, or the previous and the current one) gives, per
   account, the month's movement and the balance to date; the movement is ingested as the period's general ledger
   (one row per account, dated on the period's first day, account by code), which is what the ``accounting_ledger``

@@ -192,3 +192,25 @@ def test_the_close_report_shows_the_same_margin_per_client_for_the_month(agency)
             assert 'id="margin"' in html and "Margin per client" in html
     assert margins == {(key(CLIENT_A), "USD"): 62000, (key(CLIENT_B), "EUR"): 48000, (key(CLIENT_B), "USD"): -20000}
     assert set(uncosted[(key(CLIENT_A), "USD")]) == {key(BEN)}
+
+
+def test_a_send_after_the_figures_moved_re_renders_so_mail_and_files_agree(warehouse, agency, finance_mail, run_dag):
+    from closeout.summary import tasks
+
+    summarised = tasks.summarise(agency.week, "manual__summarise")
+    assert summarised["totals"]["USD"]["margin_minor"] == 42000
+    # between the two steps an approved billable hour of Xenia's is synced (value +150.00, cost +50.00)
+    agency.harvest.create_entry(project_id=14300024, user_id=XENIA, spent_date=str(agency.week_start), hours=1.0,
+                                billable=True, billable_rate=150.0, is_closed=True)  # fmt: skip
+    assert run_dag(SYNC_DAG).state == "success"
+    sent = tasks.send(agency.week, "manual__send")
+    assert sent["sent"] is True
+    [mail] = finance_mail.messages
+    assert "420.00 USD" not in mail.message["Subject"] and "520.00 USD" in mail.message["Subject"]
+    attached = {p.get_filename(): p.get_content() for p in mail.message.iter_attachments()}
+    total = next(r for r in csv.DictReader(io.StringIO(attached["summary.csv"]))
+                 if r["row"] == "total" and r["currency"] == "USD")  # fmt: skip
+    assert total["margin_minor"] == "52000"
+    renders, figures = warehouse.rows("SELECT renders, figures FROM closeout.weekly_summaries WHERE week = %s",
+                                      (agency.week,))[0]  # fmt: skip
+    assert renders == 2 and {t["currency"]: t["margin_minor"] for t in figures["totals"]}["USD"] == 52000

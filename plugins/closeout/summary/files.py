@@ -47,10 +47,19 @@ def _count(n: int) -> Number:
     return Number(Decimal(n))
 
 
+def _major(amount: int, exponent: int) -> Number:
+    """``major_units`` (the accounting export's) by integer arithmetic: the same exact text, without a Decimal
+    quantize per cell (a busy week writes some hundred thousand amounts)."""
+    if not exponent:
+        return Number(amount)
+    whole, part = divmod(abs(amount), 10**exponent)
+    return Number(Decimal(f"{'-' if amount < 0 else ''}{whole}.{part:0{exponent}d}"))
+
+
 def _money(amount: int | None, exponent: int | None) -> list[Number | None]:
     if amount is None or exponent is None:
         return [None, None]
-    return [_count(amount), major_units(amount, exponent)]
+    return [Number(amount), _major(amount, exponent)]
 
 
 # -- summary.csv --------------------------------------------------------------------------------------------------
@@ -179,18 +188,24 @@ def to_json(document: dict[str, Any], indent: int | None = None) -> bytes:
     return (text + "\n").encode()
 
 
-def snapshot(s: WeeklySummary) -> dict[str, Any]:
-    """The record's figures: the totals and client margins (JSON-plain), as kept in the warehouse."""
-    return json.loads(to_json(summary_document(s, parts=("week", "totals", "clients", "no_cost_rate", "unapproved"))))
+SNAPSHOT_PARTS = ("week", "totals", "clients", "no_cost_rate", "unapproved")
 
 
-def write(s: WeeklySummary, html: bytes) -> dict[str, str]:
+def snapshot(s: WeeklySummary, document: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The record's figures: the totals and client margins (JSON-plain), as kept in the warehouse; from
+    ``document`` (``summary_document``) when the caller has it already."""
+    parts = {k: document[k] for k in SNAPSHOT_PARTS} if document else summary_document(s, parts=SNAPSHOT_PARTS)
+    return json.loads(to_json(parts))
+
+
+def write(s: WeeklySummary, html: bytes, document: dict[str, Any] | None = None) -> dict[str, str]:
     """Write the data files first and the page last (a page that exists has its data beside it); returns
     kind -> location. Overwrites: a rerun re-renders in place."""
     from closeout import artifacts
 
     where = locations(s.week.label)
-    parts = {"csv": summary_csv(s), "payroll": payroll_csv(s), "json": to_json(summary_document(s)), "html": html}
+    document = document or summary_document(s)
+    parts = {"csv": summary_csv(s), "payroll": payroll_csv(s), "json": to_json(document), "html": html}
     for kind in ("csv", "payroll", "json", "html"):
         artifacts.write(where[kind], parts[kind])
     return where

@@ -47,9 +47,10 @@ def summarise(week_value: Any, airflow_run_id: str, today: date | None = None) -
         payees = _mirror_payees(conn)
         conn.commit()
         s = build.build_summary(conn, week)
-        where = files.write(s, page.render_html(s))
+        document = files.summary_document(s)
+        where = files.write(s, page.render_html(s), document)
         with conn.transaction():
-            renders = record.save(conn, s, files.snapshot(s), where, airflow_run_id)
+            renders = record.save(conn, s, files.snapshot(s, document), where, airflow_run_id)
     totals = {t.currency: {"approved_hours": format(t.approved_hours, "f"), "margin_minor": t.margin_minor,
                            "uncosted_hours": format(t.uncosted_hours, "f")} for t in s.figures.totals}  # fmt: skip
     log.info("weekly summary %s: %s (render %s) at %s", week.label, totals, renders, artifacts.link(where["html"]))

@@ -833,6 +833,13 @@ class HarvestSandbox:
                     return _json(200, {"ids": ids})
                 case _, ["expenses", *_] | ["raw_expenses"] if (found := self.expenses.control(method, parts, args)):
                     return found
+                case "GET", ["invoices"]:
+                    return _json(200, self.invoices.snapshot())
+                case "GET", ["invoices", ident, "payments"]:
+                    return _json(200, self.invoices.payments(int(ident)))
+                case "DELETE", ["invoices", ident]:  # someone deletes an invoice in the Harvest web app
+                    self.invoices.delete(int(ident))
+                    return _json(200, {"deleted": int(ident)})
                 case "POST", ["rate_limit"]:
                     if args.get("off"):
                         self.set_rate_limit(None)

@@ -177,3 +177,14 @@ def test_oauth_code_grant_and_rotating_refresh_tokens(sandbox: HarvestSandbox) -
     assert web.get(f"{sandbox.url}/v2/users/me", headers=headers).status_code == 401
     other_account = {**headers, "Authorization": f"Bearer {refreshed['access_token']}", "Harvest-Account-Id": "999"}
     assert web.get(f"{sandbox.url}/v2/users/me", headers=other_account).status_code == 401
+
+
+def test_control_endpoints_for_harnesses_in_another_process(sandbox: HarvestSandbox, api: requests.Session) -> None:
+    client = _project(sandbox)["client"]["id"]
+    invoice = api.post(f"{sandbox.url}/v2/invoices", json={"client_id": client, "number": "C-1"}).json()
+    web = _Plain()
+    assert [i["number"] for i in web.get(f"{sandbox.url}/_sandbox/invoices").json()] == ["C-1"]
+    assert web.get(f"{sandbox.url}/_sandbox/invoices/{invoice['id']}/payments").json() == []
+    assert web.delete(f"{sandbox.url}/_sandbox/invoices/{invoice['id']}").json() == {"deleted": invoice["id"]}
+    assert web.delete(f"{sandbox.url}/_sandbox/invoices/{invoice['id']}").status_code == 404
+    assert sandbox.invoices.snapshot() == []

@@ -130,8 +130,10 @@ def main(argv: list[str] | None = None) -> dict:
         from benchmarks import drafting
 
         results["edited_after_previous_summary"] = drafting.edit_one_percent(conn, args.entries, 1)
+    load_before = os.getloadavg()[0]
     seconds, summary = summarise(WEEK)
     results["summary_seconds"] = round(seconds, 2)
+    results["load_average_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]  # shared 2-core machines
     results["summary"] = {k: summary[k] for k in ("totals", "changed_weeks", "renders")}
     results["no_cost_rate_people"] = len(summary["no_cost_rate"])
     results["within_budget"] = seconds < BUDGET_SECONDS
@@ -158,7 +160,8 @@ def print_table(r: dict) -> None:
     for name, seconds, budget, what in rows:
         budget_text = f"{budget:.0f}" if budget else "-"
         print(f"{name:<28}{seconds:>10.2f}{budget_text:>10}  {what}")
-    print("within budget" if r["within_budget"] else f"OVER BUDGET ({BUDGET_SECONDS:.0f} s)")
+    print(("within budget" if r["within_budget"] else f"OVER BUDGET ({BUDGET_SECONDS:.0f} s)")
+          + f"; load average (1 min) before and after: {r['load_average_1m']}")  # fmt: skip
 
 
 if __name__ == "__main__":

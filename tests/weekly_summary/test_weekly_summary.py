@@ -214,3 +214,23 @@ def test_a_send_after_the_figures_moved_re_renders_so_mail_and_files_agree(wareh
     renders, figures = warehouse.rows("SELECT renders, figures FROM closeout.weekly_summaries WHERE week = %s",
                                       (agency.week,))[0]  # fmt: skip
     assert renders == 2 and {t["currency"]: t["margin_minor"] for t in figures["totals"]}["USD"] == 52000
+
+
+def test_csv_cells_encode_exactly_as_the_accounting_writer():
+    """The summary's fast cell writer gives the bytes ``closeout.accounting.csv_safe`` gives, formulas included."""
+    import random
+
+    from closeout.accounting.csv_safe import Number, encode_row, major_units
+    from closeout.summary.files import Figure, _hours, _major, _row
+
+    rng = random.Random(16)
+    for exponent in range(5):
+        for amount in [0, 1, -1, 9, -10, 10**exponent, -(10**exponent) + 1, *(rng.randint(-10**13, 10**13)
+                                                                               for _ in range(500))]:
+            assert _major(amount, exponent) == major_units(amount, exponent).text, (amount, exponent)
+    texts = ['=SUM(A1)', "+1", "-2", "@x", "\tt", "plain", 'quo"te', "Kraków, Ltd", "\r\n"]
+    ours = _row([*texts, None, "", Figure(12), _hours(D("2.5"))])
+    theirs = encode_row([*texts, None, "", Number(12), Number(D("2.50"))])
+    assert ours == theirs
+    with pytest.raises(TypeError):
+        _row([1.5])

@@ -15,7 +15,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from closeout.accounting.csv_safe import Number, decimal_number, encode_row, major_units
+from closeout.accounting.csv_safe import LINE_END, decimal_number, major_units, neutralise
 from closeout.summary.build import WeeklySummary
 from closeout.summary.figures import Margin
 
@@ -37,29 +37,51 @@ def locations(week: str) -> dict[str, str]:
     return {kind: f"{base}/{name}" for kind, name in NAMES.items()}
 
 
-def _hours(value: Decimal | int | str) -> Number:
+class Figure(str):
+    """A number cell's exact text, made from an ``int`` or a finite ``Decimal`` here (never from a float): written
+    bare, as the accounting writer's ``Number`` is, at a fraction of its cost per cell."""
+
+
+def _row(cells: list[Any] | tuple[Any, ...]) -> bytes:
+    """``csv_safe.encode_row``'s encoding (text quoted and formula-neutralised by ``csv_safe.neutralise``,
+    numbers bare, empty for None, CRLF) for cells that are ``str``, :class:`Figure` or None."""
+    out = []
+    for cell in cells:
+        if cell is None or cell == "":
+            out.append("")
+        elif type(cell) is Figure:
+            out.append(cell)
+        elif isinstance(cell, str):
+            out.append('"' + neutralise(cell).replace('"', '""') + '"')
+        else:
+            raise TypeError(f"cells are text, Figure or None, not {type(cell).__name__}")
+    return ",".join(out).encode("utf-8") + LINE_END
+
+
+def _hours(value: Decimal | int | str) -> Figure:
     """Hours with at least two decimals (``2.50``), never rounded: more precise sums keep their digits."""
     d = Decimal(value)
-    return Number(d.quantize(Decimal("0.01")) if d.as_tuple().exponent > -2 else d)
+    return Figure(format(d.quantize(Decimal("0.01")) if d.as_tuple().exponent > -2 else d, "f"))
 
 
-def _count(n: int) -> Number:
-    return Number(Decimal(n))
+def _count(n: int) -> Figure:
+    return Figure(int(n))
 
 
-def _major(amount: int, exponent: int) -> Number:
-    """``major_units`` (the accounting export's) by integer arithmetic: the same exact text, without a Decimal
-    quantize per cell (a busy week writes some hundred thousand amounts)."""
+def _major(amount: int, exponent: int) -> Figure:
+    """``csv_safe.major_units`` by integer arithmetic: the same exact text (checked by the tests), without a
+    Decimal quantize per cell (a busy week writes some hundred thousand amounts)."""
     if not exponent:
-        return Number(amount)
+        return Figure(amount)
     whole, part = divmod(abs(amount), 10**exponent)
-    return Number(Decimal(f"{'-' if amount < 0 else ''}{whole}.{part:0{exponent}d}"))
+    sign = "-" if amount < 0 else ""
+    return Figure(f"{sign}{whole}.{part:0{exponent}d}")
 
 
-def _money(amount: int | None, exponent: int | None) -> list[Number | None]:
+def _money(amount: int | None, exponent: int | None) -> list[Figure | None]:
     if amount is None or exponent is None:
         return [None, None]
-    return [Number(amount), _major(amount, exponent)]
+    return [Figure(amount), _major(amount, exponent)]
 
 
 # -- summary.csv --------------------------------------------------------------------------------------------------
@@ -76,7 +98,7 @@ def _margin_row(s: WeeklySummary, kind: str, m: Margin) -> bytes:
     note = f"{NO_COST_RATE}: {', '.join(m.uncosted_people)}" if m.uncosted_people else None
     if m.unrated_entries:
         note = "; ".join(filter(None, [note, f"{m.unrated_entries} billable entries without a rate"]))
-    return encode_row([
+    return _row([
         s.week.label, kind, m.client_key, s.name(m.client_key) or None, None, None, None, None, m.currency, None,
         _hours(m.approved_hours), _hours(m.billable_hours), _hours(m.nonbillable_hours),
         *_money(m.billable_value_minor, e), m.currency, None, *_money(m.cost_minor, e),
@@ -88,21 +110,21 @@ def _margin_row(s: WeeklySummary, kind: str, m: Margin) -> bytes:
 def summary_csv(s: WeeklySummary) -> bytes:
     """Lines (person on project, in the entries' currency; cost in the payee's), expenses, then per client and
     currency the margin, then per currency the total."""
-    out = [encode_row(SUMMARY_HEADER)]
+    out = [_row(list(SUMMARY_HEADER))]
     for line in s.figures.lines:
         e = line.exponent
-        out.append(encode_row([
+        out.append(_row([
             s.week.label, "time", line.client_key, s.name(line.client_key) or None, line.project_key,
             s.name(line.project_key) or None, line.user_key, s.name(line.user_key) or None, line.currency,
             _count(line.entries), _hours(line.approved_hours), _hours(line.billable_hours),
             _hours(line.nonbillable_hours), *_money(line.billable_value_minor, e), line.cost_currency,
-            None if line.cost_rate is None else decimal_number(line.cost_rate),
+            None if line.cost_rate is None else Figure(decimal_number(line.cost_rate).text),
             *_money(line.cost_minor, line.cost_exponent), None, None, None, None, None, None,
             None if line.has_cost_rate else _hours(line.approved_hours),
             None if line.has_cost_rate else NO_COST_RATE,
         ]))  # fmt: skip
     for x in s.figures.expenses:
-        out.append(encode_row([
+        out.append(_row([
             s.week.label, "expense", x.client_key, s.name(x.client_key) or None, x.project_key,
             s.name(x.project_key) or None, x.user_key, s.name(x.user_key) or None, x.currency, _count(x.expenses),
             None, None, None, None, None, None, None, None, None, *_money(x.billable_minor, x.exponent),
@@ -121,9 +143,9 @@ PAYROLL_HEADER = ("week", "user_key", "user_name", "date", "client_key", "client
 def payroll_csv(s: WeeklySummary) -> bytes:
     """Approved hours per person, day, client and project: what payroll imports. Names are untrusted tracker text
     and are neutralised like every cell."""
-    out = [encode_row(PAYROLL_HEADER)]
+    out = [_row(list(PAYROLL_HEADER))]
     for p in s.payroll:
-        out.append(encode_row([
+        out.append(_row([
             s.week.label, p["user_key"], s.name(p["user_key"]) or None, p["spent_date"].isoformat(), p["client_key"],
             s.name(p["client_key"]) or None, p["project_key"], s.name(p["project_key"]) or None,
             _hours(p["hours"]), _hours(p["billable_hours"]), _count(p["entries"]),

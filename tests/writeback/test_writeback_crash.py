@@ -62,3 +62,34 @@ def test_a_failed_invoice_call_fails_the_task_and_the_retry_looks_it_up_before_c
     assert {e["id"] for e in harvest.entries_snapshot() if e["is_billed"]} == set(ids)
     [(_, _, _, external_id, status, method, _)] = writebacks(warehouse, "invoice")
     assert (external_id, status, method) == (str(mirror["id"]), "done", "import")
+
+
+def test_a_payment_whose_answer_was_lost_is_found_by_its_notes_and_not_recorded_twice(
+    warehouse, harvest, stripe_sandbox, run_dag, monkeypatch, tmp_path
+) -> None:
+    from closeout.warehouse.db import connect
+    from closeout.writeback import records
+    from closeout.writeback.harvest_api import HarvestWriter
+    from writeback_support import pay_all
+
+    bill_config(tmp_path, monkeypatch, {CLIENT: "USD"})
+    add_work(harvest, [2.0])
+    issue(run_dag)
+    assert run_dag("closeout_tracker_writeback").state == "success"
+    pay_all(stripe_sandbox, warehouse, run_dag)
+    [(payment_ref, invoice_id, amount)] = warehouse.rows(
+        "SELECT payment_ref, invoice_id, amount_minor FROM closeout.invoice_payments WHERE kind = 'payment'")
+    [mirror] = harvest.invoices.snapshot()
+    # what a worker killed after Harvest recorded the payment leaves: the row 'sent', the payment in Harvest
+    with connect() as conn:
+        row = records.plan(conn, source="harvest", object_kind="payment", closeout_ref=payment_ref,
+                           invoice_id=invoice_id, writeback_key=f"Stripe payment {payment_ref}")  # fmt: skip
+        records.mark_sent(conn, row, method="payment", request={"amount_minor": amount})
+    HarvestWriter().write("POST", f"invoices/{mirror['id']}/payments",
+                          {"amount": str(amount / 100), "notes": f"Stripe payment {payment_ref} (closeout)"})
+
+    assert run_dag("closeout_tracker_writeback").state == "success"
+    [payment] = harvest.invoices.payments(mirror["id"])
+    assert warehouse.rows("SELECT external_id, status, method FROM closeout.tracker_writebacks "
+                          "WHERE object_kind = 'payment'") == [(str(payment["id"]), "done", "lookup")]  # fmt: skip
+    assert harvest.invoices.get(mirror["id"])["state"] == "paid"

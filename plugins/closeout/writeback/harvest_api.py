@@ -42,6 +42,20 @@ class HarvestWriter:
             items.extend(page.items)
         return items
 
+    def nested_listing(self, path: str, key: str) -> list[dict[str, Any]]:
+        """Every item of a listing whose envelope key differs from its path (``invoices/{id}/payments`` lists
+        ``invoice_payments``), following ``links.next``."""
+        url: str | None = self.hook.url(path, {"per_page": self.hook.per_page})
+        items: list[dict[str, Any]] = []
+        while url:
+            response, _call = self.hook._request(url)
+            if response.status_code == 404:
+                return items
+            body = decode(response.content)
+            items.extend(body[key])
+            url = (body.get("links") or {}).get("next")
+        return items
+
     def get(self, path: str) -> dict[str, Any] | None:
         """One object, or None when Harvest answers 404."""
         response, _call = self.hook._request(self.hook.url(path))

@@ -369,7 +369,7 @@ def _record_payment(conn: psycopg.Connection, writer: HarvestWriter, payment: di
                        request={"amount_minor": payment["amount_minor"]})  # fmt: skip
     conn.commit()
     if row.status == "sent":
-        found = next((p for p in writer.listing(f"invoices/{harvest_id}/payments")
+        found = next((p for p in writer.nested_listing(f"invoices/{harvest_id}/payments", "invoice_payments")
                       if key in str(p.get("notes") or "")), None)  # fmt: skip
         if found is not None:
             records.event(conn, row, "found_after_lost_answer", f"Harvest payment {found['id']} found by its notes")

@@ -93,3 +93,26 @@ def test_a_payment_whose_answer_was_lost_is_found_by_its_notes_and_not_recorded_
     assert warehouse.rows("SELECT external_id, status, method FROM closeout.tracker_writebacks "
                           "WHERE object_kind = 'payment'") == [(str(payment["id"]), "done", "lookup")]  # fmt: skip
     assert harvest.invoices.get(mirror["id"])["state"] == "paid"
+
+
+
+def test_a_send_message_whose_answer_was_lost_is_resolved_from_the_invoice_state_and_not_sent_again(
+    warehouse, harvest, stripe_sandbox, run_dag, monkeypatch, tmp_path
+) -> None:
+    from closeout.warehouse.db import connect
+    from closeout.writeback.harvest_api import HarvestWriter
+
+    bill_config(tmp_path, monkeypatch, {CLIENT: "USD"})
+    add_work(harvest, [2.0])
+    issue(run_dag)
+    assert run_dag("closeout_tracker_writeback").state == "success"
+    [mirror] = harvest.invoices.snapshot()
+    with connect() as conn:  # as a worker killed after Harvest took the send event leaves it
+        conn.execute("UPDATE closeout_data.tracker_writebacks SET status = 'sent', completed_at = NULL "
+                     "WHERE object_kind = 'message'")  # fmt: skip
+        conn.commit()
+    assert run_dag("closeout_tracker_writeback").state == "success"
+    messages = HarvestWriter().nested_listing(f"invoices/{mirror['id']}/messages", "invoice_messages")
+    assert [m["event_type"] for m in messages] == ["send"]
+    assert warehouse.rows("SELECT status, method FROM closeout.tracker_writebacks WHERE object_kind = 'message'") \
+        == [("done", "lookup")]

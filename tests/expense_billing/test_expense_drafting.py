@@ -149,10 +149,12 @@ def test_not_billable_unapproved_deleted_and_already_billed_in_the_tracker_are_n
 def test_drafting_twice_writes_nothing(books: ExpenseBooks) -> None:
     _configure(books, expense_markup_percent=10, expense_receipt_links=True)
     books.put_expenses(Expense("1", receipt_url="https://r.example/1"), Expense("2", category=None))
-    books.draft()
+    first = books.draft()
+    assert (first.invoices_changed, first.expense_rows_added, first.expense_lines_changed) == (1, 2, 2)
     before = books.invoices()
     summary = books.draft()
     assert (summary.expense_rows_added, summary.expense_rows_closed, summary.expense_lines_changed) == (0, 0, 0)
+    assert summary.invoices_changed == 0
     assert books.invoices() == before
 
 

@@ -283,7 +283,9 @@ def _rejudge_if_identity_changed(conn: psycopg.Connection) -> None:
 
 def _summarise(conn: psycopg.Connection, run_id: int) -> DraftSummary:
     counts = conn.execute(
-        """SELECT (SELECT count(*) FROM billing_dirty), (SELECT count(*) FROM billing_bumped),
+        """SELECT (SELECT count(*) FROM billing_dirty),
+                  (SELECT count(*) FROM (SELECT invoice_id FROM billing_bumped
+                                         UNION SELECT invoice_id FROM expense_bumped) b),
                   (SELECT count(*) FROM billing_to_close), (SELECT count(*) FROM billing_desired),
                   (SELECT count(*) FROM billing_new_lines WHERE kind = 'adjustment' AND entry_count > 0),
                   (SELECT count(*) FROM billing_new_lines WHERE kind = 'credit' AND entry_count > 0),

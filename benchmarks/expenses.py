@@ -25,7 +25,6 @@ import platform
 import random
 import subprocess
 import sys
-import time
 from datetime import UTC, date, datetime, timedelta
 
 from benchmarks.harvest_ingest import (
@@ -36,6 +35,7 @@ from benchmarks.harvest_ingest import (
     fresh_database,
     harvest_conn,
     machine,
+    parse_copy,
     start_sandbox_process,
 )
 
@@ -90,34 +90,16 @@ def serve(expenses: int, seed: int) -> int:
 
 def baseline_parse_copy(url: str, conn_json: str) -> dict:
     """Fetch, json.loads and COPY the fields closeout keeps of each expense into a plain table."""
-    import psycopg
-    import requests
+    columns = ("id bigint, spent_date date, total_cost numeric, units numeric, currency text, category_id bigint, "
+               "billable boolean, is_closed boolean, is_billed boolean, client_id bigint, project_id bigint, "
+               "user_id bigint, receipt_url text, updated_at timestamptz")  # fmt: skip
 
-    conn = json.loads(conn_json)
-    session = requests.Session()
-    headers = {"Authorization": "Bearer sandbox-token", "Harvest-Account-Id": "123456", "User-Agent": "bench"}
-    with psycopg.connect(
-        host=conn["host"], port=conn.get("port") or 5432, user=conn.get("login"), dbname=conn["schema"], autocommit=True
-    ) as db:
-        db.execute("DROP TABLE IF EXISTS baseline_expenses")
-        db.execute("""CREATE TABLE baseline_expenses (id bigint, spent_date date, total_cost numeric, units numeric,
-                      currency text, category_id bigint, billable boolean, is_closed boolean, is_billed boolean,
-                      client_id bigint, project_id bigint, user_id bigint, receipt_url text, updated_at timestamptz)""")
-        started = time.perf_counter()
-        next_url: str | None = f"{url}/v2/expenses?per_page={PAGE_SIZE}"
-        rows = 0
-        while next_url:
-            body = session.get(next_url, headers=headers, timeout=120).json()
-            with db.transaction(), db.cursor().copy("COPY baseline_expenses FROM STDIN") as copy:
-                for e in body["expenses"]:
-                    copy.write_row((
-                        e["id"], e["spent_date"], e["total_cost"], e["units"], e["client"]["currency"],
-                        e["expense_category"]["id"], e["billable"], e["is_closed"], e["is_billed"], e["client"]["id"],
-                        e["project"]["id"], e["user"]["id"], (e.get("receipt") or {}).get("url"), e["updated_at"],
-                    ))  # fmt: skip
-            rows += len(body["expenses"])
-            next_url = body["links"]["next"]
-        return {"seconds": time.perf_counter() - started, "rows": rows}
+    def row(e: dict) -> tuple:
+        return (e["id"], e["spent_date"], e["total_cost"], e["units"], e["client"]["currency"],
+                e["expense_category"]["id"], e["billable"], e["is_closed"], e["is_billed"], e["client"]["id"],
+                e["project"]["id"], e["user"]["id"], (e.get("receipt") or {}).get("url"), e["updated_at"])  # fmt: skip
+
+    return parse_copy(url, conn_json, "expenses", columns, row)
 
 
 def run_child_sync(conn_json: str, url: str) -> dict:

@@ -116,48 +116,46 @@ def baseline_download(url: str) -> dict:
     return {"seconds": time.perf_counter() - started, "pages": pages, "megabytes": size / 1e6}
 
 
-def baseline_parse_copy(url: str, conn_json: str) -> dict:
-    """Fetch, json.loads, COPY a dozen fields per entry into an unlogged-free plain table."""
+def parse_copy(url: str, conn_json: str, resource: str, columns: str, row) -> dict:
+    """The floor a closeout sync is compared with: fetch every page of ``/v2/<resource>``, json.loads it and COPY
+    ``row(item)`` of each item into a plain table (no versioning, validation, quarantine or references)."""
     import psycopg
     import requests
 
     conn = json.loads(conn_json)
     session = requests.Session()
     headers = {"Authorization": "Bearer sandbox-token", "Harvest-Account-Id": "123456", "User-Agent": "bench"}
+    table = f"baseline_{resource}"
     with psycopg.connect(
         host=conn["host"], port=conn.get("port") or 5432, user=conn.get("login"), dbname=conn["schema"], autocommit=True
     ) as db:
-        db.execute("DROP TABLE IF EXISTS baseline_entries")
-        db.execute("""CREATE TABLE baseline_entries (id bigint, spent_date date, hours numeric, rounded_hours numeric,
-                      billable boolean, rate numeric, currency text, client_id bigint, project_id bigint,
-                      task_id bigint, user_id bigint, notes text, updated_at timestamptz)""")
+        db.execute(f"DROP TABLE IF EXISTS {table}")
+        db.execute(f"CREATE TABLE {table} ({columns})")
         started = time.perf_counter()
-        next_url: str | None = f"{url}/v2/time_entries?per_page={PAGE_SIZE}"
+        next_url: str | None = f"{url}/v2/{resource}?per_page={PAGE_SIZE}"
         rows = 0
         while next_url:
             body = session.get(next_url, headers=headers, timeout=120).json()
-            with db.transaction(), db.cursor().copy("COPY baseline_entries FROM STDIN") as copy:
-                for e in body["time_entries"]:
-                    copy.write_row(
-                        (
-                            e["id"],
-                            e["spent_date"],
-                            e["hours"],
-                            e["rounded_hours"],
-                            e["billable"],
-                            e["billable_rate"],
-                            e["client"]["currency"],
-                            e["client"]["id"],
-                            e["project"]["id"],
-                            e["task"]["id"],
-                            e["user"]["id"],
-                            e["notes"],
-                            e["updated_at"],
-                        )
-                    )
-            rows += len(body["time_entries"])
+            with db.transaction(), db.cursor().copy(f"COPY {table} FROM STDIN") as copy:
+                for item in body[resource]:
+                    copy.write_row(row(item))
+            rows += len(body[resource])
             next_url = body["links"]["next"]
         return {"seconds": time.perf_counter() - started, "rows": rows}
+
+
+def baseline_parse_copy(url: str, conn_json: str) -> dict:
+    """Fetch, json.loads, COPY a dozen fields per entry into a plain table."""
+    columns = ("id bigint, spent_date date, hours numeric, rounded_hours numeric, billable boolean, rate numeric, "
+               "currency text, client_id bigint, project_id bigint, task_id bigint, user_id bigint, notes text, "
+               "updated_at timestamptz")  # fmt: skip
+
+    def row(e: dict) -> tuple:
+        return (e["id"], e["spent_date"], e["hours"], e["rounded_hours"], e["billable"], e["billable_rate"],
+                e["client"]["currency"], e["client"]["id"], e["project"]["id"], e["task"]["id"], e["user"]["id"],
+                e["notes"], e["updated_at"])  # fmt: skip
+
+    return parse_copy(url, conn_json, "time_entries", columns, row)
 
 
 def run_child_sync(conn_json: str, url: str, sweep: str) -> dict:

@@ -6,7 +6,9 @@
 -- outstanding = the unpaid remainder of issued invoices still collectable (publishing, open); an uncollectible
 -- invoice's remainder is written off. The tie-out (billed - paid - written off = outstanding) is computed by
 -- the report from these separately summed columns, never assumed. Names: the billing configuration's, else
--- the tracker's.
+-- the tracker's. Lines split three ways: time, expenses (first billing of expenses, kind 'expense') and
+-- adjustments (adjustment and credit lines, expense corrections included), so time + expenses + adjustments
+-- = the invoices' lines.
 WITH entries AS (
     SELECT t.client_key, t.currency,
            sum(t.hours) AS hours,
@@ -23,8 +25,9 @@ WITH entries AS (
 ), line_sums AS (
     SELECT l.invoice_id,
            coalesce(sum(l.amount_minor) FILTER (WHERE l.kind = 'time'), 0) AS time_minor,
-           coalesce(sum(l.amount_minor) FILTER (WHERE l.kind <> 'time'), 0) AS adjustments_minor,
-           count(*) FILTER (WHERE l.kind <> 'time') AS adjustment_lines,
+           coalesce(sum(l.amount_minor) FILTER (WHERE l.kind = 'expense'), 0) AS expenses_minor,
+           coalesce(sum(l.amount_minor) FILTER (WHERE l.kind NOT IN ('time', 'expense')), 0) AS adjustments_minor,
+           count(*) FILTER (WHERE l.kind NOT IN ('time', 'expense')) AS adjustment_lines,
            coalesce(sum(l.amount_minor), 0) AS lines_minor
     FROM closeout.invoice_lines l
     JOIN period_invoices p ON p.invoice_id = l.invoice_id
@@ -35,6 +38,7 @@ WITH entries AS (
            coalesce(sum(p.total_minor) FILTER (WHERE p.issued), 0) AS billed_minor,
            coalesce(sum(s.lines_minor) FILTER (WHERE p.issued), 0) AS lines_minor,
            coalesce(sum(s.time_minor) FILTER (WHERE p.issued), 0) AS time_minor,
+           coalesce(sum(s.expenses_minor) FILTER (WHERE p.issued), 0) AS expenses_minor,
            coalesce(sum(s.adjustments_minor) FILTER (WHERE p.issued), 0) AS adjustments_minor,
            coalesce(sum(s.adjustment_lines) FILTER (WHERE p.issued), 0) AS adjustment_lines,
            coalesce(sum(p.amount_paid_minor) FILTER (WHERE p.issued), 0) AS paid_minor,
@@ -90,7 +94,8 @@ SELECT k.client_key, coalesce(nullif(c.name, ''), tn.name, '') AS client_name, k
        coalesce(e.entry_count, 0) AS entry_count,
        coalesce(i.invoices, 0) AS invoices, coalesce(i.billed_minor, 0) AS billed_minor,
        coalesce(i.lines_minor, 0) AS lines_minor,
-       coalesce(i.time_minor, 0) AS time_minor, coalesce(i.adjustments_minor, 0) AS adjustments_minor,
+       coalesce(i.time_minor, 0) AS time_minor, coalesce(i.expenses_minor, 0) AS expenses_minor,
+       coalesce(i.adjustments_minor, 0) AS adjustments_minor,
        coalesce(i.adjustment_lines, 0) AS adjustment_lines,
        coalesce(i.paid_minor, 0) AS paid_minor, coalesce(i.outstanding_minor, 0) AS outstanding_minor,
        coalesce(i.written_off_minor, 0) AS written_off_minor, coalesce(r.refunded_minor, 0) AS refunded_minor,

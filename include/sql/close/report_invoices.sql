@@ -1,9 +1,11 @@
 -- Close report: the period's invoices (billing period starting in the month, void ones included and
--- marked, so the page accounts for every invoice of the period), with their line split.
+-- marked, so the page accounts for every invoice of the period), with their line split (expense lines
+-- apart from adjustment and credit lines).
 SELECT i.invoice_id, i.client_key, i.currency, cur.exponent, i.period_start, i.period_end, i.status,
        i.total_minor, i.amount_paid_minor, coalesce(i.stripe_number, '') AS stripe_number,
        coalesce(i.hosted_invoice_url, '') AS hosted_invoice_url,
-       coalesce(sum(l.amount_minor) FILTER (WHERE l.kind <> 'time'), 0)::bigint AS adjustments_minor,
+       coalesce(sum(l.amount_minor) FILTER (WHERE l.kind = 'expense'), 0)::bigint AS expenses_minor,
+       coalesce(sum(l.amount_minor) FILTER (WHERE l.kind NOT IN ('time', 'expense')), 0)::bigint AS adjustments_minor,
        count(l.line_no) AS line_count
 FROM closeout.invoices i
 JOIN closeout_data.currencies cur ON cur.code = i.currency

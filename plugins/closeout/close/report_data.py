@@ -21,7 +21,9 @@ from psycopg.rows import dict_row
 from closeout.billing import periods
 from closeout.paths import load_sql
 
-MONEY_FIELDS = ("time_billed", "adjustments", "billed", "paid", "outstanding", "written_off", "refunded", "drafted")
+MONEY_FIELDS = (
+    "time_billed", "expenses", "adjustments", "billed", "paid", "outstanding", "written_off", "refunded", "drafted",
+)  # fmt: skip
 # optional relations other stages add; shown when present (found by to_regclass, never assumed)
 PERIOD_STATE_VIEWS = ("closeout.period_locks", "closeout.period_closes")
 
@@ -76,6 +78,8 @@ class ClientFigures:
     payment_exceptions: int
     billing_exceptions: int
     quarantined: int
+    # billed expenses (kind 'expense' lines) apart from adjustments; defaulted so older callers still build rows
+    expenses_minor: int = 0
 
     @property
     def exceptions(self) -> int:
@@ -126,6 +130,7 @@ class CurrencyTotals:
     billing_exceptions: int
     quarantined: int
     tie_outs: tuple[TieOut, ...] = ()
+    expenses_minor: int = 0
 
     @property
     def exceptions(self) -> int:
@@ -298,14 +303,14 @@ def _client(row: dict[str, Any]) -> ClientFigures:
         outstanding_minor=int(row["outstanding_minor"]), written_off_minor=int(row["written_off_minor"]),
         refunded_minor=int(row["refunded_minor"]), drafts=int(row["drafts"]), drafted_minor=int(row["drafted_minor"]),
         payment_exceptions=int(row["payment_exceptions"]), billing_exceptions=int(row["billing_exceptions"]),
-        quarantined=int(row["quarantined"]),
+        quarantined=int(row["quarantined"]), expenses_minor=int(row["expenses_minor"]),
     )  # fmt: skip
 
 
 SUMMED = (
     "hours", "billable_hours", "entry_count", "invoices", "time_billed_minor", "adjustments_minor", "adjustment_lines",
     "billed_minor", "lines_minor", "paid_minor", "outstanding_minor", "written_off_minor", "refunded_minor", "drafts",
-    "drafted_minor", "payment_exceptions", "billing_exceptions", "quarantined",
+    "drafted_minor", "payment_exceptions", "billing_exceptions", "quarantined", "expenses_minor",
 )  # fmt: skip
 
 
@@ -313,7 +318,7 @@ def currency_totals(
     clients: tuple[ClientFigures, ...], receivable: dict[str, tuple[int, int]] | None = None
 ) -> tuple[CurrencyTotals, ...]:
     """Per-currency sums of the client rows, each with its tie-outs: what was billed less what was paid and
-    written off is what is outstanding; the invoices' totals are the sum of their lines (time plus adjustments);
+    written off is what is outstanding; the invoices' totals are the sum of their lines (time, expenses, adjustments);
     and, from ``receivable`` (currency -> (ledger receivable, open invoices' unpaid remainder), all periods), the
     books agree with the invoices. Both sides come from different columns or tables, so a broken link shows as a
     difference."""
@@ -328,8 +333,9 @@ def currency_totals(
                    "billed - paid - written off = outstanding",
                    sums["billed_minor"] - sums["paid_minor"] - sums["written_off_minor"], sums["outstanding_minor"]),
             TieOut(currency, exponent, "invoice totals are the sum of their lines",
-                   "time lines + adjustment lines = billed",
-                   sums["time_billed_minor"] + sums["adjustments_minor"], sums["billed_minor"]),
+                   "time lines + expense lines + adjustment lines = billed",
+                   sums["time_billed_minor"] + sums["expenses_minor"] + sums["adjustments_minor"],
+                   sums["billed_minor"]),
             TieOut(currency, exponent, "ledger receivable is the open invoices' unpaid remainder (all periods)",
                    "ledger receivable = unpaid on open invoices", *receivable.get(currency, (0, 0))),
         )  # fmt: skip

@@ -134,10 +134,10 @@ def report_json(report: CloseReport) -> bytes:
 # -- CSV ----------------------------------------------------------------------------------------------------------
 CSV_HEADER = (
     "period", "row", "currency", "client_key", "client_name", "hours", "billable_hours", "entries", "invoices",
-    "time_billed_minor", "time_billed", "adjustments_minor", "adjustments", "adjustment_lines", "billed_minor",
-    "billed", "paid_minor", "paid", "outstanding_minor", "outstanding", "written_off_minor", "written_off",
-    "refunded_minor", "refunded", "drafts", "drafted_minor", "drafted", "payment_exceptions", "billing_exceptions",
-    "quarantined", "ties_out",
+    "time_billed_minor", "time_billed", "expenses_minor", "expenses", "adjustments_minor", "adjustments",
+    "adjustment_lines", "billed_minor", "billed", "paid_minor", "paid", "outstanding_minor", "outstanding",
+    "written_off_minor", "written_off", "refunded_minor", "refunded", "drafts", "drafted_minor", "drafted",
+    "payment_exceptions", "billing_exceptions", "quarantined", "ties_out",
 )  # fmt: skip
 
 
@@ -154,7 +154,8 @@ def _figures_cells(f: Any) -> list:
     e = f.exponent
     return [
         decimal_number(f.hours), decimal_number(f.billable_hours), _count(f.entry_count), _count(f.invoices),
-        *_money(f.time_billed_minor, e), *_money(f.adjustments_minor, e), _count(f.adjustment_lines),
+        *_money(f.time_billed_minor, e), *_money(f.expenses_minor, e), *_money(f.adjustments_minor, e),
+        _count(f.adjustment_lines),
         *_money(f.billed_minor, e), *_money(f.paid_minor, e), *_money(f.outstanding_minor, e),
         *_money(f.written_off_minor, e), *_money(f.refunded_minor, e), _count(f.drafts), *_money(f.drafted_minor, e),
         _count(f.payment_exceptions), _count(f.billing_exceptions), _count(f.quarantined),

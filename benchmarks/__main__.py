@@ -16,6 +16,7 @@ from benchmarks import (
     stripe_payments,
     weekly_summary,
     windowed_ingest,
+    writeback,
 )
 
 if __name__ == "__main__":
@@ -29,6 +30,7 @@ if __name__ == "__main__":
     reconcile.main([a for a in args if a != "--edits"])
     weekly_summary.main([a for a in args if a != "--edits"])
     accounting_push.main([a for a in args if a not in ("--edits", "--entries")])
+    writeback.main([a for a in args if a not in ("--edits", "--entries")])
     if shutil.which("redis-server"):
         distribution.main([])
     else:

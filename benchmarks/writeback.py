@@ -56,6 +56,7 @@ ENTRIES_PER_CLIENT = 4
 CLIENTS_PER_INVOICE = 1.15  # about 1 client in 8 bills nothing that month (inactive, non-billable, KWD stopped)
 PAID_SHARE = 0.6
 CREDIT_NOTE_SHARE = 0.01
+CLOCKIFY_PER_SECOND = 50  # the paid plan's documented limit
 
 
 def last_month_bounds(today: date) -> tuple[date, date]:
@@ -105,6 +106,120 @@ def serve(invoices: int, seed: int) -> int:
     url = sandbox.start("127.0.0.1", 0)
     print(f"HARVEST_SANDBOX_URL={url}", flush=True)
     return serve_until(stopping, sandbox.stop)
+
+
+def serve_clockify(entries: int, seed: int) -> int:
+    """The Clockify sandbox process: last month's ``entries`` entries, all approved, the paid plan's 50 requests/s."""
+    from sandbox.clockify import ClockifySandbox
+    from sandbox.clockify.data import generate_dataset
+    from sandbox.serving import serve_until, stop_on_signals
+
+    stopping = stop_on_signals()
+    first, last = last_month_bounds(date.today())
+    sandbox = ClockifySandbox(generate_dataset(entries, seed=seed, anchor=last, days=(last - first).days + 1),
+                              limit="paid")  # fmt: skip
+    # as for Harvest: no person's day above 20 h (closeout refuses over_24h_day), one currency (the clients'), every
+    # entry approved and not yet invoiced: a month-end close's state
+    snapshot = sandbox.entries_snapshot()
+    per_day = Counter((e["userId"], e["timeInterval"]["start"][:10]) for e in snapshot)
+    for entry in snapshot:
+        start = datetime.fromisoformat(entry["timeInterval"]["start"].replace("Z", "+00:00"))
+        minutes = max(1, min(60, 1200 // per_day[(entry["userId"], entry["timeInterval"]["start"][:10])]))
+        rate = (entry.get("hourlyRate") or {}).get("amount") or 10_000
+        sandbox.update_entry(entry["id"], end=start + timedelta(minutes=minutes),
+                             hourlyRate={"amount": rate, "currency": "USD"})  # fmt: skip
+    ids = [e["id"] for e in snapshot]
+    sandbox.approve(ids)
+    sandbox.mark_invoiced(ids, False)
+    sandbox.start("127.0.0.1", 0)
+    found = {"api_url": sandbox.api_url, "reports_url": sandbox.reports_url, "workspace_id": sandbox.workspace_id,
+             "url": sandbox.url, "api_key": sandbox.api_key}  # fmt: skip
+    print(f"CLOCKIFY_SANDBOX={json.dumps(found)}", flush=True)
+    return serve_until(stopping, sandbox.stop)
+
+
+def clockify_phase(entries: int, seed: int) -> dict[str, Any]:
+    """Clockify's invoiced flags after a real chain (sync, drafts, publish to Stripe) in a second fresh warehouse:
+    ``closeout.writeback.tasks.writeback_clockify`` at its default batch, under the paid plan's 50 requests/s."""
+    import contextlib
+
+    from closeout.billing import config as billing_config
+    from closeout.billing import drafting
+    from closeout.masking import forget_known_secrets
+    from closeout.payments import publish
+    from closeout.payments.hook import StripeHook
+    from closeout.trackers.clockify import sync
+    from closeout.warehouse.db import connect
+    from closeout.warehouse.migrations import apply_migrations
+    from closeout.writeback import tasks
+
+    from benchmarks.stripe_payments import start_stripe_sandbox
+
+    os.environ["AIRFLOW_CONN_CLOSEOUT_WAREHOUSE"] = fresh_database("closeout_bench_writeback_clockify")
+    with connect(autocommit=True) as admin:
+        apply_migrations(admin)
+    proc, line = start_sandbox_process("benchmarks.writeback", ["--serve-clockify", "--clockify-entries", str(entries),
+                                                                "--seed", str(seed)], "CLOCKIFY_SANDBOX")  # fmt: skip
+    box = json.loads(line)
+    stripe_proc, stripe_url = start_stripe_sandbox()
+    os.environ["AIRFLOW_CONN_CLOCKIFY_DEFAULT"] = json.dumps(
+        {"conn_type": "http", "host": box["api_url"], "password": box["api_key"],
+         "extra": {"workspace_id": box["workspace_id"], "reports_url": box["reports_url"]}})  # fmt: skip
+    os.environ["AIRFLOW_CONN_STRIPE_DEFAULT"] = json.dumps(
+        {"conn_type": "http", "host": stripe_url, "password": "sk_test_sandbox",
+         "extra": {"max_network_retries": 2, "timeout": 60}})  # fmt: skip
+    forget_known_secrets()
+    base = box["url"]
+    try:
+        try:
+            sync.run_all("bench-writeback-clockify")
+            with connect() as conn:
+                billing_config.apply(conn, billing_config.parse({"defaults": {"require_approval": False}}))
+                conn.execute(
+                    "INSERT INTO closeout_data.billing_clients (client_key, name, email, billing_period, currency, "
+                    "grouping, require_approval, payment_terms_days, rounding, publish_policy, config_hash) "
+                    "SELECT DISTINCT ON (client_key) client_key, 'Client ' || client_key, "
+                    "replace(client_key, ':', '-') || '@clients.example', 'monthly', 'USD', 'project', false, 30, "
+                    "'exact', 'auto', 'bench' FROM closeout.time_entries WHERE client_key IS NOT NULL "
+                    "ORDER BY client_key ON CONFLICT (client_key) DO NOTHING")  # fmt: skip
+                conn.commit()
+                drafting.refresh_drafts(conn)
+                conn.commit()
+                with contextlib.suppress(publish.PublicationsStopped):
+                    publish.publish(conn, StripeHook(), as_of=date.today())
+                conn.commit()
+        finally:
+            stripe_proc.terminate()
+            stripe_proc.wait(10)
+        import requests
+
+        requests.post(f"{base}/_sandbox/reset_stats", json={}, timeout=60).raise_for_status()
+        started = time.perf_counter()
+        summary = tasks.writeback_clockify()
+        seconds = time.perf_counter() - started
+        log = requests.get(f"{base}/_sandbox/stats", timeout=60).json()["log"]
+        with connect() as conn:
+            invoices, ids, minimum = conn.execute(
+                "SELECT count(*), coalesce(sum(n), 0), coalesce(sum(ceil(n / 1000.0)), 0) FROM ("
+                "SELECT i.invoice_id, count(*) AS n FROM closeout_data.invoices i "
+                "JOIN closeout_data.invoice_line_entries e ON e.invoice_id = i.invoice_id AND e.valid_to IS NULL "
+                "AND e.source = 'clockify' AND e.amount_minor > 0 "
+                "WHERE i.status IN ('open', 'paid') AND i.stripe_invoice_id IS NOT NULL GROUP BY 1) x"
+            ).fetchone()  # fmt: skip
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    writes = [r for r in log if r[0] == "PATCH"]
+    kinds = Counter(f"{r[0]} {'invoiced flags' if r[0] == 'PATCH' else 'other'}" for r in log)
+    batch = int(os.environ.get("CLOSEOUT_CLOCKIFY_INVOICED_BATCH", "500"))
+    allowed = len(log) / CLOCKIFY_PER_SECOND
+    return {"generated_entries": entries, "issued_invoices": int(invoices), "billed_entry_ids": int(ids),
+            "batch": batch, "summary": summary, "requests_by_kind": dict(kinds), "requests": len(log),
+            "throttled_429": sum(1 for r in log if int(r[2]) == 429),
+            "flag_requests": len(writes), "minimum_flag_requests_at_1000_ids": int(minimum),
+            "flag_requests_per_1000_ids": round(len(writes) / int(ids) * 1000, 2) if ids else None,
+            "seconds": round(seconds, 2), "rate_limit_allows_seconds": round(allowed, 2),
+            "ratio": round(seconds / allowed, 2) if allowed else None}  # fmt: skip
 
 
 def harvest_conn(url: str, max_requests: int, per_seconds: float) -> str:
@@ -318,12 +433,40 @@ def main(argv: list[str] | None = None) -> dict:
                         help="Harvest's 15 s window times this (0.05: 100 requests per 0.75 s); reported")
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument("--no-write", action="store_true", help="print only; write no results file")
+    parser.add_argument("--clockify-entries", type=int, default=20_000,
+                        help="entries in the Clockify month whose invoiced flags are written (0: skip Clockify)")
+    parser.add_argument("--skip-harvest", action="store_true", help="only the Clockify part (for trying it)")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)  # the Harvest sandbox process
+    parser.add_argument("--serve-clockify", action="store_true", help=argparse.SUPPRESS)  # the Clockify one
     args, _ = parser.parse_known_args(argv)
     if args.serve:
         sys.exit(serve(args.invoices, args.seed))
+    if args.serve_clockify:
+        sys.exit(serve_clockify(args.clockify_entries, args.seed))
 
     sys.path[:0] = [str(ROOT / "plugins"), str(ROOT)]
+    if args.skip_harvest:
+        report: dict[str, Any] = {"benchmark": "writeback", "date": datetime.now(UTC).isoformat(timespec="seconds"),
+                                  "machine": machine()}  # fmt: skip
+    else:
+        report = harvest_part(args)
+    if args.clockify_entries:
+        print(f"Clockify: a month of {args.clockify_entries:,} entries, sync, drafts, Stripe, invoiced flags ...",
+              flush=True)  # fmt: skip
+        report["clockify"] = clockify_phase(args.clockify_entries, args.seed)
+    report["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
+    print_table(report)
+    if not args.no_write:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+        path = RESULTS / f"writeback-{stamp}-{platform.node()}.json"
+        path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        print(f"results written to {path.relative_to(ROOT)}")
+    return report
+
+
+def harvest_part(args: argparse.Namespace) -> dict[str, Any]:
+    """The Harvest month: set up through closeout, then the write-back under the rate limit."""
     from benchmarks.stripe_payments import CONCURRENCY, start_stripe_sandbox
 
     os.environ["AIRFLOW_CONN_CLOSEOUT_WAREHOUSE"] = fresh_database("closeout_bench_writeback")
@@ -355,15 +498,7 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         harvest.terminate()
         harvest.wait(30)
-    report = make_report(args, setup, month, writeback, after, writeback_rows())
-    print_table(report)
-    if not args.no_write:
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-        path = RESULTS / f"writeback-{stamp}-{platform.node()}.json"
-        path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-        print(f"results written to {path.relative_to(ROOT)}")
-    return report
+    return make_report(args, setup, month, writeback, after, writeback_rows())
 
 
 def make_report(args: argparse.Namespace, setup: dict, month: dict, wb: dict, after: dict, rows: dict) -> dict:
@@ -388,7 +523,6 @@ def make_report(args: argparse.Namespace, setup: dict, month: dict, wb: dict, af
         "benchmark": "writeback",
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "load_average_1m_at_end": round(os.getloadavg()[0], 2),
         "invoices_asked": args.invoices,
         "rate_limit": {"requests": RATE_REQUESTS, "documented_window_seconds": RATE_SECONDS,
                        "window_scale": args.window_scale, "window_seconds": wb["window_seconds"]},
@@ -415,6 +549,25 @@ def make_report(args: argparse.Namespace, setup: dict, month: dict, wb: dict, af
 
 
 def print_table(r: dict) -> None:
+    rows = harvest_rows(r) if "month" in r else []
+    if "clockify" in r:
+        c = r["clockify"]
+        rows += [
+            ("Clockify billed entry ids", f"{c['billed_entry_ids']:,}", f"on {c['issued_invoices']:,} issued invoices"),
+            ("  invoiced-flag requests", f"{c['flag_requests']:,}", f"batch {c['batch']}; at 1,000 ids a request: "
+             f"{c['minimum_flag_requests_at_1000_ids']:,}"),
+            ("  per 1,000 ids", str(c["flag_requests_per_1000_ids"]), ""),
+            ("  429s", str(c["throttled_429"]), "must be 0"),
+            ("  elapsed", f"{c['seconds']:.1f} s", f"50 requests/s allows {c['rate_limit_allows_seconds']:.1f} s: "
+             f"ratio {c['ratio']}"),
+        ]  # fmt: skip
+    width = max(len(a) for a, _, _ in rows)
+    print()
+    for a, b, c_ in rows:
+        print(f"{a:<{width}}  {b:>14}  {c_}")
+
+
+def harvest_rows(r: dict) -> list[tuple[str, str, str]]:
     m, wb, e = r["month"], r["writeback"], r["elapsed_vs_rate_limit"]
     rows = [
         ("issued invoices", f"{m['invoices']:,}", f"{m['paid']:,} paid, {m['payments']:,} payments, "
@@ -438,10 +591,7 @@ def print_table(r: dict) -> None:
         ("Harvest invoices", f"{r['harvest_after']['invoices']:,}", json.dumps(r["harvest_after"]["states"])),
         ("targets", json.dumps(r["targets"]), ""),
     ]  # fmt: skip
-    width = max(len(a) for a, _, _ in rows)
-    print()
-    for a, b, c in rows:
-        print(f"{a:<{width}}  {b:>14}  {c}")
+    return rows
 
 
 if __name__ == "__main__":

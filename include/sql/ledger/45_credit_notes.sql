@@ -10,14 +10,25 @@
 --   credit_amount        credit customer_credit  the customer's Stripe balance: owed to the customer until a
 --                                                later invoice uses it
 --   out_of_band_amount   credit cash             returned outside Stripe (from the bank)
+-- Expenses (issue 16 item 2; docs/expense-billing.md): with expense_revenue_mode 'pass_through' the expenses'
+-- own cost a credit note takes back (closeout_data.correction_expenses of its correction) is debited to
+-- reimbursable_expenses, reversing the invoice journal's credit there; credit_notes keeps the rest (time, markup).
 -- Posted whatever the credit note's status: a voided one is then reversed by 46_credit_note_voids.sql, so the
 -- ledger shows both.
 WITH src AS (
     SELECT c.credit_note_id, c.invoice_id, i.client_key, upper(c.currency) AS currency, c.number, c.created_at,
            coalesce(c.pre_payment_amount_minor, 0) AS pre_payment, coalesce(c.refund_amount_minor, 0) AS refund,
-           coalesce(c.credit_amount_minor, 0) AS credit, coalesce(c.out_of_band_amount_minor, 0) AS out_of_band
+           coalesce(c.credit_amount_minor, 0) AS credit, coalesce(c.out_of_band_amount_minor, 0) AS out_of_band,
+           coalesce(x.cost_minor, 0) AS expense_cost
     FROM closeout_data.credit_notes c
     JOIN closeout_data.invoices i ON i.invoice_id = c.invoice_id
+    LEFT JOIN LATERAL (
+        SELECT greatest(-sum(e.cost_minor), 0)::bigint AS cost_minor
+        FROM closeout_data.corrections k
+        JOIN closeout_data.correction_expenses e ON e.correction_id = k.correction_id
+        WHERE k.stripe_object_id = c.credit_note_id AND k.kind = 'credit_note'
+          AND %(expense_revenue_mode)s = 'pass_through'
+    ) x ON true
     WHERE EXISTS (SELECT 1 FROM closeout_data.journals f WHERE f.kind = 'invoice' AND f.source_ref = c.invoice_id)
       AND NOT EXISTS (SELECT 1 FROM closeout_data.journals j
                       WHERE j.kind = 'credit_note' AND j.source_ref = c.credit_note_id)
@@ -40,10 +51,14 @@ SELECT p.journal_id, row_number() OVER (PARTITION BY p.journal_id ORDER BY l.ord
 FROM posted p
 JOIN src s ON s.credit_note_id = p.source_ref
 CROSS JOIN LATERAL (VALUES
-    (1, 'credit_notes', %(credit_notes)s, s.pre_payment + s.refund + s.credit + s.out_of_band, 0::bigint),
+    (1, 'credit_notes', %(credit_notes)s,
+     s.pre_payment + s.refund + s.credit + s.out_of_band
+         - least(s.expense_cost, s.pre_payment + s.refund + s.credit + s.out_of_band), 0::bigint),
     (2, 'receivable', %(receivable)s, 0::bigint, s.pre_payment),
     (3, 'refunds', %(refunds)s, 0::bigint, s.refund),
     (4, 'customer_credit', %(customer_credit)s, 0::bigint, s.credit),
-    (5, 'cash', %(cash)s, 0::bigint, s.out_of_band)
+    (5, 'cash', %(cash)s, 0::bigint, s.out_of_band),
+    (6, 'reimbursable_expenses', %(reimbursable_expenses)s,
+     least(s.expense_cost, s.pre_payment + s.refund + s.credit + s.out_of_band), 0::bigint)
 ) AS l (ord, role, account_code, debit_minor, credit_minor)
 WHERE l.debit_minor + l.credit_minor > 0;

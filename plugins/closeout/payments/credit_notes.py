@@ -155,7 +155,18 @@ def _pending(conn: psycopg.Connection) -> list[dict[str, Any]]:
                              LEFT JOIN closeout_data.billing_entries b
                                     ON b.source = e.source AND b.source_id = e.source_id
                              WHERE e.correction_id = c.correction_id
-                             GROUP BY e.source, e.source_id) x) AS entries
+                             GROUP BY e.source, e.source_id) x) AS entries,
+                      (SELECT json_agg(json_build_object('source', x.source, 'source_id', x.source_id,
+                                                         'amount_minor', x.amount_minor, 'cost_minor', x.cost_minor,
+                                                         'spent_date', h.spent_date)
+                                       ORDER BY x.source, x.source_id)
+                       FROM (SELECT e.source, e.source_id, sum(e.amount_minor) AS amount_minor,
+                                    sum(e.cost_minor) AS cost_minor
+                             FROM closeout_data.correction_expenses e
+                             WHERE e.correction_id = c.correction_id
+                             GROUP BY e.source, e.source_id) x
+                       LEFT JOIN closeout_data.expense_heads h
+                              ON h.source = x.source AND h.source_id = x.source_id) AS expenses
                FROM closeout_data.corrections c
                LEFT JOIN closeout_data.invoices i ON i.invoice_id = c.invoice_id
                LEFT JOIN closeout_data.stripe_customers s ON s.client_key = c.client_key
@@ -209,16 +220,28 @@ def _entry_description(entry: dict[str, Any], currency: str) -> str:
     return f"Correction: entry {entry_ref}{when}, {format(hours, 'f')} h at {rate} {currency}"
 
 
+def _expense_description(expense: dict[str, Any]) -> str:
+    when = f" of {expense['spent_date']}" if expense.get("spent_date") else ""
+    return f"Correction: expense {expense['source']}:{expense['source_id']}{when}"
+
+
+def _credit_lines(correction: dict[str, Any]) -> list[tuple[int, str]]:
+    """(amount, description) per entry, then per expense (issue 16 item 2: an expense credited after issue)."""
+    currency = correction["currency"]
+    return [(int(e["amount_minor"]), _entry_description(e, currency)) for e in correction["entries"] or []] + [
+        (int(x["amount_minor"]), _expense_description(x)) for x in correction.get("expenses") or []
+    ]
+
+
 def _credit_note_request(hook: StripeHook, correction: dict[str, Any]) -> dict[str, Any]:
-    """The credit note as Stripe will take it: lines per entry, and the post-payment part per policy, split
+    """The credit note as Stripe will take it: lines per entry and expense, and the post-payment part per policy, split
     by Stripe's rule from the invoice as it stands now, and confirmed by Stripe's own preview (both asked just
     before the request is recorded)."""
-    currency = correction["currency"]
-    lines = [{"type": "custom_line_item", "quantity": 1, "unit_amount": -int(e["amount_minor"]),
-              "description": _entry_description(e, currency)[:500]}
-             for e in correction["entries"] if int(e["amount_minor"]) < 0]  # fmt: skip
+    credits = _credit_lines(correction)
+    lines = [{"type": "custom_line_item", "quantity": 1, "unit_amount": -amount, "description": text[:500]}
+             for amount, text in credits if amount < 0]  # fmt: skip
     # an entry whose rows net up (a rate change on another entry's correction) lowers the last line instead
-    surplus = sum(int(e["amount_minor"]) for e in correction["entries"] if int(e["amount_minor"]) >= 0)
+    surplus = sum(amount for amount, _ in credits if amount >= 0)
     if surplus and lines:
         lines[-1]["unit_amount"] -= surplus
     params: dict[str, Any] = {
@@ -226,7 +249,7 @@ def _credit_note_request(hook: StripeHook, correction: dict[str, Any]) -> dict[s
         "lines": lines,
         "reason": "order_change",
         "memo": (f"Correction {correction['correction_id']} of invoice {correction['invoice_id']}: "
-                 "time billed there was edited or deleted after it was issued")[:500],
+                 "time or expenses billed there were edited or deleted after it was issued")[:500],
         "metadata": _metadata(correction),
     }
     # Stripe's rule: what is still due on an open (or uncollectible) invoice is reduced first; the rest must be

@@ -6,13 +6,16 @@ closeout_sync_harvest and closeout_sync_clockify capture it; closeout_month_end_
 lock, drafts, publish, events, journals, export, reconcile: every check green, expenses_to_invoice_lines
 included); each billable expense is billed exactly once (closeout.invoice_line_expenses against closeout.expenses),
 the markup on its line; the journals book pass-through, markup, project cost and the reimbursable payable. The
-customers pay in the Stripe sandbox and closeout_stripe_events confirms it; closeout_payouts pays the contractor
-their work plus the reimbursement in one Stripe transfer; closeout_tracker_writeback leaves Harvest showing exactly
-closeout's entries and expenses billed and the payments on its invoices, and Clockify exactly the billed entry
-invoiced (tracker_billed_state green). closeout_weekly_summary for the month's week sends one e-mail whose figures
-equal sums taken straight from closeout.time_entries and closeout.expenses, and a second run sends nothing.
-Last, the break: the billable Harvest expense edited after issue becomes a linked adjustment, and the expense
-check stays green."""
+customers pay in the Stripe sandbox and closeout_stripe_events confirms it; closeout_payouts, approved by
+finance through the real Airflow API server (answered as tests/payouts/test_payout_approval.py answers it), pays
+the contractor their work plus the reimbursement in one Stripe transfer; closeout_tracker_writeback mirrors both
+Harvest invoices with their payments (Tyrell's by import, so Harvest shows its expense billed; Pied Piper's
+marked-up one by explicit lines with recorded gaps, see the strict xfail test at the end) and marks exactly the
+billed Clockify entry invoiced, tracker_billed_state green. closeout_weekly_summary for the month's week sends one
+e-mail whose figures equal sums taken straight from closeout.time_entries and closeout.expenses, and a second run
+sends nothing. Then the breaks: the billable Harvest expense edited after issue becomes a linked adjustment and
+the expense check stays green; a forged second billing row for the Clockify expense fails exactly
+expenses_to_invoice_lines, naming it."""
 
 from __future__ import annotations
 
@@ -24,22 +27,26 @@ from decimal import Decimal as D
 from pathlib import Path
 
 import pytest
+from closeout.recon.runner import run_reconciliation
 from closeout.warehouse.db import connect
 from conftest import set_conn_extra
 
 HERE = Path(__file__).resolve().parent
-for _folder in ("writeback", "payouts", "weekly_summary", "expense_billing", "ledger"):
+for _folder in ("writeback", "payouts", "weekly_summary", "expense_billing", "ledger", "gate"):
     sys.path.insert(0, str(HERE.parent / _folder))
 import expense_month_support as em  # noqa: E402
+import gate_support  # noqa: E402
 import summary_support  # noqa: E402
 from expense_billing_support import check_expense_invariants, expense_rows  # noqa: E402
 from ledger_support import check_invariants  # noqa: E402
 from payouts_support import check_invariant_6, transfers  # noqa: E402
+from test_payout_approval import _looker, _run_answered  # noqa: E402
 from writeback_support import pay_all, writebacks  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
 finance_mail = summary_support.finance_mail  # the weekly summary tests' local SMTP receiver, as a fixture
+api_server = gate_support.api_server  # the real Airflow API server finance answers the payouts approval through
 
 CLOSE, RECONCILE = "closeout_month_end_close", "closeout_reconcile"
 
@@ -60,12 +67,13 @@ def _green(warehouse, run, *, must_pass: tuple[str, ...]) -> dict[str, str]:
 
 
 def test_an_expense_month_closes_billed_once_booked_reimbursed_written_back_and_summarised(
-    warehouse, harvest, clockify, stripe_sandbox, run_dag, finance_mail, monkeypatch, tmp_path
+    warehouse, harvest, clockify, stripe_sandbox, run_dag, finance_mail, api_server, monkeypatch, tmp_path
 ) -> None:
     month = em.fill_trackers(harvest, clockify)
     em.configure(tmp_path, month, monkeypatch)
     set_conn_extra(monkeypatch, "clockify_default", workspace_id=clockify.workspace_id)  # the loaded workspace
-    monkeypatch.setenv("CLOSEOUT_PAYOUTS_APPROVAL", "off")
+    monkeypatch.delenv("CLOSEOUT_PAYOUTS_APPROVAL", raising=False)  # approval on, as deployed
+    monkeypatch.setenv("CLOSEOUT_FINANCE_APPROVERS", gate_support.API_USER)
     x = {k: str(v) for k, v in month.expenses.items()}
 
     # -- capture: the sync DAGs bring every expense in, approved -----------------------------------------------
@@ -124,7 +132,11 @@ def test_an_expense_month_closes_billed_once_booked_reimbursed_written_back_and_
     _green(warehouse, _ok(run_dag, RECONCILE, {"period": month.period}), must_pass=("expenses_to_invoice_lines",))
 
     # -- closeout_payouts: the contractor's work (3.5 h x 60.00) plus the reimbursement (45.00), one transfer ------
-    _ok(run_dag, "closeout_payouts")
+    # finance approves the batch through Airflow's Required Actions API while the run waits at 'approve'
+    payouts, person = _run_answered(run_dag, api_server, "Approve", _looker(warehouse, stripe_sandbox))
+    assert payouts.state == "success" and person.seen["transfers"] == 0, (payouts, person.seen)
+    assert warehouse.rows("SELECT status, approved_by FROM closeout.payout_batches") == [
+        ("released", f"approval: {gate_support.API_USER}")]  # fmt: skip
     contractor = f"harvest:{em.CONTRACTOR}"
     assert transfers(stripe_sandbox) == [(contractor, usd[0], 21000 + 4500)]
     [transfer] = stripe_sandbox.objects("transfer")
@@ -135,8 +147,6 @@ def test_an_expense_month_closes_billed_once_booked_reimbursed_written_back_and_
                                                "settled")]  # fmt: skip
     assert warehouse.rows("SELECT * FROM closeout.unpaid_reimbursements") == []
     check_invariant_6(warehouse, stripe_sandbox)
-    _ok(run_dag, "closeout_payouts")  # a rerun transfers nothing more
-    assert len(stripe_sandbox.objects("transfer")) == 1
 
     # -- write-back: the trackers show exactly what closeout billed, Harvest the payments -----------------------
     _ok(run_dag, "closeout_tracker_writeback")
@@ -202,11 +212,28 @@ def test_an_expense_month_closes_billed_once_booked_reimbursed_written_back_and_
         check_expense_invariants(conn, {x["h_billable"]: 16500, x["h_eur"]: 8000, x["c_billable"]: 4500})
     assert [(r["kind"], r["amount_minor"]) for r in rows] == [("expense", 13200), ("adjustment", 3300)], rows
     assert rows[-1]["adjusts_invoice_id"] == usd[0] and rows[-1]["invoice_id"] != usd[0]
-    statuses = em.check_statuses(warehouse, run_dag(RECONCILE, {"period": month.period}).run_id)
-    assert statuses["expenses_to_invoice_lines"] == "passed", statuses
+    _green(warehouse, _ok(run_dag, RECONCILE, {"period": month.period}), must_pass=("expenses_to_invoice_lines",))
+
+    # -- the tamper: a second billing row for the Clockify expense fails exactly the expense check ---------------
+    with connect() as conn:
+        forged = conn.execute(
+            """INSERT INTO closeout_data.invoice_line_expenses (invoice_id, line_key, source, source_id,
+                   expense_version, cost_minor, markup_percent, amount_minor, valid_from)
+               SELECT invoice_id, line_key, source, source_id, expense_version, cost_minor, markup_percent,
+                      amount_minor, valid_from + 1
+               FROM closeout_data.invoice_line_expenses WHERE invoice_id = %s AND source_id = %s""",
+            (cfy[0], x["c_billable"]),
+        ).rowcount
+        conn.commit()
+        assert forged == 1
+        result = run_reconciliation(conn, period=month.period, data_docs_dir=tmp_path / "docs_tampered")
+    failed = {c.check_name: c for c in result.checks if c.status not in ("passed", "not_applicable")}
+    assert set(failed) == {"expenses_to_invoice_lines"}, {n: c.status for n, c in failed.items()}
+    rows = {(r["kind"], r["item"], r["difference_minor"]) for r in failed["expenses_to_invoice_lines"].evidence["rows"]}
+    assert ("expense_billed", f"clockify:{x['c_billable']}", 4500) in rows, rows
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
     "product gap (issue 16, Done when): Harvest's line_items_import bills expenses at cost, so an invoice whose "
     "expense line carries the client's markup is never 'exact' (plugins/closeout/writeback/harvest_mirror.py "
     "_plan: import total != closeout total); it is mirrored with explicit lines and Harvest keeps showing the "

@@ -8,7 +8,7 @@ reimbursable_expenses (pass-through mode)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal as D
 
 import pytest
@@ -168,3 +168,36 @@ def test_an_expense_decrease_on_an_open_invoice_reduces_what_is_due(warehouse, s
     ) == [("7", -3300, -3000, note["id"], invoice_id)]
     with connect() as conn:
         check_expense_invariants(conn, {"7": 7700})
+
+
+def test_a_draft_netting_negative_from_expense_credits_alone_becomes_a_customer_balance_credit(warehouse) -> None:
+    """No issued Stripe invoice to credit (October was only frozen), November's period over: the credit of a deleted
+    expense leaves the draft as a customer balance credit, so the draft does not wait unpublished."""
+    from closeout.payments.corrections import record_corrections
+
+    oct_day, nov_day = date(2026, 10, 5), date(2026, 11, 3)
+    with connect() as conn:
+        books = ExpenseBooks(conn)
+        books.configure({"clients": [{"client_key": "harvest:c1", "currency": "USD", "expense_markup_percent": 10}]})
+        books.put_expenses(Expense("5", total=D("40.00"), spent_date=oct_day))
+        books.draft()
+        books.freeze(books.invoice_for("harvest:c1", oct_day.replace(day=1)))
+        books.delete_expense("5")
+        books.put_expenses(Expense("6", total=D("10.00"), spent_date=nov_day))  # 11.00 against the -44.00 credit
+        books.draft()
+        november = books.invoice_for("harvest:c1", nov_day.replace(day=1))
+        assert books.invoices()[november][5] == 1100 - 4400
+        recorded = record_corrections(conn, as_of=date(2026, 12, 6))
+        assert (recorded.credit_notes, recorded.customer_balance_credits) == (0, 1)
+        assert recorded.drafts_changed == [november]
+        assert books.invoices()[november][5] == 1100, "only the expense charge is left to publish"
+        assert conn.execute(
+            """SELECT kind, source_id, amount_minor, cost_minor, from_invoice_id, state
+               FROM closeout.credit_note_expenses"""
+        ).fetchall() == [("customer_balance", "5", -4400, -4000, november, "pending")]
+        check_expense_invariants(conn, {"5": 0, "6": 1100})
+        again = record_corrections(conn, as_of=date(2026, 12, 6))
+        assert (again.credit_notes, again.customer_balance_credits) == (0, 0)
+        books.draft()
+        assert books.invoices()[november][5] == 1100, "the drafting does not bring the credit back"
+        conn.rollback()

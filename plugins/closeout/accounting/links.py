@@ -10,9 +10,14 @@ invoice, payment and credit later pushed hangs off the customer. So each client 
 2. exactly one match links it; several matches, a match already linked to another client, or a near match (equal
    only once case, whitespace and punctuation are ignored) open a review finance resolves
    (``python -m closeout.accounting links resolve``) and nothing is created;
-3. no match creates the customer through the hook's outbox with a requestid / Idempotency-Key derived from the
-   client id, then records the link. A worker killed in between leaves the outbox row: the next run finds the
-   customer it created (by external id, e-mail or name) or re-sends the same key, which the vendor replays;
+3. clients that match nothing are created in batches (Xero ``PUT /Contacts`` of up to 50 with
+   ``summarizeErrors=false``, QuickBooks ``POST /batch`` of up to 30), each through the hook's outbox under a
+   requestid / Idempotency-Key derived from the batch's business ref, which IS the batch: the members' key, name,
+   e-mail and currency as canonical JSON (``clients:[...]``), committed before the call. The links are recorded
+   right after each answer; an element refused there (a duplicate name) opens a review for that client only. A
+   worker killed in between leaves the outbox row: the next run finds the customers it created (by external id,
+   e-mail or name) or, for members still unfound while the vendor keeps the key, re-sends that batch rebuilt byte
+   for byte from its stored ref, which the vendor replays (the answer then names the ids);
 4. a linked client whose name or e-mail changed is updated in place (QuickBooks: the current SyncToken, sparse;
    Xero: ``POST /Contacts`` by ContactID), never re-created.
 """
@@ -37,6 +42,11 @@ log = logging.getLogger(__name__)
 SYSTEMS = ("quickbooks", "xero")
 # pushed_sha256 of a recovered create whose client changed since: the next pass updates the customer in place
 RENAME_PENDING = "rename-pending"
+# business ref prefix of a create batch; the rest is the batch's members as canonical JSON (see batch_ref)
+BATCH_PREFIX = "clients:"
+# how long a vendor keeps an idempotency key (both document 24 h): an unanswered batch older than this is never
+# re-sent (it would create again), its members are matched and batched afresh instead
+KEY_LIFETIME_SECONDS = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -151,16 +161,37 @@ class CreateRefused(RuntimeError):
     """The accounting system refused to create the customer for a reason a person must look at (duplicate name)."""
 
 
+def batch_member(client: Client, review_id: int | None = None) -> dict[str, Any]:
+    """What a create batch carries for one client; a finance 'create' decision (``review_id``) makes it a new
+    member, so a create refused before is not replayed by the vendor under the old key."""
+    member: dict[str, Any] = {"key": client.key, "name": client.name, "email": client.email,
+                              "currency": client.currency.upper() if client.currency else None}  # fmt: skip
+    if review_id is not None:
+        member["review"] = review_id
+    return member
+
+
+def batch_ref(members: list[dict[str, Any]]) -> str:
+    """The outbox business ref of a create batch: the members themselves, so the body (a pure function of them)
+    can be rebuilt byte for byte for a retry, and the requestid / Idempotency-Key derived from it is the same."""
+    return BATCH_PREFIX + json.dumps(members, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def batch_members(business_ref: str) -> list[dict[str, Any]]:
+    return list(json.loads(business_ref[len(BATCH_PREFIX) :]))
+
+
 class Customers(Protocol):
     """One accounting system's customers, through its hook."""
 
     system: str
     company_id: str
     create_operation: str
+    batch_size: int
 
     def list(self) -> list[Remote]: ...
     def read(self, remote_id: str) -> Remote | None: ...
-    def create(self, client: Client) -> Remote: ...
+    def create_batch(self, members: list[dict[str, Any]], business_ref: str) -> dict[str, Remote | str]: ...
     def update(self, remote_id: str, client: Client) -> Remote: ...
 
 
@@ -168,11 +199,14 @@ class QuickBooksCustomers:
     """Customers in one QuickBooks company (``QuickBooksHook``)."""
 
     system = "quickbooks"
-    create_operation = "customer.create"
+    create_operation = "batch"
 
     def __init__(self, hook: Any) -> None:
+        from closeout.accounting.api.quickbooks import MAX_BATCH_ITEMS
+
         self.hook = hook
         self.company_id = hook.realm_id
+        self.batch_size = MAX_BATCH_ITEMS
 
     @staticmethod
     def _remote(obj: dict[str, Any]) -> Remote:
@@ -194,29 +228,39 @@ class QuickBooksCustomers:
                 return None
             raise
 
-    def _fields(self, client: Client) -> dict[str, Any]:
-        fields: dict[str, Any] = {"DisplayName": client.name, "CompanyName": client.name}
-        if client.email:
-            fields["PrimaryEmailAddr"] = {"Address": client.email}
+    @staticmethod
+    def _fields(name: str, email: str | None) -> dict[str, Any]:
+        fields: dict[str, Any] = {"DisplayName": name, "CompanyName": name}
+        if email:
+            fields["PrimaryEmailAddr"] = {"Address": email}
         return fields
 
-    def create(self, client: Client) -> Remote:
-        from closeout.accounting.api.quickbooks import QuickBooksError
-
-        payload = self._fields(client)
-        if client.currency:
-            payload["CurrencyRef"] = {"value": client.currency.upper()}
-        try:
-            return self._remote(self.hook.create_customer(payload, client.business_ref).body["Customer"])
-        except QuickBooksError as exc:
-            if exc.code == "6240":
-                raise CreateRefused(str(exc)) from None
-            raise
+    def create_batch(self, members: list[dict[str, Any]], business_ref: str) -> dict[str, Remote | str]:
+        """One ``POST /batch`` creating up to 30 customers; per member its customer or why it was refused (6240:
+        the name is taken). The call fails only as a whole (raised)."""
+        items = []
+        for n, member in enumerate(members, 1):
+            customer = self._fields(member["name"], member["email"])
+            if member["currency"]:
+                customer["CurrencyRef"] = {"value": member["currency"]}
+            items.append({"bId": str(n), "operation": "create", "Customer": customer})
+        answers = {str(a.get("bId")): a for a in self.hook.batch(items, business_ref).body.get("BatchItemResponse")
+                   or []}  # fmt: skip
+        result: dict[str, Remote | str] = {}
+        for n, member in enumerate(members, 1):
+            answer = answers.get(str(n)) or {}
+            if answer.get("Customer"):
+                result[member["key"]] = self._remote(answer["Customer"])
+                continue
+            errors = (answer.get("Fault") or {}).get("Error") or [{"Message": "no answer for this item"}]
+            result[member["key"]] = "QuickBooks refused the customer: " + "; ".join(
+                f"{e.get('code')} {e.get('Message')}: {e.get('Detail')}" for e in errors)
+        return result
 
     def update(self, remote_id: str, client: Client) -> Remote:
         current = self.hook.get_customer(remote_id)  # its SyncToken now: an update in place, never a second one
         token = str(current["SyncToken"])
-        payload = {"Id": remote_id, "SyncToken": token, "sparse": True, **self._fields(client)}
+        payload = {"Id": remote_id, "SyncToken": token, "sparse": True, **self._fields(client.name, client.email)}
         ref = f"{client.business_ref}:update:v{token}:{client.fields_sha256[:16]}"
         return self._remote(self.hook.update_customer(payload, ref).body["Customer"])
 
@@ -230,6 +274,7 @@ class XeroContacts:
     def __init__(self, hook: Any) -> None:
         self.hook = hook
         self.company_id = hook.tenant_id
+        self.batch_size = hook.settings.batch_size
 
     @staticmethod
     def _remote(obj: dict[str, Any]) -> Remote:
@@ -267,13 +312,25 @@ class XeroContacts:
             raise CreateRefused(f"Xero refused the contact: {messages or 'no answer element'}")
         return self._remote(element)
 
-    def create(self, client: Client) -> Remote:
-        contact: dict[str, Any] = {"Name": client.name, "ContactNumber": client.key}
-        if client.email:
-            contact["EmailAddress"] = client.email
-        if client.currency:
-            contact["DefaultCurrency"] = client.currency.upper()
-        return self._answer(self.hook.create_contacts([contact], client.business_ref).elements)
+    def create_batch(self, members: list[dict[str, Any]], business_ref: str) -> dict[str, Remote | str]:
+        """One ``PUT /Contacts`` of up to 50 (``summarizeErrors=false``): per member its contact or Xero's
+        ValidationErrors for that element; the others are created regardless."""
+        contacts = []
+        for member in members:
+            contact: dict[str, Any] = {"Name": member["name"], "ContactNumber": member["key"]}
+            if member["email"]:
+                contact["EmailAddress"] = member["email"]
+            if member["currency"]:
+                contact["DefaultCurrency"] = member["currency"]
+            contacts.append(contact)
+        elements = self.hook.create_contacts(contacts, business_ref).elements
+        result: dict[str, Remote | str] = {}
+        for n, member in enumerate(members):
+            try:
+                result[member["key"]] = self._answer(elements[n : n + 1])
+            except CreateRefused as exc:
+                result[member["key"]] = str(exc)
+        return result
 
     def update(self, remote_id: str, client: Client) -> Remote:
         contact = {"ContactID": remote_id, "Name": client.name, "EmailAddress": client.email or ""}
@@ -292,6 +349,7 @@ class LinkRun:
     reviews: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    create_batches: int = 0  # create calls made (each up to 50 Xero contacts / 30 QuickBooks customers)
 
 
 def customers_for(system: str, conn_id: str | None = None, *,
@@ -321,8 +379,11 @@ def link_customers(customers: Customers, *, warehouse_conn_id: str = "closeout_w
         remotes = customers.list() if any(r[8] != "create" for _, r in unlinked) else []
         matched: list[dict[str, Any]] = []
         reviews: list[dict[str, Any]] = []
+        to_create: dict[str, tuple[Client, int | None]] = {}  # client key -> (client, finance's review id)
+        resend: dict[str, list[dict[str, Any]]] = {}  # business ref of a batch to re-send as it was -> members
         for client, row in unlinked:
             review_id, review_state, create_sent, created_id = row[7], row[8], row[10], row[11]
+            sent_ref, sent_age = row[12], row[13]
             recovered = _recover_created(customers, remotes, created_id, taken)
             if recovered is not None:  # closeout's own create, answered but never recorded: link that one
                 verdict = Verdict("link", remote=recovered, matched_by="created")
@@ -346,17 +407,21 @@ def link_customers(customers: Customers, *, warehouse_conn_id: str = "closeout_w
                 reviews.append({"closeout_ref": client.key, "reason": verdict.reason, "detail": verdict.detail,
                                 "candidates": list(verdict.candidates)})  # fmt: skip
             else:
-                try:
-                    remote = customers.create(client)  # requestid / Idempotency-Key from the client id
-                except (CreateRefused, IdempotencyConflict) as exc:  # refused there, or renamed mid-create
-                    reviews.append({"closeout_ref": client.key, "reason": "create_refused", "detail": str(exc)[:2000],
-                                    "candidates": []})  # fmt: skip
-                    continue
-                # recorded right after the call; a worker killed before this line is found again by the next run
-                _record(conn, scope, [_link_row(client, remote, "created", review_id, pushed=client.fields_sha256)])
-                taken[remote.id] = client.key
-                run.created.append(client.key)
-                run.linked[client.key] = "created"
+                to_create[client.key] = (client, review_id if review_state == "create" else None)
+                if sent_ref and review_state != "create" and float(sent_age) <= KEY_LIFETIME_SECONDS:
+                    # its batch went out but its answer was never recorded: the same body again, which the vendor
+                    # replays with the id it created (a renamed client is found this way, not created twice)
+                    resend[sent_ref] = batch_members(sent_ref)
+        if matched:  # before any create, so a kill during the creates loses no match
+            _record(conn, scope, matched)
+            matched = []
+        for business_ref, members in resend.items():
+            if any(m["key"] in to_create and to_create[m["key"]][1] is None for m in members):
+                _create_batch(conn, customers, scope, business_ref, members, to_create, reviews, run, resent=True)
+        fresh = [batch_member(client, review_id) for client, review_id in to_create.values()]
+        for start in range(0, len(fresh), customers.batch_size):
+            members = fresh[start : start + customers.batch_size]
+            _create_batch(conn, customers, scope, batch_ref(members), members, to_create, reviews, run)
         if matched:
             _record(conn, scope, matched)
         if reviews:
@@ -368,6 +433,39 @@ def link_customers(customers: Customers, *, warehouse_conn_id: str = "closeout_w
              run.company_id, len(run.linked), len(run.created), len(run.reviews), len(run.updated),
              len(run.failed))  # fmt: skip
     return run
+
+
+def _create_batch(conn: Any, customers: Customers, scope: dict[str, str], business_ref: str,
+                  members: list[dict[str, Any]], to_create: dict[str, tuple[Client, int | None]],
+                  reviews: list[dict[str, Any]], run: LinkRun, *, resent: bool = False) -> None:  # fmt: skip
+    """Send one create batch (recorded in the outbox before the call, by the hook) and record its links at once;
+    members refused there go to review, the others are linked. Only members still to create are touched: a
+    re-sent batch's other members were linked or reviewed before."""
+    run.create_batches += 1
+    try:
+        answers = customers.create_batch(members, business_ref)
+    except IdempotencyConflict as exc:  # cannot happen for a ref that is its body; never create blind
+        answers = {m["key"]: str(exc) for m in members}
+    links = []
+    for member in members:
+        # a member finance since told to create anew is not answered by its old (refused) element
+        if member["key"] not in to_create or (resent and to_create[member["key"]][1] is not None):
+            continue
+        client, review_id = to_create.pop(member["key"])
+        answer = answers.get(member["key"], "no answer for this element")
+        if isinstance(answer, str):
+            reviews.append({"closeout_ref": client.key, "reason": "create_refused", "detail": answer[:2000],
+                            "candidates": []})  # fmt: skip
+            continue
+        same = answer.name == client.name and _email(answer.email) == _email(client.email)
+        links.append(_link_row(client, answer, "created", review_id,
+                               pushed=client.fields_sha256 if same else RENAME_PENDING))  # fmt: skip
+        run.linked[client.key] = "created"
+        if not resent:
+            run.created.append(client.key)
+    # recorded right after the call; a worker killed before this line is found again by the next run
+    if links:
+        _record(conn, scope, links)
 
 
 def _recover_created(customers: Customers, remotes: list[Remote], created_id: str | None,

@@ -319,3 +319,32 @@ def test_an_edited_client_name_updates_the_linked_customer_in_place(warehouse, b
     if books.system == "quickbooks":  # SyncToken moved on; an accountant's later edit is not overwritten blindly
         assert next(c for c in books.customers() if c["Id"] == remote_id)["SyncToken"] == "1"
     assert not run_links(books).updated  # nothing changed since: no call
+
+
+# -- creates in batches (issue 17 item 7's budgets) ----------------------------------------------------------------
+def _create_calls(books: Books) -> int:
+    """Create calls the sandbox saw: Xero ``PUT /Contacts``, QuickBooks ``POST /batch``."""
+    method, suffix = ("POST", "/batch") if books.system == "quickbooks" else ("PUT", "/Contacts")
+    return sum(1 for m, target, _ in books.sandbox.stats()["log"]
+               if m == method and target.split("?", 1)[0].endswith(suffix))  # fmt: skip
+
+
+def test_new_clients_are_created_in_batches_and_one_refused_element_goes_to_review(warehouse, books: Books) -> None:
+    # 120 clients that match nothing there; the last one carries the name of the seventh (case aside), which the
+    # vendor refuses as a duplicate in the same batch call (matching cannot see it: neither exists there yet)
+    for n in range(1, 120):
+        add_client(f"batch-{n:03d}", f"Batch Client {n:03d}")
+    add_client("batch-120", "BATCH CLIENT 007")
+    run = run_links(books)
+    per_call = 30 if books.system == "quickbooks" else 50
+    assert _create_calls(books) == -(-120 // per_call) == run.create_batches  # 4 QuickBooks / 3 Xero calls
+    assert run.reviews == ["batch-120"] and "batch-120" not in run.linked
+    assert sorted(run.created) == [f"batch-{n:03d}" for n in range(1, 120)]
+    assert books.created() == 119  # the sandbox's own count
+    linked = links(warehouse)
+    assert len(linked) == 119 and len({external_id for external_id, _, _ in linked.values()}) == 119
+    (review,) = reviews(warehouse)
+    assert review[1:4] == ("batch-120", "create_refused", "open")
+    again = run_links(books)  # nothing left to create: no create call, no second customer
+    assert not again.created and again.create_batches == 0
+    assert _create_calls(books) == -(-120 // per_call) and books.created() == 119

@@ -414,7 +414,6 @@ def link_customers(customers: Customers, *, warehouse_conn_id: str = "closeout_w
                     resend[sent_ref] = batch_members(sent_ref)
         if matched:  # before any create, so a kill during the creates loses no match
             _record(conn, scope, matched)
-            matched = []
         for business_ref, members in resend.items():
             if any(m["key"] in to_create and to_create[m["key"]][1] is None for m in members):
                 _create_batch(conn, customers, scope, business_ref, members, to_create, reviews, run, resent=True)
@@ -422,8 +421,6 @@ def link_customers(customers: Customers, *, warehouse_conn_id: str = "closeout_w
         for start in range(0, len(fresh), customers.batch_size):
             members = fresh[start : start + customers.batch_size]
             _create_batch(conn, customers, scope, batch_ref(members), members, to_create, reviews, run)
-        if matched:
-            _record(conn, scope, matched)
         if reviews:
             opened = conn.execute(load_sql("accounting_api/reviews_open.sql"),
                                   {**scope, "reviews": json.dumps(reviews)}).fetchall()  # fmt: skip

@@ -160,3 +160,87 @@ def test_time_and_expenses_of_one_invoice_are_billed_in_harvest_by_one_import(
     [billed_expense] = [x for x in harvest.expenses.snapshot() if x["is_billed"]]
     assert billed_expense["id"] == expense["id"] and billed_expense["invoice"]["id"] == mirror["id"]
     assert [r[5] for r in writebacks(warehouse, "invoice")] == ["import"] and writebacks(warehouse, "gap") == []
+
+
+def _bill_with_markup(tmp_path, monkeypatch, percent: int) -> None:
+    """bill_config's client, with the expense markup the client is billed (closeout's expense line carries it)."""
+    config = tmp_path / "clients.yaml"
+    config.write_text("defaults:\n  require_approval: false\nclients:\n"
+                      f'  - client_key: "harvest:{CLIENT}"\n    name: Client {CLIENT}\n    currency: USD\n'
+                      f"    grouping: project\n    email: ap{CLIENT}@example.com\n"
+                      f"    expense_markup_percent: {percent}\n")  # fmt: skip
+    monkeypatch.setenv("CLOSEOUT_BILLING_CONFIG", str(config))
+
+
+def test_a_marked_up_expense_is_imported_and_its_markup_added_as_one_line_once(
+    warehouse, harvest, stripe_sandbox, run_dag, monkeypatch, tmp_path
+) -> None:
+    from closeout.warehouse.db import connect
+
+    _bill_with_markup(tmp_path, monkeypatch, 10)
+    entries = add_work(harvest, [1.0, 2.0])
+    expense = harvest.expenses.create_expense(project_id=PROJECT, spent_date=last_month() + timedelta(days=3),
+                                              total_cost=42.5, is_closed=True)  # fmt: skip
+    issue(run_dag)
+    [(invoice_id, total)] = warehouse.rows("SELECT invoice_id, total_minor FROM closeout.invoices")
+    [(cost, markup)] = warehouse.rows("SELECT cost_minor, markup_minor FROM closeout.invoice_line_expenses "
+                                      "WHERE invoice_id = %s", (invoice_id,))  # fmt: skip
+    assert (cost, markup) == (4250, 425), "closeout billed the expense at cost plus 10 %"
+
+    assert run_dag("closeout_tracker_writeback").state == "success"
+    [mirror] = harvest.invoices.snapshot()
+    assert Decimal(str(mirror["amount"])) * 100 == total, "the markup line makes Harvest's total closeout's"
+    [markup_line] = [li for li in mirror["line_items"] if "Expense markup" in (li["description"] or "")]
+    assert Decimal(str(markup_line["amount"])) == Decimal("4.25") and invoice_id in markup_line["description"]
+    assert _billed_ids(harvest) == set(entries), "exactly closeout's entries are billed in Harvest"
+    assert [(x["id"], x["invoice"]["id"]) for x in harvest.expenses.snapshot() if x["is_billed"]] == [
+        (expense["id"], mirror["id"])]  # fmt: skip
+    assert writebacks(warehouse, "invoice") == [
+        ("harvest", "invoice", invoice_id, str(mirror["id"]), "done", "import", None)]  # fmt: skip
+    assert writebacks(warehouse, "credit_note") == [
+        ("harvest", "credit_note", f"{invoice_id}/markup", str(markup_line["id"]), "done", "markup_line_item", None)]
+    assert writebacks(warehouse, "gap") == []
+    assert warehouse.rows("SELECT request->>'amount_minor' FROM closeout.tracker_writebacks "
+                          "WHERE closeout_ref = %s", (f"{invoice_id}/markup",)) == [("425",)]  # fmt: skip
+
+    # nothing new: a rerun makes no write
+    before = harvest_writes(harvest)
+    assert run_dag("closeout_tracker_writeback").state == "success"
+    assert harvest_writes(harvest) == before
+
+    # the markup PATCH's answer lost (row left 'sent'): the rerun finds the line by its description, adds none
+    with connect() as conn:
+        conn.execute("UPDATE closeout_data.tracker_writebacks SET status = 'sent' WHERE closeout_ref = %s",
+                     (f"{invoice_id}/markup",))  # fmt: skip
+        conn.commit()
+    assert run_dag("closeout_tracker_writeback").state == "success"
+    assert harvest_writes(harvest) == before
+    assert len([li for li in harvest.invoices.get(mirror["id"])["line_items"]
+                if "Expense markup" in (li["description"] or "")]) == 1  # fmt: skip
+    assert [r[4:6] for r in writebacks(warehouse, "credit_note")] == [("done", "lookup")]
+    assert warehouse.rows("SELECT event FROM closeout.tracker_writeback_events WHERE closeout_ref = %s",
+                          (f"{invoice_id}/markup",)) == [("found_after_lost_answer",)]  # fmt: skip
+
+
+def test_a_marked_up_invoice_whose_harvest_cost_changed_keeps_explicit_lines_and_gaps(
+    warehouse, harvest, stripe_sandbox, run_dag, monkeypatch, tmp_path
+) -> None:
+    _bill_with_markup(tmp_path, monkeypatch, 10)
+    entries = add_work(harvest, [1.0])
+    expense = harvest.expenses.create_expense(project_id=PROJECT, spent_date=last_month() + timedelta(days=2),
+                                              total_cost=42.5, is_closed=True)  # fmt: skip
+    issue(run_dag)
+    [(invoice_id, total)] = warehouse.rows("SELECT invoice_id, total_minor FROM closeout.invoices")
+    # edited in Harvest after closeout billed it: the difference is no longer only the markup closeout billed
+    harvest.expenses.update_expense(expense["id"], total_cost=50.0)
+
+    assert run_dag("closeout_tracker_writeback").state == "success"
+    [mirror] = harvest.invoices.snapshot()
+    assert Decimal(str(mirror["amount"])) * 100 == total, "closeout's own lines"
+    assert _billed_ids(harvest) == set() and not [x for x in harvest.expenses.snapshot() if x["is_billed"]]
+    assert [r[4:6] for r in writebacks(warehouse, "invoice")] == [("done", "line_items")]
+    assert writebacks(warehouse, "credit_note") == [], "no markup line on explicit lines"
+    gaps = writebacks(warehouse, "gap")
+    assert sorted(g[2] for g in gaps) == sorted([f"{invoice_id}/time:{entries[0]}",
+                                                 f"{invoice_id}/expense:{expense['id']}"])  # fmt: skip
+    assert all("(of which expense markup 4.25)" in g[6] for g in gaps), gaps

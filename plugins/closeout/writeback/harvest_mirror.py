@@ -6,7 +6,11 @@ For each invoice issued in Stripe (open or paid) that bills Harvest time or expe
    of the given projects in the date range, and is the only way to mark them ``is_billed``. closeout first reads
    what it would select (``GET time_entries`` / ``expenses`` with ``is_billed=false``, project, from/to) and uses
    it only when that is exactly the items closeout billed on this invoice, for the same total, and the invoice has
-   only time and expense lines.
+   only time and expense lines. An expense billed with the client's markup is the one known difference: Harvest's
+   import bills expenses at cost, so when the selection is exact and the totals differ by exactly the markup
+   closeout billed (its expense rows' ``markup_minor`` plus the per-line rounding closeout recorded, computed from
+   the warehouse), closeout imports and then appends one ``Expense markup`` line (``PATCH /v2/invoices/{id}``, as
+   for credit notes), so Harvest's total equals closeout's and its time and expenses still show billed.
 2. **Otherwise explicit line items, and gaps.** The invoice is created with closeout's own lines (same amounts),
    which bills nothing in Harvest; every billed item Harvest still shows unbilled becomes a ``gap`` row with the
    reason (the import would have billed more, or less, or another amount). closeout never bills more than it did.
@@ -17,8 +21,9 @@ For each invoice issued in Stripe (open or paid) that bills Harvest time or expe
 
 Every write is a ``tracker_writebacks`` row: planned, then sent (committed before the call), then done/failed. A
 row found ``sent`` is resolved by looking the object up first (invoice by number, which is the Stripe number;
-payment by its notes; credit by its line's description). An invoice someone deletes in Harvest by hand is noticed
-(it is missing from the listing) and mirrored again once, recorded; deleted again, it is left failed for a person.
+payment by its notes; credit and markup lines by their description). An invoice someone deletes in Harvest by
+hand is noticed (it is missing from the listing) and mirrored again once, recorded; deleted again, it is left failed
+for a person.
 """
 
 from __future__ import annotations
@@ -58,6 +63,7 @@ class HarvestSummary:
     sent: int = 0
     payments: int = 0
     credit_notes: int = 0
+    markups: int = 0
     deleted_noticed: int = 0
     failed: int = 0
     pending: int = 0
@@ -95,6 +101,8 @@ def mirror(conn: psycopg.Connection, writer: HarvestWriter, *, limit: int = 1000
             _guarded(conn, summary, invoice["invoice_id"],
                      lambda inv=invoice: _mirror_invoice(conn, writer, inv, items[inv["invoice_id"]],
                                                          lines[inv["invoice_id"]], by_number, summary))  # fmt: skip
+    for row in _dicts(conn, "markups_to_mirror", {"source": SOURCE}):  # before 'sent' and payments: whole invoice
+        _guarded(conn, summary, row["invoice_id"], lambda r=row: _add_markup_line(conn, writer, r, summary))
     for row in _dicts(conn, "messages_to_send", {"source": SOURCE}):
         _guarded(conn, summary, row["invoice_id"], lambda r=row: _mark_sent_in_harvest(conn, writer, r, summary))
     for row in _dicts(conn, "payments_to_mirror", {"source": SOURCE}):
@@ -175,7 +183,7 @@ def _mirror_invoice(conn: psycopg.Connection, writer: HarvestWriter, invoice: di
     else:
         body["line_items"] = plan["line_items"]
     summary_request = {key: plan[key] for key in ("method", "projects", "time_range", "expense_range",
-                                                   "items", "gap_items", "gap_reason")}  # fmt: skip
+                                                   "items", "gap_items", "gap_reason", "markup_minor")}  # fmt: skip
     summary_request.update({"number": number, "client_id": body["client_id"], "total_minor": invoice["total_minor"]})
     records.mark_sent(conn, row, method=plan["method"], request=summary_request)
     faults.point("tracker.harvest.invoice.before_call")
@@ -201,7 +209,8 @@ def _mirror_invoice(conn: psycopg.Connection, writer: HarvestWriter, invoice: di
 
 def _plan(writer: HarvestWriter, invoice: dict[str, Any], billed: list[dict[str, Any]],
           lines: list[dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
-    """Import if Harvest's own selection is exactly closeout's billed items at the same total; else explicit."""
+    """Import if Harvest's own selection is exactly closeout's billed items at the same total, or at closeout's
+    total less exactly the expense markup closeout billed (then added as one line); else explicit lines + gaps."""
     time_items = {i["source_id"]: i for i in billed if i["item_kind"] == "time"}
     expense_items = {i["source_id"]: i for i in billed if i["item_kind"] == "expense"}
     projects = sorted({int(i["project_source_id"]) for i in billed})
@@ -237,17 +246,24 @@ def _plan(writer: HarvestWriter, invoice: dict[str, Any], billed: list[dict[str,
     odd_lines = sorted({ln["kind"] for ln in lines} - IMPORTABLE_LINE_KINDS)
     if odd_lines:
         reasons.append(f"the invoice has {', '.join(odd_lines)} lines, which an import cannot reproduce")
+    markup_minor = 0
     if not reasons:
         expected = _import_total(selected_time.values(), selected_expenses.values())
         try:
-            expected_minor = minor(expected, invoice["exponent"])
+            expected_minor: int | None = minor(expected, invoice["exponent"])
         except ValueError:
             expected_minor = None
-        if expected_minor != invoice["total_minor"]:
+        markup = _billed_markup(expense_items.values(), lines)
+        if markup and expected_minor is not None and expected_minor + markup == invoice["total_minor"]:
+            markup_minor = markup
+        elif expected_minor != invoice["total_minor"]:
             reasons.append(f"Harvest's import would total {expected} {invoice['currency']}, closeout billed "
-                           f"{wire_amount(invoice['total_minor'], invoice['exponent'])}")  # fmt: skip
+                           f"{wire_amount(invoice['total_minor'], invoice['exponent'])}"
+                           + (f" (of which expense markup {wire_amount(markup, invoice['exponent'])})"
+                              if markup else ""))  # fmt: skip
     plan: dict[str, Any] = {"projects": projects, "time_range": time_range, "expense_range": expense_range,
-                            "items": len(billed), "gap_items": [], "gap_reason": None}  # fmt: skip
+                            "items": len(billed), "gap_items": [], "gap_reason": None,
+                            "markup_minor": markup_minor}  # fmt: skip
     if not reasons:
         spec: dict[str, Any] = {"project_ids": projects}
         if time_range:
@@ -264,6 +280,19 @@ def _plan(writer: HarvestWriter, invoice: dict[str, Any], billed: list[dict[str,
                                + [["expense", i] for i in expense_items if i in selected_expenses])  # fmt: skip
     plan["gap_reason"] = "; ".join(reasons)[:2000]
     return plan
+
+
+def _billed_markup(expense_items: Any, lines: list[dict[str, Any]]) -> int:
+    """The expense markup closeout billed on this invoice, in minor units, from the warehouse: the markup of each
+    expense row (``markup_minor``) plus the per-line rounding closeout recorded (an expense line's amount against
+    its rows' amounts). Zero when nothing was marked up: then an import must match closeout's total exactly."""
+    rows = list(expense_items)
+    markup = sum(int(i["markup_minor"] or 0) for i in rows)
+    if not markup:
+        return 0
+    line_rounding = sum(int(ln["amount_minor"]) for ln in lines if ln["kind"] == "expense") - sum(
+        int(i["amount_minor"]) for i in rows)
+    return markup + line_rounding
 
 
 def _import_total(entries: Any, expenses: Any) -> Decimal:
@@ -317,8 +346,11 @@ def _finish(conn: psycopg.Connection, row: records.Row, invoice: dict[str, Any],
     except (KeyError, ValueError):
         harvest_total = None
     reason = None
-    if harvest_total != invoice["total_minor"]:
+    markup = int(request.get("markup_minor") or 0)  # added as its own line right after an import
+    if harvest_total != invoice["total_minor"] - markup:
         reason = f"Harvest's invoice totals {answer.get('amount')}, closeout's {invoice['total_minor']} minor units"
+        if markup:
+            reason += f" of which {markup} expense markup, added as its own line"
     response = {"harvest_invoice_id": answer["id"], "number": answer.get("number"), "state": answer.get("state"),
                 "amount_minor": harvest_total, "line_items": len(answer.get("line_items") or [])}  # fmt: skip
     records.complete(conn, row, status="done", external_id=str(answer["id"]), response=response, reason=reason,
@@ -394,31 +426,57 @@ def _record_payment(conn: psycopg.Connection, writer: HarvestWriter, payment: di
 def _reflect_credit_note(conn: psycopg.Connection, writer: HarvestWriter, note: dict[str, Any],
                          summary: HarvestSummary) -> None:  # fmt: skip
     """A credit note as a negative line item (Harvest has no credit notes): the amount due drops by the credit."""
-    harvest_id = note["tracker_invoice_id"]
     key = f"Credit note {note['number'] or note['credit_note_id']} ({note['credit_note_id']})"
     row = records.plan(conn, source=SOURCE, object_kind="credit_note", closeout_ref=note["credit_note_id"],
                        invoice_id=note["invoice_id"], writeback_key=key,
                        request={"amount_minor": note["amount_minor"]})  # fmt: skip
     conn.commit()
+    _append_line(conn, writer, row, harvest_id=note["tracker_invoice_id"], description=key,
+                 marker=note["credit_note_id"], amount_minor=-note["amount_minor"], exponent=note["exponent"],
+                 method="negative_line_item", label="credit line")  # fmt: skip
+    summary.credit_notes += 1
+
+
+def _add_markup_line(conn: psycopg.Connection, writer: HarvestWriter, invoice: dict[str, Any],
+                     summary: HarvestSummary) -> None:  # fmt: skip
+    """The expense markup of an imported invoice as one line: Harvest's import billed the expenses at cost."""
+    invoice_id = invoice["invoice_id"]
+    key = f"Expense markup (closeout invoice {invoice_id})"
+    row = records.plan(conn, source=SOURCE, object_kind="credit_note", closeout_ref=f"{invoice_id}/markup",
+                       invoice_id=invoice_id, writeback_key=key,
+                       request={"amount_minor": invoice["markup_minor"]})  # fmt: skip
+    conn.commit()
+    _append_line(conn, writer, row, harvest_id=invoice["tracker_invoice_id"], description=key, marker=key,
+                 amount_minor=invoice["markup_minor"], exponent=invoice["exponent"], method="markup_line_item",
+                 label="markup line")  # fmt: skip
+    summary.markups += 1
+
+
+def _append_line(conn: psycopg.Connection, writer: HarvestWriter, row: records.Row, *, harvest_id: str,
+                 description: str, marker: str, amount_minor: int, exponent: int, method: str,
+                 label: str) -> None:  # fmt: skip
+    """Append one line item to a mirrored Harvest invoice (credit notes, expense markup), exactly once.
+
+    A row found 'sent' lost its answer: the line is looked up on the invoice by ``marker`` in its description
+    first, and only when it is absent is the PATCH made again (Harvest has no idempotency keys)."""
     if row.status == "sent":
         current = writer.get(f"invoices/{harvest_id}") or {}
-        found = next((li for li in current.get("line_items") or [] if note["credit_note_id"] in str(li.get(
-            "description") or "")), None)
+        found = next((li for li in current.get("line_items") or [] if marker in str(li.get("description") or "")),
+                     None)  # fmt: skip
         if found is not None:
-            records.event(conn, row, "found_after_lost_answer", f"credit line {found['id']} found by its description")
+            records.event(conn, row, "found_after_lost_answer", f"{label} {found['id']} found by its description")
             records.complete(conn, row, status="done", external_id=str(found["id"]), method="lookup",
                              response={"amount": str(found["amount"])})  # fmt: skip
             conn.commit()
-            summary.credit_notes += 1
             return
-    item = {"kind": "Service", "description": key, "quantity": "1",
-            "unit_price": "-" + wire_amount(note["amount_minor"], note["exponent"])}  # fmt: skip
-    records.mark_sent(conn, row, method="negative_line_item",
-                      request={"amount_minor": -note["amount_minor"], "harvest_invoice_id": harvest_id})  # fmt: skip
+    price = wire_amount(abs(amount_minor), exponent)
+    item = {"kind": "Service", "description": description, "quantity": "1",
+            "unit_price": price if amount_minor >= 0 else "-" + price}  # fmt: skip
+    records.mark_sent(conn, row, method=method, request={"amount_minor": amount_minor,
+                                                         "harvest_invoice_id": harvest_id})  # fmt: skip
     answer = writer.write("PATCH", f"invoices/{harvest_id}", {"line_items": [item]})
     assert answer is not None
-    line = next((li for li in answer.get("line_items") or [] if li.get("description") == key), None)
+    line = next((li for li in answer.get("line_items") or [] if li.get("description") == description), None)
     answered = {"amount": str(answer.get("amount")), "due_amount": str(answer.get("due_amount"))}
     records.complete(conn, row, status="done", external_id=str(line["id"]) if line else None, response=answered)
     conn.commit()
-    summary.credit_notes += 1

@@ -121,12 +121,12 @@ def build_summary(conn: psycopg.Connection, week: IsoWeek | str) -> WeeklySummar
         # only a week with entries or expenses seen since its baseline can have changed: only those are re-read,
         # in the same pass as this week (one scan of the entries, however many weeks)
         changed = [b for b, _, _ in baselines if b.label in versions]
-        by_week = fig.read_figures(conn, "week", min([week, *changed]).start, week.end)
+        # the week's payroll hours come from the same single read of the entries (week_time.sql)
+        by_week, payroll = fig.read_week(conn, min([week, *changed]).start, week.end, week.start, week.end)
         current = by_week.get(week.start) or fig.Figures(week.start, week.end, (), ())
         restated = {b.label: by_week.get(b.start) or fig.Figures(b.start, b.end, (), ()) for b in changed}
         params = {"week_start": week.start, "week_end": week.end}
         unapproved = tuple(fig.rows(conn, "unapproved", params))
-        payroll = tuple(fig.rows(conn, "payroll", params))
         keys = {k for line in current.lines for k in (line.client_key, line.project_key, line.user_key)}
         keys |= {k for x in current.expenses for k in (x.client_key, x.project_key, x.user_key)}
         keys |= {u["user_key"] for u in unapproved} | {k for p in payroll for k in (p["client_key"], p["project_key"])}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -189,16 +189,31 @@ class Figures:
         return out
 
 
-def _time_line(r: dict[str, Any]) -> TimeLine:
+TIME_LINE_FIELDS = tuple(f.name for f in fields(TimeLine))
+TIME_LINE_COLUMNS = ("bucket_start", *TIME_LINE_FIELDS)  # time_lines.sql, then payee_name
+WEEK_TIME_COLUMNS = ("part", "bucket_start", "spent_date", *TIME_LINE_FIELDS)  # week_time.sql
+
+
+def _line(v: Sequence[Any]) -> TimeLine:
+    """A TimeLine from the query's columns in field order. Money and counts are ints, hours and rates
+    ``Decimal``, as the rows arrive (sums of bigint come as numeric, hence ``int``)."""
     return TimeLine(
-        client_key=r["client_key"], project_key=r["project_key"], user_key=r["user_key"], currency=r["currency"],
-        exponent=int(r["exponent"]), approved_hours=Decimal(r["approved_hours"]),
-        billable_hours=Decimal(r["billable_hours"]), billable_value_minor=int(r["billable_value_minor"]),
-        unrated_entries=int(r["unrated_entries"]), nonbillable_hours=Decimal(r["nonbillable_hours"]),
-        entries=int(r["entries"]), cost_rate=None if r["cost_rate"] is None else Decimal(r["cost_rate"]),
-        cost_currency=r["cost_currency"], cost_exponent=None if r["cost_exponent"] is None else int(r["cost_exponent"]),
-        cost_minor=None if r["cost_minor"] is None else int(r["cost_minor"]),
+        v[0], v[1], v[2], v[3], int(v[4]), Decimal(v[5]), Decimal(v[6]), int(v[7]), int(v[8]), Decimal(v[9]),
+        int(v[10]), None if v[11] is None else Decimal(v[11]), v[12], None if v[13] is None else int(v[13]),
+        None if v[14] is None else int(v[14]),
     )  # fmt: skip
+
+
+def _tuples(conn: psycopg.Connection, name: str, params: dict[str, Any], columns: tuple[str, ...]) -> list[tuple]:
+    """A summary query's rows as plain tuples: a busy week has some 35,000 lines, and a dict per row plus keyword
+    construction was a third of a second of the summary's budget. The column order is checked against
+    ``columns``, so a reordered query fails loudly instead of filling the wrong fields."""
+    with conn.cursor() as cur:
+        cur.execute(load_sql(f"summary/{name}.sql"), params)
+        names = tuple(c.name for c in cur.description or ())[: len(columns)]
+        if names != columns:
+            raise RuntimeError(f"{name}.sql columns {names} are not {columns}")
+        return cur.fetchall()
 
 
 def _expense_line(r: dict[str, Any]) -> ExpenseLine:
@@ -221,9 +236,34 @@ def read_figures(conn: psycopg.Connection, bucket: str, start: date, end: date) 
         raise ValueError(f"bucket {bucket!r}: expected 'week' or 'month'")
     params = {"bucket": bucket, "range_start": start, "range_end": end}
     lines: dict[date, list[TimeLine]] = defaultdict(list)
+    for r in _tuples(conn, "time_lines", params, TIME_LINE_COLUMNS):
+        lines[r[0]].append(_line(r[1:16]))
+    return _buckets(conn, bucket, params, lines)
+
+
+def read_week(conn: psycopg.Connection, start: date, end: date, week_start: date,
+              week_end: date) -> tuple[dict[date, Figures], tuple[dict[str, Any], ...]]:  # fmt: skip
+    """The weekly summary's time in one pass (``week_time.sql``): figures per week starting in ``start``..``end``
+    (as ``read_figures(conn, "week", start, end)``) and the payroll rows of ``week_start``..``week_end`` (as
+    ``payroll.sql``), from one read of the entries instead of two."""
+    params = {"bucket": "week", "range_start": start, "range_end": end, "week_start": week_start,
+              "week_end": week_end}  # fmt: skip
+    lines: dict[date, list[TimeLine]] = defaultdict(list)
+    payroll = []
+    for r in _tuples(conn, "week_time", params, WEEK_TIME_COLUMNS):
+        if r[0] == "line":
+            lines[r[1]].append(_line(r[3:18]))
+        else:
+            payroll.append({"user_key": r[5], "spent_date": r[2], "client_key": r[3], "project_key": r[4],
+                            "hours": r[8], "billable_hours": r[9], "entries": r[13]})  # fmt: skip
+    return _buckets(conn, "week", params, lines), tuple(payroll)
+
+
+def _buckets(conn: psycopg.Connection, bucket: str, params: dict[str, Any],
+             lines: dict[date, list[TimeLine]]) -> dict[date, Figures]:  # fmt: skip
+    """The buckets' figures: their time lines and their approved expenses (read here). Buckets with neither are
+    absent."""
     expenses: dict[date, list[ExpenseLine]] = defaultdict(list)
-    for r in rows(conn, "time_lines", params):
-        lines[r["bucket_start"]].append(_time_line(r))
     for r in rows(conn, "expenses", params):
         expenses[r["bucket_start"]].append(_expense_line(r))
     out = {}

@@ -13,6 +13,7 @@ import json
 from dataclasses import asdict, fields
 from datetime import date, datetime
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from closeout.accounting.csv_safe import LINE_END, decimal_number, major_units, neutralise
@@ -46,22 +47,41 @@ def _row(cells: list[Any] | tuple[Any, ...]) -> bytes:
     """``csv_safe.encode_row``'s encoding (text quoted and formula-neutralised by ``csv_safe.neutralise``,
     numbers bare, empty for None, CRLF) for cells that are ``str``, :class:`Figure` or None."""
     out = []
+    append = out.append
     for cell in cells:
-        if cell is None or cell == "":
-            out.append("")
-        elif type(cell) is Figure:
-            out.append(cell)
+        kind = type(cell)
+        if kind is Figure:
+            append(cell)
+        elif cell is None or cell == "":
+            append("")
+        elif kind is str:
+            append(_text_cell(cell))
         elif isinstance(cell, str):
-            out.append('"' + neutralise(cell).replace('"', '""') + '"')
+            append(_text_cell(str(cell)))
         else:
             raise TypeError(f"cells are text, Figure or None, not {type(cell).__name__}")
     return ",".join(out).encode("utf-8") + LINE_END
 
 
+@lru_cache(maxsize=1 << 16)
+def _text_cell(text: str) -> str:
+    """A text cell, neutralised and quoted. Cached: keys, names, the week and the currency repeat on most of a
+    busy week's 40,000 rows (bounded, so a long-lived worker does not grow with every week it summarises)."""
+    return '"' + neutralise(text).replace('"', '""') + '"'
+
+
 def _hours(value: Decimal | int | str) -> Figure:
     """Hours with at least two decimals (``2.50``), never rounded: more precise sums keep their digits."""
-    d = Decimal(value)
-    return Figure(format(d.quantize(Decimal("0.01")) if d.as_tuple().exponent > -2 else d, "f"))
+    d = value if type(value) is Decimal else Decimal(value)
+    if not d.is_finite():
+        return Figure(format(d.quantize(Decimal("0.01")) if d.as_tuple().exponent > -2 else d, "f"))
+    # padding the plain text to two decimals is what quantize(0.01) does for fewer than two, without a Decimal
+    # operation and a digit tuple per cell (a busy week writes over 100,000 hours cells)
+    text = format(d, "f")
+    point = text.find(".")
+    if point < 0:
+        return Figure(text + ".00")
+    return Figure(text + "0" if len(text) - point == 2 else text)
 
 
 def _count(n: int) -> Figure:

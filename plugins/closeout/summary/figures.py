@@ -111,8 +111,11 @@ def margins(lines: Iterable[TimeLine], expenses: Iterable[ExpenseLine]) -> tuple
 
     def row(client: str, currency: str, exponent: int) -> dict[str, Any]:
         exponents[currency] = exponent
-        return acc.setdefault((client, currency), {name: (ZERO if "hours" in name else 0) for name in MARGIN_SUMS}
-                              | {"people": set()})  # fmt: skip
+        found = acc.get((client, currency))
+        if found is None:  # built only for a new client and currency: this runs once per line of a busy week
+            found = acc[(client, currency)] = {name: (ZERO if "hours" in name else 0) for name in MARGIN_SUMS} | {
+                "people": set()}  # fmt: skip
+        return found
 
     for line in lines:
         r = row(line.client_key, line.currency, line.exponent)

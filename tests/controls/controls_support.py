@@ -69,7 +69,27 @@ def login_in(group: str) -> Iterator[str]:
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s AND pid <> pg_backend_pid()",
                 (name,),
             )
-            admin.execute(f'DROP ROLE IF EXISTS "{name}"')
+            _drop_role_when_gone(admin, name)
+
+
+def _drop_role_when_gone(admin: psycopg.Connection, name: str, wait_seconds: float = 20.0) -> None:
+    """Drop a login once its sessions have ended. A session ends asynchronously after its client closes or is
+    terminated, and drops its temporary tables on the way out (drafting makes many): until then those tables
+    depend on the role and DROP ROLE is refused, so a loaded machine saw it fail in cleanup."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        busy = admin.execute("SELECT count(*) FROM pg_stat_activity WHERE usename = %s", (name,)).fetchone()[0]
+        try:
+            if not busy:
+                admin.execute(f'DROP ROLE IF EXISTS "{name}"')
+                return
+        except psycopg.errors.DependentObjectsStillExist:
+            if time.monotonic() > deadline:
+                raise
+        if time.monotonic() > deadline:
+            admin.execute(f'DROP ROLE IF EXISTS "{name}"')  # let Postgres say what still depends on it
+            return
+        time.sleep(0.1)
 
 
 # -- the Airflow API server with people -----------------------------------------------------------------------

@@ -9,8 +9,8 @@ the markup on its line; the journals book pass-through, markup, project cost and
 customers pay in the Stripe sandbox and closeout_stripe_events confirms it; closeout_payouts, approved by
 finance through the real Airflow API server (answered as tests/payouts/test_payout_approval.py answers it), pays
 the contractor their work plus the reimbursement in one Stripe transfer; closeout_tracker_writeback mirrors both
-Harvest invoices with their payments (Tyrell's by import, so Harvest shows its expense billed; Pied Piper's
-marked-up one by explicit lines with recorded gaps, see the strict xfail test at the end) and marks exactly the
+Harvest invoices with their payments (both by import, so Harvest shows their time and expenses billed; Pied
+Piper's marked-up one gets its markup as one added line, see also the test at the end) and marks exactly the
 billed Clockify entry invoiced, tracker_billed_state green. closeout_weekly_summary for the month's week sends one
 e-mail whose figures equal sums taken straight from closeout.time_entries and closeout.expenses, and a second run
 sends nothing. Then the breaks: the billable Harvest expense edited after issue becomes a linked adjustment and
@@ -151,19 +151,19 @@ def test_an_expense_month_closes_billed_once_booked_reimbursed_written_back_and_
     # -- write-back: the trackers show exactly what closeout billed, Harvest the payments -----------------------
     _ok(run_dag, "closeout_tracker_writeback")
     _ok(run_dag, "closeout_tracker_writeback")  # payments recorded on the mirrors made by the first run
-    # Tyrell's invoice (no markup) is imported: Harvest bills exactly its expense. Pied Piper's carries a 10 %
-    # markup, which Harvest's import cannot reproduce, so closeout mirrors it with explicit lines and records a
-    # gap per item instead of billing more (docs/tracker-writeback.md); the xfail test below holds the Done-when.
+    # Both invoices are imported: Harvest bills exactly their time and expenses. Pied Piper's carries a 10 %
+    # markup, which Harvest's import bills at cost, so closeout adds it as one "Expense markup" line (the markup
+    # closeout billed, 12.00) and Harvest's total is closeout's (docs/tracker-writeback.md); no gaps.
     billed_expenses = {str(e["id"]): e["invoice"]["id"] for e in harvest.expenses.snapshot() if e["is_billed"]}
-    eur_mirror = writebacks(warehouse, "invoice")
-    assert {r[2]: (r[4], r[5]) for r in eur_mirror} == {usd[0]: ("done", "line_items"), eur[0]: ("done", "import")}
-    assert billed_expenses == {x["h_eur"]: int(next(r[3] for r in eur_mirror if r[2] == eur[0]))}
-    assert {e["id"] for e in harvest.entries_snapshot() if e["is_billed"]} == set()
-    gaps = writebacks(warehouse, "gap")
-    assert sorted(g[2] for g in gaps) == sorted([f"{usd[0]}/expense:{x['h_billable']}",
-                                                 f"{usd[0]}/time:{month.entries['h_work_1']}",
-                                                 f"{usd[0]}/time:{month.entries['h_work_2']}"])  # fmt: skip
-    assert all("Harvest's import would total 540.00 USD, closeout billed 552.00" in g[6] for g in gaps), gaps
+    mirrored = writebacks(warehouse, "invoice")
+    assert {r[2]: (r[4], r[5]) for r in mirrored} == {usd[0]: ("done", "import"), eur[0]: ("done", "import")}
+    harvest_id = {r[2]: int(r[3]) for r in mirrored}
+    assert billed_expenses == {x["h_eur"]: harvest_id[eur[0]], x["h_billable"]: harvest_id[usd[0]]}
+    assert {e["id"]: e["invoice"]["id"] for e in harvest.entries_snapshot() if e["is_billed"]} == {
+        month.entries["h_work_1"]: harvest_id[usd[0]], month.entries["h_work_2"]: harvest_id[usd[0]]}
+    assert writebacks(warehouse, "gap") == []
+    assert [(r[2], r[4], r[5]) for r in writebacks(warehouse, "credit_note")] == [
+        (f"{usd[0]}/markup", "done", "markup_line_item")]  # fmt: skip
     mirrors = {str(m["client"]["id"]): m for m in harvest.invoices.snapshot()}
     assert set(mirrors) == {str(em.USD_CLIENT), str(em.EUR_CLIENT)}
     for client, (_iid, total, _s) in ((em.USD_CLIENT, usd), (em.EUR_CLIENT, eur)):
@@ -236,11 +236,6 @@ def test_an_expense_month_closes_billed_once_booked_reimbursed_written_back_and_
     assert ("expense_billed", f"clockify:{x['c_billable']}", 4500) in rows, rows
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "product gap (issue 16, Done when): Harvest's line_items_import bills expenses at cost, so an invoice whose "
-    "expense line carries the client's markup is never 'exact' (plugins/closeout/writeback/harvest_mirror.py "
-    "_plan: import total != closeout total); it is mirrored with explicit lines and Harvest keeps showing the "
-    "invoice's time and expenses as unbilled (recorded as gaps)"))  # fmt: skip
 def test_a_marked_up_invoice_leaves_its_time_and_expenses_billed_in_harvest(
     warehouse, harvest, clockify, stripe_sandbox, run_dag, finance_mail, monkeypatch, tmp_path
 ) -> None:

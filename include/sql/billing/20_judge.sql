@@ -57,7 +57,13 @@ LANGUAGE sql STABLE AS $$
                     WHEN c.is_running THEN 'running'
                     WHEN NOT c.billable THEN 'not_billable'
                     WHEN c.require_approval AND NOT c.approved THEN 'not_approved'
-                    WHEN c.billed_in_source THEN 'billed_in_source'
+                    -- billed in the tracker on closeout's own mirror (the write-back's import) is not billed
+                    -- by someone else: a non-correlated IN, hashed once per statement
+                    WHEN c.billed_in_source AND (c.source_invoice_ref IS NULL OR (c.source, c.source_invoice_ref) NOT IN (
+                             SELECT w.source, r.ref FROM closeout_data.tracker_writebacks w
+                             CROSS JOIN LATERAL (VALUES (w.writeback_key), (w.external_id)) r(ref)
+                             WHERE w.object_kind = 'invoice' AND w.status = 'done' AND r.ref IS NOT NULL))
+                         THEN 'billed_in_source'
                     WHEN c.client_source_id = 'none' OR c.project_source_id = 'none' THEN 'no_client'
                     WHEN c.billable_rate IS NULL THEN 'missing_rate'
                     WHEN c.currency <> c.billing_currency THEN 'currency_mismatch'

@@ -435,6 +435,8 @@ def run_writeback(url: str, scale: float) -> dict[str, Any]:
     if len(stats["log"]) >= stats["requests"]:  # the whole log: classify every request
         for method, target, _status in stats["log"]:
             by_kind[classify(method, target)] += 1
+        if by_kind != by_path_kinds(stats["by_path"], statuses.get(201, 0)):  # the fallback below must agree
+            raise RuntimeError(f"per-path counting disagrees with the log: {by_kind} {stats['by_path']}")
     else:  # the sandbox keeps only the last 10,000: classify from its complete per-path and per-status counters
         by_kind = by_path_kinds(stats["by_path"], statuses.get(201, 0))
     return {"seconds": round(seconds, 2), "window_seconds": window, "runs": len(runs), "run_summaries": runs,

@@ -221,6 +221,15 @@ def test_a_marked_up_expense_is_imported_and_its_markup_added_as_one_line_once(
     assert warehouse.rows("SELECT event FROM closeout.tracker_writeback_events WHERE closeout_ref = %s",
                           (f"{invoice_id}/markup",)) == [("found_after_lost_answer",)]  # fmt: skip
 
+    # Harvest now shows the entries and the expense billed on closeout's own mirror: a sync and a drafting run
+    # neither credit them as "billed in source" (by someone else) nor bill them again
+    assert run_dag("closeout_sync_harvest", {"sweep": "always"}).state == "success"
+    assert warehouse.scalar("SELECT count(*) FROM closeout_data.time_entry_versions "
+                            "WHERE billed_in_source AND source_invoice_ref = %s", (mirror["number"],)) == 2  # fmt: skip
+    assert run_dag("closeout_invoice_drafts").state == "success"
+    assert warehouse.rows("SELECT kind, amount_minor, description FROM closeout.invoice_lines "
+                          "WHERE invoice_id <> %s", (invoice_id,)) == []  # fmt: skip
+
 
 def test_a_marked_up_invoice_whose_harvest_cost_changed_keeps_explicit_lines_and_gaps(
     warehouse, harvest, stripe_sandbox, run_dag, monkeypatch, tmp_path

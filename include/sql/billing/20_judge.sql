@@ -58,11 +58,20 @@ LANGUAGE sql STABLE AS $$
                     WHEN NOT c.billable THEN 'not_billable'
                     WHEN c.require_approval AND NOT c.approved THEN 'not_approved'
                     -- billed in the tracker on closeout's own mirror (the write-back's import) is not billed
-                    -- by someone else: a non-correlated IN, hashed once per statement
+                    -- by someone else: a non-correlated IN, hashed once per statement. Nor is an entry closeout
+                    -- itself billed on an issued invoice (Clockify's invoiced flag carries no invoice reference,
+                    -- and closeout sets it): once issued, closeout's invoice stands, and a tracker that also shows
+                    -- it billed elsewhere is reported by the tracker_billed_state check, not credited here.
                     WHEN c.billed_in_source AND (c.source_invoice_ref IS NULL OR (c.source, c.source_invoice_ref) NOT IN (
                              SELECT w.source, r.ref FROM closeout_data.tracker_writebacks w
                              CROSS JOIN LATERAL (VALUES (w.writeback_key), (w.external_id)) r(ref)
                              WHERE w.object_kind = 'invoice' AND w.status = 'done' AND r.ref IS NOT NULL))
+                         AND NOT EXISTS (
+                             SELECT 1 FROM closeout_data.invoice_line_entries le
+                             JOIN closeout_data.invoices i ON i.invoice_id = le.invoice_id
+                             WHERE le.source_id = c.source_id AND le.source = c.source AND le.valid_to IS NULL
+                               AND i.status IN ('publishing', 'open', 'paid', 'uncollectible')
+                             HAVING sum(le.amount_minor) > 0)
                          THEN 'billed_in_source'
                     WHEN c.client_source_id = 'none' OR c.project_source_id = 'none' THEN 'no_client'
                     WHEN c.billable_rate IS NULL THEN 'missing_rate'

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
@@ -222,17 +223,32 @@ def _plan(writer: HarvestWriter, invoice: dict[str, Any], billed: list[dict[str,
     time_range, expense_range = span(time_items), span(expense_items)
     selected_time: dict[str, Any] = {}
     selected_expenses: dict[str, Any] = {}
-    for project in projects:
-        if time_range:
-            for entry in writer.listing("time_entries", {"is_billed": "false", "project_id": project,
-                                                         "from": time_range[0], "to": time_range[1]}):  # fmt: skip
-                if entry.get("billable") and entry.get("billable_rate") is not None and not entry.get("is_running"):
-                    selected_time[str(entry["id"])] = entry
-        if expense_range:
-            for expense in writer.listing("expenses", {"is_billed": "false", "project_id": project,
-                                                       "from": expense_range[0], "to": expense_range[1]}):  # fmt: skip
-                if expense.get("billable"):
-                    selected_expenses[str(expense["id"])] = expense
+    # What the import would select, read with one listing per kind for the invoice's client (a Harvest invoice has
+    # one client; the caller refused any other case) and kept to the invoice's projects, as the import's
+    # project_ids keeps it: one listing per project would read the same items in more requests.
+    clients = {int(i["client_source_id"]) for i in billed}
+    scope: dict[str, Any] = {"client_id": next(iter(clients))} if len(clients) == 1 else {}
+
+    def in_projects(item: dict[str, Any]) -> bool:
+        return (item.get("project") or {}).get("id") in projects
+
+    def listed(resource: str, days: list[str] | None) -> Iterator[dict[str, Any]]:
+        if not days:
+            return
+        if scope:
+            query = {"is_billed": "false", **scope, "from": days[0], "to": days[1]}
+            yield from (item for item in writer.listing(resource, query) if in_projects(item))
+            return
+        for project in projects:
+            yield from writer.listing(resource, {"is_billed": "false", "project_id": project,
+                                                 "from": days[0], "to": days[1]})  # fmt: skip
+
+    for entry in listed("time_entries", time_range):
+        if entry.get("billable") and entry.get("billable_rate") is not None and not entry.get("is_running"):
+            selected_time[str(entry["id"])] = entry
+    for expense in listed("expenses", expense_range):
+        if expense.get("billable"):
+            selected_expenses[str(expense["id"])] = expense
     reasons = []
     for label, ours, theirs in (("time entries", time_items, selected_time),
                                 ("expenses", expense_items, selected_expenses)):  # fmt: skip

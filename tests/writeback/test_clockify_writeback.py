@@ -64,9 +64,9 @@ def test_exactly_the_billed_entries_are_marked_invoiced_in_batches_and_a_rerun_w
         "WHERE w.source = v.source AND w.source_id = v.source_id)")) == {**dict.fromkeys(billed, True), current: False}
     # closeout's own invoiced flag, read back by the sync, is not "billed by someone else": the next drafting run
     # leaves the issued invoice's entries billed (no credit for them) and drafts nothing new for them
-    lines_before = warehouse.rows("SELECT invoice_id, line_no, kind, amount_minor FROM closeout.invoice_lines ORDER BY 1, 2")
+    lines = "SELECT invoice_id, line_no, kind, amount_minor FROM closeout.invoice_lines ORDER BY 1, 2"
+    lines_before = warehouse.rows(lines)
     assert run_dag("closeout_invoice_drafts").state == "success"
-    assert warehouse.rows("SELECT invoice_id, line_no, kind, amount_minor FROM closeout.invoice_lines ORDER BY 1, 2") \
-        == lines_before
+    assert warehouse.rows(lines) == lines_before
     assert warehouse.scalar(
         "SELECT count(*) FROM closeout.invoice_lines WHERE kind IN ('adjustment', 'credit')") == 0

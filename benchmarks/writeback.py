@@ -277,7 +277,9 @@ def build_month(harvest_url: str, stripe_url: str, seed: int) -> dict[str, Any]:
         credited = issued[len(issued) // 200 :: round(1 / CREDIT_NOTE_SHARE)]  # about 1 in 100, at least one
         for stripe_id in credited:
             invoice = client.v1.invoices.retrieve(stripe_id)
-            client.v1.credit_notes.create(params={"invoice": stripe_id, "amount": max(1, invoice.amount_due // 10)})
+            step = 10 if invoice.currency == "kwd" else 1  # Stripe takes KWD only in multiples of 10 fils
+            amount = max(step, invoice.amount_due // 10 // step * step)
+            client.v1.credit_notes.create(params={"invoice": stripe_id, "amount": amount})
         paying = [s for s in issued if rng.random() < PAID_SHARE]
         _pay(stripe_url, paying)
         events.backfill(conn, StripeHook())

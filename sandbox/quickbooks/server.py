@@ -30,7 +30,9 @@ What it implements (shapes from Intuit's docs, ``/work/shared/reference/accounti
   ``home_currency`` and enabled ``currencies`` (multicurrency; another one: 400 code 6000, element CurrencyRef), a
   foreign-currency transaction's ``ExchangeRate`` (home units per foreign unit: 1 is refused, a missing one takes
   the sandbox's ``daily_rates`` as QuickBooks applies its own), and ``tax_codes`` (when set, as for UK/CA/AU
-  companies, every sales line needs a ``TaxCodeRef`` from that list). ``request_id_ttl_seconds`` (sandbox clock)
+  companies, every sales line needs a ``TaxCodeRef`` from that list; a mapping gives each code its rate percent,
+  and an invoice's tax is computed from them unless ``TxnTaxDetail.TotalTax`` is given, ``sandbox/quickbooks/tax.py``,
+  which also voids invoices: ``invoice?operation=void``). ``request_id_ttl_seconds`` (sandbox clock)
   forgets stored requestid answers after that long, as a vendor's key window ends.
 * Faults (``faults.add(kind, ...)``): ``timeout_after_commit`` (the request is processed and stored, then the
   connection is dropped after ``delay`` seconds: the client never sees the answer), ``drop`` (dropped before
@@ -58,6 +60,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from sandbox.control import control
+from sandbox.quickbooks import tax
 from sandbox.serving import BackgroundServer, FaultPlan, Response, Traffic
 
 __all__ = ["FAULT_KINDS", "MIN_MINOR_VERSION", "TOKEN_PATH", "QuickBooksSandbox"]
@@ -173,6 +176,7 @@ class QuickBooksSandbox:
         self.currencies = None if currencies is None else {c.upper() for c in currencies} | {self.home_currency}
         self.book_close_date = book_close_date
         self.tax_codes = set(tax_codes) if tax_codes is not None else None
+        self.tax_rates = tax.rates_of(tax_codes)  # code -> rate percent (sandbox/quickbooks/tax.py)
         self.daily_rates = {k.upper(): Decimal(str(v)) for k, v in (daily_rates or {}).items()}
         self.request_id_ttl_seconds = request_id_ttl_seconds
         self._base_clock = clock or time.time
@@ -463,6 +467,8 @@ class QuickBooksSandbox:
             from sandbox.quickbooks import cdc  # change data capture, reports, deletes: sandbox/quickbooks/cdc.py
 
             return cdc.route(self, company, method, parts, params, body)
+        if method == "POST" and parts == ["invoice"] and params.get("operation") == "void":
+            return _ok({"Invoice": tax.void_invoice(self, company, _body(body)), "time": self._stamp()})
         if method == "GET" and parts == ["query"]:
             return _ok(self._query(company, params.get("query", "")))
         if method == "POST" and parts == ["batch"]:
@@ -677,9 +683,7 @@ class QuickBooksSandbox:
                 continue
             line.setdefault("LineNum", number)
             total += _money(line.get("Amount", 0), "Line.Amount")
-        tax = (obj.get("TxnTaxDetail") or {}).get("TotalTax")
-        if tax is not None:
-            total += _money(tax, "TxnTaxDetail.TotalTax")
+        total += tax.compute_tax(self, obj)  # given TotalTax stands, else per line from the codes' rates
         obj["TotalAmt"] = total
         obj["Balance"] = total - _money(obj.get("_paid", 0), "paid")
 

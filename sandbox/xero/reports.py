@@ -134,8 +134,10 @@ def postings(tenant: Any, base: str, *, receivable: str = AR, payable: str = AP)
 
     def document(obj: dict[str, Any], control: str, sign: int) -> None:
         add(control, obj, sign * _amount(obj.get("Total")))
+        inclusive = obj.get("LineAmountTypes") == "Inclusive"  # the line holds its tax: revenue is net of it
         for line in obj.get("LineItems") or []:
-            add(line.get("AccountCode") or SALES, obj, -sign * line_amount(line))
+            net = line_amount(line) - (_amount(line.get("TaxAmount")) if inclusive else 0)
+            add(line.get("AccountCode") or SALES, obj, -sign * net)
         if obj.get("TotalTax"):
             add(TAX, obj, -sign * _amount(obj["TotalTax"]))
 

@@ -27,8 +27,10 @@ What it implements (``/work/shared/reference/accounting-apis.md``):
   (a document dated on or before them is refused), ``base_currency`` plus the enabled ``currencies`` (another one
   is refused), ``CurrencyRate`` on a foreign-currency document (foreign units per base unit, as Xero writes it:
   omitted -> the sandbox's ``daily_rates``, as Xero applies its daily rate; 1 is refused, never a foreign rate),
-  and ``tax_types`` (when set, a line's ``TaxType`` must be one of them). Arrays of up to ``max_elements`` (50 as
-  Xero recommends; more is refused); ``idempotency_ttl_seconds`` (sandbox clock) forgets stored answers.
+  and ``tax_types`` (when set, a line's ``TaxType`` must be one of them; a mapping gives each its rate percent:
+  ``GET /TaxRates``, tax computed per line by ``LineAmountTypes``, and ``Status: VOIDED``: ``sandbox/xero/tax.py``).
+  Arrays of up to ``max_elements`` (50 as Xero recommends; more is refused); ``idempotency_ttl_seconds`` (sandbox
+  clock) forgets stored answers.
 * Faults (``faults.add``): ``timeout_after_commit``, ``drop``, ``500``, ``slow``.
 """
 
@@ -55,6 +57,7 @@ from urllib.parse import parse_qs
 
 from sandbox.control import control
 from sandbox.serving import BackgroundServer, FaultPlan, Response, Traffic
+from sandbox.xero import tax
 
 __all__ = ["FAULT_KINDS", "TOKEN_PATH", "XeroSandbox"]
 
@@ -153,6 +156,7 @@ class XeroSandbox:
         self.period_lock_date = period_lock_date
         self.end_of_year_lock_date = end_of_year_lock_date
         self.tax_types = set(tax_types) if tax_types is not None else None
+        self.tax_rates = tax.rates_of(tax_types)  # TaxType -> rate percent (sandbox/xero/tax.py)
         self.daily_rates = {k.upper(): Decimal(str(v)) for k, v in (daily_rates or {}).items()}
         self.idempotency_ttl_seconds = idempotency_ttl_seconds
         self.max_elements = max_elements
@@ -429,6 +433,8 @@ class XeroSandbox:
         if method == "GET" and parts[0].lower() == "currencies":
             enabled = sorted(self.currencies or {self.base_currency, *self.daily_rates})
             return 200, {"Currencies": [{"Code": c, "Description": c} for c in enabled]}
+        if method == "GET" and parts[0].lower() == "taxrates":
+            return 200, tax.tax_rates(self)
         if method == "GET" and parts[0].lower() == "organisation":
             return 200, {"Organisations": [{"Name": tenant.name, "BaseCurrency": self.base_currency,
                                             "PeriodLockDate": self.period_lock_date,
@@ -481,6 +487,8 @@ class XeroSandbox:
         existing = tenant.objects[kind].get(str(item.get(id_field, "")))
         if existing is not None and create_only:
             raise _validation(f"{id_field} {item[id_field]} already exists; PUT only creates")
+        if kind == "Invoices" and existing is not None and item.get("Status") == "VOIDED":
+            return tax.void_invoice(self, tenant, existing)  # sandbox/xero/tax.py
         obj = copy.deepcopy({**(existing or {}), **item})
         if kind == "Contacts":
             name = str(obj.get("Name") or "").strip()
@@ -505,6 +513,7 @@ class XeroSandbox:
                         "Status": obj.get("Status", "DRAFT"), "SubTotal": total, "Total": total,
                         "AmountDue" if kind == "Invoices" else "RemainingCredit": total - paid,
                         "CurrencyCode": obj.get("CurrencyCode", self.base_currency)})  # fmt: skip
+            tax.price(self, obj, paid, "AmountDue" if kind == "Invoices" else "RemainingCredit")  # Xero's own tax
             self._check_document(kind, obj)
             if existing is None and kind == "Invoices":
                 obj.setdefault("InvoiceNumber", f"INV-{next(tenant.numbers):04d}")

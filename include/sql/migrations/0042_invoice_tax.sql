@@ -135,6 +135,10 @@ SELECT i.invoice_id, i.client_key, i.period_start, i.period_end, i.currency, i.s
 FROM closeout_data.invoices i
 LEFT JOIN closeout_data.billing_clients c ON c.client_key = i.client_key;
 
+CREATE OR REPLACE VIEW closeout.invoice_versions AS
+SELECT v.invoice_id, v.version, v.draft_run_id, v.built_at, v.total_minor, v.line_count, v.entry_count, v.tax_minor
+FROM closeout_data.invoice_versions v;
+
 -- One row per current line of every invoice with a tax configuration (a rate or an exemption).
 -- taxable_minor is the line's amount excluding tax (for an inclusive rate, its amount minus its tax);
 -- tax_minor is 0 for an exempt invoice. The lines' tax_minor sum to closeout.invoices.tax_minor.

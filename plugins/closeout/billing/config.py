@@ -21,6 +21,10 @@ decimals (a YAML ``150.10`` never passes through a float). Format (every client 
       expense_markup_percent: "0"    # added to billable expenses, rounded once per line (docs/expense-billing.md)
       expense_receipt_links: false   # true: receipt links in expense line descriptions
       expense_grouping: category     # category (one line per category) | expense (one line per expense)
+      tax: null                      # no tax (as before); or a rate, or an exemption (docs/invoice-tax.md):
+                                     # {rate_percent: "20", inclusive: false, name: VAT, jurisdiction: GB,
+                                     #  codes: {quickbooks: TAX20, xero: OUTPUT2}}
+                                     # {exempt: true, codes: {quickbooks: NON, xero: EXEMPTOUTPUT}}
     clients:
       - client_key: harvest:1001     # a contract key, as in closeout.time_entries
         name: Acme Corp
@@ -66,6 +70,11 @@ MAX_EXPENSE_MARKUP = Decimal(1000)
 # Options the expense steps read on every run (they judge every expense each time): a change needs no
 # re-judging of time entries, so they stay out of the settings hash.
 _EXPENSE_FIELDS = frozenset({"expense_markup_percent", "expense_receipt_links", "expense_grouping"})
+# Tax is applied by the drafting's last step on every run (billing/95_tax.sql compares each draft's tax with
+# its client's): a change needs no re-judging of time entries either.
+_TAX_FIELDS = frozenset({"tax"})
+_TAX_KEYS = frozenset({"rate_percent", "inclusive", "name", "jurisdiction", "exempt", "codes"})
+_TAX_SYSTEMS = frozenset({"quickbooks", "xero"})
 BUILTIN_DEFAULTS: dict[str, Any] = {
     "billing_period": "monthly",
     "currency": None,
@@ -79,6 +88,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "expense_markup_percent": Decimal(0),
     "expense_receipt_links": False,
     "expense_grouping": "category",
+    "tax": None,
 }
 _CLIENT_FIELDS = {"client_key", "name", "email", "rate_card", *BUILTIN_DEFAULTS}
 _CARD_FIELDS = {"rate", "currency", "project_key", "task_key", "user_key", "effective_from", "effective_to"}
@@ -86,6 +96,29 @@ _CARD_FIELDS = {"rate", "currency", "project_key", "task_key", "user_key", "effe
 
 class BillingConfigError(ValueError):
     """A configuration problem, naming the client and the field."""
+
+
+@dataclass(frozen=True)
+class TaxConfig:
+    """A client's tax on its invoices: a rate (exclusive: added on top of each line; inclusive: inside each
+    line's amount) or an exemption, with the tax code each accounting system books it under."""
+
+    rate_percent: Decimal | None = None
+    inclusive: bool | None = None
+    name: str | None = None
+    jurisdiction: str | None = None
+    exempt: bool = False
+    quickbooks_code: str | None = None
+    xero_type: str | None = None
+
+    def columns(self) -> dict[str, Any]:
+        """The billing_clients / invoices tax columns this configuration is mirrored to."""
+        return {"tax_rate_percent": self.rate_percent, "tax_inclusive": self.inclusive,
+                "tax_exempt": self.exempt, "tax_name": self.name, "tax_jurisdiction": self.jurisdiction,
+                "tax_quickbooks_code": self.quickbooks_code, "tax_xero_type": self.xero_type}  # fmt: skip
+
+
+NO_TAX_COLUMNS: dict[str, Any] = {**TaxConfig().columns(), "tax_exempt": False}
 
 
 @dataclass(frozen=True)
@@ -117,13 +150,14 @@ class ClientBilling:
     expense_markup_percent: Decimal = Decimal(0)
     expense_receipt_links: bool = False
     expense_grouping: str = "category"
+    tax: TaxConfig | None = None
 
     def settings_hash(self) -> str:
         """Changes only when something that decides billing changes (names, rate cards and what a credit
         note does after payment do not: none of them changes a draft)."""
         decisive = {k: v for k, v in asdict(self).items()
                     if k not in {"name", "email", "rate_card", "credit_note_policy", "collections_policy",
-                                 *_EXPENSE_FIELDS}}  # fmt: skip
+                                 *_EXPENSE_FIELDS, *_TAX_FIELDS}}  # fmt: skip
         return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -271,6 +305,7 @@ def _client(key: str, values: Mapping[str, Any], base: Mapping[str, Any], origin
         expense_markup_percent=_markup(where, values.get("expense_markup_percent", base["expense_markup_percent"])),
         expense_receipt_links=receipt_links,
         expense_grouping=choice("expense_grouping", EXPENSE_GROUPINGS),
+        tax=_tax(where, values.get("tax", base["tax"])),
         name=values.get("name"),
         email=values.get("email"),
         rate_card=cards,
@@ -288,6 +323,54 @@ def _markup(where: str, raw: Any) -> Decimal:
     if not markup.is_finite() or markup < 0 or markup > MAX_EXPENSE_MARKUP:
         raise BillingConfigError(f"{where}: expense_markup_percent: {raw!r} is not a percentage between 0 and 1000")
     return markup
+
+
+def _tax(where: str, raw: Any) -> TaxConfig | None:
+    """The client's tax: None (untaxed), a rate, or an exemption; every problem names the client and field."""
+    if raw is None or isinstance(raw, TaxConfig):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise BillingConfigError(f"{where}: tax: expected a mapping (rate_percent, inclusive, ...) or exempt: true")
+    extra = set(raw) - _TAX_KEYS
+    if extra:
+        raise BillingConfigError(f"{where}: tax: unknown field(s) {sorted(extra)}")
+    codes_raw = raw.get("codes") or {}
+    if not isinstance(codes_raw, Mapping):
+        raise BillingConfigError(f"{where}: tax.codes: expected a mapping of quickbooks / xero to a tax code")
+    unknown_systems = set(codes_raw) - _TAX_SYSTEMS
+    if unknown_systems:
+        raise BillingConfigError(f"{where}: tax.codes: unknown accounting system(s) {sorted(unknown_systems)}")
+    for system, code in codes_raw.items():
+        if not isinstance(code, str) or not code.strip():
+            raise BillingConfigError(f"{where}: tax.codes.{system}: expected a tax code (text), got {code!r}")
+    texts = {}
+    for name in ("name", "jurisdiction"):
+        value = raw.get(name)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise BillingConfigError(f"{where}: tax.{name}: expected text, got {value!r}")
+        texts[name] = value.strip() if isinstance(value, str) else None
+    exempt = raw.get("exempt", False)
+    if not isinstance(exempt, bool):
+        raise BillingConfigError(f"{where}: tax.exempt: expected true or false, got {exempt!r}")
+    codes = {"quickbooks_code": codes_raw.get("quickbooks"), "xero_type": codes_raw.get("xero")}
+    if exempt:
+        if raw.get("rate_percent") is not None or raw.get("inclusive") is not None:
+            raise BillingConfigError(f"{where}: tax: an exemption takes no rate_percent or inclusive")
+        return TaxConfig(exempt=True, name=texts["name"], jurisdiction=texts["jurisdiction"], **codes)
+    rate_raw = raw.get("rate_percent")
+    if isinstance(rate_raw, bool) or rate_raw is None or isinstance(rate_raw, float):
+        raise BillingConfigError(f"{where}: tax.rate_percent: required, a decimal number as text (e.g. \"20\")")
+    try:
+        rate = Decimal(str(rate_raw))
+    except InvalidOperation as exc:
+        raise BillingConfigError(f"{where}: tax.rate_percent: {rate_raw!r} is not a decimal number") from exc
+    if not rate.is_finite() or rate < 0 or rate > 100:
+        raise BillingConfigError(f"{where}: tax.rate_percent: {rate_raw!r} is not a percentage between 0 and 100")
+    inclusive = raw.get("inclusive", False)
+    if not isinstance(inclusive, bool):
+        raise BillingConfigError(f"{where}: tax.inclusive: expected true or false, got {inclusive!r}")
+    return TaxConfig(rate_percent=rate, inclusive=inclusive,
+                     name=texts["name"] or "Tax", jurisdiction=texts["jurisdiction"], **codes)  # fmt: skip
 
 
 def _rate_card(where: str, index: int, card: Any, currency: str | None) -> RateCard:
@@ -347,11 +430,13 @@ def apply(conn: psycopg.Connection, config: BillingConfig) -> dict[str, Any]:
             """INSERT INTO closeout_data.billing_clients (client_key, name, email, billing_period, currency, grouping,
                    require_approval, payment_terms_days, rounding, publish_policy, config_hash,
                    credit_note_policy, collections_policy, expense_markup_percent, expense_receipt_links,
-                   expense_grouping)
+                   expense_grouping, tax_rate_percent, tax_inclusive, tax_exempt, tax_name, tax_jurisdiction,
+                   tax_quickbooks_code, tax_xero_type)
                VALUES (%(client_key)s, %(name)s, %(email)s, %(billing_period)s, %(currency)s, %(grouping)s,
                    %(require_approval)s, %(payment_terms_days)s, %(rounding)s, %(publish_policy)s, %(hash)s,
                    %(credit_note_policy)s, %(collections_policy)s, %(expense_markup_percent)s,
-                   %(expense_receipt_links)s, %(expense_grouping)s)
+                   %(expense_receipt_links)s, %(expense_grouping)s, %(tax_rate_percent)s, %(tax_inclusive)s,
+                   %(tax_exempt)s, %(tax_name)s, %(tax_jurisdiction)s, %(tax_quickbooks_code)s, %(tax_xero_type)s)
                ON CONFLICT (client_key) DO UPDATE SET name = excluded.name, email = excluded.email,
                    billing_period = excluded.billing_period, currency = excluded.currency,
                    grouping = excluded.grouping, require_approval = excluded.require_approval,
@@ -361,9 +446,14 @@ def apply(conn: psycopg.Connection, config: BillingConfig) -> dict[str, Any]:
                    expense_markup_percent = excluded.expense_markup_percent,
                    expense_receipt_links = excluded.expense_receipt_links,
                    expense_grouping = excluded.expense_grouping,
+                   tax_rate_percent = excluded.tax_rate_percent, tax_inclusive = excluded.tax_inclusive,
+                   tax_exempt = excluded.tax_exempt, tax_name = excluded.tax_name,
+                   tax_jurisdiction = excluded.tax_jurisdiction, tax_quickbooks_code = excluded.tax_quickbooks_code,
+                   tax_xero_type = excluded.tax_xero_type,
                    updated_at = CASE WHEN billing_clients.config_hash = excluded.config_hash
                                      THEN billing_clients.updated_at ELSE clock_timestamp() END""",
-            [{**asdict(c), "hash": c.settings_hash()} for c in wanted.values()],
+            [{**asdict(c), "hash": c.settings_hash(), **(c.tax.columns() if c.tax else NO_TAX_COLUMNS)}
+             for c in wanted.values()],
         )
         conn.execute("DELETE FROM closeout_data.billing_rate_cards")
         cards = [(c.client_key, card.project_key, card.task_key, card.user_key, card.currency, card.rate,

@@ -15,6 +15,10 @@ The rules (the SQL in ``include/sql/billing/`` is their implementation, in this 
 5. ``50_apply`` and ``60_lines``: the difference is written as one new version of each changed draft:
    the line entries and lines it touches get a new row each (the old one closed at that version);
    everything else carries over unwritten, and the views number each version's lines.
+6. ``70``-``90``: billable expenses, judged whole each run and written the same way.
+7. ``95_tax``: a taxed client's drafts carry its tax configuration and their tax, each line's rounded
+   once, half-up, in the minor unit; the total is the lines plus an exclusive rate's tax
+   (docs/invoice-tax.md).
 
 The cost of a run follows what changed: a refresh after 1% of a million entries changed reads and
 writes about 1% (plus one comparison of entry versions), and the first run, which writes everything,
@@ -23,7 +27,8 @@ fills the empty tables without their indexes and builds those once at the end.
 Everything runs in the caller's transaction under one advisory lock, so a failed or killed run
 leaves no trace and a retry starts from the same state; drafting twice in a row writes nothing.
 Invariant 1 (every approved billable entry billed exactly once) and invariant 2 (a line is its
-quantity times its rate rounded once; an invoice is the sum of its lines) hold after every run.
+quantity times its rate rounded once; an invoice is the sum of its lines, plus its exclusive tax) hold
+after every run.
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ SCRIPTS = (
     "billing/70_expense_judge.sql",
     "billing/80_expense_desired.sql",
     "billing/90_expense_apply.sql",
+    # tax on the invoice itself (issue 17 item 3): each taxed draft's tax and total, from its lines
+    "billing/95_tax.sql",
 )
 TEMP_TABLES = (
     "billing_dirty", "billing_run", "billing_days", "billing_frozen", "billing_last_billed", "billing_adjusting",

@@ -12,8 +12,10 @@ What it implements (shapes from Intuit's docs, ``/work/shared/reference/accounti
   issues a fresh first refresh token, as a person reconnecting the company would get.
 * ``/v3/company/{realmId}/...`` with ``Authorization: Bearer``: ``customer`` and ``invoice`` create, read and
   update (``SyncToken`` optimistic concurrency: stale -> 400 code 5010; ``sparse: true`` merges), ``query``
-  (``select * from Customer|Invoice [where F = 'v' [and ...]] [STARTPOSITION n] [MAXRESULTS m]``, at most
-  1000), and ``batch`` (at most 30 ``BatchItemRequest`` items, each create/update/query, answered one by one).
+  (``select * from <Entity> [where F = 'v' [and ...]] [STARTPOSITION n] [MAXRESULTS m]``, at most
+  1000; ``=``, ``<``, ``>``, ``<=``, ``>=``, ``like``, ``in``; only on the attributes Intuit marks filterable,
+  else 400 code 4001 QueryValidationError, see ``FILTERABLE``), and ``batch`` (at most 30 ``BatchItemRequest``
+  items, each create/update/query, answered one by one).
   Customer ``DisplayName`` is unique, case-insensitively (400 code 6240 "Duplicate Name Exists Error").
 * ``minorversion`` is required and must be >= 75 (Intuit ignores lower ones since August 2025; the sandbox is
   stricter and refuses them, so a client that forgets it is caught here).
@@ -737,9 +739,29 @@ _QUERY = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _CONDITION = re.compile(
-    r"^\s*(?P<field>[\w.]+)\s*(?:(?P<op>=|like)\s*'(?P<value>(?:[^'\\]|\\.)*)'|in\s*\((?P<list>[^)]*)\))\s*$",
+    r"^\s*(?P<field>[\w.]+)\s*(?:(?P<op><=|>=|<|>|=|like)\s*'(?P<value>(?:[^'\\]|\\.)*)'"
+    r"|in\s*\((?P<list>[^)]*)\))\s*$",
     re.IGNORECASE,
 )
+# What the query language may filter on, per entity: only the attributes Intuit's API reference marks "filterable"
+# (developer.intuit.com, Accounting API entities; the same lists in CData's / GravityData's QuickBooks Online table
+# references). Anything else in a WHERE is refused as QuickBooks refuses it: 400, code 4001 "Invalid query",
+# "QueryValidationError: property 'X' is not queryable" (ruckus/quickbooks-ruby#403; intuit/QuickBooks-V3-DotNET-SDK
+# #163: "the properties which are mentioned as filterable are only queryable"). PrivateNote is filterable on no
+# transaction: a client must find its objects by DocNumber, TxnDate, CustomerRef ... and read the note itself.
+_META = ("Id", "MetaData.CreateTime", "MetaData.LastUpdatedTime")
+FILTERABLE: dict[str, frozenset[str]] = {
+    entity: frozenset(name.lower() for name in (*_META, *names))
+    for entity, names in {
+        "Customer": ("DisplayName", "CompanyName", "GivenName", "MiddleName", "FamilyName", "Suffix",
+                     "FullyQualifiedName", "PrintOnCheckName", "PrimaryEmailAddr", "Active", "Balance"),
+        "Invoice": ("DocNumber", "TxnDate", "DueDate", "CustomerRef", "Balance", "TotalAmt"),
+        "CreditMemo": ("DocNumber", "TxnDate", "CustomerRef", "Balance", "TotalAmt"),
+        "Payment": ("TxnDate", "CustomerRef", "TotalAmt"),
+        "JournalEntry": ("DocNumber", "TxnDate"),
+        "Deposit": ("TxnDate", "TotalAmt"),
+    }.items()
+}  # fmt: skip
 
 
 def _parse_query(text: str) -> tuple[str, list[Callable[[dict[str, Any]], bool]], int, int]:
@@ -759,6 +781,9 @@ def _parse_query(text: str) -> tuple[str, list[Callable[[dict[str, Any]], bool]]
         found = _CONDITION.match(condition)
         if found is None:
             raise Fault(400, "4000", "Error parsing query", f"QueryParserError: cannot read {condition[:100]!r}")
+        if found.group("field").lower() not in FILTERABLE[entity]:
+            raise Fault(400, "4001", "Invalid query",
+                        f"QueryValidationError: property '{found.group('field')}' is not queryable")  # fmt: skip
         tests.append(_condition(found))
     return entity, tests, start, limit
 
@@ -780,10 +805,23 @@ def _condition(found: re.Match[str]) -> Callable[[dict[str, Any]], bool]:
         values = {v.strip().strip("'").replace("\\'", "'") for v in found.group("list").split(",")}
         return lambda o: _field(o, field) in values
     value = found.group("value").replace("\\'", "'")
-    if found.group("op").lower() == "like":
+    op = found.group("op").lower()
+    if op in ("<", ">", "<=", ">="):  # dates, times and amounts: ISO dates compare as text, amounts as numbers
+        compare = {"<": lambda a, b: a < b, ">": lambda a, b: a > b, "<=": lambda a, b: a <= b,
+                   ">=": lambda a, b: a >= b}[op]  # fmt: skip
+        return lambda o: (v := _field(o, field)) is not None and compare(*_comparable(v, value))
+    if op == "like":
         pattern = re.compile("^" + ".*".join(re.escape(p) for p in value.split("%")) + "$", re.IGNORECASE | re.DOTALL)
         return lambda o: (v := _field(o, field)) is not None and bool(pattern.match(v))
     return lambda o: _field(o, field) == value
+
+
+def _comparable(left: str, right: str) -> tuple[Any, Any]:
+    """Both as numbers when both are, else as text (ISO dates and times order correctly as text)."""
+    try:
+        return Decimal(left), Decimal(right)
+    except ArithmeticError:
+        return left, right
 
 
 def _throttled() -> Fault:

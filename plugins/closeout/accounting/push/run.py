@@ -114,8 +114,9 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
 
 def _send_new(conn: Any, books: Books, scope: dict[str, str], kind: str,
               chunk: list[tuple[plan.Record, dict[str, Any]]], run: PushRun) -> None:  # fmt: skip
-    items = [{"ref": r.ref, "lookup": books.lookup_value(r), "total_minor": r.total_minor, "currency": r.currency}
-             for r, _ in chunk]  # fmt: skip
+    # txn_date: QuickBooks finds a payment again by its date range (its PrivateNote is not filterable, books.py)
+    items = [{"ref": r.ref, "lookup": books.lookup_value(r), "total_minor": r.total_minor, "currency": r.currency,
+              "txn_date": r.txn_date.isoformat()} for r, _ in chunk]  # fmt: skip
     elements = [element for _, element in chunk]
     identity = json.dumps([kind, [(r.ref, r.attempts) for r, _ in chunk], payload_hash(elements)])
     digest = f"push:{kind}:{hashlib.sha256(identity.encode()).hexdigest()[:32]}"

@@ -66,7 +66,7 @@ def test_every_object_goes_once_and_a_rerun_sends_nothing(warehouse, stripe_sand
     invoices = a_month(warehouse, stripe_sandbox, {"a": [D("2")], "b": [D("3.5")], "c": [D("1")]}, paid=("a", "c"))
     run = run_push(books.system)
     journals = expected_journals(warehouse)
-    assert journals >= 2  # Stripe's fees on the two payments at least
+    assert journals >= 1  # Stripe's fees on the two payments: one journal for their day (fees go per day and currency)
     assert created(books) == {"invoice": 3, "payment": 2, "journal": journals}, run.as_dict()
     assert run.pushed == {"invoice": 3, "payment": 2, "journal": journals} and not run.held
     linked = links(warehouse, books.system, "invoice")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from closeout.accounting.push import documents
 from closeout.accounting.push.plan import Record
 from closeout.accounting.push.settings import PushSettings
 
@@ -96,7 +97,8 @@ class QuickBooksBooks:
 
     system = "quickbooks"
     batch_size = 30
-    entities: ClassVar[dict[str, str]] = {"invoice": "Invoice", "payment": "Payment", "journal": "JournalEntry"}
+    entities: ClassVar[dict[str, str]] = {"invoice": "Invoice", "payment": "Payment", "journal": "JournalEntry",
+                                          "credit_note": "CreditMemo", "deposit": "Deposit"}  # fmt: skip
 
     def __init__(self, hook: Any, settings: PushSettings, chart: dict[str, str]) -> None:
         self.hook = hook
@@ -122,6 +124,8 @@ class QuickBooksBooks:
         return account
 
     def shape(self, record: Record) -> dict[str, Any]:
+        if record.kind in documents.KINDS:  # credit notes and deposits: push/documents.py
+            return documents.quickbooks_document(self, record)
         home = self.settings.home_currency
         if record.kind == "invoice":
             _lines_total(record)
@@ -287,7 +291,9 @@ class XeroBooks:
     batch_size = 50
     endpoints: ClassVar[dict[str, tuple[str, str, str]]] = {
         "invoice": ("Invoices", "InvoiceID", "InvoiceNumber"), "payment": ("Payments", "PaymentID", "Reference"),
-        "journal": ("ManualJournals", "ManualJournalID", "Narration")}  # fmt: skip
+        "journal": ("ManualJournals", "ManualJournalID", "Narration"),
+        "credit_note": ("CreditNotes", "CreditNoteID", "Reference"),
+        "deposit": ("BankTransfers", "BankTransferID", "Reference")}  # fmt: skip
 
     def __init__(self, hook: Any, settings: PushSettings, chart: dict[str, str]) -> None:
         self.hook = hook
@@ -313,6 +319,8 @@ class XeroBooks:
         return None if rate is None else (Decimal(1) / rate).quantize(Decimal("0.000001"))
 
     def shape(self, record: Record) -> dict[str, Any]:
+        if record.kind in documents.KINDS:  # credit notes and deposits: push/documents.py
+            return documents.xero_document(self, record)
         if record.kind == "invoice":
             _lines_total(record)
             contact = customer_of(record)
@@ -342,15 +350,14 @@ class XeroBooks:
                     "Date": record.txn_date.isoformat(), "Amount": record.major(record.total_minor),
                     "Reference": note(record)}  # fmt: skip
         else:
+            rate = None  # Xero keeps manual journals in the base currency: a foreign one is converted
             if record.currency != self.settings.home_currency:
-                raise Hold("currency_not_enabled", f"journal {record.ref} is in {record.currency}: Xero keeps manual "
-                                                   f"journals in the base currency {self.settings.home_currency} "
-                                                   "only; book it there by hand or in the base currency")  # fmt: skip
-            rate = None
-            lines = [{"LineAmount": record.major(int(line["debit_minor"]) - int(line["credit_minor"])),
-                      "AccountCode": self._account(line["role"], line["account"]),
-                      "Description": f"{record.row['kind']} {record.row.get('source_ref') or ''}".strip()}
-                     for line in record.row["lines"]]  # fmt: skip
+                lines = documents.xero_base_journal_lines(self, record)
+            else:
+                lines = [{"LineAmount": record.major(int(line["debit_minor"]) - int(line["credit_minor"])),
+                          "AccountCode": self._account(line["role"], line["account"]),
+                          "Description": f"{record.row['kind']} {record.row.get('source_ref') or ''}".strip()}
+                         for line in record.row["lines"]]  # fmt: skip
             body = {"Narration": note(record), "Date": record.txn_date.isoformat(), "Status": "POSTED",
                     "JournalLines": lines}  # fmt: skip
         if rate is not None:

@@ -1,9 +1,12 @@
 """What is booked and not yet in one accounting system, read set-based (one statement per object kind).
 
 Kinds go in this order because each refers to the one before: invoices (to their customer), payments (to their
-invoice), then the remaining journals. The invoice and payment journals of the ledger are not pushed as journals:
-the documents book the same receivable, revenue and cash there (``DOCUMENT_KINDS``, as the CSV export leaves the
-invoice journals to its invoice files).
+invoice), credit notes (allocated to their invoice, after its payment so the allocation takes what is still due),
+Stripe payouts to the bank as deposits, then the remaining journals. The invoice and payment journals of the ledger
+are not pushed as journals: the documents book the same receivable, revenue and cash there (``DOCUMENT_KINDS``, as
+the CSV export leaves the invoice journals to its invoice files); nor are the credit note and payout journals a
+credit note or deposit document books (``closeout_data.accounting_document_journals``, migration 0044). Stripe fees
+go as one journal per day and currency with the ledger journals it carries (``plan_journals.sql``, ``members``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from psycopg.rows import dict_row
 
 from closeout.paths import load_sql
 
-KINDS = ("invoice", "payment", "journal")
+KINDS = ("invoice", "payment", "credit_note", "deposit", "journal")
 # ledger journal kinds the pushed documents already book (invoice finalisation and its void reversal, payments)
 DOCUMENT_KINDS = ("invoice", "void", "payment")
 

@@ -30,7 +30,7 @@ from typing import Any
 from closeout import locks
 from closeout.accounting.api.outbox import payload_hash
 from closeout.accounting.api.wire import jsonable
-from closeout.accounting.push import plan
+from closeout.accounting.push import documents, plan
 from closeout.accounting.push.books import Answer, Hold, QuickBooksBooks, XeroBooks
 from closeout.accounting.push.settings import PushSettings
 from closeout.paths import load_sql
@@ -103,6 +103,9 @@ def push(books: Books, *, warehouse_conn_id: str = "closeout_warehouse") -> Push
                 _hold(conn, scope, holds, run)
             for chunk in _chunks(ready, books.batch_size):
                 _send_new(conn, books, scope, kind, chunk, run)
+        from closeout.accounting.push.voids import push_voids  # invoices voided after they went: push/voids.py
+
+        push_voids(conn, books, scope, run)
     log.info("%s %s push: %s", run.system, run.company_id, run.as_dict())
     return run
 
@@ -112,11 +115,29 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[start : start + size]
 
 
+def _sent_amount(books: Books, record: plan.Record, element: dict[str, Any]) -> dict[str, Any]:
+    """The total and currency of the object as the system holds it (what its link records and invariant 9 compares):
+    the record's own, except a Xero journal converted to the base currency (``documents.xero_base_journal_lines``)."""
+    if (books.system == "xero" and record.kind == "journal" and record.currency != books.settings.home_currency
+            and element.get("JournalLines")):  # fmt: skip
+        exponent = int(record.row.get("home_exponent") if record.row.get("home_exponent") is not None else 2)
+        return {"total_minor": documents.base_total(element["JournalLines"], exponent),
+                "currency": books.settings.home_currency}
+    return {"total_minor": record.total_minor, "currency": record.currency}
+
+
+def _members(record: plan.Record) -> dict[str, Any]:
+    """A group journal's members (the ledger journals it carries), recorded with its batch and, once it is there,
+    in ``closeout_data.accounting_push_members``."""
+    members = record.row.get("members")
+    return {"members": members} if members else {}
+
+
 def _send_new(conn: Any, books: Books, scope: dict[str, str], kind: str,
               chunk: list[tuple[plan.Record, dict[str, Any]]], run: PushRun) -> None:  # fmt: skip
     # txn_date: QuickBooks finds a payment again by its date range (its PrivateNote is not filterable, books.py)
-    items = [{"ref": r.ref, "lookup": books.lookup_value(r), "total_minor": r.total_minor, "currency": r.currency,
-              "txn_date": r.txn_date.isoformat()} for r, _ in chunk]  # fmt: skip
+    items = [{"ref": r.ref, "lookup": books.lookup_value(r), **_sent_amount(books, r, element),
+              "txn_date": r.txn_date.isoformat(), **_members(r)} for r, element in chunk]  # fmt: skip
     elements = [element for _, element in chunk]
     identity = json.dumps([kind, [(r.ref, r.attempts) for r, _ in chunk], payload_hash(elements)])
     digest = f"push:{kind}:{hashlib.sha256(identity.encode()).hexdigest()[:32]}"
@@ -152,10 +173,14 @@ def _record(conn: Any, scope: dict[str, str], batch_id: int, kind: str, items: l
               "matched_by": matched_by, "total_minor": by_ref[a.ref]["total_minor"],
               "currency": by_ref[a.ref]["currency"]} for a in answers if a.external_id]  # fmt: skip
     holds = [_hold_row(kind, a.ref, a.reason or "refused", a.detail or "refused", by_ref[a.ref])
-             for a in answers if not a.external_id]  # fmt: skip
+             for a in answers if not a.external_id or a.reason]  # fmt: skip (linked, yet held: tax_mismatch)
     with conn.transaction():
         if links:
             conn.execute(load_sql("accounting_push/links_record.sql"), {**scope, "links": json.dumps(links)})
+            members = [{"object_kind": kind, "closeout_ref": a.ref, **m} for a in answers if a.external_id
+                       for m in by_ref[a.ref].get("members") or []]  # fmt: skip
+            if members:
+                conn.execute(load_sql("accounting_push/members_record.sql"), {**scope, "members": json.dumps(members)})
         if holds:
             conn.execute(load_sql("accounting_push/exceptions_hold.sql"), {**scope, "holds": json.dumps(holds)})
         conn.execute(load_sql("accounting_push/batch_close.sql"), {"batch_id": batch_id, "state": state,

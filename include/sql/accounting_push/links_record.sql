@@ -1,14 +1,17 @@
--- The objects the accounting system now holds, one link each (both unique keys make a second link a no-op: an
--- object is linked once), and their exceptions resolved: they went.
+-- The objects the accounting system now holds (an invoice with its tax), one link each (both unique keys make a
+-- second link a no-op: an object is linked once), and their exceptions resolved: they went.
 WITH x AS (
     SELECT * FROM jsonb_to_recordset(%(links)s::jsonb)
         AS t(object_kind text, closeout_ref text, external_id text, remote_version text, matched_by text,
              total_minor bigint, currency text)
 ), ins AS (
     INSERT INTO closeout_data.accounting_links (system, company_id, object_kind, closeout_ref, external_id,
-                                                remote_version, matched_by, total_minor, currency, synced_at)
+                                                remote_version, matched_by, total_minor, currency, synced_at,
+                                                tax_minor)
     SELECT %(system)s, %(company_id)s, object_kind, closeout_ref, external_id, remote_version, matched_by,
-           total_minor, currency, clock_timestamp()
+           total_minor, currency, clock_timestamp(),
+           -- an invoice's tax as closeout pushed it (0042): the accounting_links check compares it with theirs
+           (SELECT i.tax_minor FROM closeout.invoices i WHERE x.object_kind = 'invoice' AND i.invoice_id = x.closeout_ref)
     FROM x
     ON CONFLICT DO NOTHING
     RETURNING object_kind, closeout_ref

@@ -1,7 +1,9 @@
 -- Invoices booked (published in Stripe: open, paid or uncollectible, with their Stripe number) and not yet in the
 -- accounting system %(system)s / %(company_id)s, with their lines, the client's customer link (or the review that
 -- holds it), the rate the ledger used for a foreign currency, and how often the invoice was held before. Invoices
--- already in a batch waiting for its answer are left to that batch.
+-- already in a batch waiting for its answer are left to that batch. A taxed invoice (its client has a tax
+-- configuration: closeout.invoice_line_taxes, migration 0042) carries its tax, inclusive or not, and each line's
+-- taxable amount, tax, rate and the client's tax code for each accounting system.
 SELECT i.invoice_id AS ref, i.client_key, i.currency, i.total_minor, i.stripe_number AS doc_number,
        coalesce((p.finalized_at AT TIME ZONE 'UTC')::date, i.period_end) AS txn_date,
        coalesce(p.due_date, coalesce((p.finalized_at AT TIME ZONE 'UTC')::date, i.period_end)
@@ -18,10 +20,16 @@ SELECT i.invoice_id AS ref, i.client_key, i.currency, i.total_minor, i.stripe_nu
                 OR bt.created_at < coalesce(p.finalized_at, i.period_end::timestamptz) + interval '1 day')
          ORDER BY bt.invoice_id = i.invoice_id DESC, bt.created_at DESC LIMIT 1) AS ledger_rate,
        coalesce(x.attempts, 0) AS attempts,
+       i.tax_minor, i.tax_inclusive, (i.tax_rate_percent IS NOT NULL OR i.tax_exempt) AS taxed,
        (SELECT jsonb_agg(jsonb_build_object('line_no', l.line_no, 'kind', l.kind, 'description', l.description,
                                             'quantity', l.quantity, 'unit_rate', l.unit_rate,
-                                            'amount_minor', l.amount_minor) ORDER BY l.line_no)
-          FROM closeout.invoice_lines l WHERE l.invoice_id = i.invoice_id) AS lines
+                                            'amount_minor', l.amount_minor, 'taxable_minor', t.taxable_minor,
+                                            'tax_minor', t.tax_minor, 'rate_percent', t.rate_percent,
+                                            'exempt', t.exempt, 'quickbooks_tax_code', t.quickbooks_tax_code,
+                                            'xero_tax_type', t.xero_tax_type) ORDER BY l.line_no)
+          FROM closeout.invoice_lines l
+          LEFT JOIN closeout.invoice_line_taxes t ON t.invoice_id = l.invoice_id AND t.line_no = l.line_no
+         WHERE l.invoice_id = i.invoice_id) AS lines
 FROM closeout.invoices i
 JOIN closeout_data.currencies cur ON cur.code = i.currency
 LEFT JOIN closeout.stripe_publications p ON p.invoice_id = i.invoice_id

@@ -5,10 +5,11 @@
 -- the run's counts take exactly those rows.
 INSERT INTO closeout_data.accounting_remote_objects AS o
     (system, company_id, entity, external_id, object_kind, reference, txn_date, currency, total_minor, status,
-     deleted, remote_version, remote_updated_at, raw, first_run_id, run_id)
+     deleted, remote_version, remote_updated_at, raw, first_run_id, run_id, tax_minor)
 SELECT DISTINCT ON (s.entity, s.external_id)
        %(system)s, %(company_id)s, s.entity, s.external_id, s.object_kind, s.reference, s.txn_date, upper(s.currency),
-       s.total_minor, s.status, s.deleted, s.remote_version, s.remote_updated_at, s.raw, %(run_id)s, %(run_id)s
+       s.total_minor, s.status, s.deleted, s.remote_version, s.remote_updated_at, s.raw, %(run_id)s, %(run_id)s,
+       s.tax_minor
 FROM readback_staging s
 ORDER BY s.entity, s.external_id, s.remote_updated_at DESC NULLS LAST, s.deleted DESC
 ON CONFLICT (system, company_id, entity, external_id) DO UPDATE SET
@@ -18,6 +19,7 @@ ON CONFLICT (system, company_id, entity, external_id) DO UPDATE SET
     currency = CASE WHEN EXCLUDED.deleted THEN coalesce(EXCLUDED.currency, o.currency) ELSE EXCLUDED.currency END,
     total_minor = CASE WHEN EXCLUDED.deleted THEN coalesce(EXCLUDED.total_minor, o.total_minor)
                        ELSE EXCLUDED.total_minor END,
+    tax_minor = CASE WHEN EXCLUDED.deleted THEN coalesce(EXCLUDED.tax_minor, o.tax_minor) ELSE EXCLUDED.tax_minor END,
     status = EXCLUDED.status,
     deleted = EXCLUDED.deleted,
     remote_version = EXCLUDED.remote_version,

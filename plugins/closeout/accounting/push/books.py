@@ -128,24 +128,29 @@ class QuickBooksBooks:
             return documents.quickbooks_document(self, record)
         home = self.settings.home_currency
         if record.kind == "invoice":
-            _lines_total(record)
+            taxes = invoice_taxes(self, record)  # closeout's tax per line and the client's code (invoice_tax.py)
             customer = customer_of(record)
             rate = ledger_rate(record, home)
-            tax = self.settings.tax_code_for(record.client_key)
             lines = []
-            for line in record.row["lines"]:
+            for taxed in taxes.lines:
+                line = {**taxed.line, "amount_minor": taxed.taxable_minor}  # QuickBooks lines are net of tax
                 quantity, price = _quantity_and_price(record, line)
                 detail: dict[str, Any] = {"ItemRef": {"value": self.settings.item_id}, "Qty": quantity,
                                           "UnitPrice": price}  # fmt: skip
-                if tax:
-                    detail["TaxCodeRef"] = {"value": tax}
-                lines.append({"LineNum": int(line["line_no"]), "Amount": record.major(line["amount_minor"]),
+                if taxed.code:
+                    detail["TaxCodeRef"] = {"value": taxed.code}
+                if taxes.inclusive:
+                    detail["TaxInclusiveAmt"] = record.major(taxed.amount_minor)
+                lines.append({"LineNum": int(line["line_no"]), "Amount": record.major(taxed.taxable_minor),
                               "Description": str(line.get("description") or line.get("kind") or ""),
                               "DetailType": "SalesItemLineDetail", "SalesItemLineDetail": detail})  # fmt: skip
             body: dict[str, Any] = {"DocNumber": self.lookup_value(record), "TxnDate": record.txn_date.isoformat(),
                                     "DueDate": record.row["due_date"].isoformat(), "CustomerRef": {"value": customer},
                                     "CurrencyRef": {"value": record.currency}, "PrivateNote": note(record),
                                     "Line": lines}  # fmt: skip
+            if taxes.taxed:  # closeout's tax stands: QuickBooks keeps a given TotalTax instead of recalculating
+                body["GlobalTaxCalculation"] = "TaxInclusive" if taxes.inclusive else "TaxExcluded"
+                body["TxnTaxDetail"] = {"TotalTax": record.major(taxes.tax_minor)}
         elif record.kind == "payment":
             invoice = record.row.get("invoice_external_id")
             if not invoice:
@@ -186,7 +191,9 @@ class QuickBooksBooks:
             answer = by_bid.get(str(n)) or {}
             obj = answer.get(entity)
             if obj:
-                answers.append(Answer(ref, str(obj["Id"]), str(obj.get("SyncToken"))))
+                tax = (obj.get("TxnTaxDetail") or {}).get("TotalTax")
+                answers.append(Answer(ref, str(obj["Id"]), str(obj.get("SyncToken")),
+                                      *answered_tax(self, kind, ref, obj.get("TotalAmt"), tax)))  # fmt: skip
                 continue
             errors = (answer.get("Fault") or {}).get("Error") or [{"Message": "no answer for this item"}]
             answers.append(Answer(ref, reason=quickbooks_reason(errors), detail="; ".join(
@@ -322,24 +329,26 @@ class XeroBooks:
         if record.kind in documents.KINDS:  # credit notes and deposits: push/documents.py
             return documents.xero_document(self, record)
         if record.kind == "invoice":
-            _lines_total(record)
+            taxes = invoice_taxes(self, record)  # closeout's tax per line and the client's code (invoice_tax.py)
             contact = customer_of(record)
             rate = self._rate(record)
-            tax = self.settings.tax_code_for(record.client_key)
             items = []
-            for line in record.row["lines"]:
+            for taxed in taxes.lines:  # closeout's line amounts: net (Exclusive) or with their tax (Inclusive)
+                line = taxed.line
                 quantity, price = _quantity_and_price(record, line)
                 item: dict[str, Any] = {"Description": str(line.get("description") or line.get("kind") or "-"),
                                         "Quantity": quantity, "UnitAmount": price,
                                         "AccountCode": self._account("revenue")}  # fmt: skip
-                if tax:
-                    item["TaxType"] = tax
+                if taxed.code:
+                    item["TaxType"] = taxed.code
                 items.append(item)
+            amounts = "Inclusive" if taxes.taxed and taxes.inclusive else \
+                "Exclusive" if taxes.taxed or any(t.code for t in taxes.lines) else "NoTax"  # fmt: skip
             body: dict[str, Any] = {"Type": "ACCREC", "Contact": {"ContactID": contact},
                                     "InvoiceNumber": self.lookup_value(record), "Reference": note(record),
                                     "Date": record.txn_date.isoformat(), "DueDate": record.row["due_date"].isoformat(),
                                     "CurrencyCode": record.currency, "Status": "AUTHORISED",
-                                    "LineAmountTypes": "Exclusive" if tax else "NoTax", "LineItems": items}  # fmt: skip
+                                    "LineAmountTypes": amounts, "LineItems": items}  # fmt: skip
         elif record.kind == "payment":
             invoice = record.row.get("invoice_external_id")
             if not invoice:
@@ -371,7 +380,8 @@ class XeroBooks:
         for n, ref in enumerate(refs):
             element = result.elements[n] if n < len(result.elements) else {}
             if element.get("StatusAttributeString") != "ERROR" and element.get(id_field):
-                answers.append(Answer(ref, str(element[id_field]), str(element.get("UpdatedDateUTC") or "") or None))
+                answers.append(Answer(ref, str(element[id_field]), str(element.get("UpdatedDateUTC") or "") or None,
+                                      *answered_tax(self, kind, ref, element.get("Total"), element.get("TotalTax"))))
                 continue
             messages = [str(e.get("Message")) for e in element.get("ValidationErrors") or []] or ["no answer"]
             answers.append(Answer(ref, reason=xero_reason(messages), detail="; ".join(messages)))
@@ -399,3 +409,29 @@ def xero_reason(messages: list[str]) -> str:
             if pattern.search(message):
                 return reason
     return "refused"
+
+
+# -- invoice tax (push/invoice_tax.py): what is sent, and what the system answered ------------------------------------
+def invoice_taxes(books: Any, record: Record) -> Any:
+    """The invoice's lines with closeout's tax and the client's code for ``books.system`` (a missing code or figures
+    that do not add up: a ``Hold``); remembers closeout's total to check the system's answer against."""
+    from closeout.accounting.push.invoice_tax import TaxHold, invoice_tax
+
+    try:
+        taxes = invoice_tax(record, books.system, books.settings.tax_code_for(record.client_key))
+    except TaxHold as hold:
+        raise Hold(hold.reason, hold.detail) from None
+    books.__dict__.setdefault("_expected_totals", {})[record.ref] = (record.total_minor, record.exponent)
+    return taxes
+
+
+def answered_tax(books: Any, kind: str, ref: str, total: Any, tax: Any) -> tuple[str | None, str | None]:
+    """(reason, detail) when the invoice the system made has another total than closeout's (its tax computed at
+    another rate): linked, since it exists there, and held as ``tax_mismatch`` for finance; else (None, None)."""
+    from closeout.accounting.push.invoice_tax import tax_mismatch
+
+    expected = books.__dict__.get("_expected_totals", {}).get(ref) if kind == "invoice" else None
+    if expected is None:
+        return None, None
+    detail = tax_mismatch(ref, expected[0], total, tax, expected[1])
+    return ("tax_mismatch", detail) if detail else (None, None)

@@ -103,6 +103,9 @@ def push(books: Books, *, warehouse_conn_id: str = "closeout_warehouse") -> Push
                 _hold(conn, scope, holds, run)
             for chunk in _chunks(ready, books.batch_size):
                 _send_new(conn, books, scope, kind, chunk, run)
+        from closeout.accounting.push.voids import push_voids  # invoices voided after they went: push/voids.py
+
+        push_voids(conn, books, scope, run)
     log.info("%s %s push: %s", run.system, run.company_id, run.as_dict())
     return run
 
@@ -170,7 +173,7 @@ def _record(conn: Any, scope: dict[str, str], batch_id: int, kind: str, items: l
               "matched_by": matched_by, "total_minor": by_ref[a.ref]["total_minor"],
               "currency": by_ref[a.ref]["currency"]} for a in answers if a.external_id]  # fmt: skip
     holds = [_hold_row(kind, a.ref, a.reason or "refused", a.detail or "refused", by_ref[a.ref])
-             for a in answers if not a.external_id]  # fmt: skip
+             for a in answers if not a.external_id or a.reason]  # fmt: skip (linked, yet held: tax_mismatch)
     with conn.transaction():
         if links:
             conn.execute(load_sql("accounting_push/links_record.sql"), {**scope, "links": json.dumps(links)})

@@ -44,12 +44,14 @@ class RemoteObject:
     remote_version: str | None
     remote_updated_at: datetime | None
     raw: dict[str, Any]
+    # the system's own tax total of a sales document (QuickBooks TxnTaxDetail.TotalTax, Xero TotalTax), minor units
+    tax_minor: int | None = None
 
     def row(self) -> tuple:
         """The COPY row of ``include/sql/accounting_readback/merge_objects.sql``'s staging table."""
         return (self.entity, self.external_id, self.object_kind, self.reference, self.txn_date, self.currency,
                 self.total_minor, self.status, self.deleted, self.remote_version, self.remote_updated_at,
-                json.dumps(self.raw, default=str))  # fmt: skip
+                json.dumps(self.raw, default=str), self.tax_minor)  # fmt: skip
 
 
 def to_minor(amount: Any, currency: str | None, exponents: Mapping[str, int]) -> int | None:
@@ -105,9 +107,12 @@ def quickbooks_object(entity: str, obj: dict[str, Any], home: str, exponents: Ma
                           if str((line.get("JournalEntryLineDetail") or {}).get("PostingType")).lower() == "debit"),
                          Decimal(0))  # fmt: skip
         total, status = to_minor(amount, currency, exponents), _text(obj.get("status"))
+        if str(obj.get("PrivateNote") or "").startswith("Voided"):  # QuickBooks keeps a voided one, zeroed
+            status = "Voided"
+    tax = (obj.get("TxnTaxDetail") or {}).get("TotalTax") if entity in ("Invoice", "CreditMemo") else None
     return RemoteObject(entity, str(obj["Id"]), kind, reference, parse_day(obj.get("TxnDate")), currency, total,
                         status, False, _text(obj.get("SyncToken")), parse_timestamp(meta.get("LastUpdatedTime")),
-                        obj)  # fmt: skip
+                        obj, to_minor(tax, currency, exponents) if tax is not None else None)  # fmt: skip
 
 
 def xero_object(listing: str, obj: dict[str, Any], exponents: Mapping[str, int]) -> RemoteObject:
@@ -133,6 +138,8 @@ def xero_object(listing: str, obj: dict[str, Any], exponents: Mapping[str, int])
                       if Decimal(str(line.get("LineAmount") or 0)) > 0), Decimal(0))  # fmt: skip
     else:  # bank transactions (Total), bank transfers (Amount)
         reference, amount = _text(obj.get("Reference")), obj.get("Total", obj.get("Amount"))
+    tax = obj.get("TotalTax") if listing in ("Invoices", "CreditNotes") else None
     return RemoteObject(listing, str(obj[id_field]), kind, reference, parse_day(obj.get("Date")), currency,
                         to_minor(amount, currency, exponents), status, (status or "").upper() in XERO_GONE,
-                        _text(obj.get("UpdatedDateUTC")), parse_timestamp(obj.get("UpdatedDateUTC")), obj)  # fmt: skip
+                        _text(obj.get("UpdatedDateUTC")), parse_timestamp(obj.get("UpdatedDateUTC")), obj,
+                        to_minor(tax, currency, exponents) if tax is not None else None)  # fmt: skip

@@ -24,7 +24,8 @@ from closeout.paths import load_sql
 
 _STAGING = """CREATE TEMP TABLE readback_staging (
     entity text, external_id text, object_kind text, reference text, txn_date date, currency text,
-    total_minor bigint, status text, deleted boolean, remote_version text, remote_updated_at timestamptz, raw jsonb
+    total_minor bigint, status text, deleted boolean, remote_version text, remote_updated_at timestamptz, raw jsonb,
+    tax_minor bigint
 ) ON COMMIT DROP"""
 _GL_COLUMNS = ("ingest_id", "line_no", "row_kind", "account", "txn_date", "txn_type", "num", "name", "memo",
                "split_account", "currency", "amount_minor", "balance_minor")  # fmt: skip

@@ -348,6 +348,16 @@ class StripeSandbox:
 
         return self._control(tamper)
 
+    def tamper_tax_rate(self, tax_rate_id: str, percentage: Decimal | str) -> dict[str, Any]:
+        """Change a Tax Rate's percentage behind the client's back (Stripe never allows it; no event): drafts
+        recompute their tax with it, finalized invoices keep theirs. For reconciliation tests."""
+
+        def tamper() -> dict[str, Any]:
+            self.state.tamper_tax_rate(tax_rate_id, Decimal(str(percentage)))
+            return self.state.api_retrieve(self.state.tax_rates, tax_rate_id)
+
+        return self._control(tamper)
+
     def reverse_transfer(self, transfer_id: str, amount: int | None = None) -> dict[str, Any]:
         """Reverse a transfer (fully by default) and emit ``transfer.reversed``; returns the reversal."""
         params = {} if amount is None else {"amount": str(int(amount))}
@@ -697,6 +707,16 @@ class StripeSandbox:
             case "DELETE", ["invoiceitems", iid]:
                 wire.check_known(params, no_params)
                 return s.api_delete_invoice_item(iid)
+            # tax rates
+            case "POST", ["tax_rates"]:
+                return s.api_create_tax_rate(params)
+            case "GET", ["tax_rates"]:
+                return s.api_list_tax_rates(params)
+            case "GET", ["tax_rates", rid]:
+                wire.check_known(params, no_params)
+                return s.api_retrieve(s.tax_rates, rid)
+            case "POST", ["tax_rates", rid]:
+                return s.api_update_tax_rate(rid, params)
             # invoices
             case "POST", ["invoices"]:
                 return s.render_invoice(s.api_create_invoice(params))

@@ -41,6 +41,7 @@ from sandbox.stripe import wire
 from sandbox.stripe.credit_notes import CreditNoteMixin
 from sandbox.stripe.hosted_links import HostedLinks
 from sandbox.stripe.ledger import LedgerMixin
+from sandbox.stripe.tax_rates import TaxRateMixin
 from sandbox.stripe.wire import ApiError, invalid, not_found
 
 __all__ = ["API_VERSION", "EVENT_TYPES", "Collection", "EventLog", "StripeState"]
@@ -60,6 +61,7 @@ EVENT_TYPES = (
     "payout.reconciliation_completed", "refund.created", "refund.updated", "refund.failed",
     "charge.dispute.updated", "charge.dispute.closed", "charge.dispute.funds_withdrawn",
     "charge.dispute.funds_reinstated", "credit_note.created", "credit_note.updated", "credit_note.voided",
+    "tax_rate.created", "tax_rate.updated",
 )  # fmt: skip
 _ID_ALPHABET = string.ascii_letters + string.digits
 
@@ -285,7 +287,7 @@ TRANSFER_REFUSALS: dict[str, tuple[str, str | None]] = {
 }
 
 
-class StripeState(LedgerMixin, CreditNoteMixin):
+class StripeState(LedgerMixin, CreditNoteMixin, TaxRateMixin):
     """Every object of one sandbox account, with Stripe's state machines and an event log."""
 
     def __init__(
@@ -353,6 +355,7 @@ class StripeState(LedgerMixin, CreditNoteMixin):
         }  # fmt: skip
         self._init_ledger()
         self._init_credit_notes()
+        self._init_tax_rates()
 
     # ------------------------------------------------------------------ clock and ids
 
@@ -670,7 +673,7 @@ class StripeState(LedgerMixin, CreditNoteMixin):
             "pricing": None,
             "proration": False,
             "quantity": fields.get("quantity", 1),
-            "tax_rates": [],
+            "tax_rates": fields.get("tax_rates", []),
             "test_clock": None,
         }
         if customer["currency"] is None:
@@ -699,6 +702,8 @@ class StripeState(LedgerMixin, CreditNoteMixin):
             fields["discountable"] = wire.param_bool(params, "discountable")
         if "quantity" in params:
             fields["quantity"] = wire.param_int(params, "quantity", 1, minimum=0)
+        if "tax_rates" in params:
+            fields["tax_rates"] = self.tax_rate_objects(params["tax_rates"], f"{prefix}tax_rates")
         period = wire.param_dict(params, "period")
         if period is not None:
             start, end = (wire.to_int(period.get(k), f"{prefix}period[{k}]") for k in ("start", "end"))
@@ -708,7 +713,7 @@ class StripeState(LedgerMixin, CreditNoteMixin):
         return fields
 
     _ITEM_FIELDS = ("customer", "amount", "currency", "description", "metadata", "invoice", "period",
-                    "discountable", "quantity")  # fmt: skip
+                    "discountable", "quantity", "tax_rates")  # fmt: skip
 
     def api_create_invoice_item(self, params: dict[str, Any]) -> dict[str, Any]:
         wire.check_known(params, self._ITEM_FIELDS)
@@ -738,7 +743,8 @@ class StripeState(LedgerMixin, CreditNoteMixin):
         return item
 
     def api_update_invoice_item(self, iid: str, params: dict[str, Any]) -> dict[str, Any]:
-        wire.check_known(params, ("amount", "description", "metadata", "period", "discountable", "quantity"))
+        wire.check_known(params, ("amount", "description", "metadata", "period", "discountable", "quantity",
+                                  "tax_rates"))  # fmt: skip
         item = self._get(self.invoice_items, iid)
         invoice = self.invoices.get(item["invoice"]) if item["invoice"] else None
         if invoice is not None:
@@ -829,8 +835,12 @@ class StripeState(LedgerMixin, CreditNoteMixin):
                                         "total_excluding_tax", "subtotal_excluding_tax", "status")}  # fmt: skip
 
     def _recompute(self, invoice: dict[str, Any]) -> None:
-        total = sum(self.lines[i]["amount"] for i in self.invoice_lines.get(invoice["id"], []))
+        """The invoice's amounts from its lines: their taxes (tax_rates), subtotal, total, amount due."""
+        lines = [self.lines[i] for i in self.invoice_lines.get(invoice["id"], [])]
+        total = self.apply_line_taxes(invoice, lines)
+        subtotals = (invoice["subtotal"], invoice["subtotal_excluding_tax"], invoice["total_excluding_tax"])
         self._set_total(invoice, total)
+        invoice["subtotal"], invoice["subtotal_excluding_tax"], invoice["total_excluding_tax"] = subtotals
 
     @staticmethod
     def _set_total(invoice: dict[str, Any], total: int) -> None:
@@ -986,7 +996,7 @@ class StripeState(LedgerMixin, CreditNoteMixin):
             if not isinstance(line, dict):
                 raise invalid(f"Invalid hash: lines[{n}]", param=f"lines[{n}]")
             wire.check_known(line, ("amount", "description", "metadata", "period", "discountable", "invoice_item",
-                                    "quantity"))  # fmt: skip
+                                    "quantity", "tax_rates"))  # fmt: skip
             item_id = wire.param_str(line, "invoice_item")
             if item_id:
                 item = self._get(self.invoice_items, item_id, f"{prefix}invoice_item", 400)

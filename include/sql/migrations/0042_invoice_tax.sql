@@ -9,7 +9,8 @@
 --     stays what the client owes: the sum of the lines plus the tax when the rate is exclusive (an
 --     inclusive rate's tax is inside the line amounts);
 --   * closeout_data.stripe_tax_rates: the Stripe Tax Rate made for each distinct (rate, inclusive, name,
---     jurisdiction), created once under a deterministic idempotency key recorded in the outbox first;
+--     jurisdiction), created once under a deterministic idempotency key recorded in the outbox first
+--     (operation 'tax_rate.create'); stripe_publications.stripe_tax_minor: the tax Stripe computed;
 --   * public contract (DESIGN.md; the accounting push reads it): closeout.invoices gains tax_minor (0 when
 --     untaxed) and tax_inclusive (NULL when untaxed); closeout.invoice_line_taxes has one row per current
 --     line of every invoice with a tax configuration (rate or exemption); untaxed invoices have none.
@@ -98,6 +99,16 @@ CREATE TABLE closeout_data.stripe_tax_rates (
     recorded_at         timestamptz NOT NULL DEFAULT clock_timestamp(),
     created_at          timestamptz
 );
+
+-- The tax Stripe put on each published invoice (the sum of its total_taxes), next to its total: the
+-- publication stops before finalizing when it differs from ours; invoices_to_stripe compares it.
+ALTER TABLE closeout_data.stripe_publications ADD COLUMN stripe_tax_minor bigint;
+
+CREATE OR REPLACE VIEW closeout.stripe_publications AS
+SELECT p.invoice_id, p.version, p.client_key, p.currency, p.total_minor, p.stripe_total_minor, p.line_count,
+       p.parts_total, p.parts_added, p.state, p.stripe_customer_id, p.stripe_invoice_id, p.stop_reason, p.started_at,
+       p.updated_at, p.finalized_at, p.due_date, p.stripe_tax_minor
+FROM closeout_data.stripe_publications p;
 
 DO $$
 DECLARE

@@ -3,10 +3,14 @@
 -- no API call. One row per difference; empty when it holds.
 -- (a) published (open, paid, uncollectible, void) by the ledger cut-off: a finalized publication for the same
 --     Stripe invoice id and currency whose Stripe total equals ours;
--- (b) an unresolved payment exception opened by the external cut-off (a Stripe total that differed, ...);
--- (c) one Stripe invoice id used by two of our invoices.
+-- (b) the tax (docs/invoice-tax.md): a finalized publication whose Stripe tax (the sum of the invoice's
+--     total_taxes, stripe_tax_minor) differs from ours (closeout.invoices.tax_minor), naming the invoice; a
+--     publication recorded before tax was recorded (stripe_tax_minor NULL) of an untaxed invoice is not a
+--     difference;
+-- (c) an unresolved payment exception opened by the external cut-off (a Stripe total or tax that differed, ...);
+-- (d) one Stripe invoice id used by two of our invoices.
 WITH published AS (
-    SELECT i.invoice_id, i.currency, i.total_minor, i.stripe_invoice_id
+    SELECT i.invoice_id, i.currency, i.total_minor, i.tax_minor, i.stripe_invoice_id
     FROM closeout.invoices i
     WHERE i.status IN ('open', 'paid', 'uncollectible', 'void') AND i.stripe_invoice_id IS NOT NULL
       AND ({period_start}::date IS NULL OR (i.period_start >= {period_start}::date AND i.period_start < {period_end}::date))
@@ -20,6 +24,12 @@ LEFT JOIN closeout.stripe_publications p ON p.invoice_id = i.invoice_id AND p.st
 WHERE coalesce(p.finalized_at, '-infinity') <= {ledger_cutoff}
   AND (p.invoice_id IS NULL OR p.stripe_invoice_id IS DISTINCT FROM i.stripe_invoice_id
        OR upper(p.currency) <> upper(i.currency) OR p.stripe_total_minor IS DISTINCT FROM i.total_minor)
+UNION ALL
+SELECT 'tax', i.currency, i.invoice_id, coalesce(p.stripe_tax_minor, 0) - i.tax_minor, true
+FROM published i
+JOIN closeout.stripe_publications p ON p.invoice_id = i.invoice_id AND p.state = 'finalized'
+WHERE p.finalized_at <= {ledger_cutoff}
+  AND coalesce(p.stripe_tax_minor, 0) <> i.tax_minor
 UNION ALL
 SELECT 'exception:' || x.kind, x.currency, coalesce(x.invoice_id, x.stripe_object_id, x.exception_id::text),
        coalesce(x.stripe_total_minor - x.our_total_minor, 0), true

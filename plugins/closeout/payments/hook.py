@@ -181,6 +181,14 @@ class StripeHook(BaseHook):
     def retrieve_invoice(self, invoice_id: str) -> dict[str, Any]:
         return self._call(lambda: self._client.v1.invoices.retrieve(invoice_id).to_dict())
 
+    # -- tax rates (closeout.payments.tax_rates) --------------------------------------------------------
+    def create_tax_rate(self, params: dict[str, Any], idempotency_key: str) -> StripeResult:
+        return self._mutate(lambda opts: self._client.v1.tax_rates.create(params=params, options=opts), idempotency_key)
+
+    def list_tax_rates(self) -> list[dict[str, Any]]:
+        """Every Tax Rate of the account (they have no search; an account holds few)."""
+        return self._call(lambda: _all(self._client.v1.tax_rates.list(params={"limit": LIST_PAGE})))
+
     # -- credit notes and customer balance (closeout.payments.credit_notes) ------------------------
     def preview_credit_note(self, params: dict[str, Any]) -> dict[str, Any]:
         return self._call(lambda: self._client.v1.credit_notes.preview(params=params).to_dict())

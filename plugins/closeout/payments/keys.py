@@ -32,6 +32,11 @@ def invoice_key(prefix: str, invoice_id: str, version: int, operation: str, part
     return _bounded(f"{prefix}/invoice/{invoice_id}/v{version}/{operation}{suffix}")
 
 
+def tax_rate_key(prefix: str, tax_rate: str) -> str:
+    """``tax_rate``: the rate's business identity (closeout.payments.tax_rates.tax_rate_key)."""
+    return _bounded(f"{prefix}/tax_rate/{tax_rate}/create")
+
+
 def request_hash(params: dict[str, Any]) -> str:
     """Fingerprint of a request's parameters: a key must never be reused for a different request."""
     return hashlib.sha256(json.dumps(params, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -114,6 +114,10 @@ def publish(conn: psycopg.Connection, hook: StripeHook, *, as_of: date) -> Publi
     summary.opened = open_publications(conn, hook.settings.lines_per_request)
     summary.stopped += stop_unrepresentable(conn)
     _stage_customers(conn, hook, summary)
+    # taxed invoices' lines carry a Stripe Tax Rate: made once, before any lines go (docs/invoice-tax.md)
+    from closeout.payments import tax_rates  # it uses this module's outbox machinery
+
+    tax_rates.stage_tax_rates(conn, hook, summary)
     _stage_create(conn, hook, summary)
     _stage_lines(conn, hook, summary)
     _stage_finalize(conn, hook, summary)
@@ -171,8 +175,12 @@ def stop_unrepresentable(conn: psycopg.Connection) -> int:
     bill a different amount than the draft shows; a person decides instead."""
     rows = conn.execute(
         """SELECT p.invoice_id, p.currency, c.exponent, p.total_minor,
-                  array_agg(l.line_no ORDER BY l.line_no) FILTER (WHERE l.amount_minor % 10 <> 0) AS odd_lines
+                  array_agg(l.line_no ORDER BY l.line_no)
+                      FILTER (WHERE l.amount_minor % 10 <> 0
+                                 OR closeout_data.line_tax_minor(l.amount_minor, i.tax_rate_percent, i.tax_inclusive)
+                                    % 10 <> 0) AS odd_lines
            FROM closeout_data.stripe_publications p
+           JOIN closeout_data.invoices i ON i.invoice_id = p.invoice_id
            JOIN closeout_data.currencies c ON c.code = p.currency
            JOIN closeout.invoice_line_versions l ON l.invoice_id = p.invoice_id AND l.version = p.version
            WHERE p.state = 'pending'
@@ -189,7 +197,8 @@ def stop_unrepresentable(conn: psycopg.Connection) -> int:
                 stopped += 1
             elif currency in STRIPE_THREE_DECIMAL and odd_lines:
                 message = (f"invoice {invoice_id}: Stripe takes {currency} amounts only in multiples of 10 "
-                           f"(the last decimal 0); lines {odd_lines[:10]} are not, so it is not published")  # fmt: skip
+                           f"(the last decimal 0); lines {odd_lines[:10]} are not (their amount, or their tax), "
+                           "so it is not published")  # fmt: skip
                 _stop(cur, invoice_id, "amount_precision", message, our_total=total, currency=currency,
                       detail={"lines": odd_lines})  # fmt: skip
                 stopped += 1
@@ -316,6 +325,8 @@ def _stage_create(conn: psycopg.Connection, hook: StripeHook, summary: PublishSu
 # -- stage 3: lines ---------------------------------------------------------------------------------
 def _stage_lines(conn: psycopg.Connection, hook: StripeHook, summary: PublishSummary) -> None:
     """One part per invoice per round, in order, so the total after the last part is the invoice's."""
+    from closeout.payments import tax_rates  # it uses this module's outbox machinery
+
     prefix = hook.settings.key_prefix
     while True:
         pubs = _dicts(
@@ -327,12 +338,17 @@ def _stage_lines(conn: psycopg.Connection, hook: StripeHook, summary: PublishSum
         )
         if not pubs:
             return
+        rates = tax_rates.tax_rate_ids(conn, [p["invoice_id"] for p in pubs])
+        # a taxed invoice waits for its Stripe Tax Rate (made by the tax rate stage, or stopped there)
+        pubs = [p for p in pubs if p["invoice_id"] in rates]
+        if not pubs:
+            return
         lines = _lines_of_parts(conn, pubs)
         ops = []
         for p in pubs:
             part_lines = lines.get(p["invoice_id"], [])
             request = {
-                "lines": [_line_request(line, p["currency"]) for line in part_lines],
+                "lines": [_line_request(line, p["currency"], rates[p["invoice_id"]]) for line in part_lines],
                 "invoice_metadata": {"closeout_parts_added": str(p["parts_added"] + 1)},
             }
             ops.append(Operation(keys.invoice_key(prefix, p["invoice_id"], p["version"], "add_lines", p["parts_added"]),
@@ -355,15 +371,15 @@ def _stage_lines(conn: psycopg.Connection, hook: StripeHook, summary: PublishSum
             return Outcome(op, result.obj, "replay" if result.replayed else "response")
 
         def apply(cur: psycopg.Cursor, outcomes: list[Outcome]) -> None:
-            done = [(o.obj["total"], o.op.invoice_id, o.op.part) for o in outcomes if o.obj]
+            done = [(o.obj["total"], stripe_tax(o.obj), o.op.invoice_id, o.op.part) for o in outcomes if o.obj]
             summary.line_parts_added += len(done)
             cur.executemany(
                 """UPDATE closeout_data.stripe_publications
-                   SET parts_added = %s + 1, stripe_total_minor = %s,
+                   SET parts_added = %s + 1, stripe_total_minor = %s, stripe_tax_minor = %s,
                        state = CASE WHEN %s + 1 >= parts_total THEN 'lines_added' ELSE state END,
                        updated_at = clock_timestamp()
                    WHERE invoice_id = %s AND parts_added = %s""",
-                [(part, total, part, invoice_id, part) for total, invoice_id, part in done],
+                [(part, total, tax, part, invoice_id, part) for total, tax, invoice_id, part in done],
             )
 
         progressed = _run_stage(conn, hook, ops, execute, apply, summary)
@@ -393,20 +409,29 @@ def _lines_of_parts(conn: psycopg.Connection, pubs: Sequence[dict[str, Any]]) ->
     return out
 
 
-def _line_request(line: dict[str, Any], currency: str) -> dict[str, Any]:
+def stripe_tax(invoice: dict[str, Any]) -> int:
+    """The tax Stripe put on an invoice: the sum of its ``total_taxes`` (0 without tax rates)."""
+    return sum(int(t.get("amount") or 0) for t in invoice.get("total_taxes") or [])
+
+
+def _line_request(line: dict[str, Any], currency: str, tax_rate_id: str | None = None) -> dict[str, Any]:
     """Our amount as is (rounded once, by us); quantity and rate shown in the description only, so Stripe
-    never multiplies and rounds again."""
+    never multiplies and rounds again. A taxed invoice's line carries its Stripe Tax Rate: Stripe computes the
+    line's tax per line, rounded as the drafting rounds it (docs/invoice-tax.md)."""
     quantity = _plain(line["quantity"])
     rate = _plain(line["unit_rate"])
     detail = f"{quantity} h x {rate} {currency}"
     if line["line_key"].startswith("x"):  # expense lines: the cost in major units x (1 + markup)
         detail = f"{quantity} {currency}" if Decimal(line["unit_rate"]) == 1 else f"{quantity} {currency} x {rate}"
-    return {
+    request = {
         "amount": int(line["amount_minor"]),
         "description": f"{line['description']} ({detail})"[:500],
         "metadata": {"closeout_line_key": line["line_key"][:500], "closeout_line_no": str(line["line_no"]),
                      "closeout_kind": line["kind"]},
     }  # fmt: skip
+    if tax_rate_id:
+        request["tax_rates"] = [tax_rate_id]
+    return request
 
 
 def _plain(value: Decimal) -> str:
@@ -427,6 +452,19 @@ def _stage_finalize(conn: psycopg.Connection, hook: StripeHook, summary: Publish
             _stop(cur, invoice_id, "total_mismatch",
                   f"invoice {invoice_id}: Stripe draft {sid} totals {theirs} {currency} minor units, ours {ours}; "
                   "not finalized", our_total=ours, stripe_total=theirs, currency=currency, stripe_id=sid)  # fmt: skip
+            summary.stopped += 1
+        # same total, other tax (an inclusive rate whose percentage differs in Stripe): the customer would be
+        # shown another tax than the one booked, so it is not finalized either
+        tax_mismatched = cur.execute(
+            """SELECT p.invoice_id, p.currency, i.tax_minor, p.stripe_tax_minor, p.stripe_invoice_id
+               FROM closeout_data.stripe_publications p JOIN closeout_data.invoices i USING (invoice_id)
+               WHERE p.state = 'lines_added' AND p.stripe_tax_minor IS DISTINCT FROM i.tax_minor"""
+        ).fetchall()
+        for invoice_id, currency, ours, theirs, sid in tax_mismatched:
+            _stop(cur, invoice_id, "tax_mismatch",
+                  f"invoice {invoice_id}: Stripe draft {sid} carries {theirs} {currency} minor units of tax, ours "
+                  f"{ours}; not finalized", our_total=ours, stripe_total=theirs, currency=currency,
+                  stripe_id=sid, detail={"measure": "tax"})  # fmt: skip
             summary.stopped += 1
     conn.commit()
     rows = _dicts(
@@ -465,10 +503,11 @@ def _reread_totals(conn: psycopg.Connection, hook: StripeHook) -> None:
            WHERE state = 'lines_added' AND stripe_total_minor IS NULL"""
     ).fetchall()
     for invoice_id, sid in rows:
-        total = hook.retrieve_invoice(sid)["total"]
+        invoice = hook.retrieve_invoice(sid)
         conn.execute(
-            "UPDATE closeout_data.stripe_publications SET stripe_total_minor = %s WHERE invoice_id = %s",
-            (total, invoice_id),
+            """UPDATE closeout_data.stripe_publications SET stripe_total_minor = %s, stripe_tax_minor = %s
+               WHERE invoice_id = %s""",
+            (invoice["total"], stripe_tax(invoice), invoice_id),
         )
     conn.commit()
 
@@ -479,9 +518,9 @@ def _record_finalized(cur: psycopg.Cursor, invoice_id: str, obj: dict[str, Any])
     expires = hosted_url_expiry(finalized, due)
     cur.execute(
         """UPDATE closeout_data.stripe_publications SET state = 'finalized', stripe_total_minor = %s,
-               finalized_at = %s, due_date = %s, updated_at = clock_timestamp()
+               stripe_tax_minor = %s, finalized_at = %s, due_date = %s, updated_at = clock_timestamp()
            WHERE invoice_id = %s RETURNING total_minor, currency""",
-        (obj["total"], finalized, due.date() if due else None, invoice_id),
+        (obj["total"], stripe_tax(obj), finalized, due.date() if due else None, invoice_id),
     )
     total, currency = cur.fetchone() or (None, None)
     cur.execute(

@@ -20,6 +20,12 @@ SELECT i.invoice_id AS ref, i.client_key, i.currency, i.total_minor, i.stripe_nu
                 OR bt.created_at < coalesce(p.finalized_at, i.period_end::timestamptz) + interval '1 day')
          ORDER BY bt.invoice_id = i.invoice_id DESC, bt.created_at DESC LIMIT 1) AS ledger_rate,
        coalesce(x.attempts, 0) AS attempts,
+       -- the one project every line belongs to (NULL when lines of several projects or none): with projects as
+       -- QuickBooks sub-customers the invoice goes to its sub-customer (books.py), or waits for its review
+       pj.project_ref, pl.external_id AS project_customer_id,
+       (SELECT r.review_id FROM closeout_data.accounting_link_reviews r
+         WHERE r.system = %(system)s AND r.company_id = %(company_id)s AND r.object_kind = 'project'
+           AND r.closeout_ref = pj.project_ref AND r.state <> 'done' LIMIT 1) AS project_review_id,
        i.tax_minor, i.tax_inclusive, (i.tax_rate_percent IS NOT NULL OR i.tax_exempt) AS taxed,
        (SELECT jsonb_agg(jsonb_build_object('line_no', l.line_no, 'kind', l.kind, 'description', l.description,
                                             'quantity', l.quantity, 'unit_rate', l.unit_rate,
@@ -39,6 +45,14 @@ LEFT JOIN closeout_data.accounting_links cl
 LEFT JOIN closeout_data.accounting_push_exceptions x
        ON x.system = %(system)s AND x.company_id = %(company_id)s AND x.object_kind = 'invoice'
       AND x.closeout_ref = i.invoice_id
+LEFT JOIN LATERAL (
+    SELECT i.client_key || '/' || min(l.project_key) AS project_ref
+    FROM closeout.invoice_lines l WHERE l.invoice_id = i.invoice_id
+    HAVING count(*) > 0 AND count(l.project_key) = count(*) AND count(DISTINCT l.project_key) = 1
+) pj ON true
+LEFT JOIN closeout_data.accounting_links pl
+       ON pl.system = %(system)s AND pl.company_id = %(company_id)s AND pl.object_kind = 'project'
+      AND pl.closeout_ref = pj.project_ref
 WHERE i.status IN ('open', 'paid', 'uncollectible')
   AND i.stripe_number IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM closeout_data.accounting_links k

@@ -10,7 +10,8 @@ SELECT ip.payment_ref AS ref, i.client_key, ip.currency, ip.amount_minor AS tota
            AND (bt.charge_id = ip.charge_id OR bt.invoice_id = ip.invoice_id OR bt.created_at <= ip.occurred_at)
          ORDER BY bt.charge_id IS NOT DISTINCT FROM ip.charge_id DESC, bt.invoice_id = ip.invoice_id DESC,
                   bt.created_at DESC LIMIT 1) AS ledger_rate,
-       coalesce(x.attempts, 0) AS attempts
+       coalesce(x.attempts, 0) AS attempts,
+       ic.customer_id AS invoice_customer_id
 FROM closeout.invoice_payments ip
 JOIN closeout.invoices i ON i.invoice_id = ip.invoice_id
 JOIN closeout_data.currencies cur ON cur.code = ip.currency
@@ -23,6 +24,18 @@ LEFT JOIN closeout_data.accounting_links cl
 LEFT JOIN closeout_data.accounting_push_exceptions x
        ON x.system = %(system)s AND x.company_id = %(company_id)s AND x.object_kind = 'payment'
       AND x.closeout_ref = ip.payment_ref
+-- the QuickBooks customer the invoice itself was sent to (a project's sub-customer or the client's customer), from
+-- the body of the batch that carried it: a payment is received from the invoice's own customer
+LEFT JOIN LATERAL (
+    SELECT b.payload -> (it.n::int - 1) -> 'CustomerRef' ->> 'value' AS customer_id
+    FROM closeout_data.accounting_push_batches b
+    CROSS JOIN LATERAL jsonb_array_elements(b.items) WITH ORDINALITY AS it(item, n)
+    WHERE b.system = %(system)s AND b.company_id = %(company_id)s AND b.object_kind = 'invoice'
+      AND b.state IN ('answered', 'looked_up') AND il.external_id IS NOT NULL
+      AND b.items @> jsonb_build_array(jsonb_build_object('ref', ip.invoice_id))
+      AND it.item ->> 'ref' = ip.invoice_id
+    ORDER BY b.batch_id DESC LIMIT 1
+) ic ON true
 WHERE ip.kind = 'payment' AND ip.amount_minor > 0
   AND NOT EXISTS (SELECT 1 FROM closeout_data.accounting_links k
                   WHERE k.system = %(system)s AND k.company_id = %(company_id)s AND k.object_kind = 'payment'

@@ -519,3 +519,208 @@ def _update_in_place(conn: Any, customers: Customers, scope: dict[str, str], lin
         run.updated.append(client.key)
     if changes:
         conn.execute(load_sql("accounting_api/links_synced.sql"), {**scope, "links": json.dumps(changes)})
+
+
+# -- projects as QuickBooks sub-customers ------------------------------------------------------------------------------
+# QuickBooks keeps projects as sub-customers: a Customer with ``Job: true`` and ``ParentRef`` = its customer
+# (Intuit's Customer reference; /work/shared/reference/accounting-apis.md). Where the QuickBooks connection's extra
+# says ``"projects_as_sub_customers": true``, every project billed for a linked client gets one, linked in
+# ``closeout_data.accounting_links`` as object_kind 'project' (ref ``<client_key>/<project_key>``), matched before
+# created (an existing sub-customer of that client named as the project), reviewed when ambiguous or near, created
+# in batches of 30 through the outbox, never twice. A worker killed after a create and before its link was recorded
+# leaves the sub-customer there: the next run's listing finds it under its parent by its name and links it.
+# Xero has no sub-customers (contacts are flat): there, invoices of a project go to the client's contact.
+PROJECTS_SETTING = "projects_as_sub_customers"
+PROJECT_BATCH_PREFIX = "projects:"
+DISPLAY_NAME_MAX = 500  # QuickBooks' DisplayName limit
+
+
+def projects_enabled(conn_id: str | None) -> bool:
+    """Whether the QuickBooks connection asks for projects as sub-customers (extra ``projects_as_sub_customers``)."""
+    if not conn_id:
+        return False
+    from closeout.connections import get_connection
+
+    value = get_connection(conn_id).extra.get(PROJECTS_SETTING)
+    return value is True or str(value).strip().lower() in ("true", "1", "yes")
+
+
+@dataclass(frozen=True)
+class Project:
+    """A closeout project billed for a linked client, as its QuickBooks sub-customer should be."""
+
+    ref: str  # '<client_key>/<project_key>'
+    client_key: str
+    name: str
+    client_name: str
+    currency: str | None
+    parent_id: str
+
+    @property
+    def display_name(self) -> str:
+        """DisplayName is unique across all of a company's customers, vendors and employees (6240 otherwise), and
+        two clients may each have a "Website" project: so the project's name with its client's. A colon separates
+        the levels of FullyQualifiedName (``Client:Project``), so none is used in the name itself."""
+        text = f"{self.name} ({self.client_name})".replace(":", "-")
+        return _exact(text)[:DISPLAY_NAME_MAX]
+
+    @property
+    def fields_sha256(self) -> str:
+        return hashlib.sha256(json.dumps({"name": self.display_name}).encode()).hexdigest()
+
+
+def match_project(project: Project, children: Iterable[Remote], taken: dict[str, str]) -> Verdict:
+    """Decide for one project not yet linked, among the sub-customers of its client's customer: one free
+    sub-customer named as the project (its plain name or closeout's display name) links; several, a taken one, or a
+    near match (case, spaces, punctuation) go to finance; none at all is created."""
+    names = {_exact(project.name), project.display_name}
+    folded = {near(n) for n in names if near(n)}
+    pool = list(children)
+    exact = [r for r in pool if _exact(r.name) in names]
+    nearly = [r for r in pool if r not in exact and near(r.name) in folded]
+    if nearly:
+        candidates = tuple(r.summary(f"sub-customer named {r.name!r}") for r in (*exact, *nearly))
+        return Verdict("review", reason="near_match", candidates=candidates,
+                       detail=f"{len(nearly)} sub-customer(s) of customer {project.parent_id} nearly match the "
+                              f"project {project.name!r}")  # fmt: skip
+    if not exact:
+        return Verdict("create")
+    if len(exact) == 1 and exact[0].id not in taken:
+        return Verdict("link", remote=exact[0], matched_by="name")
+    candidates = tuple(r.summary("name" + (f" (already linked to {taken[r.id]})" if r.id in taken else ""))
+                       for r in exact)  # fmt: skip
+    return Verdict("review", reason="ambiguous", candidates=candidates,
+                   detail=f"{len(exact)} sub-customer(s) of customer {project.parent_id} match the project "
+                          f"{project.name!r}, or the one that does is linked to another project")  # fmt: skip
+
+
+class QuickBooksProjects:
+    """Sub-customers in one QuickBooks company (``QuickBooksHook``)."""
+
+    system = "quickbooks"
+
+    def __init__(self, hook: Any) -> None:
+        from closeout.accounting.api.quickbooks import MAX_BATCH_ITEMS
+
+        self.hook = hook
+        self.company_id = hook.realm_id
+        self.batch_size = MAX_BATCH_ITEMS
+
+    def children(self) -> dict[str, list[Remote]]:
+        """parent customer id -> its sub-customers (inactive ones too). ParentRef and Job are not filterable in
+        QuickBooks' query language, so every customer is read (paged) and grouped here."""
+        grouped: dict[str, list[Remote]] = {}
+        for obj in self.hook.query_customers("Active IN (true, false)"):
+            parent = (obj.get("ParentRef") or {}).get("value")
+            if parent is not None:
+                grouped.setdefault(str(parent), []).append(QuickBooksCustomers._remote(obj))
+        return grouped
+
+    def create_batch(self, members: list[dict[str, Any]], business_ref: str) -> dict[str, Remote | str]:
+        """One ``POST /batch`` creating up to 30 sub-customers; per member its customer or why it was refused."""
+        items = []
+        for n, member in enumerate(members, 1):
+            customer: dict[str, Any] = {"DisplayName": member["name"], "Job": True,
+                                        "ParentRef": {"value": member["parent"]}}  # fmt: skip
+            if member["currency"]:
+                customer["CurrencyRef"] = {"value": member["currency"]}  # a sub-customer bills in its parent's
+            items.append({"bId": str(n), "operation": "create", "Customer": customer})
+        answers = {str(a.get("bId")): a for a in self.hook.batch(items, business_ref).body.get("BatchItemResponse")
+                   or []}  # fmt: skip
+        result: dict[str, Remote | str] = {}
+        for n, member in enumerate(members, 1):
+            answer = answers.get(str(n)) or {}
+            if answer.get("Customer"):
+                result[member["ref"]] = QuickBooksCustomers._remote(answer["Customer"])
+                continue
+            errors = (answer.get("Fault") or {}).get("Error") or [{"Message": "no answer for this item"}]
+            result[member["ref"]] = "QuickBooks refused the sub-customer: " + "; ".join(
+                f"{e.get('code')} {e.get('Message')}: {e.get('Detail')}" for e in errors)
+        return result
+
+
+def projects_for(conn_id: str = "quickbooks_default", *,
+                 warehouse_conn_id: str = "closeout_warehouse") -> QuickBooksProjects:  # fmt: skip
+    from closeout.accounting.api.quickbooks import QuickBooksHook
+
+    return QuickBooksProjects(QuickBooksHook(conn_id, warehouse_conn_id=warehouse_conn_id))
+
+
+def link_projects(projects: QuickBooksProjects, *, warehouse_conn_id: str = "closeout_warehouse") -> LinkRun:
+    """Link every project billed for a linked client to exactly one sub-customer of that client's customer,
+    creating only what matches nothing (run after ``link_customers``: a project waits for its client's link)."""
+    run = LinkRun(projects.system, projects.company_id)
+    scope = {"system": projects.system, "company_id": projects.company_id}
+    with connect(warehouse_conn_id, autocommit=True) as conn:
+        rows = conn.execute(load_sql("accounting_api/projects_billed.sql"), scope).fetchall()
+        unlinked = [(Project(r[0], r[1], r[3], r[4], r[5], str(r[6])), r[8], r[9]) for r in rows
+                    if r[7] is None and r[9] != "open"]  # fmt: skip
+        if not unlinked:
+            return run
+        taken = dict(conn.execute(load_sql("accounting_api/projects_taken.sql"), scope).fetchall())
+        children = projects.children() if any(state != "create" for _, _, state in unlinked) else {}
+        matched: list[dict[str, Any]] = []
+        reviews: list[dict[str, Any]] = []
+        to_create: list[tuple[Project, int | None]] = []
+        for project, review_id, review_state in unlinked:
+            verdict = (Verdict("create") if review_state == "create"
+                       else match_project(project, children.get(project.parent_id, []), taken))  # fmt: skip
+            if verdict.action == "link" and verdict.remote is not None:
+                matched.append(_project_link(project, verdict.remote, str(verdict.matched_by), review_id))
+                taken[verdict.remote.id] = project.ref
+                run.linked[project.ref] = str(verdict.matched_by)
+            elif verdict.action == "review":
+                reviews.append({"closeout_ref": project.ref, "reason": verdict.reason, "detail": verdict.detail,
+                                "candidates": list(verdict.candidates)})  # fmt: skip
+            else:
+                to_create.append((project, review_id if review_state == "create" else None))
+        if matched:  # before any create, so a kill during the creates loses no match
+            conn.execute(load_sql("accounting_api/projects_record.sql"), {**scope, "links": json.dumps(matched)})
+        for start in range(0, len(to_create), projects.batch_size):
+            _create_projects(conn, projects, scope, to_create[start : start + projects.batch_size], reviews, run)
+        if reviews:
+            opened = conn.execute(load_sql("accounting_api/projects_reviews_open.sql"),
+                                  {**scope, "reviews": json.dumps(reviews)}).fetchall()  # fmt: skip
+            run.reviews = [ref for _, ref in opened]
+    log.info("%s %s project sub-customers: %d linked (%d created), %d to review", run.system, run.company_id,
+             len(run.linked), len(run.created), len(run.reviews))  # fmt: skip
+    return run
+
+
+def _create_projects(conn: Any, projects: QuickBooksProjects, scope: dict[str, str],
+                     batch: list[tuple[Project, int | None]], reviews: list[dict[str, Any]],
+                     run: LinkRun) -> None:  # fmt: skip
+    """One create batch under a requestid derived from its members (the outbox records it before the call); the
+    links are recorded right after the answer, a refused member goes to review alone."""
+    members = []
+    for project, review_id in batch:
+        member: dict[str, Any] = {"ref": project.ref, "name": project.display_name, "parent": project.parent_id,
+                                  "currency": project.currency.upper() if project.currency else None}  # fmt: skip
+        if review_id is not None:  # finance said create: a new member, never the old refused answer replayed
+            member["review"] = review_id
+        members.append(member)
+    business_ref = PROJECT_BATCH_PREFIX + json.dumps(members, sort_keys=True, separators=(",", ":"),
+                                                     ensure_ascii=False)  # fmt: skip
+    run.create_batches += 1
+    try:
+        answers = projects.create_batch(members, business_ref)
+    except IdempotencyConflict as exc:  # cannot happen for a ref that is its body; never create blind
+        answers = {m["ref"]: str(exc) for m in members}
+    links = []
+    for project, review_id in batch:
+        answer = answers.get(project.ref, "no answer for this element")
+        if isinstance(answer, str):
+            reviews.append({"closeout_ref": project.ref, "reason": "create_refused", "detail": answer[:2000],
+                            "candidates": []})  # fmt: skip
+            continue
+        links.append(_project_link(project, answer, "created", review_id))
+        run.linked[project.ref] = "created"
+        run.created.append(project.ref)
+    if links:
+        conn.execute(load_sql("accounting_api/projects_record.sql"), {**scope, "links": json.dumps(links)})
+
+
+def _project_link(project: Project, remote: Remote, how: str, review_id: int | None) -> dict[str, Any]:
+    return {"closeout_ref": project.ref, "external_id": remote.id, "remote_version": remote.version,
+            "matched_by": how, "pushed_sha256": project.fields_sha256, "review_id": review_id,
+            "detail": f"sub-customer of customer {project.parent_id}"}  # fmt: skip

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, ClassVar
 
+from closeout.accounting.links import projects_enabled
 from closeout.accounting.push import documents
 from closeout.accounting.push.plan import Record
 from closeout.accounting.push.settings import PushSettings
@@ -92,6 +93,25 @@ def _quantity_and_price(record: Record, line: dict[str, Any]) -> tuple[Decimal, 
     return Decimal(1), amount
 
 
+def quickbooks_invoice_customer(record: Record, projects: bool) -> str:
+    """The CustomerRef of an invoice in QuickBooks. With projects as sub-customers (connection extra
+    ``projects_as_sub_customers``), an invoice whose lines all belong to one project goes to that project's
+    sub-customer (``Job: true``, ``ParentRef`` = the client's customer); an invoice of several projects, or with a
+    line of none, goes to the client's customer. A one-project invoice whose sub-customer is not linked yet (its
+    review is open) waits rather than going to the parent, so its payment can follow it."""
+    parent = customer_of(record)
+    project = record.row.get("project_ref")
+    if not projects or not project:
+        return parent
+    if record.row.get("project_customer_id"):
+        return str(record.row["project_customer_id"])
+    review = record.row.get("project_review_id")
+    if review:
+        raise Hold("customer_link", f"project {project} waits for finance: sub-customer link review {review} is "
+                                    "open (python -m closeout.accounting links review)")  # fmt: skip
+    raise Hold("customer_link", f"project {project} has no sub-customer yet (the customers task links it)")
+
+
 class QuickBooksBooks:
     """One QuickBooks company through ``QuickBooksHook``."""
 
@@ -105,6 +125,8 @@ class QuickBooksBooks:
         self.settings = settings
         self.chart = chart  # role -> ledger account code
         self.company_id = hook.realm_id
+        # projects as sub-customers (connection extra, closeout.accounting.links): an invoice of one project goes there
+        self.projects_as_sub_customers = projects_enabled(getattr(hook, "quickbooks_conn_id", None))
 
     def lookup_value(self, record: Record) -> str:
         """What the object is found by again (see ``quickbooks_lookup_query``): the invoice's Stripe number, a
@@ -129,7 +151,7 @@ class QuickBooksBooks:
         home = self.settings.home_currency
         if record.kind == "invoice":
             taxes = invoice_taxes(self, record)  # closeout's tax per line and the client's code (invoice_tax.py)
-            customer = customer_of(record)
+            customer = quickbooks_invoice_customer(record, self.projects_as_sub_customers)
             rate = ledger_rate(record, home)
             lines = []
             for taxed in taxes.lines:
@@ -156,7 +178,7 @@ class QuickBooksBooks:
             if not invoice:
                 raise Hold("invoice_not_pushed", f"payment {record.ref} waits for its invoice "
                                                  f"{record.row['invoice_id']}, not in QuickBooks yet")  # fmt: skip
-            customer = customer_of(record)
+            customer = str(record.row.get("invoice_customer_id") or customer_of(record))  # its invoice's
             rate = ledger_rate(record, home)
             amount = record.major(record.total_minor)
             body = {"CustomerRef": {"value": customer}, "TotalAmt": amount, "TxnDate": record.txn_date.isoformat(),

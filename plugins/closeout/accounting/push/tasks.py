@@ -39,8 +39,16 @@ def sync_customers(system: str, run_id: str | None = None) -> dict[str, Any]:
     from closeout.accounting.links import customers_for, link_customers
 
     run = link_customers(customers_for(system, conn_id_of(system)))
-    return {"system": system, "linked": len(run.linked), "created": len(run.created), "reviews": len(run.reviews),
-            "updated": len(run.updated), "failed": len(run.failed)}  # fmt: skip
+    result = {"system": system, "linked": len(run.linked), "created": len(run.created), "reviews": len(run.reviews),
+              "updated": len(run.updated), "failed": len(run.failed)}  # fmt: skip
+    if system == "quickbooks":  # projects as sub-customers, where the connection asks for them (links.py)
+        from closeout.accounting.links import link_projects, projects_enabled, projects_for
+
+        if projects_enabled(conn_id_of(system)):
+            projects = link_projects(projects_for(conn_id_of(system)))
+            result["projects"] = {"linked": len(projects.linked), "created": len(projects.created),
+                                  "reviews": len(projects.reviews)}  # fmt: skip
+    return result
 
 
 def push_books(system: str, run_id: str | None = None) -> dict[str, Any]:

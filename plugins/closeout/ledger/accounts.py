@@ -32,9 +32,12 @@ POSTING_ROLES = ("receivable", "revenue", "cash_clearing", "cash", "refunds", "d
                  # expenses in the books (migration 0038, docs/expense-books.md): recognised cost of billable and
                  # non-billable expenses, billed markup, and who the money is owed to (the person or the card)
                  "reimbursable_expenses", "expense_markup_revenue", "project_costs", "reimbursements_payable",
-                 "expense_clearing")
-# Roles defined for work that attaches later (tax lines): optional.
-RESERVED_ROLES = ("tax_payable",)
+                 "expense_clearing",
+                 # tax on invoices (migration 0042, docs/invoice-tax.md): the invoice journal credits it with the tax
+                 "tax_payable")
+# Roles defined for work that attaches later: optional (none today; tax_payable became a posting role with
+# invoice tax, as the shipped chart already named it).
+RESERVED_ROLES: tuple[str, ...] = ()
 _FIELDS = {"code", "name", "type", "role", "description"}
 
 

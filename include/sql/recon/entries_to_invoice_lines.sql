@@ -46,7 +46,8 @@ WITH line_sums AS (
       AND ({period_start}::date IS NULL OR (t.spent_date >= {period_start}::date AND t.spent_date < {period_end}::date))
     GROUP BY e.source, e.source_id, t.currency, 5
 ), invoices AS (
-    SELECT i.invoice_id, i.currency, i.total_minor
+    SELECT i.invoice_id, i.currency, i.total_minor,
+           CASE WHEN i.tax_inclusive THEN 0 ELSE i.tax_minor END AS exclusive_tax_minor
     FROM closeout_data.invoices i
     WHERE {period_start}::date IS NULL OR (i.period_start >= {period_start}::date AND i.period_start < {period_end}::date)
 )
@@ -62,9 +63,11 @@ FROM lines d
 JOIN invoices i ON i.invoice_id = d.invoice_id
 WHERE NOT d.without_line
 UNION ALL
-SELECT 'invoice_vs_lines', i.currency, i.invoice_id, i.total_minor - coalesce(s.lines_minor, 0), true
+-- (an invoice's total is its lines plus its tax when the rate is exclusive: docs/invoice-tax.md)
+SELECT 'invoice_vs_lines', i.currency, i.invoice_id, i.total_minor - coalesce(s.lines_minor, 0) - i.exclusive_tax_minor,
+       true
 FROM invoices i
 LEFT JOIN (SELECT invoice_id, sum(amount_minor) AS lines_minor FROM closeout_data.invoice_lines
            WHERE valid_to IS NULL GROUP BY invoice_id) s
        ON s.invoice_id = i.invoice_id
-WHERE i.total_minor <> coalesce(s.lines_minor, 0)
+WHERE i.total_minor <> coalesce(s.lines_minor, 0) + i.exclusive_tax_minor

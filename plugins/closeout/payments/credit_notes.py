@@ -99,12 +99,30 @@ def resume_resolved(conn: psycopg.Connection) -> int:
     return cur.rowcount
 
 
+# Why a correction of a taxed invoice (or of a taxed draft netting negative) waits for finance.
+TAXED_HOLD_REASON = (
+    "invoice {invoice} is taxed: a credit against it must credit the tax of the lines it lowers too, and closeout "
+    "does not issue such credits by itself; issue the credit note in Stripe by hand with the invoice's tax rate, "
+    "then resolve this exception (docs/invoice-tax.md)"
+)
+
+
 def issue(conn: psycopg.Connection, hook: StripeHook) -> IssueSummary:
     """Issue every pending correction, one at a time: outbox row committed, call, answer committed."""
     summary = IssueSummary()
     summary.resumed = resume_resolved(conn)
     counts = PublishSummary()  # the outbox bookkeeping counts replays and transient errors here
     for correction in _pending(conn):
+        if correction["tax_rate_percent"] is not None:
+            # a credit against a taxed invoice must credit the lines' tax too; closeout does not issue those by
+            # itself (docs/invoice-tax.md): it waits for finance with the reason
+            reason = TAXED_HOLD_REASON.format(invoice=correction["invoice_id"] or correction["from_invoice_id"])
+            with conn.cursor() as cur:
+                _stop(cur, correction, reason, kind="credit_on_taxed_invoice")
+            conn.commit()
+            summary.stopped += 1
+            summary.errors.append(f"{correction['correction_id']}: {reason}")
+            continue
         try:
             op = _operation(conn, hook, correction)
         except StripeCallError as exc:  # the preview, before anything is recorded
@@ -166,9 +184,11 @@ def _pending(conn: psycopg.Connection) -> list[dict[str, Any]]:
                              WHERE e.correction_id = c.correction_id
                              GROUP BY e.source, e.source_id) x
                        LEFT JOIN closeout_data.expense_heads h
-                              ON h.source = x.source AND h.source_id = x.source_id) AS expenses
+                              ON h.source = x.source AND h.source_id = x.source_id) AS expenses,
+                      coalesce(i.tax_rate_percent, f.tax_rate_percent) AS tax_rate_percent
                FROM closeout_data.corrections c
                LEFT JOIN closeout_data.invoices i ON i.invoice_id = c.invoice_id
+               LEFT JOIN closeout_data.invoices f ON f.invoice_id = c.from_invoice_id
                LEFT JOIN closeout_data.stripe_customers s ON s.client_key = c.client_key
                WHERE c.state = 'pending'
                ORDER BY c.created_at, c.correction_id"""
@@ -376,7 +396,7 @@ def _apply(cur: psycopg.Cursor, correction: dict[str, Any], outcome: Outcome, su
     )  # fmt: skip
 
 
-def _stop(cur: psycopg.Cursor, correction: dict[str, Any], message: str) -> None:
+def _stop(cur: psycopg.Cursor, correction: dict[str, Any], message: str, *, kind: str = "correction_refused") -> None:
     log.error("correction stopped: %s", message)
     cur.execute(
         """UPDATE closeout_data.corrections SET state = 'stopped', stop_reason = %s, updated_at = clock_timestamp()
@@ -384,7 +404,7 @@ def _stop(cur: psycopg.Cursor, correction: dict[str, Any], message: str) -> None
         (message, correction["correction_id"]),
     )
     exceptions.open_exception(
-        cur, kind="correction_refused", message=f"correction {correction['correction_id']}: {message}",
+        cur, kind=kind, message=f"correction {correction['correction_id']}: {message}",
         invoice_id=correction["invoice_id"] or correction["from_invoice_id"], currency=correction["currency"],
         our_total_minor=correction["amount_minor"], detail={"correction_id": correction["correction_id"]},
     )  # fmt: skip

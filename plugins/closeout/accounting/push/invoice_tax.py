@@ -99,6 +99,8 @@ def tax_mismatch(record_ref: str, expected_minor: int, their_total: Any, their_t
     theirs = int((Decimal(str(their_total)) * (Decimal(10) ** exponent)).to_integral_value())
     if theirs == expected_minor:
         return None
-    return (f"invoice {record_ref}: the accounting system computed a total of {Decimal(str(their_total))} (tax "
-            f"{their_tax}), closeout's is {Decimal(expected_minor).scaleb(-exponent)}: its tax rate for the code "
-            "differs from closeout's; fix the rate there (or the client's code) and correct the invoice")
+    quantum = Decimal(1).scaleb(-exponent)
+    their_tax_text = Decimal(str(their_tax)).quantize(quantum) if their_tax is not None else "unknown"
+    return (f"invoice {record_ref}: the accounting system computed a total of {Decimal(theirs).scaleb(-exponent)} "
+            f"(tax {their_tax_text}), closeout's is {Decimal(expected_minor).scaleb(-exponent)}: its tax rate for the "
+            "code differs from closeout's; fix the rate there (or the client's code) and correct the invoice")

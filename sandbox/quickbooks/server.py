@@ -652,31 +652,43 @@ class QuickBooksSandbox:
             if obj.get("TotalAmt") is None:
                 raise Fault(400, "2020", "Required param missing, need to supply the required value for the API",
                             "Required parameter TotalAmt is missing", element="TotalAmt")
+            applied = {"Invoice": Decimal("0"), "CreditMemo": Decimal("0")}
             for line in lines or []:
                 for linked in line.get("LinkedTxn") or []:
-                    invoice = company.objects["Invoice"].get(str(linked.get("TxnId")))
-                    if linked.get("TxnType") != "Invoice" or invoice is None:
+                    # a line applies to an invoice, or applies a credit memo's credit (Intuit's ReceivePayment:
+                    # TotalAmt = invoice lines - credit memo lines; a zero payment applies a credit to an invoice)
+                    kind = str(linked.get("TxnType"))
+                    invoice = company.objects[kind].get(str(linked.get("TxnId"))) if kind in applied else None
+                    if invoice is None:
                         raise Fault(400, "2500", "Invalid Reference Id",
                                     f"LinkedTxn {linked.get('TxnType')} {linked.get('TxnId')} does not exist")
                     if str(invoice["CustomerRef"]["value"]) != str(obj["CustomerRef"]["value"]):
                         raise Fault(400, "6000", "A business validation error has occurred while processing your "
-                                    "request", f"Business Validation Error: invoice {invoice['Id']} belongs to another "
-                                    "customer.")  # fmt: skip
+                                    "request", f"Business Validation Error: {kind} {invoice['Id']} belongs to "
+                                    "another customer.")  # fmt: skip
                     if _money(line.get("Amount", 0), "Line.Amount") > _money(invoice["Balance"], "Balance"):
                         raise Fault(400, "6000", "A business validation error has occurred while processing your "
                                     "request", f"Business Validation Error: the payment of {line.get('Amount')} is "
-                                    f"more than invoice {invoice['Id']}'s balance {invoice['Balance']}.")  # fmt: skip
+                                    f"more than {kind} {invoice['Id']}'s balance {invoice['Balance']}.")  # fmt: skip
+                    applied[kind] += _money(line.get("Amount", 0), "Line.Amount")
+            if applied["CreditMemo"] and applied["Invoice"] - applied["CreditMemo"] > _money(obj["TotalAmt"],
+                                                                                               "TotalAmt"):
+                raise Fault(400, "6000", "A business validation error has occurred while processing your request",
+                            f"Business Validation Error: the invoice lines ({applied['Invoice']}) less the credits "
+                            f"applied ({applied['CreditMemo']}) are more than the payment's TotalAmt.")  # fmt: skip
         self._check_txn(company, entity, obj)
 
     def _apply_payment(self, company: _Company, obj: dict[str, Any]) -> None:
         obj["UnappliedAmt"] = _money(obj["TotalAmt"], "TotalAmt")
         for line in obj.get("Line") or []:
             amount = _money(line.get("Amount", 0), "Line.Amount")
-            for linked in line.get("LinkedTxn") or []:
-                invoice = company.objects["Invoice"][str(linked["TxnId"])]
+            credit = False
+            for linked in line.get("LinkedTxn") or []:  # an invoice paid, or a credit memo's credit used
+                credit = linked.get("TxnType") == "CreditMemo"
+                invoice = company.objects["CreditMemo" if credit else "Invoice"][str(linked["TxnId"])]
                 invoice["_paid"] = _money(invoice.get("_paid", 0), "paid") + amount
                 self._price_invoice(invoice)
-            obj["UnappliedAmt"] -= amount
+            obj["UnappliedAmt"] += amount if credit else -amount
 
     def _price_invoice(self, obj: dict[str, Any]) -> None:
         total = Decimal("0")

@@ -6,7 +6,8 @@ allocated to the invoice closes it as finance expects. A Stripe payout pushed as
 shows in bank reconciliation as the money arriving, which a journal does not.
 
 * credit notes (``plan_credit_notes.sql``): QuickBooks ``CreditMemo`` (one line per debit of the ledger's credit note
-  journal, its account as ``ItemAccountRef``), applied to its invoice by ``quickbooks_credit_application``; Xero
+  journal, its account as ``ItemAccountRef``), then applied to its invoice by a payment of 0 linking both
+  (``plan_credit_applications.sql``, kind ``credit_application``, linked as a payment); Xero
   ``CreditNotes`` with an ``Allocations`` entry to its invoice. Held ``invoice_not_pushed`` while the invoice is not
   there.
 * deposits (``plan_deposits.sql``): QuickBooks ``Deposit`` to the account the ledger debits, its one line from the
@@ -22,7 +23,7 @@ from typing import Any
 
 from closeout.accounting.push.plan import Record
 
-KINDS = ("credit_note", "deposit")
+KINDS = ("credit_note", "credit_application", "deposit")
 # the ledger role the rounding of a converted Xero journal goes to (the chart's FX gain/loss account)
 FX_ROUNDING_ROLE = "fx_gain_loss"
 
@@ -42,7 +43,17 @@ def quickbooks_document(books: Any, record: Record) -> dict[str, Any]:
     from closeout.accounting.push.books import customer_of, ledger_rate, note
 
     rate = ledger_rate(record, books.settings.home_currency)
-    if record.kind == "credit_note":
+    if record.kind == "credit_application":  # the pushed credit memo applied to its invoice: a payment of 0
+        amount = record.major(int(record.row["amount_minor"]))
+        body: dict[str, Any] = {
+            "CustomerRef": {"value": customer_of(record)}, "TotalAmt": Decimal(0),
+            "TxnDate": record.txn_date.isoformat(), "CurrencyRef": {"value": record.currency},
+            "PrivateNote": note(record),
+            "Line": [{"Amount": amount, "LinkedTxn": [{"TxnId": str(record.row["invoice_external_id"]),
+                                                       "TxnType": "Invoice"}]},
+                     {"Amount": amount, "LinkedTxn": [{"TxnId": str(record.row["credit_memo_external_id"]),
+                                                       "TxnType": "CreditMemo"}]}]}  # fmt: skip
+    elif record.kind == "credit_note":
         _invoice_there(record, "QuickBooks")
         lines = []
         for n, line in enumerate(record.row["lines"], 1):
@@ -53,7 +64,7 @@ def quickbooks_document(books: Any, record: Record) -> dict[str, Any]:
                           "SalesItemLineDetail": {
                               "ItemRef": {"value": books.settings.item_id}, "Qty": Decimal(1), "UnitPrice": amount,
                               "ItemAccountRef": {"value": books._account(line["role"], line["account"])}}})  # fmt: skip
-        body: dict[str, Any] = {"TxnDate": record.txn_date.isoformat(), "CustomerRef": {"value": customer_of(record)},
+        body = {"TxnDate": record.txn_date.isoformat(), "CustomerRef": {"value": customer_of(record)},
                                 "CurrencyRef": {"value": record.currency}, "PrivateNote": note(record),
                                 "Line": lines}  # fmt: skip
         if record.row.get("doc_number"):

@@ -20,7 +20,9 @@ from psycopg.rows import dict_row
 
 from closeout.paths import load_sql
 
-KINDS = ("invoice", "payment", "credit_note", "deposit", "journal")
+KINDS = ("invoice", "payment", "credit_note", "credit_application", "deposit", "journal")
+# kinds linked and batched as another object kind: a credit memo's application is a QuickBooks payment of 0
+OBJECT_KINDS = {"credit_application": "payment"}
 # ledger journal kinds the pushed documents already book (invoice finalisation and its void reversal, payments)
 DOCUMENT_KINDS = ("invoice", "void", "payment")
 
@@ -57,3 +59,8 @@ def read(conn: Any, kind: str, system: str, company_id: str, home_currency: str)
                ledger_rate=Decimal(str(r["ledger_rate"])) if r.get("ledger_rate") is not None else None, row=r)
         for r in rows
     ]  # fmt: skip
+
+
+def object_kind(kind: str) -> str:
+    """The accounting_links / batch object kind a planned kind is recorded as."""
+    return OBJECT_KINDS.get(kind, kind)

@@ -98,11 +98,12 @@ def push(books: Books, *, warehouse_conn_id: str = "closeout_warehouse") -> Push
                 try:
                     ready.append((record, books.shape(record)))
                 except Hold as hold:
-                    holds.append(_hold_row(record.kind, record.ref, hold.reason, hold.detail, record))
+                    holds.append(_hold_row(plan.object_kind(record.kind), record.ref, hold.reason, hold.detail,
+                                           record))  # fmt: skip
             if holds:
                 _hold(conn, scope, holds, run)
-            for chunk in _chunks(ready, books.batch_size):
-                _send_new(conn, books, scope, kind, chunk, run)
+            for chunk in _chunks(ready, books.batch_size):  # batched and linked as its object kind
+                _send_new(conn, books, scope, plan.object_kind(kind), chunk, run)
         from closeout.accounting.push.voids import push_voids  # invoices voided after they went: push/voids.py
 
         push_voids(conn, books, scope, run)

@@ -195,3 +195,44 @@ def test_a_correction_of_a_taxed_invoice_waits_for_finance_with_the_reason(wareh
     before = stripe_sandbox.count("credit_note")
     credit_notes.issue_corrections("corrections-again", None)
     assert stripe_sandbox.count("credit_note") == before
+
+
+XERO_HEADER = ["ContactName", "InvoiceNumber", "Reference", "InvoiceDate", "DueDate", "Total", "TaxTotal",
+               "InvoiceAmountPaid", "InvoiceAmountDue", "Description", "Quantity", "UnitAmount", "LineAmount",
+               "Currency", "Type", "Status"]  # fmt: skip
+
+
+def test_the_accounting_export_tax_is_compared_where_it_carries_it(warehouse, stripe_sandbox, run_dag,
+                                                                   tmp_path) -> None:  # fmt: skip
+    import csv
+
+    from closeout.accounting.ingest import ingest_xero_invoices
+    from closeout.recon.checks import CHECKS
+    from closeout.recon.runner import run_reconciliation
+
+    _seed([client("harvest:vat", "USD", VAT20), client("harvest:vat2", "USD", VAT20)],
+          _entries("vat", [D("1")], D("100"), "USD", 1) + _entries("vat2", [D("2")], D("100"), "USD", 5))  # fmt: skip
+    assert run_dag("closeout_stripe_publish").state == "success"
+    rows = warehouse.rows("""SELECT stripe_number, invoice_id, total_minor, tax_minor, currency, period_start
+                             FROM closeout.invoices ORDER BY stripe_number""")  # fmt: skip
+    assert [(r[2], r[3]) for r in rows] == [(12000, 2000), (24000, 4000)]
+    forged = rows[1][0]
+    path = tmp_path / "xero.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(XERO_HEADER)
+        for number, iid, total, tax, cur, day in rows:
+            amount, lines = f"{D(total) / 100:.2f}", f"{D(total - tax) / 100:.2f}"
+            tax_text = f"{D(tax - (100 if number == forged else 0)) / 100:.2f}"  # booked one unit of tax short
+            writer.writerow(["Client", number, iid, day.strftime("%d/%m/%Y"), day.strftime("%d/%m/%Y"), amount,
+                             tax_text, "0.00", amount, "Consulting", "1", lines, lines, cur, "Sales Invoice",
+                             "Awaiting Payment"])  # fmt: skip
+    with connect() as conn:
+        ingest_xero_invoices(conn, path)
+        conn.commit()
+    only = tuple(c for c in CHECKS if c.name == "accounting_invoices")
+    with connect() as conn:
+        result = run_reconciliation(conn, data_docs_dir=tmp_path / "docs", checks=only)
+    check = result.by_name()["accounting_invoices"]
+    assert check.status == "failed"
+    assert [(r["kind"], r["item"], r["difference_minor"]) for r in check.evidence["rows"]] == [("tax", forged, -100)]

@@ -2,15 +2,23 @@
 -- per invoice number (our Stripe number): the latest ingested row of each number, dated by the external
 -- cut-off, against our published invoices finalized by the ledger cut-off. Missing on either side, another
 -- currency or another total is a difference row (signed: theirs minus ours).
+-- Tax (docs/invoice-tax.md): where the file carries the invoice's tax (Xero's TaxTotal), another tax than ours
+-- (closeout.invoices.tax_minor) is a 'tax' difference row too, for the same number and currency.
 WITH theirs AS (
     SELECT DISTINCT ON (a.invoice_number) a.invoice_number, upper(a.currency) AS currency,
-           a.signed_total_minor AS total_minor
+           a.signed_total_minor AS total_minor, a.ingest_id
     FROM closeout.accounting_invoices a
     WHERE a.invoice_date <= {external_cutoff}::date
       AND ({period_start}::date IS NULL OR (a.invoice_date >= {period_start}::date AND a.invoice_date < {period_end}::date))
     ORDER BY a.invoice_number, a.ingest_id DESC
+), their_tax AS (
+    SELECT t.invoice_number, min(x.tax_total_minor) AS tax_minor
+    FROM theirs t
+    JOIN closeout_data.accounting_xero_invoice_lines x ON x.ingest_id = t.ingest_id AND x.invoice_number = t.invoice_number
+    GROUP BY t.invoice_number
+    HAVING min(x.tax_total_minor) IS NOT NULL
 ), ours AS (
-    SELECT i.stripe_number AS invoice_number, upper(i.currency) AS currency, i.total_minor
+    SELECT i.stripe_number AS invoice_number, upper(i.currency) AS currency, i.total_minor, i.tax_minor
     FROM closeout.invoices i
     JOIN closeout.stripe_publications p ON p.invoice_id = i.invoice_id AND p.state = 'finalized'
     WHERE i.status IN ('open', 'paid', 'uncollectible') AND i.stripe_number IS NOT NULL
@@ -27,3 +35,9 @@ SELECT CASE WHEN t.invoice_number IS NULL THEN 'missing_in_export'
 FROM ours o
 FULL JOIN theirs t ON t.invoice_number = o.invoice_number
 WHERE t.invoice_number IS NULL OR o.invoice_number IS NULL OR t.currency <> o.currency OR t.total_minor <> o.total_minor
+UNION ALL
+SELECT 'tax', o.currency, o.invoice_number, x.tax_minor - o.tax_minor, false
+FROM ours o
+JOIN theirs t ON t.invoice_number = o.invoice_number AND t.currency = o.currency
+JOIN their_tax x ON x.invoice_number = o.invoice_number
+WHERE x.tax_minor <> o.tax_minor

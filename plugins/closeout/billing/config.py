@@ -348,6 +348,8 @@ def _tax(where: str, raw: Any) -> TaxConfig | None:
         value = raw.get(name)
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise BillingConfigError(f"{where}: tax.{name}: expected text, got {value!r}")
+        if isinstance(value, str) and len(value.strip()) > 50:
+            raise BillingConfigError(f"{where}: tax.{name}: at most 50 characters (Stripe's limit), got {value!r}")
         texts[name] = value.strip() if isinstance(value, str) else None
     exempt = raw.get("exempt", False)
     if not isinstance(exempt, bool):

@@ -25,17 +25,19 @@ LEFT JOIN closeout_data.accounting_push_exceptions x
        ON x.system = %(system)s AND x.company_id = %(company_id)s AND x.object_kind = 'payment'
       AND x.closeout_ref = ip.payment_ref
 -- the QuickBooks customer the invoice itself was sent to (a project's sub-customer or the client's customer), from
--- the body of the batch that carried it: a payment is received from the invoice's own customer
-LEFT JOIN LATERAL (
-    SELECT b.payload -> (it.n::int - 1) -> 'CustomerRef' ->> 'value' AS customer_id
+-- the body of the batch that carried it: a payment is received from the invoice's own customer. Read once per run,
+-- set-based, and only where some project has a sub-customer (else every invoice went to its client's customer)
+LEFT JOIN (
+    SELECT DISTINCT ON (it.item ->> 'ref') it.item ->> 'ref' AS invoice_id,
+           b.payload -> (it.n::int - 1) -> 'CustomerRef' ->> 'value' AS customer_id
     FROM closeout_data.accounting_push_batches b
     CROSS JOIN LATERAL jsonb_array_elements(b.items) WITH ORDINALITY AS it(item, n)
     WHERE b.system = %(system)s AND b.company_id = %(company_id)s AND b.object_kind = 'invoice'
-      AND b.state IN ('answered', 'looked_up') AND il.external_id IS NOT NULL
-      AND b.items @> jsonb_build_array(jsonb_build_object('ref', ip.invoice_id))
-      AND it.item ->> 'ref' = ip.invoice_id
-    ORDER BY b.batch_id DESC LIMIT 1
-) ic ON true
+      AND b.state IN ('answered', 'looked_up')
+      AND EXISTS (SELECT 1 FROM closeout_data.accounting_links pl
+                  WHERE pl.system = %(system)s AND pl.company_id = %(company_id)s AND pl.object_kind = 'project')
+    ORDER BY it.item ->> 'ref', b.batch_id DESC
+) ic ON ic.invoice_id = ip.invoice_id AND il.external_id IS NOT NULL
 WHERE ip.kind = 'payment' AND ip.amount_minor > 0
   AND NOT EXISTS (SELECT 1 FROM closeout_data.accounting_links k
                   WHERE k.system = %(system)s AND k.company_id = %(company_id)s AND k.object_kind = 'payment'

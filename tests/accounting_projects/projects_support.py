@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-for folder in ("ledger", "accounting_api", "accounting_push"):
+for folder in ("ledger", "accounting_api", "accounting_push", "controls"):
     if str(ROOT / "tests" / folder) not in sys.path:
         sys.path.insert(0, str(ROOT / "tests" / folder))
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from closeout.paths import load_sql
+from closeout.warehouse.db import connect
 from projects_support import (
     QBO_NO_LIMITS,
     connect_projects,
@@ -106,7 +108,9 @@ def test_a_timeout_replay_and_a_killed_worker_create_no_second_sub_customer(ware
     assert len(sub_customers(qbo)) == 3 and len(project_links(warehouse)) == 3
 
 
-def test_an_existing_sub_customer_is_matched_and_a_near_one_waits_for_finance(warehouse, stripe_sandbox, qbo) -> None:
+def test_an_existing_sub_customer_is_matched_and_a_near_one_waits_for_finance_s_decision(
+    warehouse, stripe_sandbox, qbo, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from closeout.accounting.api.quickbooks import QuickBooksHook
     from closeout.accounting.links import customers_for, link_customers
     from closeout.accounting.push.run import books_for, push
@@ -118,8 +122,9 @@ def test_an_existing_sub_customer_is_matched_and_a_near_one_waits_for_finance(wa
     hook = QuickBooksHook()  # an accountant made these by hand in QuickBooks
     made = hook.create_customer({"DisplayName": "Website", "Job": True, "ParentRef": {"value": parents["harvest:a"]}},
                                 "test:accountant:website").body["Customer"]  # fmt: skip
-    hook.create_customer({"DisplayName": "A.P.P. (Client B)", "Job": True,
-                          "ParentRef": {"value": parents["harvest:b"]}}, "test:accountant:app")  # fmt: skip
+    near_one = hook.create_customer({"DisplayName": "A.P.P. (Client B)", "Job": True,
+                                     "ParentRef": {"value": parents["harvest:b"]}},
+                                    "test:accountant:app").body["Customer"]  # fmt: skip
     created_before = qbo.create_counts()["Customer"]
     linked = sync_customers("quickbooks")
     assert linked["projects"] == {"linked": 1, "created": 0, "reviews": 1}
@@ -134,3 +139,18 @@ def test_an_existing_sub_customer_is_matched_and_a_near_one_waits_for_finance(wa
     held = warehouse.rows("SELECT closeout_ref, reason FROM closeout.accounting_push_exceptions WHERE open")
     assert held == [(invoices["b"][0], "customer_link")]
     assert [o["CustomerRef"]["value"] for o in qbo.objects("Invoice")] == [made["Id"]]
+    # finance decides (a closeout_finance login, through the one function that records decisions): that is the one
+    (review_id,) = warehouse.rows("SELECT review_id FROM closeout.accounting_link_reviews WHERE state = 'open'")[0]
+    from controls_support import conn_json_as, login_in
+
+    with login_in("closeout_finance") as finance, monkeypatch.context() as as_finance:
+        as_finance.setenv("AIRFLOW_CONN_CLOSEOUT_WAREHOUSE", conn_json_as(finance))
+        with connect(autocommit=True) as conn:
+            conn.execute(load_sql("accounting_api/reviews_resolve.sql"), {
+                "review_id": review_id, "external_id": near_one["Id"], "decided_by": "fin.one@example.com",
+                "reason": "A.P.P. is their app project", "ref": "{}"})  # fmt: skip
+    assert project_links(warehouse)["harvest:b/harvest:app"] == (near_one["Id"], "finance")
+    after = push(books_for("quickbooks"))
+    assert after.pushed == {"invoice": 1} and not after.held, after.as_dict()
+    assert sorted(o["CustomerRef"]["value"] for o in qbo.objects("Invoice")) == sorted([made["Id"], near_one["Id"]])
+    assert qbo.create_counts()["Customer"] == created_before

@@ -9,7 +9,7 @@ INSERT INTO closeout_data.accounting_xero_invoice_lines
 SELECT %(ingest_id)s, row_number() OVER (ORDER BY o.reference, o.external_id), o.reference,
        o.raw -> 'CustomerRef' ->> 'name', o.external_id, 'Invoice', o.status, o.txn_date, NULL, o.currency,
        NULL, NULL, NULL, CASE WHEN o.deleted THEN 0 ELSE o.total_minor END,
-       CASE WHEN o.deleted THEN 0 ELSE o.tax_minor END, NULL, NULL, NULL
+       CASE WHEN o.deleted THEN 0 ELSE o.total_minor END, CASE WHEN o.deleted THEN 0 ELSE o.tax_minor END, NULL, NULL
 FROM closeout_data.accounting_remote_objects o
 WHERE o.system = %(system)s AND o.company_id = %(company_id)s AND o.run_id = %(run_id)s
   AND o.object_kind = 'invoice' AND o.reference IS NOT NULL AND o.currency IS NOT NULL

@@ -561,9 +561,30 @@ class QuickBooksSandbox:
                 raise Fault(400, "6240", "Duplicate Name Exists Error",
                             f"The name supplied already exists. : Another customer, vendor or employee is already "
                             f"using this name. Please use a different name. Id={other['Id']}")  # fmt: skip
+        # sub-customers (projects, jobs): Intuit's Customer reference says ParentRef is "required for the create
+        # operation if this object is a sub-customer or Job", and names the parent's place: FullyQualifiedName is
+        # the parents' names and its own, colon-separated, Level its depth
         parent = (obj.get("ParentRef") or {}).get("value")
-        if parent is not None and str(parent) not in company.objects["Customer"]:
-            raise Fault(400, "2500", "Invalid Reference Id", f"ParentRef {parent} does not exist")
+        if obj.get("Job") is True and parent is None:
+            raise Fault(400, "2020", "Required param missing, need to supply the required value for the API",
+                        "Required parameter ParentRef is missing for a sub-customer (Job)", element="ParentRef")
+        if parent is not None:
+            found = company.objects["Customer"].get(str(parent))
+            if found is None or str(parent) == own_id:
+                raise Fault(400, "2500", "Invalid Reference Id", f"ParentRef {parent} does not exist",
+                            element="ParentRef")  # fmt: skip
+            if found.get("CurrencyRef"):
+                obj.setdefault("CurrencyRef", found["CurrencyRef"])  # a sub-customer takes its parent's currency
+            if found.get("CurrencyRef") and found["CurrencyRef"] != obj["CurrencyRef"]:
+                raise Fault(400, "6000", "A business validation error has occurred while processing your request",
+                            "Business Validation Error: a sub-customer bills in its parent's currency "
+                            f"({found['CurrencyRef'].get('value')})", element="CurrencyRef")  # fmt: skip
+            obj["FullyQualifiedName"] = f"{found.get('FullyQualifiedName') or found['DisplayName']}:{name}"
+            obj["Level"] = int(found.get("Level") or 0) + 1
+            obj.setdefault("Job", True)
+        else:
+            obj["FullyQualifiedName"] = name
+            obj["Level"] = 0
 
     def _check_invoice(self, company: _Company, obj: dict[str, Any]) -> None:
         customer = (obj.get("CustomerRef") or {}).get("value")

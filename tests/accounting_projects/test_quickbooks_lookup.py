@@ -83,3 +83,27 @@ def test_a_batch_past_its_key_lifetime_is_found_by_filterable_properties(
     assert {v[3] for v in links(warehouse, "quickbooks", kind).values()} == {"reference"}
     queries = [r[1] for r in qbo.stats()["log"] if r[0] == "GET" and "/query" in r[1]]
     assert queries and not any("PrivateNote" in q for q in queries)
+
+
+def test_the_sandbox_holds_sub_customers_to_quickbooks_rules(warehouse, qbo) -> None:
+    from closeout.accounting.api.quickbooks import QuickBooksError, QuickBooksHook
+
+    hook = QuickBooksHook()
+    parent = hook.create_customer({"DisplayName": "Client A", "CurrencyRef": {"value": "EUR"}}, "t:a").body["Customer"]
+    child = hook.create_customer({"DisplayName": "Website (Client A)", "Job": True,
+                                  "ParentRef": {"value": parent["Id"]}}, "t:web").body["Customer"]  # fmt: skip
+    assert (child["FullyQualifiedName"], child["Level"]) == ("Client A:Website (Client A)", 1)
+    assert child["CurrencyRef"] == {"value": "EUR"}  # its parent's
+    refusals = {
+        "no such parent": ({"DisplayName": "Orphan", "Job": True, "ParentRef": {"value": "999"}}, "2500"),
+        "a job without a parent": ({"DisplayName": "Loose job", "Job": True}, "2020"),
+        "a name taken anywhere": ({"DisplayName": "website (client a)", "Job": True,
+                                   "ParentRef": {"value": parent["Id"]}}, "6240"),
+        "another currency": ({"DisplayName": "Dollar job", "Job": True, "ParentRef": {"value": parent["Id"]},
+                              "CurrencyRef": {"value": "USD"}}, "6000"),
+    }  # fmt: skip
+    for why, (customer, code) in refusals.items():
+        with pytest.raises(QuickBooksError) as refused:
+            hook.create_customer(customer, f"t:{why}")
+        assert refused.value.code == code, why
+    assert len(qbo.objects("Customer")) == 2

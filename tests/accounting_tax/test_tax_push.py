@@ -100,7 +100,7 @@ def test_a_taxed_client_without_a_code_for_the_system_is_held(warehouse, stripe_
     run = run_push(books.system)
     assert run.pushed.get("invoice") == 1, run.as_dict()
     reason, detail = open_holds(warehouse, books.system)[invoices["a"][0]]
-    field = "tax.xero_type" if books.system == "xero" else "tax.quickbooks_code"
+    field = "tax.codes.xero" if books.system == "xero" else "tax.codes.quickbooks"
     assert reason == "tax_code" and field in detail and "harvest:a" in detail
     assert link_row(warehouse, books.system, invoices["a"][0]) is None
     assert link_row(warehouse, books.system, invoices["b"][0]) is not None

@@ -6,7 +6,7 @@ each line's tax rounded once, half up, in the currency's minor unit (``closeout.
 answered is checked against closeout's total (``expected_total``), and a difference is held as ``tax_mismatch``.
 
 A client with a tax configuration (a rate or an exemption) needs its tax code for the system the invoice goes to
-(billing config ``tax.quickbooks_code`` / ``tax.xero_type``); a taxed line without one is held (``tax_code``) with
+(billing config ``tax.codes.quickbooks`` / ``tax.codes.xero``); a taxed line without one is held (``tax_code``) with
 what to set, never sent with a guess. A client without a configuration keeps today's behaviour: the connection's
 ``push.tax_code`` / ``push.tax_codes`` (or none).
 """
@@ -19,8 +19,8 @@ from typing import Any
 
 from closeout.accounting.push.plan import Record
 
-CODE_FIELDS = {"quickbooks": ("quickbooks_tax_code", "QuickBooks tax code", "tax.quickbooks_code"),
-               "xero": ("xero_tax_type", "Xero TaxType", "tax.xero_type")}  # fmt: skip
+CODE_FIELDS = {"quickbooks": ("quickbooks_tax_code", "QuickBooks tax code", "tax.codes.quickbooks"),
+               "xero": ("xero_tax_type", "Xero TaxType", "tax.codes.xero")}  # fmt: skip
 
 
 class TaxHold(Exception):

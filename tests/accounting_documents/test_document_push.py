@@ -163,3 +163,23 @@ def test_a_lock_date_holds_the_documents_it_covers_and_lets_the_rest_through(
             assert held(warehouse, system) == {} and created(sandbox)["deposit"] == 2
         finally:
             sandbox.stop()
+
+
+def test_a_credit_note_that_refunds_cash_stays_a_journal_with_its_refund(
+    warehouse, stripe_sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sandbox = start("xero", monkeypatch)
+    try:
+        inv = a_month(warehouse, stripe_sandbox, {"a": [D("2")]}, paid=("a",))
+        note = stripe_sandbox.dashboard_credit_note(inv["a"][1], amount=1000, refund_amount=1000)  # cash back
+        follow_cash()
+        run = run_push("xero")
+        assert not run.held and links(warehouse, "xero", "credit_note") == {}
+        assert created(sandbox)["credit_note"] == 0
+        journals = dict(warehouse.rows("SELECT kind, journal_id FROM closeout.ledger_journals "
+                                       "WHERE source_ref = %s OR kind = 'refund'", (note["id"],)))  # fmt: skip
+        assert {"credit_note", "refund"} <= set(journals), journals
+        pushed = links(warehouse, "xero", "journal")
+        assert journals["credit_note"] in pushed and journals["refund"] in pushed  # each once, as journals
+    finally:
+        sandbox.stop()

@@ -215,7 +215,7 @@ def test_the_accounting_export_tax_is_compared_where_it_carries_it(warehouse, st
     assert run_dag("closeout_stripe_publish").state == "success"
     rows = warehouse.rows("""SELECT stripe_number, invoice_id, total_minor, tax_minor, currency, period_start
                              FROM closeout.invoices ORDER BY stripe_number""")  # fmt: skip
-    assert [(r[2], r[3]) for r in rows] == [(12000, 2000), (24000, 4000)]
+    assert sorted((r[2], r[3]) for r in rows) == [(12000, 2000), (24000, 4000)]
     forged = rows[1][0]
     path = tmp_path / "xero.csv"
     with path.open("w", newline="") as fh:

@@ -605,12 +605,16 @@ class QuickBooksProjects:
         self.hook = hook
         self.company_id = hook.realm_id
         self.batch_size = MAX_BATCH_ITEMS
+        self.currency_of: dict[str, str] = {}  # customer id -> its currency, as last listed
 
     def children(self) -> dict[str, list[Remote]]:
         """parent customer id -> its sub-customers (inactive ones too). ParentRef and Job are not filterable in
         QuickBooks' query language, so every customer is read (paged) and grouped here."""
         grouped: dict[str, list[Remote]] = {}
         for obj in self.hook.query_customers("Active IN (true, false)"):
+            currency = (obj.get("CurrencyRef") or {}).get("value")
+            if currency:
+                self.currency_of[str(obj["Id"])] = str(currency)
             parent = (obj.get("ParentRef") or {}).get("value")
             if parent is not None:
                 grouped.setdefault(str(parent), []).append(QuickBooksCustomers._remote(obj))
@@ -694,8 +698,10 @@ def _create_projects(conn: Any, projects: QuickBooksProjects, scope: dict[str, s
     links are recorded right after the answer, a refused member goes to review alone."""
     members = []
     for project, review_id in batch:
+        # a sub-customer bills in its parent's currency: the parent's as QuickBooks listed it, else the client's
+        currency = projects.currency_of.get(project.parent_id) or project.currency
         member: dict[str, Any] = {"ref": project.ref, "name": project.display_name, "parent": project.parent_id,
-                                  "currency": project.currency.upper() if project.currency else None}  # fmt: skip
+                                  "currency": currency.upper() if currency else None}  # fmt: skip
         if review_id is not None:  # finance said create: a new member, never the old refused answer replayed
             member["review"] = review_id
         members.append(member)

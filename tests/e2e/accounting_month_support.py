@@ -226,11 +226,11 @@ def resolve_as_finance(review_id: int, remote_id: str, *, api_url: str, token: s
 
 
 # -- the killed worker ---------------------------------------------------------------------------------------------
-def kill_push_between_answer_and_record(system: str, sandbox: Any, entity: str) -> int:
+def kill_push_between_answer_and_record(system: str, sandbox: Any) -> int:
     """``python -m closeout.accounting.push`` (a real closeout_pipeline login, another process) sends its batch, the
     sandbox answers, and the worker is SIGKILLed while it waits to record the links (the table is share-locked).
-    Returns how many ``entity`` objects the sandbox created meanwhile (there, and not recorded by closeout)."""
-    before = sandbox.create_counts().get(entity, 0)
+    Returns how many objects the sandbox created meanwhile (there, and not recorded by closeout)."""
+    before = sum(sandbox.create_counts().values())
     with login_in("closeout_pipeline") as pipeline_login, connect() as blocker:
         blocker.execute("LOCK TABLE closeout_data.accounting_links IN SHARE MODE")
         worker = subprocess.Popen([sys.executable, "-m", "closeout.accounting.push", "--system", system],
@@ -242,7 +242,7 @@ def kill_push_between_answer_and_record(system: str, sandbox: Any, entity: str) 
                 assert worker.poll() is None, worker.communicate()
                 assert time.monotonic() < deadline, "the worker never reached the link record"
                 time.sleep(0.1)
-            made = sandbox.create_counts().get(entity, 0) - before
+            made = sum(sandbox.create_counts().values()) - before
             worker.send_signal(signal.SIGKILL)
             worker.wait(30)
             blocker.execute("SELECT pg_terminate_backend(%s)", (backend,))
@@ -271,3 +271,25 @@ def failed_rows(warehouse, airflow_run_id: str) -> dict[str, list[dict[str, Any]
         """SELECT c.check_name, c.evidence FROM closeout.recon_checks c JOIN closeout_data.recon_runs r USING (run_id)
            WHERE r.airflow_run_id = %s AND c.status = 'failed'""", (airflow_run_id,))}  # fmt: skip
 
+
+
+def diagnosis(warehouse, path: Path) -> Path:
+    """What a failed accounting check is about, written next to the month's files: closeout's invoices and credit
+    notes, the links, the latest invoices read back, the remote copy and the ledger's balances per account."""
+    queries = {
+        "invoices": "SELECT invoice_id, stripe_number, client_key, status, total_minor, amount_paid_minor "
+                    "FROM closeout.invoices ORDER BY 1",
+        "credit_notes": "SELECT * FROM closeout.credit_notes",
+        "links": "SELECT system, object_kind, closeout_ref, external_id, total_minor, currency, matched_by "
+                 "FROM closeout.accounting_links ORDER BY 1, 2, 3",
+        "read_back_invoices": "SELECT system, ingest_id, invoice_number, total_minor, amount_paid_minor, "
+                              "amount_due_minor, status FROM closeout.accounting_invoices ORDER BY 3, 2",
+        "remote": "SELECT system, entity, external_id, object_kind, reference, total_minor, status, deleted "
+                  "FROM closeout.accounting_remote_objects ORDER BY 1, 2, 5",
+        "ledger": "SELECT account, currency, sum(debit_minor - credit_minor) FROM closeout.ledger_lines "
+                  "GROUP BY 1, 2 ORDER BY 1",
+        "journals": "SELECT kind, count(*) FROM closeout.ledger_journals GROUP BY 1 ORDER BY 1",
+    }  # fmt: skip
+    found = {name: [list(map(str, r)) for r in warehouse.rows(q)] for name, q in queries.items()}
+    path.write_text(json.dumps(found, indent=1), encoding="utf-8")
+    return path

@@ -16,7 +16,7 @@ for folder in ("ledger", "accounting_api", "accounting_push", "controls"):
     if str(ROOT / "tests" / folder) not in sys.path:
         sys.path.insert(0, str(ROOT / "tests" / folder))
 
-from accounting_push_support import QBO_NO_LIMITS, connect_quickbooks  # noqa: E402
+from accounting_push_support import QBO_NO_LIMITS, a_month, connect_quickbooks, created, links, set_push  # noqa: E402
 from billing_support import Books, Entry  # noqa: E402
 from closeout.payments import tasks as payment_tasks  # noqa: E402
 from closeout.warehouse.db import connect  # noqa: E402
@@ -25,7 +25,8 @@ from payments_support import last_month  # noqa: E402
 
 from sandbox.quickbooks import QuickBooksSandbox  # noqa: E402
 
-__all__ = ["QBO_NO_LIMITS", "connect_projects", "project_links", "publish_projects", "sub_customers"]
+__all__ = ["QBO_NO_LIMITS", "a_month", "connect_projects", "connect_quickbooks", "created", "follow_cash", "links",
+           "project_links", "publish_projects", "set_push", "sub_customers"]
 
 
 def connect_projects(monkeypatch: Any, sandbox: QuickBooksSandbox, **extra: Any) -> None:

@@ -8,8 +8,7 @@ from __future__ import annotations
 from decimal import Decimal as D
 
 import pytest
-from accounting_push_support import a_month, connect_quickbooks, created, links, set_push
-from projects_support import QBO_NO_LIMITS
+from projects_support import QBO_NO_LIMITS, a_month, connect_quickbooks, created, follow_cash, links, set_push
 
 from sandbox.quickbooks import QuickBooksSandbox
 
@@ -107,3 +106,30 @@ def test_the_sandbox_holds_sub_customers_to_quickbooks_rules(warehouse, qbo) -> 
             hook.create_customer(customer, f"t:{why}")
         assert refused.value.code == code, why
     assert len(qbo.objects("Customer")) == 2
+
+
+def test_a_deposit_past_its_key_lifetime_is_found_by_its_date_and_note(
+    warehouse, stripe_sandbox, qbo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from closeout.accounting.push.run import books_for, push
+    from closeout.accounting.push.tasks import sync_customers
+
+    a_month(warehouse, stripe_sandbox, {"a": [D("2")], "b": [D("1")]}, paid=("a", "b"))
+    sync_customers("quickbooks")
+    push(books_for("quickbooks"))  # the month is there; now Stripe pays the balance out and it reaches the bank
+    for _ in range(2):
+        stripe_sandbox.run_payouts(now=stripe_sandbox.state.now() + 3 * 86400)
+        follow_cash()
+    batch = f"/v3/company/{qbo.realm_id}/batch"
+    qbo.faults.add("timeout_after_commit", path_prefix=batch, times=2, after=0, delay=0)  # the deposits' batch
+    with pytest.raises(Exception, match="no answer"):
+        push(books_for("quickbooks"))
+    made = qbo.create_counts().get("Deposit", 0)
+    assert made >= 1 and links(warehouse, "quickbooks", "deposit") == {}
+    qbo.request_id_ttl_seconds = 60
+    qbo.advance_clock(3600)
+    set_push(monkeypatch, "quickbooks", key_lifetime_seconds=0)
+    run = push(books_for("quickbooks"))
+    assert run.looked_up == 1 and run.found_by_reference == made, run.as_dict()
+    assert qbo.create_counts()["Deposit"] == made
+    assert {v[3] for v in links(warehouse, "quickbooks", "deposit").values()} == {"reference"}

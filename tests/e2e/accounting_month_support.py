@@ -149,7 +149,7 @@ def plant_namesakes(system: str, sandbox: Any) -> list[str]:
 def entity_of(system: str, kind: str) -> tuple[str, str]:
     """(the sandbox's entity, its id field) that closeout's ``object_kind`` is pushed as, from the push's own maps
     (so a kind added to the push is counted without changing this month)."""
-    if kind == "customer":
+    if kind == "customer" or (kind == "project" and system == "quickbooks"):  # sub-customers are Customers there
         return ("Customer", "Id") if system == "quickbooks" else ("Contacts", "ContactID")
     if system == "quickbooks":
         entities = dict(QuickBooksBooks.entities)

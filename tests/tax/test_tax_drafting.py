@@ -112,16 +112,26 @@ def test_untaxed_clients_unchanged_and_config_change_rebuilds_tax(books: Books) 
     # c2 becomes taxed: its open draft takes the tax on the next run, c1 is not touched
     books.configure({"defaults": {"require_approval": False},
                      "clients": [client("harvest:c1", "USD", None), client("harvest:c2", "USD", VAT20)]})  # fmt: skip
+    c2 = untaxed["harvest:c2"][0]
+    (version,) = books.rows("SELECT version FROM closeout.invoices WHERE invoice_id = %s", (c2,))[0]
     books.draft()
     assert _invoice(books, "harvest:c2", "USD")[1:3] == (36000, 6000)
     assert _invoice(books, "harvest:c1", "USD") == untaxed["harvest:c1"]
+    # a new version (its lines carried over), so an approval of the untaxed version does not cover it
+    assert books.rows("SELECT version, total_minor, tax_minor FROM closeout.invoice_versions WHERE invoice_id = %s "
+                      "AND version >= %s ORDER BY version", (c2, version)) == [(version, 30000, 0),
+                                                                            (version + 1, 36000, 6000)]  # fmt: skip
+    assert books.rows("SELECT count(*) FROM closeout.invoice_line_versions WHERE invoice_id = %s AND version = %s",
+                      (c2, version + 1)) == [(1,)]  # fmt: skip
     check_tax_invariant(books.conn)
+    books.draft()  # nothing changed: nothing written
+    assert books.rows("SELECT max(version) FROM closeout.invoice_versions WHERE invoice_id = %s", (c2,)) == [
+        (version + 1,)]
     # and back to untaxed
     books.configure({"defaults": {"require_approval": False},
                      "clients": [client("harvest:c1", "USD", None), client("harvest:c2", "USD", None)]})  # fmt: skip
     books.draft()
     assert _invoice(books, "harvest:c2", "USD")[1:] == (30000, 0, None, None, False)
-    check_invariants(books.conn)
     check_tax_invariant(books.conn)
 
 
@@ -159,3 +169,20 @@ def test_credit_lines_carry_negative_tax(books: Books) -> None:
     assert books.rows("SELECT tax_minor, total_minor FROM closeout.invoices WHERE invoice_id = %s", (nov,)) == [
         (1000, 6000)]
     check_tax_invariant(books.conn)
+
+
+def test_an_approval_does_not_cover_a_tax_change(books: Books) -> None:
+    from closeout.billing import lifecycle
+
+    held = client("harvest:c1", "USD", None, publish_policy="hold")
+    books.configure({"defaults": {"require_approval": False}, "clients": [held]})
+    books.put(Entry("1", hours=D("1")))
+    books.draft()
+    invoice_id = _invoice(books, "harvest:c1", "USD")[0]
+    (version,) = books.rows("SELECT version FROM closeout.invoices WHERE invoice_id = %s", (invoice_id,))[0]
+    lifecycle.approve(books.conn, invoice_id, version=version, approved_by="finance@example.com")
+    assert lifecycle.publishable(books.conn, date(2026, 12, 1)) == [invoice_id]
+    books.configure({"defaults": {"require_approval": False}, "clients": [{**held, "tax": VAT20}]})
+    books.draft()
+    assert _invoice(books, "harvest:c1", "USD")[1:3] == (12000, 2000)
+    assert lifecycle.publishable(books.conn, date(2026, 12, 1)) == [], "approved untaxed, now taxed: approve again"

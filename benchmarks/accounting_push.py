@@ -3,6 +3,9 @@
 Setup (not timed): a fresh warehouse; about ``--invoices`` drafts for ``--invoices``/2 clients drafted for real
 (``benchmarks.stripe_payments.seed_drafts``), published by closeout to a Stripe sandbox in its own process, every
 invoice paid once, Stripe's events and cash read back and every journal posted (invoices, payments, Stripe fees).
+Stripe's fees (one ledger journal per payment) are pushed as one journal per day and currency, each carrying its
+ledger journals (``closeout.accounting_push_members``): the result reports both the group journals pushed and the
+ledger fee journals they carry, and calls per ledger object (customers, invoices, payments, fee journals).
 
 Timed, per accounting system, through closeout's own code (``closeout.accounting.links`` then
 ``closeout.accounting.push``) against a sandbox that enforces the vendor's documented limits:
@@ -127,6 +130,15 @@ def push_to(system: str, window: float) -> dict[str, Any]:
         throttled = sandbox.stats()["throttled"]
     finally:
         sandbox.stop()
+    from closeout.warehouse.db import connect
+
+    with connect(autocommit=True) as conn:  # the ledger journals the pushed group journals carry
+        carried = dict(conn.execute(
+            "SELECT object_kind, count(*) FROM closeout_data.accounting_push_members WHERE system = %s "
+            "GROUP BY object_kind", (system,)).fetchall())  # fmt: skip
+        reasons = {f"{k}:{r}": n for k, r, n in conn.execute(
+            "SELECT object_kind, reason, count(*) FROM closeout_data.accounting_push_exceptions "
+            "WHERE system = %s AND resolved_at IS NULL GROUP BY 1, 2", (system,)).fetchall()}  # fmt: skip
     per_call = 50 if system == "xero" else 30
     objects = {"customer": len(linked.linked), **run.pushed}
     result: dict[str, Any] = {
@@ -137,7 +149,12 @@ def push_to(system: str, window: float) -> dict[str, Any]:
         "minimum_calls": minimum_calls(objects, per_call), "throttled": throttled, "window_seconds": window,
         "calls_per_object": round((customer_calls + push_calls) / max(1, sum(objects.values())), 3),
         "minimum_calls_per_object": round(minimum_calls(objects, per_call) / max(1, sum(objects.values())), 3),
+        "held_reasons": reasons, "ledger_journals_carried": carried,
+        # what finance counts: customers, invoices, payments and the ledger journals the pushed journals carry
+        "ledger_objects": sum(objects.values()) - objects.get("journal", 0)
+                          + max(objects.get("journal", 0), int(carried.get("journal", 0))),
     }  # fmt: skip
+    result["calls_per_ledger_object"] = round(result["calls"] / max(1, result["ledger_objects"]), 4)
     if system == "xero":
         result["budget_calls"] = XERO_BUDGET_CALLS
         result["within_budget"] = result["calls"] <= XERO_BUDGET_CALLS
@@ -205,6 +222,8 @@ def print_table(r: dict) -> None:
         print(f"{system:<12}{s['seconds']:>9.2f}{s['calls']:>8,}{s['customer_calls']:>11,}{s['push_calls']:>7,}"
               f"{s['minimum_calls']:>9,}{s['calls_per_object']:>12}{s['minimum_calls_per_object']:>9}{budget:>22}")
         print(f"{'':<12}objects {s['objects']}, held {s['held']}, throttled {s['throttled']}")
+        print(f"{'':<12}ledger journals carried by pushed journals {s.get('ledger_journals_carried')}, "
+              f"calls per ledger object {s.get('calls_per_ledger_object')}, held reasons {s.get('held_reasons')}")
 
 
 if __name__ == "__main__":

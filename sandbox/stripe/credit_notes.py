@@ -113,18 +113,28 @@ class CreditNoteMixin:
                                   f"({source_line['amount']}).", param=f"{prefix}[amount]")  # fmt: skip
                 description = description or source_line["description"]
                 unit_amount = amount // quantity if quantity else amount
+                if "tax_rates" in line:
+                    raise invalid("tax_rates is only valid when the type is custom_line_item",
+                                  param=f"{prefix}[tax_rates]")  # fmt: skip
+                item_id = ((source_line.get("parent") or {}).get("invoice_item_details") or {}).get("invoice_item")
+                rates = list((self.invoice_items.get(item_id) or {}).get("tax_rates") or []) if item_id else []
             else:
                 unit_amount = wire.amount(wire.required(line, "unit_amount"), invoice["currency"],
                                           f"{prefix}[unit_amount]", minimum=0)  # fmt: skip
                 quantity = 1 if quantity is None else quantity
                 amount = unit_amount * quantity
+                rates = self.tax_rate_objects(line["tax_rates"], f"{prefix}[tax_rates]") if line.get(
+                    "tax_rates") else []  # fmt: skip
+            # the line's tax, per line and per rate, rounded once half-up, as on invoice lines: exclusive on top
+            # of the amount, inclusive inside it (the line's amount stays the gross amount credited)
+            taxes = self.line_taxes(amount, {"tax_rates": rates})
             lines.append({
                 "id": None, "object": "credit_note_line_item", "amount": amount, "description": description,
                 "discount_amount": 0, "discount_amounts": [],
                 "invoice_line_item": source_line["id"] if source_line else None, "livemode": False,
                 "metadata": wire.metadata(line.get("metadata"), name=f"{prefix}[metadata]"),
-                "pretax_credit_amounts": [], "quantity": quantity if quantity is not None else 1, "tax_rates": [],
-                "taxes": [], "type": kind, "unit_amount": unit_amount, "unit_amount_decimal": str(unit_amount),
+                "pretax_credit_amounts": [], "quantity": quantity if quantity is not None else 1, "tax_rates": rates,
+                "taxes": taxes, "type": kind, "unit_amount": unit_amount, "unit_amount_decimal": str(unit_amount),
             })  # fmt: skip
         return lines
 
@@ -152,13 +162,17 @@ class CreditNoteMixin:
                 raise invalid(f"No such refund of a payment of {invoice_id}: '{refund_id}'",
                               param=f"refunds[{n}][refund]")  # fmt: skip
             linked.append((refund, wire.param_int(entry, "amount_refunded", refund["amount"], minimum=1) or 0))
+        taxes = _tax_totals(lines)
+        # the credit note's amount is its total: the lines' gross amounts plus their exclusive tax
+        lines_total = sum(line["amount"] for line in lines) + sum(
+            t["amount"] for t in taxes if t["tax_behavior"] == "exclusive")
         if "amount" in params and params["amount"] not in (None, ""):
             amount = wire.amount(params["amount"], currency, minimum=1)
-            if lines and sum(line["amount"] for line in lines) != amount:
-                raise invalid(f"The amount ({amount}) must equal the sum of the lines "
-                              f"({sum(line['amount'] for line in lines)}).", param="amount")  # fmt: skip
+            if lines and lines_total != amount:
+                raise invalid(f"The amount ({amount}) must equal the sum of the lines with their tax "
+                              f"({lines_total}).", param="amount")  # fmt: skip
         elif lines:
-            amount = sum(line["amount"] for line in lines)
+            amount = lines_total
         else:
             amount = sum(parts.values()) + sum(a for _, a in linked)
             if amount == 0:
@@ -195,11 +209,14 @@ class CreditNoteMixin:
                            param="refund_amount")  # fmt: skip
         return {"invoice": invoice, "currency": currency, "amount": amount, "lines": lines, "pre": pre, "post": post,
                 "parts": parts, "linked": linked, "charges": charges, "reason": reason, "memo": memo, "meta": meta,
-                "effective_at": effective_at}  # fmt: skip
+                "effective_at": effective_at, "taxes": taxes}  # fmt: skip
 
     def _note_object(self, plan: dict[str, Any], note_id: str | None, number: str | None) -> dict[str, Any]:
         invoice, now = plan["invoice"], self.now()
         pre, post = plan["pre"], plan["post"]
+        exclusive = sum(t["amount"] for t in plan["taxes"] if t["tax_behavior"] == "exclusive")
+        inclusive = sum(t["amount"] for t in plan["taxes"] if t["tax_behavior"] == "inclusive")
+        subtotal = plan["amount"] - exclusive  # the lines' gross amounts (an amount without lines has no tax)
         return {
             "id": note_id, "object": "credit_note", "amount": plan["amount"], "amount_shipping": 0, "created": now,
             "currency": plan["currency"], "customer": invoice["customer"], "customer_account": None,
@@ -211,9 +228,9 @@ class CreditNoteMixin:
             "pre_payment_amount": pre, "pretax_credit_amounts": [], "reason": plan["reason"],
             "refunds": [{"amount_refunded": a, "payment_record_refund": None, "refund": r["id"], "type": "refund"}
                         for r, a in plan["linked"]],
-            "shipping_cost": None, "status": "issued", "subtotal": plan["amount"],
-            "subtotal_excluding_tax": plan["amount"], "total": plan["amount"],
-            "total_excluding_tax": plan["amount"], "total_taxes": [],
+            "shipping_cost": None, "status": "issued", "subtotal": subtotal,
+            "subtotal_excluding_tax": subtotal - inclusive, "total": plan["amount"],
+            "total_excluding_tax": subtotal - inclusive, "total_taxes": [dict(t) for t in plan["taxes"]],
             "type": "pre_payment" if post == 0 else "post_payment" if pre == 0 else "mixed", "voided_at": None,
         }  # fmt: skip
 
@@ -451,3 +468,14 @@ class CreditNoteMixin:
             params, index=("customer", cid), pred=(lambda t: t["invoice"] == invoice) if invoice else None,
             url=f"/v1/customers/{cid}/balance_transactions",
         )
+
+
+def _tax_totals(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The credit note's ``total_taxes``: its lines' ``taxes`` summed per Tax Rate (as an invoice's are)."""
+    by_rate: dict[str, dict[str, Any]] = {}
+    for line in lines:
+        for tax in line["taxes"]:
+            total = by_rate.setdefault(tax["tax_rate_details"]["tax_rate"], {**tax, "amount": 0, "taxable_amount": 0})
+            total["amount"] += tax["amount"]
+            total["taxable_amount"] += tax["taxable_amount"]
+    return list(by_rate.values())

@@ -48,19 +48,25 @@ JOIN correction_new n ON n.correction_id = m.correction_id
 WHERE l.invoice_id = m.draft_id AND l.line_key = m.line_key AND l.valid_to IS NULL;
 
 WITH changes AS (
-    -- a row split across invoices is one line leaving the draft
-    SELECT x.draft_id, sum(x.line_amount_minor) AS amount_minor, count(*)::integer AS lines
+    -- a row split across invoices is one line leaving the draft; a taxed draft's lines take their tax with them
+    -- (each line's tax as the draft computed it, closeout_data.line_tax_minor; docs/invoice-tax.md)
+    SELECT x.draft_id, sum(x.line_amount_minor) AS amount_minor, count(*)::integer AS lines,
+           sum(closeout_data.line_tax_minor(x.line_amount_minor, d.tax_rate_percent, d.tax_inclusive)) AS tax_minor
     FROM (SELECT DISTINCT m.draft_id, m.line_key, m.line_amount_minor FROM correction_moves m) x
+    JOIN closeout_data.invoices d ON d.invoice_id = x.draft_id
     GROUP BY x.draft_id
 ),
 updated AS (
     UPDATE closeout_data.invoices i
-    SET version = i.version + 1, total_minor = i.total_minor - c.amount_minor, line_count = i.line_count - c.lines,
+    SET version = i.version + 1,
+        total_minor = i.total_minor - c.amount_minor - CASE WHEN i.tax_inclusive THEN 0 ELSE c.tax_minor END,
+        tax_minor = i.tax_minor - c.tax_minor, line_count = i.line_count - c.lines,
         entry_count = i.entry_count - c.lines, updated_at = clock_timestamp()
     FROM changes c
     WHERE i.invoice_id = c.draft_id
-    RETURNING i.invoice_id, i.version, i.total_minor, i.line_count, i.entry_count
+    RETURNING i.invoice_id, i.version, i.total_minor, i.line_count, i.entry_count, i.tax_minor
 )
-INSERT INTO closeout_data.invoice_versions (invoice_id, version, draft_run_id, total_minor, line_count, entry_count)
-SELECT u.invoice_id, u.version, %(draft_run_id)s, u.total_minor, u.line_count, u.entry_count
+INSERT INTO closeout_data.invoice_versions (invoice_id, version, draft_run_id, total_minor, line_count, entry_count,
+                                            tax_minor)
+SELECT u.invoice_id, u.version, %(draft_run_id)s, u.total_minor, u.line_count, u.entry_count, u.tax_minor
 FROM updated u;

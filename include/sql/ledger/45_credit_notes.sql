@@ -13,13 +13,19 @@
 -- Expenses (issue 16 item 2; docs/expense-billing.md): with expense_revenue_mode 'pass_through' the expenses'
 -- own cost a credit note takes back (closeout_data.correction_expenses of its correction) is debited to
 -- reimbursable_expenses, reversing the invoice journal's credit there; credit_notes keeps the rest (time, markup).
+-- Tax (issue 17 item 3; docs/invoice-tax.md): a credit note on a taxed invoice credits the tax of the lines it
+-- lowers as well (Stripe's total_taxes, closeout_data.credit_notes.tax_minor, equal to what closeout expected,
+-- else the correction was stopped as tax_mismatch): that tax is debited to tax_payable (the tax owed falls with
+-- the correction) and credit_notes keeps the net. The split lines above carry the credit note's whole amount,
+-- tax included, as Stripe moved it.
 -- Posted whatever the credit note's status: a voided one is then reversed by 46_credit_note_voids.sql, so the
 -- ledger shows both.
 WITH src AS (
     SELECT c.credit_note_id, c.invoice_id, i.client_key, upper(c.currency) AS currency, c.number, c.created_at,
            coalesce(c.pre_payment_amount_minor, 0) AS pre_payment, coalesce(c.refund_amount_minor, 0) AS refund,
            coalesce(c.credit_amount_minor, 0) AS credit, coalesce(c.out_of_band_amount_minor, 0) AS out_of_band,
-           coalesce(x.cost_minor, 0) AS expense_cost
+           coalesce(x.cost_minor, 0) AS expense_cost,
+           coalesce(c.tax_minor, t.stripe_tax_minor, 0) AS tax
     FROM closeout_data.credit_notes c
     JOIN closeout_data.invoices i ON i.invoice_id = c.invoice_id
     LEFT JOIN LATERAL (
@@ -29,6 +35,11 @@ WITH src AS (
         WHERE k.stripe_object_id = c.credit_note_id AND k.kind = 'credit_note'
           AND %(expense_revenue_mode)s = 'pass_through'
     ) x ON true
+    LEFT JOIN LATERAL (
+        SELECT max(k.stripe_tax_minor) AS stripe_tax_minor
+        FROM closeout_data.corrections k
+        WHERE k.stripe_object_id = c.credit_note_id AND k.kind = 'credit_note'
+    ) t ON true
     WHERE EXISTS (SELECT 1 FROM closeout_data.journals f WHERE f.kind = 'invoice' AND f.source_ref = c.invoice_id)
       AND NOT EXISTS (SELECT 1 FROM closeout_data.journals j
                       WHERE j.kind = 'credit_note' AND j.source_ref = c.credit_note_id)
@@ -52,13 +63,14 @@ FROM posted p
 JOIN src s ON s.credit_note_id = p.source_ref
 CROSS JOIN LATERAL (VALUES
     (1, 'credit_notes', %(credit_notes)s,
-     s.pre_payment + s.refund + s.credit + s.out_of_band
-         - least(s.expense_cost, s.pre_payment + s.refund + s.credit + s.out_of_band), 0::bigint),
+     s.pre_payment + s.refund + s.credit + s.out_of_band - s.tax
+         - least(s.expense_cost, s.pre_payment + s.refund + s.credit + s.out_of_band - s.tax), 0::bigint),
     (2, 'receivable', %(receivable)s, 0::bigint, s.pre_payment),
     (3, 'refunds', %(refunds)s, 0::bigint, s.refund),
     (4, 'customer_credit', %(customer_credit)s, 0::bigint, s.credit),
     (5, 'cash', %(cash)s, 0::bigint, s.out_of_band),
     (6, 'reimbursable_expenses', %(reimbursable_expenses)s,
-     least(s.expense_cost, s.pre_payment + s.refund + s.credit + s.out_of_band), 0::bigint)
+     least(s.expense_cost, s.pre_payment + s.refund + s.credit + s.out_of_band - s.tax), 0::bigint),
+    (7, 'tax_payable', %(tax_payable)s, s.tax, 0::bigint)
 ) AS l (ord, role, account_code, debit_minor, credit_minor)
 WHERE l.debit_minor + l.credit_minor > 0;

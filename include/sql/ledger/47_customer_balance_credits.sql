@@ -6,8 +6,13 @@
 -- corrected down), credit customer_credit (owed to the customer until Stripe applies it to a later invoice,
 -- 48_customer_credit_applied.sql). Not a credit note: Stripe lists no credit note for it, so nothing else books
 -- it. No invoice and no receivable: the draft it came from bills nothing.
+-- Tax (docs/invoice-tax.md): a customer balance transaction carries no tax, so a credit off a taxed draft puts
+-- net + tax on the balance (corrections.credit_total_minor; an inclusive rate's tax is inside the net) and the tax
+-- part (corrections.tax_minor, worked out per line by closeout before the call) is booked here explicitly: debit
+-- tax_payable with it, credit_notes with the rest, credit customer_credit with all of it.
 WITH src AS (
-    SELECT c.correction_id, c.client_key, c.currency, c.amount_minor, c.stripe_object_id, c.from_invoice_id,
+    SELECT c.correction_id, c.client_key, c.currency, coalesce(c.credit_total_minor, c.amount_minor) AS amount_minor,
+           c.tax_minor, c.stripe_object_id, c.from_invoice_id,
            coalesce(c.issued_at, c.updated_at) AS occurred_at
     FROM closeout_data.corrections c
     WHERE c.kind = 'customer_balance' AND c.state = 'issued' AND c.amount_minor > 0
@@ -29,6 +34,8 @@ SELECT p.journal_id, l.line_no, p.currency, l.role, l.account_code, l.debit_mino
 FROM posted p
 JOIN src s ON s.correction_id = p.source_ref
 CROSS JOIN LATERAL (VALUES
-    (1, 'credit_notes', %(credit_notes)s, s.amount_minor, 0::bigint),
-    (2, 'customer_credit', %(customer_credit)s, 0::bigint, s.amount_minor)
-) AS l (line_no, role, account_code, debit_minor, credit_minor);
+    (1, 'credit_notes', %(credit_notes)s, s.amount_minor - s.tax_minor, 0::bigint),
+    (2, 'customer_credit', %(customer_credit)s, 0::bigint, s.amount_minor),
+    (3, 'tax_payable', %(tax_payable)s, s.tax_minor, 0::bigint)
+) AS l (line_no, role, account_code, debit_minor, credit_minor)
+WHERE l.debit_minor + l.credit_minor > 0;

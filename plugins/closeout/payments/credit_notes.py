@@ -33,10 +33,19 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from closeout import faults
-from closeout.payments import exceptions, keys
+from closeout.payments import exceptions, keys, tax_rates
 from closeout.payments.corrections import record_corrections
 from closeout.payments.hook import StripeCallError, StripeHook
-from closeout.payments.publish import Operation, Outcome, PublishSummary, _complete, _guarded, _key_may_be_gone, _record
+from closeout.payments.publish import (
+    Operation,
+    Outcome,
+    PublishSummary,
+    _complete,
+    _guarded,
+    _key_may_be_gone,
+    _record,
+    stripe_tax,
+)
 from closeout.payments.runs import finish, start
 from closeout.warehouse.db import connect
 
@@ -88,23 +97,15 @@ def resume_resolved(conn: psycopg.Connection) -> int:
            SET state = 'pending', stop_reason = NULL, updated_at = clock_timestamp()
            WHERE c.state = 'stopped'
              AND EXISTS (SELECT 1 FROM closeout_data.payment_exceptions e
-                         WHERE e.kind = 'correction_refused' AND e.resolved_at IS NOT NULL
+                         WHERE e.kind IN ('correction_refused', 'tax_mismatch') AND e.resolved_at IS NOT NULL
                            AND e.invoice_id = coalesce(c.invoice_id, c.from_invoice_id)
                            AND e.opened_at >= c.created_at)
              AND NOT EXISTS (SELECT 1 FROM closeout_data.payment_exceptions e
-                             WHERE e.kind = 'correction_refused' AND e.resolved_at IS NULL
+                             WHERE e.kind IN ('correction_refused', 'tax_mismatch') AND e.resolved_at IS NULL
                                AND e.invoice_id = coalesce(c.invoice_id, c.from_invoice_id))"""
     )
     conn.commit()
     return cur.rowcount
-
-
-# Why a correction of a taxed invoice (or of a taxed draft netting negative) waits for finance.
-TAXED_HOLD_REASON = (
-    "invoice {invoice} is taxed: a credit against it must credit the tax of the lines it lowers too, and closeout "
-    "does not issue such credits by itself; issue the credit note in Stripe by hand with the invoice's tax rate, "
-    "then resolve this exception (docs/invoice-tax.md)"
-)
 
 
 def issue(conn: psycopg.Connection, hook: StripeHook) -> IssueSummary:
@@ -113,27 +114,22 @@ def issue(conn: psycopg.Connection, hook: StripeHook) -> IssueSummary:
     summary.resumed = resume_resolved(conn)
     counts = PublishSummary()  # the outbox bookkeeping counts replays and transient errors here
     for correction in _pending(conn):
-        if correction["tax_rate_percent"] is not None:
-            # a credit against a taxed invoice must credit the lines' tax too; closeout does not issue those by
-            # itself (docs/invoice-tax.md): it waits for finance with the reason
-            reason = TAXED_HOLD_REASON.format(invoice=correction["invoice_id"] or correction["from_invoice_id"])
-            with conn.cursor() as cur:
-                _stop(cur, correction, reason, kind="credit_on_taxed_invoice")
-            conn.commit()
-            summary.stopped += 1
-            summary.errors.append(f"{correction['correction_id']}: {reason}")
-            continue
         try:
             op = _operation(conn, hook, correction)
         except StripeCallError as exc:  # the preview, before anything is recorded
+            conn.rollback()  # nothing of this correction is recorded (not even what it expected)
             if exc.retryable:
                 summary.transient_errors += 1
                 summary.errors.append(f"{correction['correction_id']}: {exc}")
             else:
                 with conn.cursor() as cur:
-                    _stop(cur, correction, f"Stripe refused the credit note preview: {exc}")
+                    if exc.code == "tax_mismatch":  # Stripe would credit a different tax: never accepted
+                        _stop(cur, correction, str(exc), kind="tax_mismatch")
+                    else:
+                        _stop(cur, correction, f"Stripe refused the credit note preview: {exc}")
                 conn.commit()
                 summary.stopped += 1
+                summary.errors.append(f"{correction['correction_id']}: {exc}")
             continue
         if op is None:
             continue
@@ -160,7 +156,8 @@ def _pending(conn: psycopg.Connection) -> list[dict[str, Any]]:
     with conn.cursor(row_factory=dict_row) as cur:
         return cur.execute(
             """SELECT c.correction_id, c.kind, c.invoice_id, c.client_key, c.currency, c.seq, c.amount_minor,
-                      c.policy, c.from_invoice_id, i.stripe_invoice_id, i.stripe_number, s.stripe_customer_id,
+                      c.policy, c.from_invoice_id, c.tax_minor, c.credit_total_minor, i.stripe_invoice_id,
+                      i.stripe_number, s.stripe_customer_id,
                       (SELECT json_agg(json_build_object('source', x.source, 'source_id', x.source_id,
                                                          'quantity', x.quantity, 'amount_minor', x.amount_minor,
                                                          'rates', x.rates, 'spent_date', x.spent_date)
@@ -185,7 +182,10 @@ def _pending(conn: psycopg.Connection) -> list[dict[str, Any]]:
                              GROUP BY e.source, e.source_id) x
                        LEFT JOIN closeout_data.expense_heads h
                               ON h.source = x.source AND h.source_id = x.source_id) AS expenses,
-                      coalesce(i.tax_rate_percent, f.tax_rate_percent) AS tax_rate_percent
+                      coalesce(i.tax_rate_percent, f.tax_rate_percent) AS tax_rate_percent,
+                      CASE WHEN i.invoice_id IS NOT NULL THEN i.tax_inclusive ELSE f.tax_inclusive END
+                          AS tax_inclusive,
+                      coalesce(c.invoice_id, c.from_invoice_id) AS taxed_invoice_id
                FROM closeout_data.corrections c
                LEFT JOIN closeout_data.invoices i ON i.invoice_id = c.invoice_id
                LEFT JOIN closeout_data.invoices f ON f.invoice_id = c.from_invoice_id
@@ -210,14 +210,14 @@ def _operation(conn: psycopg.Connection, hook: StripeHook, correction: dict[str,
     if correction["kind"] == "credit_note":
         if not correction["stripe_invoice_id"]:
             return None
-        request = row[0] if row else _credit_note_request(hook, correction)
+        request = row[0] if row else _credit_note_request(conn, hook, correction)
         return Operation(key, "credit_note.create", correction["client_key"], request, correction["invoice_id"],
                          correction["seq"], context={"stripe_invoice_id": correction["stripe_invoice_id"]})  # fmt: skip
     if not correction["stripe_customer_id"]:
         log.warning("correction %s waits: client %s has no Stripe customer yet", correction["correction_id"],
                     correction["client_key"])  # fmt: skip
         return None
-    request = row[0] if row else _balance_request(correction)
+    request = row[0] if row else _balance_request(conn, correction)
     return Operation(key, "customer_balance.credit", correction["client_key"], request, None, correction["seq"],
                      context={"stripe_customer_id": correction["stripe_customer_id"]})  # fmt: skip
 
@@ -253,17 +253,67 @@ def _credit_lines(correction: dict[str, Any]) -> list[tuple[int, str]]:
     ]
 
 
-def _credit_note_request(hook: StripeHook, correction: dict[str, Any]) -> dict[str, Any]:
-    """The credit note as Stripe will take it: lines per entry and expense, and the post-payment part per policy, split
-    by Stripe's rule from the invoice as it stands now, and confirmed by Stripe's own preview (both asked just
-    before the request is recorded)."""
+def _credits(correction: dict[str, Any]) -> list[tuple[int, str]]:
+    """The credit per line (positive), as the credit note's custom lines carry it."""
     credits = _credit_lines(correction)
-    lines = [{"type": "custom_line_item", "quantity": 1, "unit_amount": -amount, "description": text[:500]}
-             for amount, text in credits if amount < 0]  # fmt: skip
+    lines = [(-amount, text) for amount, text in credits if amount < 0]
     # an entry whose rows net up (a rate change on another entry's correction) lowers the last line instead
     surplus = sum(amount for amount, _ in credits if amount >= 0)
     if surplus and lines:
-        lines[-1]["unit_amount"] -= surplus
+        lines[-1] = (lines[-1][0] - surplus, lines[-1][1])
+    return lines
+
+
+def _expected_tax(conn: psycopg.Connection, correction: dict[str, Any], credits: list[int]) -> list[int]:
+    """Each credit line's tax, worked out by closeout's own rounding (closeout_data.line_tax_minor: per line, once,
+    half-up in the minor unit), exactly as the invoice's lines were taxed; zeros when untaxed or exempt."""
+    if correction["tax_rate_percent"] is None:
+        return [0] * len(credits)
+    (taxes,) = conn.execute(
+        """SELECT coalesce(array_agg(closeout_data.line_tax_minor(u.amount, %s, %s) ORDER BY u.n), '{}')
+           FROM unnest(%s::bigint[]) WITH ORDINALITY AS u(amount, n)""",
+        (correction["tax_rate_percent"], correction["tax_inclusive"], credits),
+    ).fetchone()
+    return [int(t) for t in taxes]
+
+
+def _record_expected(conn: psycopg.Connection, correction: dict[str, Any], tax: int) -> int:
+    """Write what closeout expects Stripe to credit (the net, the tax, the total) onto the correction, in the
+    transaction that records the outbox row, so it is on record before the call; returns the total."""
+    total = int(correction["amount_minor"]) + (0 if correction["tax_inclusive"] else tax)
+    conn.execute(
+        """UPDATE closeout_data.corrections SET tax_minor = %s, credit_total_minor = %s,
+               updated_at = clock_timestamp()
+           WHERE correction_id = %s""",
+        (tax, total, correction["correction_id"]),
+    )
+    correction["tax_minor"], correction["credit_total_minor"] = tax, total
+    return total
+
+
+def _tax_rate_id(conn: psycopg.Connection, correction: dict[str, Any]) -> str | None:
+    """The Stripe Tax Rate the corrected invoice's lines carry (None untaxed or exempt)."""
+    if correction["tax_rate_percent"] is None:
+        return None
+    rid = tax_rates.tax_rate_ids(conn, [correction["taxed_invoice_id"]]).get(correction["taxed_invoice_id"])
+    if rid is None:
+        raise StripeCallError(f"invoice {correction['taxed_invoice_id']} is taxed but its Stripe Tax Rate is not "
+                              "recorded (closeout.stripe_tax_rates)", status=None, code="tax_rate_missing",
+                              retryable=False)  # fmt: skip
+    return rid
+
+
+def _credit_note_request(conn: psycopg.Connection, hook: StripeHook, correction: dict[str, Any]) -> dict[str, Any]:
+    """The credit note as Stripe will take it: lines per entry and expense, and the post-payment part per policy, split
+    by Stripe's rule from the invoice as it stands now, and confirmed by Stripe's own preview (both asked just
+    before the request is recorded). A taxed invoice's credit lines carry its Tax Rate, so Stripe credits each
+    line's tax with it (exclusive: on top of the line; inclusive: inside it); closeout works out that tax itself
+    first, records it with the request, and stops the correction (tax_mismatch) if Stripe's preview differs."""
+    credits = _credits(correction)
+    rate_id = _tax_rate_id(conn, correction)
+    lines = [{"type": "custom_line_item", "quantity": 1, "unit_amount": amount, "description": text[:500],
+              **({"tax_rates": [rate_id]} if rate_id else {})} for amount, text in credits]  # fmt: skip
+    tax = sum(_expected_tax(conn, correction, [amount for amount, _ in credits]))
     params: dict[str, Any] = {
         "invoice": correction["stripe_invoice_id"],
         "lines": lines,
@@ -275,7 +325,9 @@ def _credit_note_request(hook: StripeHook, correction: dict[str, Any]) -> dict[s
     # Stripe's rule: what is still due on an open (or uncollectible) invoice is reduced first; the rest must be
     # split, exactly, between refund, customer balance and out of band; the preview confirms the split
     invoice = hook.retrieve_invoice(correction["stripe_invoice_id"])
-    amount = int(correction["amount_minor"])
+    amount = _record_expected(conn, correction, tax)
+    if rate_id:
+        params["metadata"] = {**params["metadata"], "closeout_tax_minor": str(tax), "closeout_total_minor": str(amount)}
     pre = min(amount, int(invoice["amount_remaining"])) if invoice["status"] in ("open", "uncollectible") else 0
     post = amount - pre
     if post > 0:
@@ -284,6 +336,14 @@ def _credit_note_request(hook: StripeHook, correction: dict[str, Any]) -> dict[s
             policy = "out_of_band"  # nothing was paid through Stripe: nothing to refund to
         params[POLICY_FIELDS[policy]] = post
     preview = hook.preview_credit_note(params)
+    if stripe_tax(preview) != tax:
+        raise StripeCallError(
+            f"credit note preview for {correction['correction_id']} on taxed invoice {correction['invoice_id']}: "
+            f"Stripe would credit {stripe_tax(preview)} of tax, closeout expects {tax} ({len(lines)} lines at "
+            f"{tax_rates.rate_text(correction['tax_rate_percent'])} %, "
+            f"{'inclusive' if correction['tax_inclusive'] else 'exclusive'})",
+            status=None, code="tax_mismatch", retryable=False,
+        )  # fmt: skip
     if (int(preview["amount"]), int(preview["pre_payment_amount"]), int(preview["post_payment_amount"])) != (
         amount, pre, post
     ):
@@ -295,13 +355,23 @@ def _credit_note_request(hook: StripeHook, correction: dict[str, Any]) -> dict[s
     return params
 
 
-def _balance_request(correction: dict[str, Any]) -> dict[str, Any]:
+def _balance_request(conn: psycopg.Connection, correction: dict[str, Any]) -> dict[str, Any]:
+    """A customer balance transaction carries no tax, so a credit off a taxed draft credits the tax inside the
+    amount: net + an exclusive rate's tax (an inclusive rate's tax is inside the net already), each line's tax
+    rounded as the draft's lines are; the tax part is recorded on the correction and booked to tax_payable by
+    the ledger (47_customer_balance_credits.sql)."""
+    tax = sum(_expected_tax(conn, correction, [amount for amount, _ in _credits(correction)]))
+    total = _record_expected(conn, correction, tax)
+    metadata = _metadata(correction)
+    if correction["tax_rate_percent"] is not None:
+        metadata = {**metadata, "closeout_tax_minor": str(tax), "closeout_total_minor": str(total)}
     return {
-        "amount": -int(correction["amount_minor"]),
+        "amount": -total,
         "currency": correction["currency"].lower(),
         "description": (f"Credit {correction['correction_id']}: corrections on draft "
-                        f"{correction['from_invoice_id']} exceed what it bills")[:350],
-        "metadata": _metadata(correction),
+                        f"{correction['from_invoice_id']} exceed what it bills"
+                        + (f" (tax {tax} included)" if tax else ""))[:350],
+        "metadata": metadata,
     }
 
 
@@ -314,7 +384,7 @@ def _execute(conn: psycopg.Connection, hook: StripeHook, op: Operation, correcti
             return Outcome(op, found, "metadata_lookup")
         if key_gone and op.operation == "credit_note.create":
             # the recorded split may be stale (the invoice was paid since): ask Stripe again, record, send
-            op.request = _credit_note_request(hook, correction)
+            op.request = _credit_note_request(conn, hook, correction)
             conn.execute(
                 "UPDATE closeout_data.stripe_outbox SET request = %s WHERE idempotency_key = %s",
                 (Jsonb(op.request), op.key),
@@ -342,17 +412,23 @@ def _find(hook: StripeHook, op: Operation, correction: dict[str, Any]) -> dict[s
 def _apply(cur: psycopg.Cursor, correction: dict[str, Any], outcome: Outcome, summary: IssueSummary) -> None:
     obj, request = outcome.obj or {}, outcome.op.request
     summary.found_by_metadata += outcome.resolved_by == "metadata_lookup"
+    expected_total = int(correction.get("credit_total_minor") or correction["amount_minor"])
+    expected_tax = int(correction.get("tax_minor") or 0)
     if correction["kind"] == "customer_balance":
         summary.customer_balance_credits += 1
-        summary.credited_to_balance_minor += correction["amount_minor"]
+        summary.credited_to_balance_minor += -int(obj.get("amount") or -expected_total)
         cur.execute(
             """UPDATE closeout_data.corrections SET state = 'issued', stripe_object_id = %s, issued_at = %s,
-                   credit_amount_minor = amount_minor, pre_payment_amount_minor = 0,
-                   post_payment_amount_minor = amount_minor, refund_amount_minor = 0, out_of_band_amount_minor = 0,
+                   credit_amount_minor = %s, pre_payment_amount_minor = 0,
+                   post_payment_amount_minor = %s, refund_amount_minor = 0, out_of_band_amount_minor = 0,
                    updated_at = clock_timestamp()
                WHERE correction_id = %s""",
-            (obj["id"], _ts(obj.get("created")), correction["correction_id"]),
-        )
+            (obj["id"], _ts(obj.get("created")), -int(obj["amount"]), -int(obj["amount"]),
+             correction["correction_id"]),
+        )  # fmt: skip
+        if -int(obj["amount"]) != expected_total:
+            _differs(cur, correction, obj, "total_mismatch", f"{-int(obj['amount'])} credited to the customer's "
+                     f"balance, closeout expected {expected_total} (tax {expected_tax} included)", summary)  # fmt: skip
         return
     pre = int(obj.get("pre_payment_amount") or 0)
     post = int(obj.get("post_payment_amount") or 0)
@@ -362,6 +438,17 @@ def _apply(cur: psycopg.Cursor, correction: dict[str, Any], outcome: Outcome, su
     if post and not any(split.values()):
         split["customer_balance"] = post  # Stripe's default for a paid invoice credited without a split
     summary.credit_notes_issued += 1
+    stripe_tax_minor = stripe_tax(obj)
+    cur.execute("UPDATE closeout_data.corrections SET stripe_tax_minor = %s WHERE correction_id = %s",
+                (stripe_tax_minor, correction["correction_id"]))  # fmt: skip
+    if stripe_tax_minor != expected_tax:
+        # Stripe made it (the books must show what Stripe did), but with a tax closeout did not expect: finance
+        # is told, with both figures, and the run fails; the ledger books Stripe's tax
+        _differs(cur, correction, obj, "tax_mismatch", f"Stripe credited {stripe_tax_minor} of tax, closeout "
+                 f"expected {expected_tax}", summary)  # fmt: skip
+    elif int(obj.get("amount") or 0) != expected_total:
+        _differs(cur, correction, obj, "total_mismatch", f"Stripe credited {obj.get('amount')}, closeout expected "
+                 f"{expected_total}", summary)  # fmt: skip
     summary.pre_payment_minor += pre
     summary.refunded_minor += split["refund"]
     summary.credited_to_balance_minor += split["customer_balance"]
@@ -383,17 +470,34 @@ def _apply(cur: psycopg.Cursor, correction: dict[str, Any], outcome: Outcome, su
         """INSERT INTO closeout_data.credit_notes (credit_note_id, invoice_id, stripe_invoice_id, customer_id, number,
                currency, amount_minor, pre_payment_amount_minor, post_payment_amount_minor, refund_amount_minor,
                credit_amount_minor, out_of_band_amount_minor, refund_ids, type, status, reason, memo, metadata,
-               created_at, observed_at)
-           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+               created_at, observed_at, tax_minor)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
            ON CONFLICT (credit_note_id) DO UPDATE
-           SET invoice_id = coalesce(credit_notes.invoice_id, excluded.invoice_id)""",
+           SET invoice_id = coalesce(credit_notes.invoice_id, excluded.invoice_id),
+               tax_minor = coalesce(credit_notes.tax_minor, excluded.tax_minor)""",
         (obj["id"], correction["invoice_id"], correction["stripe_invoice_id"], obj.get("customer"), obj.get("number"),
          correction["currency"], int(obj.get("amount") or correction["amount_minor"]), pre, post, split["refund"],
          split["customer_balance"], split["out_of_band"],
          [r["refund"] for r in obj.get("refunds") or [] if r.get("refund")], obj.get("type"),
          obj.get("status") or "issued", obj.get("reason"), obj.get("memo"), Jsonb(obj.get("metadata") or {}),
-         created, created),
+         created, created, stripe_tax_minor),
     )  # fmt: skip
+
+
+def _differs(cur: psycopg.Cursor, correction: dict[str, Any], obj: dict[str, Any], kind: str, what: str,
+             summary: IssueSummary) -> None:  # fmt: skip
+    """Stripe's answer to a call it carried out differs from what closeout recorded before the call: never accepted
+    silently; an exception for finance names both figures and the run fails (the object is recorded as made)."""
+    message = f"correction {correction['correction_id']}: {obj['id']}: {what}"
+    log.error("correction differs: %s", message)
+    exceptions.open_exception(
+        cur, kind=kind, message=message, invoice_id=correction["invoice_id"] or correction["from_invoice_id"],
+        stripe_object_id=obj["id"], currency=correction["currency"],
+        our_total_minor=correction.get("credit_total_minor") or correction["amount_minor"],
+        detail={"correction_id": correction["correction_id"]},
+    )  # fmt: skip
+    summary.stopped += 1
+    summary.errors.append(message)
 
 
 def _stop(cur: psycopg.Cursor, correction: dict[str, Any], message: str, *, kind: str = "correction_refused") -> None:

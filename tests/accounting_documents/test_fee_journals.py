@@ -86,3 +86,39 @@ def test_a_fee_booked_after_its_day_was_pushed_goes_in_a_second_linked_journal(
     assert journal_total(books.system, first_there) == D(first_total).scaleb(-2)
     second_id = links(warehouse, books.system, "journal")[second_ref][0]
     assert journal_total(books.system, there(books, "journal")[second_id]) == D("2.50")
+
+
+def test_a_lost_deposit_answer_is_replayed_and_a_fee_journal_past_its_key_lifetime_is_found_with_members(
+    warehouse, stripe_sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from documents_support import books_for, follow_cash, push, set_push, write_path
+
+    sandbox = start("xero", monkeypatch)
+    try:
+        a_month(warehouse, stripe_sandbox, {"a": [D("2")], "b": [D("1")]}, paid=("a", "b"))
+        stripe_sandbox.run_payouts(now=stripe_sandbox.state.now() + 3 * 86400)
+        follow_cash()
+        # every answer of the fee journal's and the payout's writes is lost (committed there, never heard)
+        for kind in ("journal", "deposit"):
+            sandbox.faults.add("timeout_after_commit", path_prefix=write_path(sandbox, kind), times=2, after=0,
+                               delay=0)  # fmt: skip
+        # deposits go before journals: the first run loses the deposit's answers; the second resends that batch
+        # under its key (the vendor replays it: linked, not created again) and loses the fee journal's answers
+        for _ in range(2):
+            with pytest.raises(Exception, match="no answer"):
+                run_push("xero")
+        assert created(sandbox)["journal"] == 1 and created(sandbox)["deposit"] == 1
+        assert [v[3] for v in links(warehouse, "xero", "deposit").values()] == ["pushed"]
+        assert links(warehouse, "xero", "journal") == {} and members(warehouse, "xero") == {}
+        sandbox.idempotency_ttl_seconds = 60
+        sandbox.advance_clock(3600)
+        set_push(monkeypatch, "xero", key_lifetime_seconds=0)
+        run = push(books_for("xero"))
+        assert run.looked_up == 1 and run.found_by_reference == 1, run.as_dict()
+        assert created(sandbox)["journal"] == 1 and created(sandbox)["deposit"] == 1  # found, not created again
+        (ref,) = links(warehouse, "xero", "journal")
+        assert links(warehouse, "xero", "journal")[ref][3] == "reference"
+        # the members recorded are those of the journal found there
+        assert members(warehouse, "xero")[ref] == {j: f[2] for j, f in fee_journals(warehouse).items()}
+    finally:
+        sandbox.stop()

@@ -22,6 +22,10 @@ LEFT JOIN closeout_data.accounting_push_exceptions x
        ON x.system = %(system)s AND x.company_id = %(company_id)s AND x.object_kind = 'deposit'
       AND x.closeout_ref = j.journal_id
 WHERE d.object_kind = 'deposit'
+  -- pushed as a journal before documents existed: it is there already (never booked twice)
+  AND NOT EXISTS (SELECT 1 FROM closeout_data.accounting_links k
+                  WHERE k.system = %(system)s AND k.company_id = %(company_id)s AND k.object_kind = 'journal'
+                    AND k.closeout_ref = j.journal_id)
   AND NOT EXISTS (SELECT 1 FROM closeout_data.accounting_links k
                   WHERE k.system = %(system)s AND k.company_id = %(company_id)s AND k.object_kind = 'deposit'
                     AND k.closeout_ref = j.journal_id)

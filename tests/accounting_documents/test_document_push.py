@@ -183,3 +183,33 @@ def test_a_credit_note_that_refunds_cash_stays_a_journal_with_its_refund(
         assert journals["credit_note"] in pushed and journals["refund"] in pushed  # each once, as journals
     finally:
         sandbox.stop()
+
+
+def test_journals_pushed_before_documents_existed_are_not_pushed_again_as_documents(
+    warehouse, stripe_sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from closeout.warehouse.db import connect
+
+    month = _credit_and_payout(warehouse, stripe_sandbox)
+    sandbox = start("xero", monkeypatch)
+    try:
+        sync_first = run_push("xero")  # everything goes once
+        assert sync_first.pushed.get("deposit") == 2
+        # an older closeout had pushed the credit note and the payout arrival as manual journals: their links say so
+        arrival = month["payout_journals"]["stripe_payout_paid"]
+        note_journal = warehouse.scalar("SELECT journal_id FROM closeout.ledger_journals WHERE kind = 'credit_note'")
+        with connect() as conn:
+            conn.execute("DELETE FROM closeout_data.accounting_links WHERE system = 'xero' AND "
+                         "object_kind IN ('credit_note', 'deposit') AND closeout_ref IN (%s, %s)",
+                         (month["credit_note"], arrival))  # fmt: skip
+            conn.execute("INSERT INTO closeout_data.accounting_links (system, company_id, object_kind, closeout_ref, "
+                         "external_id, matched_by, total_minor, currency) SELECT 'xero', company_id, 'journal', "
+                         "x.ref, 'mj-' || x.ref, 'pushed', 0, 'USD' FROM closeout_data.accounting_links, "
+                         "(VALUES (%s), (%s)) AS x(ref) WHERE system = 'xero' AND object_kind = 'invoice' LIMIT 2",
+                         (note_journal, arrival))  # fmt: skip
+            conn.commit()
+        counts = created(sandbox)
+        again = run_push("xero")
+        assert not again.pushed and created(sandbox) == counts  # neither goes again as a document
+    finally:
+        sandbox.stop()

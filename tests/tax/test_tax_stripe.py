@@ -163,7 +163,11 @@ def _invoices_to_stripe(tmp_path) -> list[tuple]:
     return [(r["kind"], r["item"], r["difference_minor"]) for r in check.evidence["rows"]]
 
 
-def test_a_correction_of_a_taxed_invoice_waits_for_finance_with_the_reason(warehouse, stripe_sandbox) -> None:
+def test_a_correction_of_a_taxed_invoice_is_issued_with_its_tax_beside_an_untaxed_one(
+    warehouse, stripe_sandbox
+) -> None:
+    """Once held for finance (credit_on_taxed_invoice); now issued with the invoice's Tax Rate on its lines
+    (tests/tax/test_tax_credit_notes.py covers the figures, the journal and a Stripe tax that differs)."""
     from closeout.payments import credit_notes
     from closeout.payments import tasks as payment_tasks
 
@@ -172,7 +176,7 @@ def test_a_correction_of_a_taxed_invoice_waits_for_finance_with_the_reason(wareh
           [Entry("1", client="vat", hours=D("10"), spent_date=day), Entry("2", client="plain", hours=D("10"),
                                                                           spent_date=day)])  # fmt: skip
     payment_tasks.publish_drafts("seed")
-    vat, plain = (warehouse.scalar("SELECT invoice_id FROM closeout.invoices WHERE client_key = %s", (k,))
+    vat, plain = (warehouse.scalar("SELECT stripe_invoice_id FROM closeout.invoices WHERE client_key = %s", (k,))
                   for k in ("harvest:vat", "harvest:plain"))  # fmt: skip
     with connect() as conn:  # both entries edited down after their invoices went out
         books = Books(conn)
@@ -180,18 +184,13 @@ def test_a_correction_of_a_taxed_invoice_waits_for_finance_with_the_reason(wareh
                   Entry("2", client="plain", hours=D("7.5"), spent_date=day))  # fmt: skip
         books.draft()
         conn.commit()
-    # the run says so (as any stopped correction does), and issues the untaxed one as before
-    with pytest.raises(credit_notes.CorrectionsStopped, match=f"invoice {vat} is taxed"):
-        credit_notes.issue_corrections("corrections", None)
-    assert [n["invoice"] for n in stripe_sandbox.objects("credit_note")] == [
-        warehouse.scalar("SELECT stripe_invoice_id FROM closeout.invoices WHERE invoice_id = %s", (plain,))]
-    held = warehouse.rows("SELECT invoice_id, state, stop_reason FROM closeout.corrections WHERE invoice_id = %s",
-                          (vat,))  # fmt: skip
-    assert [(h[0], h[1]) for h in held] == [(vat, "stopped")]
-    assert f"invoice {vat} is taxed" in held[0][2]
-    assert warehouse.rows("SELECT kind FROM closeout.payment_exceptions WHERE invoice_id = %s AND resolved_at IS NULL",
-                          (vat,)) == [("credit_on_taxed_invoice",)]  # fmt: skip
-    # a rerun holds nothing twice and issues nothing new
+    result = credit_notes.issue_corrections("corrections", None)
+    assert result["issued"]["credit_notes_issued"] == 2 and result["issued"]["stopped"] == 0
+    notes = {n["invoice"]: n for n in stripe_sandbox.objects("credit_note")}
+    assert (notes[vat]["amount"], sum(t["amount"] for t in notes[vat]["total_taxes"])) == (30000, 5000)
+    assert (notes[plain]["amount"], notes[plain]["total_taxes"]) == (25000, [])
+    assert warehouse.scalar("SELECT count(*) FROM closeout.payment_exceptions WHERE resolved_at IS NULL") == 0
+    # a rerun issues nothing new
     before = stripe_sandbox.count("credit_note")
     credit_notes.issue_corrections("corrections-again", None)
     assert stripe_sandbox.count("credit_note") == before

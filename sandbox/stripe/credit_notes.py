@@ -6,6 +6,13 @@ Mixed into :class:`sandbox.stripe.state.StripeState`. The rules, as Stripe docum
 * The amount is ``amount`` or the sum of ``lines`` (``invoice_line_item`` lines credit an invoice line, by
   ``amount`` or ``quantity``; ``custom_line_item`` lines credit ``unit_amount`` x ``quantity``). All credit notes
   of an invoice (void ones excepted) together cannot exceed its ``total``.
+* Tax: a ``custom_line_item`` line may carry ``tax_rates`` (active Tax Rate ids; only on that type); an
+  ``invoice_line_item`` line takes its invoice item's rates. Each line's tax is computed per line and rate as on
+  invoice lines (``sandbox.stripe.tax_rates.line_tax``: half-up in the minor unit; exclusive on top of the line's
+  amount, inclusive inside it) and shown as the line's ``taxes``; the line's ``amount`` stays the gross amount
+  credited, excluding exclusive tax. The credit note's ``total_taxes`` sums them per rate; ``subtotal`` is the
+  lines' amounts, ``total`` = ``amount`` = subtotal + exclusive tax, ``total_excluding_tax`` /
+  ``subtotal_excluding_tax`` = subtotal - inclusive tax.
 * On an open or uncollectible invoice the credit first reduces ``amount_remaining``: that part is the
   ``pre_payment_amount`` (the invoice's ``pre_payment_credit_notes_amount`` grows). What is left is the
   ``post_payment_amount``, which ``refund_amount`` (a new Refund of the invoice's charges, newest charge first,

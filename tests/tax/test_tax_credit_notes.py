@@ -232,3 +232,51 @@ def test_a_taxed_draft_netting_negative_credits_net_and_tax_to_the_balance_and_b
         ("credit_notes", 115000, 0), ("customer_credit", 0, 115000 + tax), ("tax_payable", tax, 0))
     with connect() as conn:
         check_tax_invariant(conn)
+
+
+def test_the_sandbox_credits_tax_on_credit_note_lines_as_stripe_does(stripe_sandbox) -> None:
+    """Through the real SDK: custom lines with tax_rates get per-line taxes (exclusive on top, inclusive inside,
+    half-up in the minor unit, JPY too), total_taxes per rate, amount/total with exclusive tax; an invoice line
+    credit takes its item's rates; tax_rates on an invoice_line_item line and archived rates are refused."""
+    import stripe
+
+    sdk = stripe.StripeClient(stripe_sandbox.secret_key, base_addresses={"api": stripe_sandbox.url},
+                              max_network_retries=0)  # fmt: skip
+    vat = sdk.v1.tax_rates.create(params={"display_name": "VAT", "percentage": "20", "inclusive": False})
+    gst = sdk.v1.tax_rates.create(params={"display_name": "GST", "percentage": "10", "inclusive": True})
+    customer = sdk.v1.customers.create(params={"name": "A"})
+    invoice = sdk.v1.invoices.create(params={"customer": customer.id, "currency": "jpy",
+                                             "collection_method": "send_invoice", "days_until_due": 30})  # fmt: skip
+    sdk.v1.invoices.add_lines(invoice.id, params={"lines": [
+        {"amount": 10000, "description": "a", "tax_rates": [vat.id]},
+        {"amount": 11000, "description": "b", "tax_rates": [gst.id]}]})  # fmt: skip
+    invoice = sdk.v1.invoices.finalize_invoice(invoice.id)
+    assert invoice.total == 12000 + 11000
+    # 1543 x 20 % = 308.6 -> 309; 1545 inclusive 10 % = 140.45 -> 140
+    params = {"invoice": invoice.id, "lines": [
+        {"type": "custom_line_item", "unit_amount": 1543, "quantity": 1, "description": "x", "tax_rates": [vat.id]},
+        {"type": "custom_line_item", "unit_amount": 1545, "quantity": 1, "description": "y", "tax_rates": [gst.id]},
+        {"type": "custom_line_item", "unit_amount": 100, "quantity": 1, "description": "untaxed"}]}  # fmt: skip
+    preview = sdk.v1.credit_notes.preview(params=params).to_dict()
+    note = sdk.v1.credit_notes.create(params=params).to_dict()
+    for shown in (preview, note):
+        assert [[(t["amount"], t["tax_behavior"], t["taxable_amount"]) for t in ln["taxes"]]
+                for ln in shown["lines"]["data"]] == [[(309, "exclusive", 1543)], [(140, "inclusive", 1405)], []]
+        by_rate = {t["tax_rate_details"]["tax_rate"]: t["amount"] for t in shown["total_taxes"]}
+        assert by_rate == {vat.id: 309, gst.id: 140}
+        assert (shown["subtotal"], shown["total"], shown["amount"]) == (3188, 3188 + 309, 3188 + 309)
+        assert shown["total_excluding_tax"] == shown["subtotal_excluding_tax"] == 3188 - 140
+    assert sdk.v1.invoices.retrieve(invoice.id).amount_remaining == 23000 - 3497
+
+    # an invoice line credited by id carries its item's rate: 5000 of the VAT line -> 1000 of tax on top
+    vat_line = next(ln for ln in sdk.v1.invoices.line_items.list(invoice.id).data if ln.description == "a")
+    by_line = sdk.v1.credit_notes.preview(params={"invoice": invoice.id, "lines": [
+        {"type": "invoice_line_item", "invoice_line_item": vat_line.id, "amount": 5000}]}).to_dict()  # fmt: skip
+    assert (by_line["amount"], [t["amount"] for t in by_line["total_taxes"]]) == (6000, [1000])
+    with pytest.raises(stripe.InvalidRequestError, match="custom_line_item"):
+        sdk.v1.credit_notes.preview(params={"invoice": invoice.id, "lines": [
+            {"type": "invoice_line_item", "invoice_line_item": vat_line.id, "tax_rates": [vat.id]}]})  # fmt: skip
+    sdk.v1.tax_rates.update(vat.id, params={"active": False})
+    with pytest.raises(stripe.InvalidRequestError, match="archived"):
+        sdk.v1.credit_notes.preview(params={"invoice": invoice.id, "lines": [
+            {"type": "custom_line_item", "unit_amount": 1, "description": "z", "tax_rates": [vat.id]}]})  # fmt: skip

@@ -280,3 +280,33 @@ def test_the_sandbox_credits_tax_on_credit_note_lines_as_stripe_does(stripe_sand
     with pytest.raises(stripe.InvalidRequestError, match="archived"):
         sdk.v1.credit_notes.preview(params={"invoice": invoice.id, "lines": [
             {"type": "custom_line_item", "unit_amount": 1, "description": "z", "tax_rates": [vat.id]}]})  # fmt: skip
+
+
+def test_a_credit_note_stripe_made_with_a_different_tax_is_recorded_as_made_and_never_accepted_silently(
+    warehouse, stripe_sandbox
+) -> None:
+    invoice_id, _sid = _seed(VAT20, policy="customer_balance")
+    rate_id = warehouse.scalar("SELECT stripe_tax_rate_id FROM closeout.stripe_tax_rates")
+    _edit_down(D("7.5"))
+    # the preview agrees and the request is recorded; the create fails before Stripe commits it
+    stripe_sandbox.inject("error_500", path_prefix="/v1/credit_notes", after=1)
+    with pytest.raises(credit_notes.CorrectionsIncomplete):
+        credit_notes.issue_corrections("first-attempt", None)
+    assert not stripe_sandbox.objects("credit_note")
+    assert warehouse.rows("SELECT state, tax_minor, credit_total_minor FROM closeout.corrections") == [
+        ("pending", 5000, 30000)], "the expectation is on record before the call"
+    # Stripe's rate changes before the retry sends the recorded request: Stripe credits 21 %
+    stripe_sandbox.tamper_tax_rate(rate_id, D("21"))
+    with pytest.raises(credit_notes.CorrectionsStopped, match="Stripe credited 5250 of tax, closeout expected 5000"):
+        credit_notes.issue_corrections("retry", None)
+    (note,) = stripe_sandbox.objects("credit_note")
+    assert note["amount"] == 30250
+    assert warehouse.rows("SELECT state, credit_note_id, tax_minor, stripe_tax_minor FROM closeout.corrections") == [
+        ("issued", note["id"], 5000, 5250)]
+    assert warehouse.rows("SELECT kind, stripe_object_id FROM closeout.payment_exceptions "
+                          "WHERE invoice_id = %s AND resolved_at IS NULL", (invoice_id,)) == [
+        ("tax_mismatch", note["id"])]  # fmt: skip
+    # the books follow what Stripe did: its tax leaves tax payable
+    _follow("booked")
+    assert _journal(warehouse, "credit_note", note["id"]) == (
+        ("credit_notes", 25000, 0), ("receivable", 0, 30250), ("tax_payable", 5250, 0))

@@ -310,3 +310,24 @@ def test_a_credit_note_stripe_made_with_a_different_tax_is_recorded_as_made_and_
     _follow("booked")
     assert _journal(warehouse, "credit_note", note["id"]) == (
         ("credit_notes", 25000, 0), ("receivable", 0, 30250), ("tax_payable", 5250, 0))
+
+
+def test_a_credit_note_made_in_stripe_by_hand_on_a_taxed_invoice_is_booked_with_the_tax_stripe_reports(
+    warehouse, stripe_sandbox
+) -> None:
+    """Not closeout's: the cash sync reads it from Stripe's list with its total_taxes, and the journal debits
+    tax_payable with Stripe's tax (nothing closeout expected to compare with)."""
+    import stripe
+
+    _invoice_id, sid = _seed(VAT20)
+    rate_id = warehouse.scalar("SELECT stripe_tax_rate_id FROM closeout.stripe_tax_rates")
+    sdk = stripe.StripeClient(stripe_sandbox.secret_key, base_addresses={"api": stripe_sandbox.url},
+                              max_network_retries=0)  # fmt: skip
+    _follow("published")
+    note = sdk.v1.credit_notes.create(params={"invoice": sid, "lines": [
+        {"type": "custom_line_item", "unit_amount": 10113, "description": "goodwill", "tax_rates": [rate_id]}]})
+    assert (note.amount, note.total_taxes[0]["amount"]) == (10113 + 2023, 2023)  # 2022.6 -> 2023
+    _follow("hand-made")
+    assert warehouse.rows("SELECT amount_minor, tax_minor FROM closeout.credit_notes") == [(12136, 2023)]
+    assert _journal(warehouse, "credit_note", note.id) == (
+        ("credit_notes", 10113, 0), ("receivable", 0, 12136), ("tax_payable", 2023, 0))

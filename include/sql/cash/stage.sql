@@ -23,7 +23,7 @@ CREATE TEMP TABLE IF NOT EXISTS cash_stage_credit_note (
     pre_payment_amount_minor bigint, post_payment_amount_minor bigint, refund_amount_minor bigint,
     credit_amount_minor bigint, out_of_band_amount_minor bigint, refund_ids text[], type text, status text,
     reason text, memo text, metadata jsonb, created bigint, voided_at bigint, observed_at timestamptz,
-    event_id text);
+    event_id text, tax_minor bigint);
 CREATE TEMP TABLE IF NOT EXISTS cash_stage_dispute (
     dispute_id text, charge_id text, payment_intent_id text, currency text, amount_minor bigint, status text,
     reason text, created bigint, closed_at bigint, observed_at timestamptz, event_id text);

@@ -31,7 +31,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "credit_note": ("credit_note_id", "stripe_invoice_id", "customer_id", "number", "currency", "amount_minor",
                     "pre_payment_amount_minor", "post_payment_amount_minor", "refund_amount_minor",
                     "credit_amount_minor", "out_of_band_amount_minor", "refund_ids", "type", "status", "reason",
-                    "memo", "metadata", "created", "voided_at", "observed_at"),
+                    "memo", "metadata", "created", "voided_at", "observed_at", "tax_minor"),
     "dispute": ("dispute_id", "charge_id", "payment_intent_id", "currency", "amount_minor", "status", "reason",
                 "created", "closed_at", "observed_at"),
     "invoice_payment": ("invoice_payment_id", "stripe_invoice_id", "payment_type", "payment_intent_id", "charge_id",
@@ -103,7 +103,7 @@ def credit_note(o: dict[str, Any], observed_at: datetime) -> Row:
             int(o.get("amount", o.get("total")) or 0), int(o.get("pre_payment_amount") or 0), post, refunded,
             credited, out_of_band, refund_ids, o.get("type"), o.get("status") or "issued", o.get("reason"),
             o.get("memo"), json.dumps(o.get("metadata") or {}), o["created"], o.get("voided_at"),
-            observed_at)  # fmt: skip
+            observed_at, sum(int(t.get("amount") or 0) for t in o.get("total_taxes") or []))  # fmt: skip
 
 
 def dispute(o: dict[str, Any], observed_at: datetime, closed_at: int | None = None) -> Row:

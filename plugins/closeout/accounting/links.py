@@ -238,24 +238,13 @@ class QuickBooksCustomers:
     def create_batch(self, members: list[dict[str, Any]], business_ref: str) -> dict[str, Remote | str]:
         """One ``POST /batch`` creating up to 30 customers; per member its customer or why it was refused (6240:
         the name is taken). The call fails only as a whole (raised)."""
-        items = []
-        for n, member in enumerate(members, 1):
+        customers = []
+        for member in members:
             customer = self._fields(member["name"], member["email"])
             if member["currency"]:
                 customer["CurrencyRef"] = {"value": member["currency"]}
-            items.append({"bId": str(n), "operation": "create", "Customer": customer})
-        answers = {str(a.get("bId")): a for a in self.hook.batch(items, business_ref).body.get("BatchItemResponse")
-                   or []}  # fmt: skip
-        result: dict[str, Remote | str] = {}
-        for n, member in enumerate(members, 1):
-            answer = answers.get(str(n)) or {}
-            if answer.get("Customer"):
-                result[member["key"]] = self._remote(answer["Customer"])
-                continue
-            errors = (answer.get("Fault") or {}).get("Error") or [{"Message": "no answer for this item"}]
-            result[member["key"]] = "QuickBooks refused the customer: " + "; ".join(
-                f"{e.get('code')} {e.get('Message')}: {e.get('Detail')}" for e in errors)
-        return result
+            customers.append((str(member["key"]), customer))
+        return create_customers_batch(self.hook, customers, business_ref, "customer")
 
     def update(self, remote_id: str, client: Client) -> Remote:
         current = self.hook.get_customer(remote_id)  # its SyncToken now: an update in place, never a second one
@@ -622,25 +611,33 @@ class QuickBooksProjects:
 
     def create_batch(self, members: list[dict[str, Any]], business_ref: str) -> dict[str, Remote | str]:
         """One ``POST /batch`` creating up to 30 sub-customers; per member its customer or why it was refused."""
-        items = []
-        for n, member in enumerate(members, 1):
+        customers = []
+        for member in members:
             customer: dict[str, Any] = {"DisplayName": member["name"], "Job": True,
                                         "ParentRef": {"value": member["parent"]}}  # fmt: skip
             if member["currency"]:
                 customer["CurrencyRef"] = {"value": member["currency"]}  # a sub-customer bills in its parent's
-            items.append({"bId": str(n), "operation": "create", "Customer": customer})
-        answers = {str(a.get("bId")): a for a in self.hook.batch(items, business_ref).body.get("BatchItemResponse")
-                   or []}  # fmt: skip
-        result: dict[str, Remote | str] = {}
-        for n, member in enumerate(members, 1):
-            answer = answers.get(str(n)) or {}
-            if answer.get("Customer"):
-                result[member["ref"]] = QuickBooksCustomers._remote(answer["Customer"])
-                continue
-            errors = (answer.get("Fault") or {}).get("Error") or [{"Message": "no answer for this item"}]
-            result[member["ref"]] = "QuickBooks refused the sub-customer: " + "; ".join(
-                f"{e.get('code')} {e.get('Message')}: {e.get('Detail')}" for e in errors)
-        return result
+            customers.append((str(member["ref"]), customer))
+        return create_customers_batch(self.hook, customers, business_ref, "sub-customer")
+
+
+def create_customers_batch(hook: Any, customers: list[tuple[str, dict[str, Any]]], business_ref: str,
+                           what: str) -> dict[str, Remote | str]:  # fmt: skip
+    """One QuickBooks ``POST /batch`` creating customers (or sub-customers); per key the customer made, or why that
+    item was refused (6240: the name is taken). Items answer one by one; the call fails only as a whole (raised)."""
+    items = [{"bId": str(n), "operation": "create", "Customer": customer}
+             for n, (_, customer) in enumerate(customers, 1)]  # fmt: skip
+    answers = {str(a.get("bId")): a for a in hook.batch(items, business_ref).body.get("BatchItemResponse") or []}
+    result: dict[str, Remote | str] = {}
+    for n, (key, _) in enumerate(customers, 1):
+        answer = answers.get(str(n)) or {}
+        if answer.get("Customer"):
+            result[key] = QuickBooksCustomers._remote(answer["Customer"])
+            continue
+        errors = (answer.get("Fault") or {}).get("Error") or [{"Message": "no answer for this item"}]
+        result[key] = f"QuickBooks refused the {what}: " + "; ".join(
+            f"{e.get('code')} {e.get('Message')}: {e.get('Detail')}" for e in errors)
+    return result
 
 
 def projects_for(conn_id: str = "quickbooks_default", *,

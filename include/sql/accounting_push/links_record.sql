@@ -11,7 +11,13 @@ WITH x AS (
     SELECT %(system)s, %(company_id)s, object_kind, closeout_ref, external_id, remote_version, matched_by,
            total_minor, currency, clock_timestamp(),
            -- an invoice's tax as closeout pushed it (0042): the accounting_links check compares it with theirs
-           (SELECT i.tax_minor FROM closeout.invoices i WHERE x.object_kind = 'invoice' AND i.invoice_id = x.closeout_ref)
+           coalesce((SELECT i.tax_minor FROM closeout.invoices i
+                     WHERE x.object_kind = 'invoice' AND i.invoice_id = x.closeout_ref),
+                    -- a credit note's tax as pushed (its journal's tax_payable debit; 0 untaxed): compared as well
+                    CASE WHEN x.object_kind = 'credit_note' THEN
+                        (SELECT coalesce(sum(l.debit_minor), 0) FROM closeout_data.journals j
+                         JOIN closeout_data.journal_lines l ON l.journal_id = j.journal_id AND l.role = 'tax_payable'
+                         WHERE j.kind = 'credit_note' AND j.source_ref = x.closeout_ref) END)
     FROM x
     ON CONFLICT DO NOTHING
     RETURNING object_kind, closeout_ref

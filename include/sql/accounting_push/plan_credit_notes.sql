@@ -4,6 +4,8 @@
 -- Stripe credit note id, its lines the credit note journal's debits (credit_notes contra revenue, and the pass-through
 -- expenses it takes back), with the invoice as the books know it (its link; NULL while it is not there yet), the
 -- client's customer link (or the review holding it) and the rate the ledger used for the invoice's currency.
+-- A taxed invoice's credit note also carries the invoice's tax configuration (its tax_payable debit becomes the
+-- document's tax, not a line).
 SELECT c.credit_note_id AS ref, j.client_key, j.currency,
        (SELECT sum(l.debit_minor) FROM closeout_data.journal_lines l WHERE l.journal_id = j.journal_id) AS total_minor,
        (j.occurred_at AT TIME ZONE 'UTC')::date AS txn_date, cur.exponent, j.journal_id, c.number AS doc_number,
@@ -18,6 +20,11 @@ SELECT c.credit_note_id AS ref, j.client_key, j.currency,
            AND (bt.invoice_id = c.invoice_id OR bt.created_at <= j.occurred_at)
          ORDER BY bt.invoice_id = c.invoice_id DESC, bt.created_at DESC LIMIT 1) AS ledger_rate,
        coalesce(x.attempts, 0) AS attempts,
+       -- the invoice's frozen tax configuration (0042): a credit note of a taxed invoice goes like its invoice, net
+       -- lines under the client's code, its tax (the journal's tax_payable debit) as the document's own tax
+       -- (push/invoice_tax.py credit_note_as_invoice); untaxed: taxed false, the journal's debits as they are
+       (i.tax_rate_percent IS NOT NULL OR i.tax_exempt) AS taxed, i.tax_inclusive, i.tax_rate_percent,
+       i.tax_quickbooks_code AS quickbooks_tax_code, i.tax_xero_type AS xero_tax_type,
        (SELECT jsonb_agg(jsonb_build_object('line_no', l.line_no, 'account', l.account_code, 'role', l.role,
                                             'amount_minor', l.debit_minor) ORDER BY l.line_no)
           FROM closeout_data.journal_lines l WHERE l.journal_id = j.journal_id AND l.debit_minor > 0) AS lines

@@ -452,8 +452,9 @@ def answered_tax(books: Any, kind: str, ref: str, total: Any, tax: Any) -> tuple
     another rate): linked, since it exists there, and held as ``tax_mismatch`` for finance; else (None, None)."""
     from closeout.accounting.push.invoice_tax import tax_mismatch
 
-    expected = books.__dict__.get("_expected_totals", {}).get(ref) if kind == "invoice" else None
+    # a taxed credit note registers its total too (push/documents.py, through invoice_taxes)
+    expected = books.__dict__.get("_expected_totals", {}).get(ref) if kind in ("invoice", "credit_note") else None
     if expected is None:
         return None, None
-    detail = tax_mismatch(ref, expected[0], total, tax, expected[1])
+    detail = tax_mismatch(ref, expected[0], total, tax, expected[1], kind.replace("_", " "))
     return ("tax_mismatch", detail) if detail else (None, None)

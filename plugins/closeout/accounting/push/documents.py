@@ -6,8 +6,9 @@ allocated to the invoice closes it as finance expects. A Stripe payout pushed as
 shows in bank reconciliation as the money arriving, which a journal does not.
 
 * credit notes (``plan_credit_notes.sql``): QuickBooks ``CreditMemo`` (one line per debit of the ledger's credit note
-  journal, its account as ``ItemAccountRef``), then applied to its invoice by a payment of 0 linking both
-  (``plan_credit_applications.sql``, kind ``credit_application``, linked as a payment); Xero
+  journal, its account as ``ItemAccountRef``; a taxed invoice's credit note goes like its invoice: net lines under
+  the client's tax code, its tax as the document's own, no tax payable line), then applied to its invoice by a
+  payment of 0 linking both (``plan_credit_applications.sql``, kind ``credit_application``, linked as a payment); Xero
   ``CreditNotes`` with an ``Allocations`` entry to its invoice. Held ``invoice_not_pushed`` while the invoice is not
   there.
 * deposits (``plan_deposits.sql``): QuickBooks ``Deposit`` to the account the ledger debits, its one line from the
@@ -53,6 +54,9 @@ def quickbooks_document(books: Any, record: Record) -> dict[str, Any]:
                                                        "TxnType": "Invoice"}]},
                      {"Amount": amount, "LinkedTxn": [{"TxnId": str(record.row["credit_memo_external_id"]),
                                                        "TxnType": "CreditMemo"}]}]}  # fmt: skip
+    elif record.kind == "credit_note" and record.row.get("taxed"):
+        _invoice_there(record, "QuickBooks")
+        body = _quickbooks_taxed_credit_note(books, record)
     elif record.kind == "credit_note":
         _invoice_there(record, "QuickBooks")
         lines = []
@@ -90,15 +94,18 @@ def xero_document(books: Any, record: Record) -> dict[str, Any]:
     rate = books._rate(record)
     if record.kind == "credit_note":
         invoice = _invoice_there(record, "Xero")
-        items = [{"Description": f"Credit note {record.row.get('doc_number') or record.ref} on invoice "
-                                 f"{record.row.get('invoice_number') or record.row['invoice_id']}",
-                  "Quantity": Decimal(1), "UnitAmount": record.major(int(line["amount_minor"])),
-                  "AccountCode": books._account(line["role"], line["account"])}
-                 for line in record.row["lines"]]  # fmt: skip
+        if record.row.get("taxed"):  # as its invoice: the lines under the client's code, Xero computes the tax
+            amounts, items = _xero_taxed_credit_note_lines(books, record)
+        else:
+            amounts = "NoTax"
+            items = [{"Description": _description(record), "Quantity": Decimal(1),
+                      "UnitAmount": record.major(int(line["amount_minor"])),
+                      "AccountCode": books._account(line["role"], line["account"])}
+                     for line in record.row["lines"]]  # fmt: skip
         body: dict[str, Any] = {
             "Type": "ACCRECCREDIT", "Contact": {"ContactID": customer_of(record)}, "Reference": note(record),
             "Date": record.txn_date.isoformat(), "CurrencyCode": record.currency, "Status": "AUTHORISED",
-            "LineAmountTypes": "NoTax", "LineItems": items,
+            "LineAmountTypes": amounts, "LineItems": items,
             "Allocations": [{"Invoice": {"InvoiceID": invoice}, "Amount": record.major(record.total_minor),
                              "Date": record.txn_date.isoformat()}]}  # fmt: skip
         if record.row.get("doc_number"):
@@ -111,6 +118,66 @@ def xero_document(books: Any, record: Record) -> dict[str, Any]:
     if rate is not None:
         body["CurrencyRate"] = rate
     return body
+
+
+def _credit_note_taxes(books: Any, record: Record) -> Any:
+    """A taxed credit note's net lines with their share of its tax and the client's code for ``books.system``
+    (``invoice_tax.credit_note_as_invoice``), through the invoice push's own ``invoice_taxes``: the same holds (no
+    code: ``tax_code``) and the same check of the system's computed total (``tax_mismatch``)."""
+    from closeout.accounting.push.books import invoice_taxes
+    from closeout.accounting.push.invoice_tax import credit_note_as_invoice
+
+    return invoice_taxes(books, credit_note_as_invoice(record))
+
+
+def _description(record: Record) -> str:
+    return (f"Credit note {record.row.get('doc_number') or record.ref} on invoice "
+            f"{record.row.get('invoice_number') or record.row['invoice_id']}")  # fmt: skip
+
+
+def _quickbooks_taxed_credit_note(books: Any, record: Record) -> dict[str, Any]:
+    """A ``CreditMemo`` like its taxed invoice: lines net of tax with the client's ``TaxCodeRef`` (and the gross as
+    ``TaxInclusiveAmt`` when inclusive), the credit note's tax as ``TxnTaxDetail.TotalTax`` (QuickBooks keeps a
+    given total) and the invoice's ``GlobalTaxCalculation``; no line on tax payable."""
+    from closeout.accounting.push.books import customer_of, note
+
+    taxes = _credit_note_taxes(books, record)
+    lines = []
+    for n, taxed in enumerate(taxes.lines, 1):
+        net = record.major(taxed.taxable_minor)
+        detail: dict[str, Any] = {"ItemRef": {"value": books.settings.item_id}, "Qty": Decimal(1), "UnitPrice": net,
+                                  "ItemAccountRef": {"value": books._account(taxed.line["role"],
+                                                                             taxed.line["account"])}}  # fmt: skip
+        if taxed.code:
+            detail["TaxCodeRef"] = {"value": taxed.code}
+        if taxes.inclusive:
+            detail["TaxInclusiveAmt"] = record.major(taxed.amount_minor)
+        lines.append({"LineNum": n, "Amount": net, "DetailType": "SalesItemLineDetail",
+                      "Description": _description(record), "SalesItemLineDetail": detail})  # fmt: skip
+    body: dict[str, Any] = {"TxnDate": record.txn_date.isoformat(), "CustomerRef": {"value": customer_of(record)},
+                            "CurrencyRef": {"value": record.currency}, "PrivateNote": note(record), "Line": lines,
+                            "GlobalTaxCalculation": "TaxInclusive" if taxes.inclusive else "TaxExcluded",
+                            "TxnTaxDetail": {"TotalTax": record.major(taxes.tax_minor)}}  # fmt: skip
+    if record.row.get("doc_number"):
+        body["DocNumber"] = str(record.row["doc_number"])[:21]
+    return body
+
+
+def _xero_taxed_credit_note_lines(books: Any, record: Record) -> tuple[str, list[dict[str, Any]]]:
+    """(``LineAmountTypes``, ``LineItems``) of a taxed credit note, as its invoice goes: each line net (Exclusive) or
+    with its tax (Inclusive) under the client's ``TaxType``; Xero computes the tax and its Total is checked."""
+    from closeout.accounting.push.invoice_tax import xero_line_amount_types
+
+    taxes = _credit_note_taxes(books, record)
+    items = []
+    for taxed in taxes.lines:
+        item: dict[str, Any] = {"Description": _description(record), "Quantity": Decimal(1),
+                                "UnitAmount": record.major(taxed.amount_minor),
+                                "AccountCode": books._account(taxed.line["role"], taxed.line["account"])}  # fmt: skip
+        if taxed.code:
+            item["TaxType"] = taxed.code
+        items.append(item)
+    return xero_line_amount_types(taxes), items
 
 
 def xero_base_journal_lines(books: Any, record: Record) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ what to set, never sent with a guess. A client without a configuration keeps tod
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -75,7 +75,7 @@ def invoice_tax(record: Record, system: str, fallback_code: str | None) -> Invoi
         code = row.get(field) or None
         if code is None and (rate > 0 or tax != 0):
             how = "inclusive" if inclusive else "exclusive"
-            raise TaxHold("tax_code", f"invoice {record.ref}: client {record.client_key} is taxed at "
+            raise TaxHold("tax_code", f"{_what(record)} {record.ref}: client {record.client_key} is taxed at "
                                       f"{rate.normalize()}% ({how}) but has no {label}; set {config} in the "
                                       f"client's billing config (line {row['line_no']})")  # fmt: skip
         taxable = int(row["taxable_minor"]) if row.get("taxable_minor") is not None else amount - (tax if inclusive
@@ -85,15 +85,18 @@ def invoice_tax(record: Record, system: str, fallback_code: str | None) -> Invoi
     result = InvoiceTax(taxed, inclusive, tax_minor, tuple(lines))
     line_tax = sum(line.tax_minor for line in lines)
     if line_tax != tax_minor:
-        raise TaxHold("refused", f"invoice {record.ref}: its lines' tax sums to {line_tax}, its tax is {tax_minor}")
+        raise TaxHold("refused", f"{_what(record)} {record.ref}: its lines' tax sums to {line_tax}, "
+                                 f"its tax is {tax_minor}")  # fmt: skip
     if result.net_minor + tax_minor != record.total_minor:
-        raise TaxHold("refused", f"invoice {record.ref}: its lines net of tax ({result.net_minor}) plus its tax "
-                                 f"({tax_minor}) are not its total {record.total_minor}")  # fmt: skip
+        raise TaxHold("refused", f"{_what(record)} {record.ref}: its lines net of tax ({result.net_minor}) plus "
+                                 f"its tax ({tax_minor}) are not its total {record.total_minor}")  # fmt: skip
     return result
 
 
-def tax_mismatch(record_ref: str, expected_minor: int, their_total: Any, their_tax: Any, exponent: int) -> str | None:
-    """Why the system's answer cannot stand (its total differs from closeout's), or None when it agrees."""
+def tax_mismatch(record_ref: str, expected_minor: int, their_total: Any, their_tax: Any, exponent: int,
+                 what: str = "invoice") -> str | None:
+    """Why the system's answer cannot stand (its total differs from closeout's), or None when it agrees; ``what``
+    names the document (an invoice, a credit note)."""
     if their_total is None:
         return None
     theirs = int((Decimal(str(their_total)) * (Decimal(10) ** exponent)).to_integral_value())
@@ -101,6 +104,62 @@ def tax_mismatch(record_ref: str, expected_minor: int, their_total: Any, their_t
         return None
     quantum = Decimal(1).scaleb(-exponent)
     their_tax_text = Decimal(str(their_tax)).quantize(quantum) if their_tax is not None else "unknown"
-    return (f"invoice {record_ref}: the accounting system computed a total of {Decimal(theirs).scaleb(-exponent)} "
+    return (f"{what} {record_ref}: the accounting system computed a total of {Decimal(theirs).scaleb(-exponent)} "
             f"(tax {their_tax_text}), closeout's is {Decimal(expected_minor).scaleb(-exponent)}: its tax rate for the "
-            "code differs from closeout's; fix the rate there (or the client's code) and correct the invoice")
+            "code differs from closeout's; fix the rate there (or the client's code) and correct the "
+            f"{what}")
+
+
+# -- credit notes of taxed invoices --------------------------------------------------------------------------------
+# The ledger's credit note journal debits credit_notes (and reimbursable_expenses) with the net and tax_payable with
+# the tax (include/sql/ledger/45_credit_notes.sql). Pushed like its invoice, the tax is the document's own, under the
+# client's code, so the accounting system's tax reports fall with the correction: the tax_payable debit is not a line.
+TAX_ROLE = "tax_payable"
+
+
+def _what(record: Record) -> str:
+    return record.kind.replace("_", " ")
+
+
+def _shares(tax_minor: int, nets: list[int]) -> list[int]:
+    """The tax spread over the net lines in proportion to their amounts, largest remainders first, so the shares sum
+    to the tax exactly (one net line: all of it)."""
+    base = sum(nets)
+    if not nets:
+        return []
+    if base <= 0:
+        return [tax_minor] + [0] * (len(nets) - 1)
+    shares = [tax_minor * n // base for n in nets]
+    order = sorted(range(len(nets)), key=lambda k: (-(tax_minor * nets[k] % base), k))
+    for k in order[: tax_minor - sum(shares)]:
+        shares[k] += 1
+    return shares
+
+
+def credit_note_as_invoice(record: Record) -> Record:
+    """A credit note of a taxed invoice in the shape ``invoice_tax`` reads: its net lines (the journal's debits but
+    tax_payable) each with its share of the credit note's tax, the invoice's rate and the client's codes, and the
+    amount as the invoice's lines carry it (net when exclusive, with its tax when inclusive). The record's total (the
+    journal's debits) stays: net + tax, which ``invoice_tax`` checks. An untaxed credit note is returned as it is."""
+    row = record.row
+    if not row.get("taxed"):
+        return record
+    debits = list(row.get("lines") or [])
+    tax = sum(int(line["amount_minor"]) for line in debits if line.get("role") == TAX_ROLE)
+    nets = [line for line in debits if line.get("role") != TAX_ROLE]
+    inclusive = bool(row.get("tax_inclusive"))
+    lines = []
+    for line, share in zip(nets, _shares(tax, [int(line["amount_minor"]) for line in nets]), strict=True):
+        net = int(line["amount_minor"])
+        lines.append({**line, "amount_minor": net + share if inclusive else net, "taxable_minor": net,
+                      "tax_minor": share, "rate_percent": row.get("tax_rate_percent"),
+                      "quickbooks_tax_code": row.get("quickbooks_tax_code"),
+                      "xero_tax_type": row.get("xero_tax_type")})  # fmt: skip
+    return replace(record, row={**row, "lines": lines, "tax_minor": tax})
+
+
+def xero_line_amount_types(taxes: InvoiceTax) -> str:
+    """Xero's ``LineAmountTypes`` for a document with these taxes, as the invoice push chooses it."""
+    if taxes.taxed and taxes.inclusive:
+        return "Inclusive"
+    return "Exclusive" if taxes.taxed or any(t.code for t in taxes.lines) else "NoTax"

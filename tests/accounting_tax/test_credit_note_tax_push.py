@@ -158,3 +158,31 @@ def test_a_credit_note_whose_tax_xero_computes_otherwise_is_held_as_tax_mismatch
         assert invoice_id
     finally:
         sandbox.stop()
+
+
+def test_the_tax_is_spread_over_net_lines_in_proportion_and_sums_exactly() -> None:
+    """A pass-through expense credit note has two net lines (credit_notes, reimbursable_expenses): the tax debit is
+    spread over them by amount, largest remainder first, and invoice_tax accepts the result (lines' tax = the tax,
+    net + tax = the total); the tax_payable debit is no line; an untaxed credit note is left as it is."""
+    from datetime import date
+
+    from closeout.accounting.push.invoice_tax import credit_note_as_invoice, invoice_tax
+    from closeout.accounting.push.plan import Record
+
+    debits = [{"line_no": 1, "role": "credit_notes", "account": "4900", "amount_minor": 3333},
+              {"line_no": 2, "role": "reimbursable_expenses", "account": "4100", "amount_minor": 6667},
+              {"line_no": 3, "role": "tax_payable", "account": "2200", "amount_minor": 2000}]  # fmt: skip
+    row = {"lines": debits, "taxed": True, "tax_inclusive": True, "tax_rate_percent": D("20"),
+           "quickbooks_tax_code": "VAT20", "xero_tax_type": "OUTPUT2"}  # fmt: skip
+    record = Record(kind="credit_note", ref="cn_1", currency="USD", total_minor=12000, txn_date=date(2026, 11, 3),
+                    exponent=2, attempts=0, client_key="harvest:t", ledger_rate=None, row=row)  # fmt: skip
+    shaped = credit_note_as_invoice(record)
+    # 2000 x 3333 / 10000 = 666.6, 2000 x 6667 / 10000 = 1333.4: the larger remainder (.6) takes the cent
+    assert [(x["role"], x["taxable_minor"], x["tax_minor"], x["amount_minor"]) for x in shaped.row["lines"]] == [
+        ("credit_notes", 3333, 667, 4000), ("reimbursable_expenses", 6667, 1333, 8000)]
+    taxes = invoice_tax(shaped, "xero", None)
+    assert (taxes.tax_minor, taxes.net_minor, {t.code for t in taxes.lines}) == (2000, 10000, {"OUTPUT2"})
+    exclusive = credit_note_as_invoice(Record(**{**record.__dict__, "row": {**row, "tax_inclusive": False}}))
+    assert [x["amount_minor"] for x in exclusive.row["lines"]] == [3333, 6667]  # net when exclusive
+    untaxed = Record(**{**record.__dict__, "row": {"lines": debits, "taxed": False}})
+    assert credit_note_as_invoice(untaxed) is untaxed

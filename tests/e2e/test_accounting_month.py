@@ -345,6 +345,10 @@ def test_the_checks_are_green_until_an_accountant_edits_an_invoice_then_payouts_
     assert breach.state == "failed" and set(rows) <= set(ACCOUNTING) and "accounting_links" in rows, rows
     named = {(r["kind"], r["item"], r["difference_minor"]) for r in rows["accounting_links"]}
     assert named == {("total", f"{s} invoice {invoice_a} -> {month.seen['edited'][s]}", EDIT) for s in am.SYSTEMS}
+    # the invoice check compares each system on its own: the edit is named in both, neither hides the other's
+    number_a = warehouse.scalar("SELECT stripe_number FROM closeout.invoices WHERE invoice_id = %s", (invoice_a,))
+    by_system = {(r["kind"], r["item"], r["difference_minor"]) for r in rows.get("accounting_invoices", [])}
+    assert by_system == {("total", f"{s} {number_a}", EDIT) for s in am.SYSTEMS}, by_system
     # the real gate: paused through the Airflow API server, a hold, finance alerted, the payouts DAG refused
     assert month.seen["paused"] is True
     reasons = [r for (r,) in warehouse.rows("SELECT reason FROM closeout.payout_holds WHERE released_at IS NULL")]

@@ -7,6 +7,10 @@
 -- A General Ledger report of a range (and currency) ingested again, downloaded after the books moved, supersedes
 -- the earlier one of the same range: only the latest ingest of each counts, or every re-download would add up.
 --
+-- Per accounting system: with QuickBooks and Xero both connected, each system's latest reports are compared with our
+-- lines on their own (one system's later read-back never hides the other's difference); the item then names the
+-- system, and with one system it is the account, as before.
+--
 -- Journals that do not balance are left out on both sides (ours by journal id, theirs by the report's Num, which
 -- is the JournalNo closeout exported: the journal id, or "<journal id>-<currency>"): the `journals` check fails
 -- on every one of them (a hard difference, zero tolerance), so a missing line is reported once, by the check
@@ -15,12 +19,18 @@
 WITH unbalanced AS (
     SELECT b.journal_id, upper(b.currency) AS currency FROM closeout.journal_balance b WHERE NOT b.balanced
 ), latest AS (
-    SELECT DISTINCT ON (upper(i.currency), coalesce(i.report_range, i.ingest_id::text)) i.ingest_id
+    SELECT DISTINCT ON (i.system, upper(i.currency), coalesce(i.report_range, i.ingest_id::text)) i.ingest_id
     FROM closeout.accounting_ingests i
     WHERE i.kind = 'general_ledger'
-    ORDER BY upper(i.currency), coalesce(i.report_range, i.ingest_id::text), i.ingest_id DESC
+    ORDER BY i.system, upper(i.currency), coalesce(i.report_range, i.ingest_id::text), i.ingest_id DESC
+), covered AS (
+    -- the currencies each system's reports cover
+    SELECT DISTINCT i.system, upper(i.currency) AS currency FROM closeout.accounting_ingests i
+    WHERE i.kind = 'general_ledger'
+), named AS (
+    SELECT count(DISTINCT c.system) > 1 AS by_system FROM covered c
 ), theirs AS (
-    SELECT coalesce(la.code, a.account) AS account, upper(a.currency) AS currency, sum(a.amount_minor) AS amount_minor
+    SELECT a.system, coalesce(la.code, a.account) AS account, upper(a.currency) AS currency, sum(a.amount_minor) AS amount_minor
     FROM closeout.accounting_ledger a
     LEFT JOIN closeout.ledger_accounts la
            ON a.account IN (la.code, la.name, la.code || ' ' || la.name)
@@ -28,19 +38,21 @@ WITH unbalanced AS (
       AND ({period_start}::date IS NULL OR (a.txn_date >= {period_start}::date AND a.txn_date < {period_end}::date))
       AND NOT EXISTS (SELECT 1 FROM unbalanced u
                       WHERE a.num IN (u.journal_id, u.journal_id || '-' || u.currency))
-    GROUP BY 1, 2
+    GROUP BY 1, 2, 3
 ), ours AS (
-    SELECT l.account, upper(l.currency) AS currency, sum(l.debit_minor - l.credit_minor) AS amount_minor
+    SELECT c.system, l.account, upper(l.currency) AS currency, sum(l.debit_minor - l.credit_minor) AS amount_minor
     FROM closeout.ledger_lines l
+    JOIN covered c ON c.currency = upper(l.currency)
     WHERE l.posted_at <= {ledger_cutoff}
-      AND upper(l.currency) IN (SELECT upper(currency) FROM closeout.accounting_ingests WHERE kind = 'general_ledger')
       AND ({period_start}::date IS NULL OR (l.posted_at >= {period_start}::date AND l.posted_at < {period_end}::date))
       AND NOT EXISTS (SELECT 1 FROM unbalanced u WHERE u.journal_id = l.journal_id::text)
-    GROUP BY 1, 2
+    GROUP BY 1, 2, 3
 )
 SELECT 'account_balance' AS kind, coalesce(o.currency, t.currency) AS currency,
-       coalesce(o.account, t.account) AS item,
+       CASE WHEN n.by_system THEN coalesce(o.system, t.system) || ' ' ELSE '' END
+           || coalesce(o.account, t.account) AS item,
        coalesce(t.amount_minor, 0) - coalesce(o.amount_minor, 0) AS difference_minor, false AS hard
 FROM ours o
-FULL JOIN theirs t ON t.account = o.account AND t.currency = o.currency
+FULL JOIN theirs t ON t.system = o.system AND t.account = o.account AND t.currency = o.currency
+CROSS JOIN named n
 WHERE coalesce(t.amount_minor, 0) <> coalesce(o.amount_minor, 0)

@@ -7,6 +7,9 @@
 -- A General Ledger report of a range (and currency) ingested again, downloaded after the books moved, supersedes
 -- the earlier one of the same range: only the latest ingest of each counts, or every re-download would add up.
 --
+-- Dates: a file export dates our lines by posting time, so ours are compared by it; a read-back through the API
+-- holds each line on the date the push gave it (the journal's event date in UTC), so ours are dated that way there.
+--
 -- Per accounting system: with QuickBooks and Xero both connected, each system's latest reports are compared with our
 -- lines on their own (one system's later read-back never hides the other's difference); the item then names the
 -- system, and with one system it is the account, as before.
@@ -24,9 +27,11 @@ WITH unbalanced AS (
     WHERE i.kind = 'general_ledger'
     ORDER BY i.system, upper(i.currency), coalesce(i.report_range, i.ingest_id::text), i.ingest_id DESC
 ), covered AS (
-    -- the currencies each system's reports cover
-    SELECT DISTINCT i.system, upper(i.currency) AS currency FROM closeout.accounting_ingests i
+    -- the currencies each system's reports cover, and whether the latest came through its API (read back) or a file
+    SELECT DISTINCT ON (i.system, upper(i.currency)) i.system, upper(i.currency) AS currency, i.source <> 'file' AS api
+    FROM closeout.accounting_ingests i
     WHERE i.kind = 'general_ledger'
+    ORDER BY i.system, upper(i.currency), i.ingest_id DESC
 ), named AS (
     SELECT count(DISTINCT c.system) > 1 AS by_system FROM covered c
 ), theirs AS (
@@ -43,8 +48,14 @@ WITH unbalanced AS (
     SELECT c.system, l.account, upper(l.currency) AS currency, sum(l.debit_minor - l.credit_minor) AS amount_minor
     FROM closeout.ledger_lines l
     JOIN covered c ON c.currency = upper(l.currency)
+    CROSS JOIN LATERAL (SELECT (l.occurred_at AT TIME ZONE 'UTC')::date AS booked_on) d
     WHERE l.posted_at <= {ledger_cutoff}
-      AND ({period_start}::date IS NULL OR (l.posted_at >= {period_start}::date AND l.posted_at < {period_end}::date))
+      -- read back through the API: the books hold each line on the date the push gave it (the event's UTC date: a
+      -- payout on its arrival day), so ours are dated the same way; the file export dates lines by posting time
+      AND (NOT c.api OR d.booked_on <= {external_cutoff}::date)
+      AND ({period_start}::date IS NULL
+           OR (c.api AND d.booked_on >= {period_start}::date AND d.booked_on < {period_end}::date)
+           OR (NOT c.api AND l.posted_at >= {period_start}::date AND l.posted_at < {period_end}::date))
       AND NOT EXISTS (SELECT 1 FROM unbalanced u WHERE u.journal_id = l.journal_id::text)
     GROUP BY 1, 2, 3
 )

@@ -2,10 +2,17 @@
 
 Setup (not timed): a fresh warehouse; about ``--invoices`` drafts for ``--invoices``/2 clients drafted for real
 (``benchmarks.stripe_payments.seed_drafts``), published by closeout to a Stripe sandbox in its own process, every
-invoice paid once, Stripe's events and cash read back and every journal posted (invoices, payments, Stripe fees).
+invoice paid once, Stripe's events and cash read back and every journal posted (invoices, payments, Stripe fees,
+FX conversions).
+The account is a USD one, as the push's ``home_currency``: Stripe settles the charges of the month's EUR and JPY
+invoices into USD at an exchange rate (``SETTLEMENT_RATES``, as a US account without a bank account in those
+currencies does), so each foreign invoice, payment and fee carries the rate the ledger used (its ``fx_conversion``
+journal moves the cash to USD) and the whole month goes; without it the sandbox settles each currency in itself,
+there is no rate to book a foreign document at, and the push holds them (``no_ledger_rate``).
 Stripe's fees (one ledger journal per payment) are pushed as one journal per day and currency, each carrying its
 ledger journals (``closeout.accounting_push_members``): the result reports both the group journals pushed and the
-ledger fee journals they carry, and calls per ledger object (customers, invoices, payments, fee journals).
+ledger fee journals they carry, and calls per ledger object (customers, invoices, payments, FX conversion journals,
+fee journals).
 
 Timed, per accounting system, through closeout's own code (``closeout.accounting.links`` then
 ``closeout.accounting.push``) against a sandbox that enforces the vendor's documented limits:
@@ -38,6 +45,29 @@ from benchmarks.stripe_payments import CONCURRENCY, seed_drafts, start_stripe_sa
 
 XERO_BUDGET_CALLS = 600
 QUICKBOOKS_BUDGET_RATIO = 1.2
+HOME_CURRENCY = "USD"  # the books' home currency (the push's default ``home_currency``) and the account's
+# USD per major unit of each foreign currency the seed bills in (benchmarks.drafting: EUR, JPY and KWD, whose
+# invoices Stripe mostly cannot take): what Stripe settles those charges into USD at
+SETTLEMENT_RATES = {"EUR": "1.0835", "JPY": "0.0067", "KWD": "3.2500"}
+
+
+def settle_in_home_currency(url: str, conn: Any) -> dict[str, str]:
+    """Stripe settles every foreign currency the month's invoices are in into the home currency at a rate, before
+    anything is paid (a charge converts at the rate of its time): the rate the ledger then uses for each document.
+    A currency without a rate here stops the benchmark rather than leave its invoices held."""
+    import requests
+
+    currencies = [r[0] for r in conn.execute(
+        "SELECT DISTINCT currency FROM closeout_data.invoices WHERE currency <> %s AND stripe_invoice_id IS NOT NULL "
+        "ORDER BY 1", (HOME_CURRENCY,)).fetchall()]  # fmt: skip
+    missing = [c for c in currencies if c not in SETTLEMENT_RATES]
+    if missing:
+        raise SystemExit(f"no settlement rate into {HOME_CURRENCY} for {missing}: add it to SETTLEMENT_RATES")
+    for currency in currencies:
+        requests.post(f"{url}/_sandbox/settlement", timeout=60, json={
+            "presentment": currency.lower(), "settlement": HOME_CURRENCY.lower(),
+            "rate": SETTLEMENT_RATES[currency]}).raise_for_status()  # fmt: skip
+    return {c: SETTLEMENT_RATES[c] for c in currencies}
 
 
 def pay_once(url: str, conn: Any) -> int:
@@ -79,6 +109,7 @@ def build_month(url: str, invoices: int) -> dict[str, Any]:
             "'exact', 'auto', 'bench' FROM closeout_data.invoices ORDER BY client_key "
             "ON CONFLICT (client_key) DO NOTHING")  # fmt: skip
         conn.commit()
+        settlement = settle_in_home_currency(url, conn)
         payments = pay_once(url, conn)
         events.backfill(conn, StripeHook())
         events.apply(conn, StripeHook())
@@ -90,7 +121,8 @@ def build_month(url: str, invoices: int) -> dict[str, Any]:
             "SELECT count(*), count(DISTINCT client_key) FROM closeout.invoices "
             "WHERE stripe_number IS NOT NULL AND status IN ('open', 'paid')").fetchone()  # fmt: skip
     return {"seconds": round(time.perf_counter() - started, 1), "drafts": seed["drafts"], "invoices": published[0],
-            "clients": published[1], "payments": payments, "journals": counts}  # fmt: skip
+            "clients": published[1], "payments": payments, "settled_into_home": settlement,
+            "journals": counts}  # fmt: skip
 
 
 def minimum_calls(objects: dict[str, int], per_call: int) -> int:
@@ -133,9 +165,11 @@ def push_to(system: str, window: float) -> dict[str, Any]:
     from closeout.warehouse.db import connect
 
     with connect(autocommit=True) as conn:  # the ledger journals the pushed group journals carry
-        carried = dict(conn.execute(
-            "SELECT object_kind, count(*) FROM closeout_data.accounting_push_members WHERE system = %s "
-            "GROUP BY object_kind", (system,)).fetchall())  # fmt: skip
+        members = conn.execute(
+            "SELECT object_kind, count(*), count(DISTINCT closeout_ref) FROM closeout_data.accounting_push_members "
+            "WHERE system = %s GROUP BY object_kind", (system,)).fetchall()  # fmt: skip
+        carried = {kind: n for kind, n, _ in members}
+        groups = sum(g for _, _, g in members)
         reasons = {f"{k}:{r}": n for k, r, n in conn.execute(
             "SELECT object_kind, reason, count(*) FROM closeout_data.accounting_push_exceptions "
             "WHERE system = %s AND resolved_at IS NULL GROUP BY 1, 2", (system,)).fetchall()}  # fmt: skip
@@ -150,9 +184,9 @@ def push_to(system: str, window: float) -> dict[str, Any]:
         "calls_per_object": round((customer_calls + push_calls) / max(1, sum(objects.values())), 3),
         "minimum_calls_per_object": round(minimum_calls(objects, per_call) / max(1, sum(objects.values())), 3),
         "held_reasons": reasons, "ledger_journals_carried": carried,
-        # what finance counts: customers, invoices, payments and the ledger journals the pushed journals carry
-        "ledger_objects": sum(objects.values()) - objects.get("journal", 0)
-                          + max(objects.get("journal", 0), int(carried.get("journal", 0))),
+        # what finance counts: customers, invoices, payments, the journals pushed one by one (e.g. each currency of
+        # an FX conversion) and, for each group journal (a day's fees), the ledger journals it carries
+        "ledger_objects": sum(objects.values()) - groups + sum(carried.values()),
     }  # fmt: skip
     result["calls_per_ledger_object"] = round(result["calls"] / max(1, result["ledger_objects"]), 4)
     if system == "xero":

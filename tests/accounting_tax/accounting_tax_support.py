@@ -107,18 +107,3 @@ def links_breaks(period: str | None = None) -> list[tuple]:
 
     with connect() as conn:
         return [tuple(r) for r in conn.execute(load_sql("recon/accounting_links.sql")).fetchall()]
-
-
-def run_push(system: str):
-    """Customers linked, then everything booked pushed to ``system``: what an hourly sync does."""
-    from closeout.accounting.push.run import books_for, push
-    from closeout.accounting.push.tasks import sync_customers
-
-    sync_customers(system)
-    return push(books_for(system))
-
-
-def there(sandbox: Any, external_id: str) -> dict[str, Any]:
-    if isinstance(sandbox, QuickBooksSandbox):
-        return next(o for o in sandbox.objects("Invoice") if o["Id"] == external_id)
-    return next(o for o in sandbox.objects("Invoices") if o["InvoiceID"] == external_id)

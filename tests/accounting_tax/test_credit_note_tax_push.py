@@ -18,15 +18,17 @@ import pytest
 from accounting_tax_support import (
     VAT20,
     VAT20_INCLUSIVE,
+    connect_quickbooks,
     connect_xero,
     links_breaks,
     open_holds,
-    run_push,
+    quickbooks,
     taxed_month,
     xero,
 )
 from billing_support import Books, Entry
 from closeout.accounting.push.run import books_for, push
+from closeout.accounting.push.tasks import sync_customers
 from closeout.accounting.readback.tasks import read_back
 from closeout.payments import credit_notes
 from closeout.warehouse.db import connect
@@ -36,6 +38,23 @@ from payments_support import last_month
 from sandbox.quickbooks import QuickBooksSandbox
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["quickbooks", "xero"])
+def books(request: pytest.FixtureRequest, warehouse, monkeypatch: pytest.MonkeyPatch):
+    sandbox: Any = quickbooks() if request.param == "quickbooks" else xero()
+    if request.param == "quickbooks":
+        connect_quickbooks(monkeypatch, sandbox, max_attempts=2, push={"tax_code": "NON"})
+    else:
+        connect_xero(monkeypatch, sandbox, max_attempts=2, push={"tax_code": "NONE"})
+    sandbox.system = request.param
+    yield sandbox
+    sandbox.stop()
+
+
+def run_push(system: str):
+    sync_customers(system)
+    return push(books_for(system))
 
 
 def _corrected_down(stripe_sandbox, tax: dict[str, Any], system: str) -> tuple[str, str]:

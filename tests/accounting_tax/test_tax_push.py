@@ -13,16 +13,17 @@ import pytest
 from accounting_tax_support import (
     VAT20,
     VAT20_INCLUSIVE,
+    connect_quickbooks,
     connect_xero,
     link_row,
     links_breaks,
     open_holds,
-    run_push,
+    quickbooks,
     taxed_month,
-    there,
     xero,
 )
 from closeout.accounting.push.run import books_for, push
+from closeout.accounting.push.tasks import sync_customers
 from closeout.accounting.readback.tasks import read_back
 
 from sandbox.quickbooks import QuickBooksSandbox
@@ -30,6 +31,30 @@ from sandbox.quickbooks.cdc import accountant_edits
 from sandbox.xero.reports import accountant_edits as xero_edits
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(params=["quickbooks", "xero"])
+def books(request: pytest.FixtureRequest, warehouse, monkeypatch: pytest.MonkeyPatch):
+    sandbox: Any = quickbooks() if request.param == "quickbooks" else xero()
+    # untaxed clients keep the connection's default code (the books want a code on every line)
+    if request.param == "quickbooks":
+        connect_quickbooks(monkeypatch, sandbox, max_attempts=2, push={"tax_code": "NON"})
+    else:
+        connect_xero(monkeypatch, sandbox, max_attempts=2, push={"tax_code": "NONE"})
+    sandbox.system = request.param
+    yield sandbox
+    sandbox.stop()
+
+
+def run_push(system: str):
+    sync_customers(system)
+    return push(books_for(system))
+
+
+def there(sandbox: Any, external_id: str) -> dict[str, Any]:
+    if isinstance(sandbox, QuickBooksSandbox):
+        return next(o for o in sandbox.objects("Invoice") if o["Id"] == external_id)
+    return next(o for o in sandbox.objects("Invoices") if o["InvoiceID"] == external_id)
 
 
 def total_and_tax(sandbox: Any, obj: dict[str, Any]) -> tuple[int, int]:

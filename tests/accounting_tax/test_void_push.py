@@ -13,12 +13,13 @@ import pytest
 from accounting_tax_support import (
     VAT20,
     connect_quickbooks,
+    connect_xero,
     link_row,
     links_breaks,
     open_holds,
     quickbooks,
     taxed_month,
-    there,
+    xero,
 )
 from closeout.accounting.push.run import books_for, push
 from closeout.accounting.push.tasks import sync_customers
@@ -31,6 +32,18 @@ from sandbox.quickbooks.cdc import accountant_edits
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(params=["quickbooks", "xero"])
+def books(request: pytest.FixtureRequest, warehouse, monkeypatch: pytest.MonkeyPatch):
+    sandbox: Any = quickbooks() if request.param == "quickbooks" else xero()
+    if request.param == "quickbooks":
+        connect_quickbooks(monkeypatch, sandbox, max_attempts=2, push={"tax_code": "NON"})
+    else:
+        connect_xero(monkeypatch, sandbox, max_attempts=2, push={"tax_code": "NONE"})
+    sandbox.system = request.param
+    yield sandbox
+    sandbox.stop()
+
+
 def pushed_then_voided(warehouse, stripe_sandbox, books) -> tuple[str, str]:
     """Client a's taxed invoice pushed, then voided in Stripe and read back by closeout: (invoice_id, external id)."""
     invoices = taxed_month(stripe_sandbox, {"a": ([D("1")], VAT20), "b": ([D("2")], VAT20)})
@@ -41,6 +54,12 @@ def pushed_then_voided(warehouse, stripe_sandbox, books) -> tuple[str, str]:
     follow_cash()
     assert warehouse.scalar("SELECT status FROM closeout.invoices WHERE invoice_id = %s", (iid,)) == "void"
     return iid, link_row(warehouse, books.system, iid)["external_id"]
+
+
+def there(sandbox: Any, external_id: str) -> dict[str, Any]:
+    if isinstance(sandbox, QuickBooksSandbox):
+        return next(o for o in sandbox.objects("Invoice") if o["Id"] == external_id)
+    return next(o for o in sandbox.objects("Invoices") if o["InvoiceID"] == external_id)
 
 
 def voided_there(sandbox: Any, external_id: str) -> bool:
